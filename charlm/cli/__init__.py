@@ -1,0 +1,96 @@
+"""The `charlm` command: a click group with four subcommands.
+
+Each subcommand lives in its own module of this package (`tokenize`, `train`, `score`,
+`sample`). This module owns what they share: the group, `--version`, `--debug`, and the
+rule that a user mistake is one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from charlm import __version__
+from charlm.errors import CharlmError
+
+
+class CharlmGroup(click.Group):
+    """A click group that turns every error into one clear line on stderr.
+
+    Exit status: 2 for usage errors (click's own and `UsageError`), 1 for other user
+    errors and internal errors, 130 for Ctrl-C. `--debug` re-raises to show a traceback.
+    """
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except CharlmError as err:
+            if _debug(ctx):
+                raise
+            fail(str(err), err.exit_code)
+        except KeyboardInterrupt:
+            if _debug(ctx):
+                raise
+            fail("interrupted", 130)
+        except BrokenPipeError:
+            # `charlm sample | head`: the reader went away; that is not an error.
+            sys.stderr.close()
+            sys.exit(0)
+        except MemoryError:
+            if _debug(ctx):
+                raise
+            fail("out of memory: try a smaller --batch-size, --hidden or corpus", 1)
+        except OSError as err:
+            if _debug(ctx):
+                raise
+            where = f": {err.filename}" if getattr(err, "filename", None) else ""
+            fail(f"{err.strerror or err}{where}", 1)
+        except Exception as err:  # noqa: BLE001 - last line of defence: no tracebacks
+            if _debug(ctx):
+                raise
+            fail(f"internal error: {type(err).__name__}: {err} (run with --debug for a traceback)", 1)
+
+
+def _debug(ctx: click.Context) -> bool:
+    root = ctx.find_root()
+    return bool(root.params.get("debug"))
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print `charlm: error: MESSAGE` on stderr and exit with `code`."""
+    message = " ".join(str(message).split())  # always one line
+    click.echo(f"charlm: error: {message}", err=True)
+    sys.exit(code)
+
+
+def warn(message: str) -> None:
+    """Print `charlm: warning: MESSAGE` on stderr."""
+    click.echo(f"charlm: warning: {message}", err=True)
+
+
+@click.group(cls=CharlmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="charlm")
+@click.option("--debug", is_flag=True, help="Show a full traceback on errors.")
+def cli(debug: bool) -> None:
+    """Train, score and sample character- and word-level recurrent language models.
+
+    \b
+    Typical use:
+      charlm train corpus.txt              # writes charlm.npz
+      charlm sample --temperature 0.8      # generate text from charlm.npz
+      charlm score "The apple and pear salad" "The apple and pair salad"
+
+    Run `charlm COMMAND --help` for the options of each command.
+    """
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="charlm")
+
+
+# Each subcommand module registers itself on `cli` when imported.
+from charlm.cli import tokenize, train, score, sample  # noqa: E402,F401
