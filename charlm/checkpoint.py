@@ -1,0 +1,245 @@
+"""Model files: one .npz archive of named arrays plus JSON metadata, safe to load.
+
+Layout of a checkpoint (a zip of .npy members, readable by `np.load(allow_pickle=False)`):
+
+    __meta__          uint8 (k,)  UTF-8 JSON: format, format_version, charlm_version, kind,
+                                  model (ModelConfig), vocab (Vocab + tokenizer), train (...)
+    param/<name>      the model parameters, e.g. param/rnn.0.W (H+D, G*H)
+    optim/<slot.name> optimizer state (in "last" checkpoints), e.g. optim/m.rnn.0.W
+
+Saving is atomic (temp file in the same folder, fsync, os.replace, fsync the folder): a
+crash or a full disk mid-save leaves the previous file as it was. Loading never unpickles
+and checks the format before reading anything else; every problem is a CheckpointError
+whose one-line message names the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from charlm.errors import CharlmError, CheckpointError
+
+FORMAT = "charlm-checkpoint"
+FORMAT_VERSION = 1
+META = "__meta__"
+
+# The member writer, a module attribute so tests can make it fail half-way.
+_write_array = np.lib.format.write_array
+
+
+def _json_default(obj):
+    """Let numpy scalars/arrays (and paths) inside meta serialise as plain JSON."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"meta value of type {type(obj).__name__} is not JSON-serialisable")
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path, arrays: dict, meta: dict) -> None:
+    """Write arrays {name: ndarray} and meta (JSON-able dict) to `path`, atomically.
+
+    meta["format"] and meta["format_version"] are set here. Object arrays are refused.
+    Raises CheckpointError("could not save checkpoint to PATH: reason; ...") on failure,
+    after removing the temporary file; the previous file at PATH is untouched.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    existed = os.path.exists(path)
+    tmp = None
+    try:
+        meta = dict(meta, format=FORMAT, format_version=FORMAT_VERSION)
+        if "charlm_version" not in meta:
+            from charlm import __version__
+            meta["charlm_version"] = __version__
+        blob = json.dumps(meta, default=_json_default, ensure_ascii=False).encode("utf-8")
+        members = {META: np.frombuffer(blob, dtype=np.uint8)}
+        for name, arr in arrays.items():
+            if not isinstance(name, str) or not name or name == META:
+                raise ValueError(f"bad array name {name!r}")
+            arr = np.asarray(arr)
+            if arr.dtype.hasobject:
+                raise ValueError(f"array {name} has dtype object (not allowed in model files)")
+            members[name] = arr
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
+                                   suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+                for name, arr in members.items():
+                    with zf.open(name + ".npy", "w", force_zip64=True) as member:
+                        _write_array(member, arr, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        _fsync_dir(folder)
+    except BaseException as err:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if not isinstance(err, Exception):
+            raise  # KeyboardInterrupt etc.: cleaned up, propagate as is
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        after = "the previous file is intact" if existed else "no file was written"
+        raise CheckpointError(f"could not save checkpoint to {path}: {reason}; {after}") from err
+
+
+def load_checkpoint(path) -> tuple[dict, dict]:
+    """Read a checkpoint safely: returns (arrays {name: ndarray}, meta dict).
+
+    Checked in order: a readable file; a complete zip archive; a __meta__ member with a
+    JSON object; meta["format"] == FORMAT; format_version <= FORMAT_VERSION; then every
+    array: no object dtype (never unpickled), float arrays all finite.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: no such model file")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path} is not a file (a charlm model is one .npz file)")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as err:
+        raise CheckpointError(f"could not read {path}: {err.strerror or err}") from None
+    if not is_zip:
+        if head == b"PK\x03\x04":
+            raise CheckpointError(f"{path} is truncated or corrupt (incomplete archive); "
+                                  "retrain or use an earlier checkpoint")
+        raise CheckpointError(f"{path} is not a charlm model file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = list(z.files)
+            if META not in names:
+                raise CheckpointError(f"{path} is not a charlm model file (no metadata)")
+            meta = _read_meta(path, z[META])
+            arrays = {}
+            for name in names:
+                if name == META:
+                    continue
+                try:
+                    arr = z[name]
+                except ValueError as err:  # object arrays: np.load refuses to unpickle
+                    if "pickle" in str(err).lower() or "object" in str(err).lower():
+                        raise CheckpointError(
+                            f"{path} contains a pickled object array ({name}): refusing to "
+                            "load it (unsafe); this is not a charlm model file") from None
+                    raise
+                if arr.dtype.hasobject:  # belt and braces: never hand out object arrays
+                    raise CheckpointError(f"{path} contains an object array ({name}): refusing "
+                                          "to load it")
+                if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+                    raise CheckpointError(f"{path} contains NaN/inf in {name}: the model is "
+                                          "corrupt; retrain or use an earlier checkpoint")
+                arrays[name] = arr
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as err:
+        raise CheckpointError(f"{path} is truncated or corrupt ({err}); retrain or use an "
+                              "earlier checkpoint") from None
+    return arrays, meta
+
+
+def _read_meta(path: str, raw: np.ndarray) -> dict:
+    """Decode and check the __meta__ member: JSON object, right format, supported version."""
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise CheckpointError(f"{path} is not a charlm model file (bad metadata)")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise CheckpointError(f"{path} has corrupt metadata (not JSON); retrain or use an "
+                              "earlier checkpoint") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} has corrupt metadata (not a JSON object)")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a charlm model file (format {meta.get('format')!r})")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{path} has a bad format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was made by a newer charlm (format {version} > "
+                              f"{FORMAT_VERSION}): upgrade charlm")
+    return meta
+
+
+def model_arrays(model) -> dict:
+    """{"param/<name>": array} for every parameter of a LanguageModel (no copies)."""
+    return {f"param/{name}": arr for name, arr in model.params.items()}
+
+
+def arrays_under(arrays: dict, prefix: str) -> dict:
+    """The arrays whose name starts with "<prefix>/", with that prefix removed.
+
+    arrays_under(arrays, "optim") -> {"m.rnn.0.W": ...} for Optimizer.load_state_dict.
+    """
+    p = prefix.rstrip("/") + "/"
+    return {k[len(p):]: v for k, v in arrays.items() if k.startswith(p)}
+
+
+def load_model(path):
+    """Load a model file: returns (LanguageModel, Vocab, meta).
+
+    The "param/*" arrays must match model.param_shapes() exactly (names and shapes; float
+    dtypes are cast to the config dtype) and len(vocab) must equal config.vocab_size.
+    """
+    from charlm.model import LanguageModel, ModelConfig
+    from charlm.text import Vocab
+
+    path = os.fspath(path)
+    arrays, meta = load_checkpoint(path)
+    for key in ("model", "vocab"):
+        if not isinstance(meta.get(key), dict):
+            raise CheckpointError(f"{path} has no {key} settings: not a model file (or corrupt)")
+    try:
+        config = ModelConfig.from_dict(meta["model"])
+    except (CharlmError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} has bad model settings: {err}") from None
+    try:
+        vocab = Vocab.from_dict(meta["vocab"])
+    except (CharlmError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} has a bad vocabulary: {err}") from None
+    if len(vocab) != config.vocab_size:
+        raise CheckpointError(f"{path} is inconsistent: vocabulary has {len(vocab)} tokens but "
+                              f"the model expects {config.vocab_size}")
+    params = arrays_under(arrays, "param")
+    dtype = np.dtype(config.dtype)
+    for name, arr in params.items():
+        if arr.dtype.kind != "f":
+            raise CheckpointError(f"{path}: param/{name} has dtype {arr.dtype}, expected float")
+        params[name] = arr.astype(dtype, copy=False)
+    try:  # the constructor checks names and shapes against the config
+        model = LanguageModel(config, params=params)
+    except (CharlmError, KeyError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{path} does not match its model settings: {err}") from None
+    expected = {k: tuple(v) for k, v in model.param_shapes().items()}
+    missing = sorted(set(expected) - set(params))
+    extra = sorted(set(params) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(params) if params[k].shape != expected[k])
+    if missing or extra or wrong:
+        what = "; ".join(x for x in (missing and f"missing {', '.join(missing)}",
+                                     extra and f"unexpected {', '.join(extra)}",
+                                     wrong and f"wrong shape {', '.join(wrong)}") if x)
+        raise CheckpointError(f"{path} does not match its model settings: {what}")
+    return model, vocab, meta

@@ -1,0 +1,370 @@
+"""Optimizers, gradient-norm clipping and learning-rate schedules.
+
+Parameters and gradients are flat dicts {name: ndarray} (names as in the model, e.g.
+"rnn.0.W"). Every update is in place and vectorised over whole arrays; optimizer state
+lives in the parameter's dtype (float32 by default), a shared scratch buffer avoids
+temporaries, and large arrays are swept in cache-sized blocks.
+
+Update rules (g = gradient, t = step count starting at 1, lr = learning rate):
+    SGD      v = μ·v + g ;  p -= lr·v                      (μ = momentum; μ = 0: p -= lr·g)
+    Adam     m = β1·m + (1-β1)·g ;  v = β2·v + (1-β2)·g² ;
+             m^ = m/(1-β1^t) ;  v^ = v/(1-β2^t) ;  p -= lr·m^/(√v^ + ε)
+    Adagrad  G += g² ;  p -= lr·g/(√G + ε)
+    RMSprop  s = ρ·s + (1-ρ)·g² ;  p -= lr·g/(√s + ε)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from charlm.errors import CheckpointError, UsageError
+
+BLOCK = 1 << 16  # elements per block of an in-place update (fits in L2 cache)
+
+
+def clip_grad_norm(grads: dict, max_norm) -> float:
+    """Clip the global L2 norm of all gradients to max_norm, in place; return the norm before.
+
+    ‖g‖ = sqrt(Σ over all arrays of Σ g²). If ‖g‖ > max_norm every gradient is scaled by
+    max_norm/‖g‖. max_norm None or <= 0: no clipping. A non-finite norm is returned
+    unchanged and nothing is scaled (the caller decides what to do with the step).
+    """
+    total = 0.0
+    for g in grads.values():
+        flat = g.reshape(-1)
+        total += float(np.dot(flat, flat))
+    norm = math.sqrt(total)
+    if max_norm is not None and max_norm > 0 and math.isfinite(norm) and norm > max_norm:
+        scale = float(max_norm) / norm
+        for g in grads.values():
+            g *= scale
+    return norm
+
+
+def _positive(name: str, value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be a number, got {value!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise UsageError(f"{name} must be a positive number, got {value!r}")
+    return v
+
+
+def _fraction(name: str, value) -> float:
+    v = float(value)
+    if not 0.0 <= v < 1.0:
+        raise UsageError(f"{name} must be in [0, 1), got {value!r}")
+    return v
+
+
+class Optimizer:
+    """Base class. Subclasses set `name`, `slots` (state arrays per parameter) and `hyper`.
+
+    .lr: learning rate (settable, e.g. by a schedule). .t: number of steps taken.
+    .step(params, grads) updates params in place (grads are only read). State arrays are
+    created lazily as zeros of the param's shape and dtype, keyed "<slot>.<param name>"
+    in state_dict() (e.g. "m.rnn.0.W").
+    """
+
+    name = "base"
+    slots: tuple[str, ...] = ()
+    hyper: tuple[str, ...] = ()
+
+    def __init__(self, lr: float):
+        self.lr = _positive("learning rate", lr)
+        self.t = 0
+        self.state: dict[str, dict[str, np.ndarray]] = {s: {} for s in self.slots}
+        self._scratch: dict[np.dtype, np.ndarray] = {}
+
+    # -- helpers -----------------------------------------------------------------
+    def _slot(self, slot: str, name: str, p: np.ndarray) -> np.ndarray:
+        arr = self.state[slot].get(name)
+        if arr is None:
+            arr = self.state[slot][name] = np.zeros(p.shape, dtype=p.dtype)
+        elif arr.shape != p.shape:
+            raise CheckpointError(f"optimizer state {slot}.{name} has shape {arr.shape}, "
+                                  f"parameter has {p.shape}")
+        return arr
+
+    def _buf(self, size: int, dtype) -> np.ndarray:
+        """A flat scratch array of `size` elements (a view into one buffer per dtype)."""
+        buf = self._scratch.get(dtype)
+        if buf is None or buf.size < size:
+            buf = self._scratch[dtype] = np.empty(size, dtype=dtype)
+        return buf[:size]
+
+    # -- API -----------------------------------------------------------------------
+    def step(self, params: dict, grads: dict) -> None:
+        """One update of every params[name] that has a grads[name] (same shape), in place.
+
+        Large arrays are updated in blocks of BLOCK elements so that the few passes of
+        an update run over cache-resident data (the result is identical elementwise).
+        """
+        self.t += 1
+        self._begin_step()
+        for name, p in params.items():
+            g = grads.get(name)
+            if g is None:
+                continue
+            if g.shape != p.shape:
+                raise ValueError(f"gradient {name} has shape {g.shape}, parameter {p.shape}")
+            slots = [self._slot(s, name, p) for s in self.slots]
+            if p.size <= BLOCK or not p.flags.c_contiguous:
+                self._update(p, g, *slots, buf=self._buf(p.size, p.dtype).reshape(p.shape))
+                continue
+            flat = [p.reshape(-1), g.reshape(-1)] + [a.reshape(-1) for a in slots]
+            buf = self._buf(BLOCK, p.dtype)
+            for s in range(0, p.size, BLOCK):
+                e = min(s + BLOCK, p.size)
+                self._update(*(a[s:e] for a in flat), buf=buf[:e - s])
+
+    def _begin_step(self) -> None:
+        """Hook: per-step scalars (e.g. Adam's bias corrections), computed once."""
+
+    def _update(self, p, g, *slots, buf) -> None:  # pragma: no cover
+        """Update p in place from g; slots are this parameter's state arrays, buf scratch."""
+        raise NotImplementedError
+
+    def state_dict(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(scalars: JSON-able dict, arrays: {"<slot>.<param>": ndarray}) — copies."""
+        scalars = {"name": self.name, "lr": self.lr, "t": self.t}
+        scalars.update({h: getattr(self, h) for h in self.hyper})
+        arrays = {f"{slot}.{name}": a.copy() for slot, d in self.state.items()
+                  for name, a in d.items()}
+        return scalars, arrays
+
+    def load_state_dict(self, scalars: dict, arrays: dict) -> None:
+        """Restore what state_dict() returned: continuing gives bit-identical steps."""
+        if scalars.get("name") != self.name:
+            raise CheckpointError(f"optimizer state is for {scalars.get('name')!r}, "
+                                  f"not {self.name!r}")
+        for h in self.hyper:
+            if h in scalars:
+                setattr(self, h, float(scalars[h]))
+        self.lr = _positive("learning rate", scalars["lr"])
+        self.t = int(scalars["t"])
+        state: dict[str, dict[str, np.ndarray]] = {s: {} for s in self.slots}
+        for key, a in arrays.items():
+            slot, _, name = key.partition(".")
+            if slot not in state or not name:
+                raise CheckpointError(f"unexpected optimizer state array {key!r} for {self.name}")
+            state[slot][name] = np.array(a, copy=True)
+        self.state = state
+
+    def __repr__(self) -> str:
+        hyper = ", ".join(f"{h}={getattr(self, h)}" for h in self.hyper)
+        return f"{type(self).__name__}(lr={self.lr}{', ' if hyper else ''}{hyper})"
+
+
+class SGD(Optimizer):
+    """v = μ·v + g ;  p -= lr·v   (plain p -= lr·g when momentum μ = 0)."""
+
+    name = "sgd"
+    hyper = ("momentum",)
+
+    @property
+    def slots(self):
+        return ("v",) if self.momentum else ()
+
+    def __init__(self, lr: float, momentum: float = 0.0):
+        self.momentum = _fraction("momentum", momentum)
+        super().__init__(lr)
+
+    def _update(self, p, g, *v, buf):
+        if v:
+            v, = v
+            v *= self.momentum
+            v += g
+            g = v
+        np.multiply(g, self.lr, out=buf)
+        p -= buf
+
+
+class Adam(Optimizer):
+    """Adam with bias correction (Kingma & Ba, Algorithm 1).
+
+    Computed as p -= lr_t·m/(√v + ε_t) with lr_t = lr·√(1-β2^t)/(1-β1^t) and
+    ε_t = ε·√(1-β2^t), which equals lr·m^/(√v^ + ε) exactly and needs no m^, v^ arrays.
+    """
+
+    name = "adam"
+    slots = ("m", "v")
+    hyper = ("beta1", "beta2", "eps")
+
+    def __init__(self, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+        self.beta1 = _fraction("beta1", beta1)
+        self.beta2 = _fraction("beta2", beta2)
+        self.eps = _positive("eps", eps)
+        super().__init__(lr)
+
+    def _begin_step(self):
+        c2 = math.sqrt(1.0 - self.beta2 ** self.t)
+        self._lr_t = self.lr * c2 / (1.0 - self.beta1 ** self.t)
+        self._eps_t = self.eps * c2
+
+    def _update(self, p, g, m, v, *, buf):
+        b1, b2 = self.beta1, self.beta2
+        m *= b1                                  # m = β1·m + (1-β1)·g
+        np.multiply(g, 1.0 - b1, out=buf)
+        m += buf
+        v *= b2                                  # v = β2·v + (1-β2)·g²
+        np.multiply(g, g, out=buf)
+        buf *= 1.0 - b2
+        v += buf
+        np.sqrt(v, out=buf)                      # p -= lr_t·m/(√v + ε_t)
+        buf += self._eps_t
+        np.divide(m, buf, out=buf)
+        buf *= self._lr_t
+        p -= buf
+
+
+class Adagrad(Optimizer):
+    """G += g² ;  p -= lr·g/(√G + ε)."""
+
+    name = "adagrad"
+    slots = ("G",)
+    hyper = ("eps",)
+
+    def __init__(self, lr: float, eps: float = 1e-8):
+        self.eps = _positive("eps", eps)
+        super().__init__(lr)
+
+    def _update(self, p, g, G, *, buf):
+        np.multiply(g, g, out=buf)
+        G += buf
+        np.sqrt(G, out=buf)
+        buf += self.eps
+        np.divide(g, buf, out=buf)
+        buf *= self.lr
+        p -= buf
+
+
+class RMSprop(Optimizer):
+    """s = ρ·s + (1-ρ)·g² ;  p -= lr·g/(√s + ε)."""
+
+    name = "rmsprop"
+    slots = ("s",)
+    hyper = ("rho", "eps")
+
+    def __init__(self, lr: float, rho: float = 0.99, eps: float = 1e-8):
+        self.rho = _fraction("rho", rho)
+        self.eps = _positive("eps", eps)
+        super().__init__(lr)
+
+    def _update(self, p, g, s, *, buf):
+        s *= self.rho
+        np.multiply(g, g, out=buf)
+        buf *= 1.0 - self.rho
+        s += buf
+        np.sqrt(s, out=buf)
+        buf += self.eps
+        np.divide(g, buf, out=buf)
+        buf *= self.lr
+        p -= buf
+
+
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, Adagrad, RMSprop)}
+
+
+def make_optimizer(name: str, lr: float, **kw) -> Optimizer:
+    """Build an optimizer by name ("sgd", "adam", "adagrad", "rmsprop"); UsageError if bad."""
+    cls = OPTIMIZERS.get(str(name).lower())
+    if cls is None:
+        raise UsageError(f"unknown optimizer {name!r}: choose from {', '.join(OPTIMIZERS)}")
+    _positive("learning rate", lr)
+    try:
+        return cls(lr, **kw)
+    except TypeError as err:
+        raise UsageError(f"bad option for optimizer {cls.name}: {err}") from None
+    except ValueError as err:
+        raise UsageError(f"bad option for optimizer {cls.name}: {err}") from None
+
+
+# -- learning-rate schedules -------------------------------------------------------
+
+class ReduceOnPlateau:
+    """Multiply the learning rate by `factor` when validation loss stops improving.
+
+    An observation improves if val_loss < best·(1 - threshold). After more than `patience`
+    observations in a row without improvement the lr is decayed (never below min_lr) and
+    the count restarts. If an optimizer is given its .lr is changed in place.
+    """
+
+    def __init__(self, factor: float = 0.5, patience: int = 2, min_lr: float = 0.0,
+                 threshold: float = 1e-4, *, optimizer: Optimizer | None = None):
+        if not 0.0 < float(factor) < 1.0:
+            raise UsageError(f"decay factor must be in (0, 1), got {factor!r}")
+        if int(patience) < 0:
+            raise UsageError(f"patience must be >= 0, got {patience!r}")
+        if float(min_lr) < 0 or float(threshold) < 0:
+            raise UsageError("min_lr and threshold must be >= 0")
+        self.factor, self.patience = float(factor), int(patience)
+        self.min_lr, self.threshold = float(min_lr), float(threshold)
+        self.optimizer = optimizer
+        self.best: float | None = None
+        self.bad = 0          # observations since the last improvement (or decay)
+        self.decays = 0       # how many times the lr was decayed
+
+    def decayed_lr(self, lr: float) -> float:
+        return max(lr * self.factor, self.min_lr)
+
+    def observe(self, val_loss: float) -> bool:
+        """Record one validation loss; return True if the learning rate was decayed now."""
+        val_loss = float(val_loss)
+        if math.isfinite(val_loss) and (self.best is None
+                                        or val_loss < self.best * (1.0 - self.threshold)):
+            self.best, self.bad = val_loss, 0
+            return False
+        self.bad += 1
+        if self.bad <= self.patience:
+            return False
+        self.bad = 0
+        opt = self.optimizer
+        if opt is not None:
+            new = self.decayed_lr(opt.lr)
+            if new >= opt.lr:
+                return False  # already at min_lr
+            opt.lr = new
+        self.decays += 1
+        return True
+
+    def state_dict(self) -> dict:
+        return {"factor": self.factor, "patience": self.patience, "min_lr": self.min_lr,
+                "threshold": self.threshold, "best": self.best, "bad": self.bad,
+                "decays": self.decays}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.factor, self.patience = float(d["factor"]), int(d["patience"])
+        self.min_lr, self.threshold = float(d["min_lr"]), float(d["threshold"])
+        self.best = None if d.get("best") is None else float(d["best"])
+        self.bad, self.decays = int(d.get("bad", 0)), int(d.get("decays", 0))
+
+
+SCHEDULES = ("constant", "exponential", "step")
+
+
+def scheduled_lr(base_lr: float, step: int, kind: str = "constant", *, gamma: float = 1.0,
+                 every: int = 1, warmup: int = 0) -> float:
+    """Learning rate at `step` (0-based) of a stateless schedule.
+
+        constant     lr = base_lr
+        exponential  lr = base_lr·gamma^(step/every)
+        step         lr = base_lr·gamma^floor(step/every)
+    With warmup > 0 the result is multiplied by (step+1)/warmup for step < warmup (linear).
+    """
+    if kind not in SCHEDULES:
+        raise UsageError(f"unknown schedule {kind!r}: choose from {', '.join(SCHEDULES)}")
+    if every < 1:
+        raise UsageError(f"schedule interval must be >= 1, got {every!r}")
+    if kind == "exponential":
+        lr = base_lr * gamma ** (step / every)
+    elif kind == "step":
+        lr = base_lr * gamma ** (step // every)
+    else:
+        lr = base_lr
+    if warmup > 0 and step < warmup:
+        lr *= (step + 1) / warmup
+    return float(lr)
