@@ -114,7 +114,7 @@ def read_corpus(source, tokenizer) -> tuple[np.ndarray, list[str]]:
     """Read and tokenize a whole corpus into provisional ids, streaming.
 
     Args:
-        source: a path, "-" (stdin) or a text file object (passed to tokenizer.iter_sentences).
+        source: a path, "-" (stdin) or a text file object (passed to tokenizer.iter_pieces).
         tokenizer: a `charlm.text.Tokenizer`.
     Returns:
         ids: (n,) int32 (a np.memmap for very large corpora); ids[i] indexes `types`.
@@ -134,12 +134,12 @@ def read_corpus(source, tokenizer) -> tuple[np.ndarray, list[str]]:
             index[EOS] = 0
             sink.extend([0])
         setdefault = index.setdefault
-        for sentence in tokenizer.iter_sentences(source):
-            if not sentence:
-                continue
+        # Pieces of bounded size, so even a corpus on one 50 MB line streams; in lines
+        # mode `end` marks the end of a sentence, which gets its <EOS>.
+        for piece, end in tokenizer.iter_pieces(source):
             # setdefault(tok, len(index)) gives a new token the next free id.
-            ids = [setdefault(tok, len(index)) for tok in sentence]
-            if lines:
+            ids = [setdefault(tok, len(index)) for tok in piece]
+            if lines and end:
                 ids.append(0)
             sink.extend(ids)
         types = list(index)

@@ -22,6 +22,21 @@ class CharlmGroup(click.Group):
     errors and internal errors, 130 for Ctrl-C. `--debug` re-raises to show a traceback.
     """
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Run the command; click's own usage errors become one line too (exit 2)."""
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as err:  # bad option, bad value, missing argument
+            where = err.ctx.command_path if err.ctx is not None else "charlm"
+            fail(f"{err.format_message()} (see `{where} --help`)", err.exit_code)
+        except click.ClickException as err:
+            fail(err.format_message(), err.exit_code)
+        except click.exceptions.Abort:
+            fail("aborted", 1)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)

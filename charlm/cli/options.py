@@ -6,8 +6,6 @@ import functools
 
 import click
 
-from charlm.errors import CharlmError
-
 
 def tokenizer_options(f):
     """Add --level, --mode, --split, --lowercase, --graphemes to a command.
@@ -31,17 +29,16 @@ def tokenizer_options(f):
     return functools.reduce(lambda g, opt: opt(g), reversed(options), f)
 
 
-def tokenizer_settings(level, mode, split, lowercase, graphemes):
-    """Validate the tokenizer options; return `(TokenizerConfig, Tokenizer)`. Bad mixes exit 2."""
-    from charlm.text import Tokenizer, TokenizerConfig
+def vocab_options(f):
+    """Add --min-count and --max-vocab (the vocabulary's limits) to a command."""
+    f = click.option("--max-vocab", type=click.IntRange(min=2), default=None, metavar="N",
+                     help="Vocabulary: at most N entries, <UNK> and <EOS> included.")(f)
+    return click.option("--min-count", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+                        help="Vocabulary: tokens seen fewer than N times become <UNK>.")(f)
 
-    if graphemes and level != "char":
-        raise click.BadParameter("--graphemes applies to --level char only", param_hint="--graphemes")
-    if split == "whitespace" and level != "word":
-        raise click.BadParameter("--split whitespace applies to --level word only", param_hint="--split")
-    try:
-        config = TokenizerConfig(level=level, mode=mode, split=split, lowercase=lowercase, graphemes=graphemes)
-        config = TokenizerConfig.from_dict(config.to_dict())  # validated, mode filled in
-    except CharlmError as err:
-        raise click.BadParameter(str(err)) from err
-    return config, Tokenizer(config)
+
+def tokenizer_settings(level, mode, split, lowercase, graphemes):
+    """The `TokenizerConfig` the options describe (bad mixes raise UsageError: exit 2)."""
+    from charlm.text import TokenizerConfig
+
+    return TokenizerConfig(level=level, mode=mode, split=split, lowercase=lowercase, graphemes=graphemes)
