@@ -1,0 +1,165 @@
+"""`charlm train`: train a language model on a text file."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import click
+from tqdm import tqdm
+
+from charlm.cli import cli, warn
+from charlm.cli.options import tokenizer_options, tokenizer_settings, vocab_options
+from charlm.train import Reporter, TrainOptions, last_path, train
+
+LN2 = math.log(2)
+
+
+def _quality(loss: float | None, level: str) -> str:
+    """Loss in the unit people quote: bits per character, or word perplexity."""
+    if loss is None or not math.isfinite(loss):
+        return "n/a"
+    if level == "char":
+        return f"{loss / LN2:.3f} bits/char"
+    return f"perplexity {math.exp(min(loss, 700)):.2f}"
+
+
+class BarReporter(Reporter):
+    """A tqdm progress bar with loss, bits/char or perplexity, tokens/s and ETA."""
+
+    def __init__(self, level: str, quiet: bool):
+        self.level, self.quiet, self.bar = level, quiet, None
+
+    def start(self, total_steps, done_steps, info):
+        if self.quiet:
+            return
+        click.echo(
+            f"charlm: {info['params']:,} parameters, vocabulary {info['vocab']:,}, "
+            f"{info['train_tokens']:,} training and {info['val_tokens']:,} validation tokens, "
+            f"batch {info['batch']} x {info['seq_len']} steps, {info['steps_per_epoch']:,} steps/epoch",
+            err=True,
+        )
+        self.bar = tqdm(total=total_steps, initial=done_steps, unit="step", dynamic_ncols=True,
+                        file=sys.stderr, smoothing=0.1)
+
+    def step(self, step, loss, lr, tokens_per_s):
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        if step % 5 == 0 or step == 1:
+            q = f"{loss / LN2:.3f}bpc" if self.level == "char" else f"ppl={math.exp(min(loss, 700)):.1f}"
+            self.bar.set_postfix_str(f"loss={loss:.3f} {q} {tokens_per_s / 1000:.1f}k tok/s", refresh=False)
+
+    def evaluate(self, record, improved):
+        if self.quiet:
+            return
+        val = record["val_loss"]
+        line = (f"step {record['step']:>6}  epoch {record['epoch']:.2f}  "
+                f"train {record['train_loss'] if record['train_loss'] is not None else float('nan'):.4f}  "
+                f"val {val if val is not None else float('nan'):.4f} ({_quality(val, self.level)})  "
+                f"lr {record['lr']:.3g}" + ("  * saved" if improved else ""))
+        (self.bar.write if self.bar is not None else click.echo)(line, file=sys.stderr)
+
+    def message(self, text):
+        if self.bar is not None:
+            self.bar.write(f"charlm: {text}", file=sys.stderr)
+        else:
+            warn(text) if not self.quiet else None
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+@cli.command("train")
+@click.argument("corpus", metavar="CORPUS")
+@click.option("-o", "--output", default="charlm.npz", show_default=True,
+              help="Where to write the best model. The resumable state goes next to it (NAME.last.npz).")
+@tokenizer_options
+@vocab_options
+@click.option("--vocab", "vocab_path", type=click.Path(), default=None,
+              help="Use a vocabulary made by `charlm tokenize --vocab-out` (its tokenizer settings win).")
+@click.option("--cell", type=click.Choice(["rnn", "gru", "lstm"]), default="lstm", show_default=True)
+@click.option("--layers", type=click.IntRange(1, 16), default=2, show_default=True)
+@click.option("--hidden", type=click.IntRange(1, 8192), default=256, show_default=True, help="Units per layer.")
+@click.option("--embedding", type=click.IntRange(1, 8192), default=64, show_default=True, help="Embedding size.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Inverted dropout between layers and before the output.")
+@click.option("--tie-weights", is_flag=True, help="Share the embedding and output weights (needs --embedding = --hidden).")
+@click.option("--activation", type=click.Choice(["tanh", "relu"]), default="tanh", show_default=True,
+              help="Activation of the vanilla RNN cell.")
+@click.option("--peephole", is_flag=True, help="LSTM peephole connections (c<t-1> feeds the gates).")
+@click.option("--seq-len", type=click.IntRange(min=1, max=100000), default=100, show_default=True,
+              help="Truncated-BPTT window, in tokens.")
+@click.option("--batch-size", type=click.IntRange(min=1, max=100000), default=32, show_default=True,
+              help="Parallel streams per step.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adagrad", "rmsprop"]), default="adam", show_default=True)
+@click.option("--lr", type=float, default=None, help="Learning rate [default: 2e-3 for adam/rmsprop, 1.0 for sgd, 0.05 for adagrad].")
+@click.option("--clip", type=float, default=5.0, show_default=True, help="Clip the global gradient norm (0: off).")
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many steps in all.")
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Stop cleanly when this much wall-clock time is spent.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+              help="Share of the corpus, from its end, held out for validation.")
+@click.option("--val-file", type=click.Path(), default=None, help="Validate on this file instead.")
+@click.option("--eval-every", type=click.IntRange(min=1), default=200, show_default=True, metavar="STEPS")
+@click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Stop after this many evaluations without improvement (the learning rate halves at each).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run saved next to --output.")
+@click.option("--metrics", type=click.Path(dir_okay=False), default=None,
+              help="Append one JSON line per evaluation to this file.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation lines.")
+def train_command(corpus, output, min_count, max_vocab, vocab_path, cell, layers, hidden, embedding,
+                  dropout, tie_weights, activation, peephole, seq_len, batch_size, optimizer, lr, clip,
+                  epochs, max_steps, time_limit, val_fraction, val_file, eval_every, patience, seed,
+                  resume, metrics, quiet, **tok):
+    """Train a recurrent language model on CORPUS (a UTF-8 text file).
+
+    \b
+    Examples:
+      charlm train data/tinyshakespeare.txt                  # char-level LSTM -> charlm.npz
+      charlm train names.txt --mode lines --cell gru         # one name per line
+      charlm train ptb.train.txt --level word --split whitespace --val-file ptb.valid.txt
+      charlm train corpus.txt --time-limit 600               # stop after ten minutes
+      charlm train corpus.txt --resume                       # continue an interrupted run
+
+    The best model by validation loss is written to --output; `charlm sample` and
+    `charlm score` read charlm.npz by default. Ctrl-C saves and tells you how to resume.
+    """
+    if tie_weights and embedding != hidden:
+        raise click.BadParameter(f"--tie-weights needs --embedding equal to --hidden ({embedding} != {hidden})",
+                                 param_hint="--tie-weights")
+    if clip < 0 or not math.isfinite(clip):
+        raise click.BadParameter(f"must be >= 0 (got {clip})", param_hint="--clip")
+    if lr is None:
+        lr = {"sgd": 1.0, "adagrad": 0.05}.get(optimizer, 2e-3)
+    elif not (lr > 0 and math.isfinite(lr)):
+        raise click.BadParameter(f"must be a positive number (got {lr})", param_hint="--lr")
+    tok_config = tokenizer_settings(**tok)
+    opts = TrainOptions(
+        corpus=corpus, output=output, tokenizer=tok_config.to_dict(), min_count=min_count, max_vocab=max_vocab,
+        vocab=vocab_path,
+        model=dict(cell=cell, layers=layers, hidden=hidden, embedding=embedding, dropout=dropout,
+                   tie_weights=tie_weights, activation=activation, peephole=peephole),
+        seq_len=seq_len, batch_size=batch_size, optimizer=optimizer, lr=lr, clip=clip, epochs=epochs,
+        max_steps=max_steps, time_limit=time_limit, val_fraction=val_fraction, val_file=val_file,
+        eval_every=eval_every, patience=patience, seed=seed, metrics=metrics,
+    )
+    reporter = BarReporter(tok_config.level, quiet)
+    summary = train(opts, resume=resume, reporter=reporter)
+    reporter.level = summary["level"]
+    where = f"best model (step {summary['best_step']}) in {summary['output']}; resumable state in {summary['last']}"
+    if summary["interrupted"]:
+        click.echo(f"charlm: {summary['reason']} at step {summary['step']}; saved. {where}", err=True)
+        click.echo(f"charlm: resume with: charlm train {corpus} -o {output} --resume", err=True)
+        sys.exit(130 if summary["interrupted"] == "SIGINT" else 143)
+    if not quiet:
+        click.echo(
+            f"charlm: {summary['reason']} after {summary['step']} steps in {summary['elapsed']:.0f} s; "
+            f"best validation loss {summary['best_val_loss'] if summary['best_val_loss'] is not None else float('nan'):.4f} "
+            f"({_quality(summary['best_val_loss'], summary['level'])}); {where}",
+            err=True,
+        )

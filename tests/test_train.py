@@ -1,0 +1,203 @@
+"""Training: end to end, exact resume after an interruption, divergence, small corpora, options."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charlm import checkpoint as ckpt
+from charlm.cli import cli
+from charlm.errors import CharlmError
+from charlm.train import Reporter, TrainOptions, last_path, train
+
+TEXT = (
+    "To be, or not to be, that is the question:\n"
+    "Whether 'tis nobler in the mind to suffer\n"
+    "The slings and arrows of outrageous fortune,\n"
+    "Or to take arms against a sea of troubles\n"
+    "And by opposing end them. To die: to sleep;\n"
+) * 12
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    p = tmp_path / "corpus.txt"
+    p.write_text(TEXT, encoding="utf-8")
+    return p
+
+
+def options(corpus: Path, tmp_path: Path, **kw) -> TrainOptions:
+    base = dict(
+        corpus=str(corpus), output=str(tmp_path / "m.npz"), tokenizer={"level": "char"},
+        model=dict(cell="lstm", layers=2, hidden=16, embedding=8, dropout=0.1),
+        seq_len=12, batch_size=4, lr=5e-3, epochs=3, eval_every=5, seed=3,
+    )
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+def params_of(path) -> dict:
+    arrays, _ = ckpt.load_checkpoint(path)
+    return {k: v for k, v in arrays.items() if k.startswith("param/")}
+
+
+def assert_same_params(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+
+
+def test_train_writes_best_and_last_and_learns(corpus, tmp_path):
+    opts = options(corpus, tmp_path, epochs=6, metrics=str(tmp_path / "metrics.jsonl"))
+    summary = train(opts)
+    assert summary["reason"] == "finished"
+    model, vocab, meta = ckpt.load_model(opts.output)
+    assert meta["kind"] == "best" and len(vocab) == model.config.vocab_size
+    assert last_path(opts.output).exists()
+    records = [json.loads(line) for line in open(opts.metrics)]
+    assert {"step", "epoch", "train_loss", "val_loss", "lr", "tokens_per_s", "elapsed"} <= records[0].keys()
+    # it learned something: validation loss fell well below the uniform guess log(V)
+    assert records[-1]["val_loss"] < np.log(len(vocab)) - 0.5
+    assert summary["best_val_loss"] == min(r["val_loss"] for r in records)
+
+
+def test_same_seed_same_model(corpus, tmp_path):
+    a = options(corpus, tmp_path / "a", max_steps=8)
+    b = options(corpus, tmp_path / "b", max_steps=8)
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    train(a), train(b)
+    assert_same_params(params_of(last_path(a.output)), params_of(last_path(b.output)))
+
+
+class KillAt(Reporter):
+    """Sends this process a signal after a given step, as Ctrl-C or `kill` would."""
+
+    def __init__(self, step, sig):
+        self.at, self.sig = step, sig
+
+    def step(self, step, loss, lr, tokens_per_s):
+        if step == self.at:
+            os.kill(os.getpid(), self.sig)
+
+
+@pytest.mark.parametrize("stop_at,sig", [(7, signal.SIGINT), (10, signal.SIGTERM), (23, signal.SIGINT)])
+def test_interrupted_and_resumed_equals_uninterrupted(corpus, tmp_path, stop_at, sig):
+    (tmp_path / "straight").mkdir(), (tmp_path / "broken").mkdir()
+    straight = options(corpus, tmp_path / "straight", max_steps=30)
+    train(straight)
+
+    broken = options(corpus, tmp_path / "broken", max_steps=30)
+    summary = train(broken, reporter=KillAt(stop_at, sig))
+    assert summary["interrupted"] == signal.Signals(sig).name and summary["step"] == stop_at
+    # the state on disk loads, and resuming finishes the run
+    resumed = train(options(corpus, tmp_path / "broken", max_steps=30), resume=True)
+    assert resumed["step"] == 30
+    assert_same_params(params_of(last_path(straight.output)), params_of(last_path(broken.output)))
+    assert_same_params(params_of(straight.output), params_of(broken.output))
+
+
+def test_resume_without_state_is_a_clear_error(corpus, tmp_path):
+    with pytest.raises(CharlmError, match="nothing to resume"):
+        train(options(corpus, tmp_path), resume=True)
+
+
+def test_non_finite_steps_are_skipped_then_training_stops_keeping_the_good_checkpoint(corpus, tmp_path, monkeypatch):
+    opts = options(corpus, tmp_path, max_steps=10)
+    train(opts)
+    good = params_of(opts.output)
+    from charlm.model import LanguageModel
+
+    real_loss = LanguageModel.loss
+
+    def nan_loss(self, *a, **kw):
+        loss, state, cache = real_loss(self, *a, **kw)
+        return float("nan"), state, cache
+
+    monkeypatch.setattr(LanguageModel, "loss", nan_loss)
+    messages = []
+
+    class Collect(Reporter):
+        def message(self, text):
+            messages.append(text)
+
+    with pytest.raises(CharlmError, match="diverged"):
+        train(options(corpus, tmp_path, max_steps=20), resume=True, reporter=Collect())
+    assert sum("non-finite" in m for m in messages) == 5
+    assert_same_params(good, params_of(opts.output))  # the best model on disk is untouched
+    ckpt.load_checkpoint(last_path(opts.output))  # and the resumable state still loads
+
+
+def test_tiny_corpus_shrinks_batch_and_window(tmp_path):
+    p = tmp_path / "tiny.txt"
+    p.write_text("hello world, hello moon\n", encoding="utf-8")
+    messages = []
+
+    class Collect(Reporter):
+        def message(self, text):
+            messages.append(text)
+
+    opts = options(p, tmp_path, seq_len=50, batch_size=8, max_steps=3)
+    summary = train(opts, reporter=Collect())
+    assert summary["step"] == 3
+    assert any("shrink" in m or "too small" in m for m in messages), messages
+
+
+def test_time_limit_stops_cleanly(corpus, tmp_path):
+    summary = train(options(corpus, tmp_path, epochs=1000, time_limit=1.0))
+    assert summary["reason"] == "reached --time-limit"
+    assert summary["elapsed"] < 30
+    ckpt.load_model(tmp_path / "m.npz")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_word_level_lines_with_other_cells(tmp_path, cell):
+    p = tmp_path / "w.txt"
+    p.write_text("the cat sat on the mat .\nthe dog sat on the log .\n" * 20, encoding="utf-8")
+    opts = options(p, tmp_path, tokenizer={"level": "word"}, model=dict(cell=cell, layers=1, hidden=8, embedding=8),
+                   max_steps=6)
+    train(opts)
+    model, vocab, meta = ckpt.load_model(opts.output)
+    assert vocab.tokenizer.mode == "lines" and model.config.cell == cell
+    assert "<EOS>" in vocab.tokens and "cat" in vocab.tokens
+
+
+def test_cli_train_end_to_end(corpus, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "cli.npz"
+    result = runner.invoke(cli, ["train", str(corpus), "-o", str(out), "--hidden", "16", "--embedding", "8",
+                                 "--seq-len", "10", "--batch-size", "4", "--max-steps", "6", "--eval-every", "3"])
+    assert result.exit_code == 0, result.output
+    assert out.exists() and last_path(out).exists()
+    assert "best validation loss" in result.output
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--lr", "0"], "--lr"),
+    (["--lr", "-1"], "--lr"),
+    (["--clip", "-1"], "--clip"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--seq-len", "-3"], "--seq-len"),
+    (["--dropout", "1.5"], "--dropout"),
+    (["--val-fraction", "1"], "--val-fraction"),
+    (["--tie-weights", "--hidden", "16", "--embedding", "8"], "--tie-weights"),
+    (["--cell", "transformer"], "--cell"),
+    (["--graphemes", "--level", "word"], "--graphemes"),
+])
+def test_cli_train_bad_options_exit_2(corpus, tmp_path, args, needle):
+    result = CliRunner().invoke(cli, ["train", str(corpus), "-o", str(tmp_path / "x.npz"), *args])
+    assert result.exit_code == 2, result.output
+    assert needle in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_cli_train_missing_corpus(tmp_path):
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "x.npz")])
+    assert result.exit_code == 1
+    assert "nope.txt" in result.output and "Traceback" not in result.output
