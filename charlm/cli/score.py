@@ -1,0 +1,215 @@
+"""`charlm score`: sentence probabilities, perplexity, corpus cross-entropy.
+
+Also holds what `score` and `sample` share: the -m/--model option and loading a model file
+with a helpful message when there is none.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import click
+
+from charlm.cli import cli
+from charlm.errors import DataError
+
+DEFAULT_MODEL = "charlm.npz"
+
+
+# -- shared with `charlm sample` ------------------------------------------------------------------
+
+def model_option(f):
+    """-m/--model PATH (env CHARLM_MODEL, default charlm.npz)."""
+    return click.option(
+        "-m", "--model", "model_path", envvar="CHARLM_MODEL", default=DEFAULT_MODEL,
+        show_default=True, show_envvar=True, metavar="PATH",
+        help="Model file to use.")(f)
+
+
+def load(model_path: str):
+    """Load (model, vocab, tokenizer, meta) from a model file; no file -> CharlmError saying how
+    to make one."""
+    from charlm.checkpoint import load_model
+    from charlm.errors import CheckpointError
+    from charlm.text import Tokenizer
+
+    if not os.path.exists(model_path):
+        raise CheckpointError(
+            f"no model at {model_path}: train one with `charlm train CORPUS` or pass -m PATH")
+    if os.path.isdir(model_path):
+        raise CheckpointError(f"{model_path} is a directory, not a model file")
+    model, vocab, meta = load_model(model_path)
+    return model, vocab, Tokenizer(vocab.tokenizer), meta
+
+
+# -- formatting ------------------------------------------------------------------------------------
+
+def format_prob(log10p: float, digits: int = 3) -> str:
+    """10**log10p as "m.mme-N", computed from the logarithm (so 1e-300 and 1e-5000 both print).
+
+    log10p = e + f with e = floor(log10p), 0 <= f < 1; mantissa = 10**f in [1, 10).
+    """
+    if math.isnan(log10p):
+        return "nan"
+    if log10p == -math.inf:
+        return "0"
+    e = math.floor(log10p)
+    m = 10.0 ** (log10p - e)
+    if round(m, digits - 1) >= 10.0:  # 9.9996 rounds to 10.00: carry into the exponent
+        m, e = m / 10.0, e + 1
+    return f"{m:.{digits - 1}f}e{e:+d}" if e < 0 else f"{m:.{digits - 1}f}e+{e:d}"
+
+
+def _num(x: float, fmt: str = ".3f") -> str:
+    return "-" if x is None or not math.isfinite(x) else format(x, fmt)
+
+
+def _show_token(tok: str) -> str:
+    return tok.replace("\n", "\\n").replace("\t", "\\t")
+
+
+def _json(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+TABLE_HEAD = (f"{'logprob':>12} {'log10prob':>11} {'probability':>12} {'perplexity':>11} "
+              f"{'tokens':>6} {'oov':>4}  sentence")
+
+
+def _table_row(s, mark: str = " ") -> str:
+    return (f"{s.logprob:12.4f} {s.log10prob:11.4f} {format_prob(s.log10prob):>12} "
+            f"{_num(s.perplexity, '.3f'):>11} {s.n_tokens:6d} {s.oov:4d} {mark}{s.text}")
+
+
+def _per_token_lines(s, indent: str = "    ") -> list[str]:
+    width = max([len(_show_token(t)) for t in s.tokens] + [5])
+    lines = [f"{indent}{'token':<{width}} {'logprob':>10} {'log10':>9}"]
+    for tok, lp in zip(s.tokens, s.per_token):
+        lines.append(f"{indent}{_show_token(tok):<{width}} {lp:10.4f} {lp / math.log(10):9.4f}")
+    return lines
+
+
+def _single_block(s, per_token: bool) -> list[str]:
+    toks = " ".join(_show_token(t) for t in s.tokens)
+    lines = [
+        f"sentence:     {s.text}",
+        f"tokens:       {s.n_tokens}  {toks}",
+        f"logprob:      {s.logprob:.4f} (ln)   {s.log10prob:.4f} (log10)",
+        f"probability:  {format_prob(s.log10prob)}",
+        f"perplexity:   {_num(s.perplexity, '.3f')}",
+        f"oov:          {s.oov}",
+    ]
+    if per_token:
+        lines.append("per token:")
+        lines += _per_token_lines(s)
+    return lines
+
+
+def _summary_lines(summary) -> list[str]:
+    lines = [f"corpus: {summary.tokens} tokens scored, {summary.oov} out of vocabulary"
+             + (f", {summary.sentences} sentences" if summary.sentences else "")]
+    lines.append(f"cross-entropy: {_num(summary.nats_per_token, '.4f')} nats/token, "
+                 f"{_num(summary.bits_per_token, '.4f')} bits/token")
+    if summary.chars is not None:
+        lines.append(f"per character: {_num(summary.nats_per_char, '.4f')} nats/char, "
+                     f"{_num(summary.bits_per_char, '.4f')} bits/char")
+    lines.append(f"perplexity: {_num(summary.perplexity, '.3f')}")
+    return lines
+
+
+# -- the command -----------------------------------------------------------------------------------
+
+@cli.command("score")
+@click.argument("sentences", nargs=-1, metavar="[SENTENCE]...")
+@model_option
+@click.option("-f", "--file", "file", metavar="PATH",
+              help="Score every line of PATH (- for stdin) and end with a corpus summary.")
+@click.option("--stream", is_flag=True,
+              help="With --file: score the file as one running text, the state carried across "
+                   "lines (as the model was trained); prints the summary only.")
+@click.option("--per-token", is_flag=True, help="Also show each token's log-probability.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per sentence (and a final summary object with --file).")
+@click.option("--batch-size", type=int, default=64, show_default=True,
+              help="Sentences scored together (sorted by length, padded, masked).")
+def score_command(sentences, model_path, file, stream, per_token, as_json, batch_size) -> None:
+    """Give each SENTENCE a probability under the model: which one is likelier?
+
+    Each argument is one sentence. For each: the tokens scored (with <EOS> when the model was
+    trained on lines), the log-probability (natural log and log10), the probability, the
+    perplexity and the number of out-of-vocabulary tokens. Several sentences print as a table,
+    the likeliest marked with `*`.
+
+    Sentences start from the zero state. Lines-mode models are fed <EOS> first and also score
+    the final <EOS>; stream-mode models condition the first token on a newline when the
+    vocabulary has one (otherwise the first token is context only and is not scored).
+
+    \b
+    Examples:
+      charlm score "The apple and pear salad" "The apple and pair salad"
+      charlm score --per-token "Hello there"
+      charlm score -m shakespeare.npz --file test.txt
+      charlm score --file test.txt --stream        # as the training's validation sees it
+      cat lines.txt | charlm score --file - --json
+    """
+    from charlm import scoring
+
+    if batch_size < 1:
+        raise click.BadParameter(f"must be at least 1, got {batch_size}", param_hint="--batch-size")
+    if file is None and not sentences:
+        raise click.UsageError("nothing to score: give one or more SENTENCE arguments or --file PATH")
+    if file is not None and sentences:
+        raise click.UsageError("give SENTENCE arguments or --file PATH, not both")
+    if stream and file is None:
+        raise click.UsageError("--stream needs --file PATH")
+    if stream and per_token:
+        raise click.UsageError("--per-token cannot be combined with --stream")
+
+    model, vocab, tokenizer, _ = load(model_path)
+    char_level = scoring.is_char_level(vocab)
+    echo = click.echo
+
+    if file is None:
+        # a sentence that tokenizes to nothing -> charlm UsageError: one line, exit 2
+        results = scoring.score_sentences(model, vocab, tokenizer, list(sentences), batch_size)
+        if as_json:
+            for s in results:
+                echo(_json(s.to_dict(per_token)))
+        elif len(results) == 1:
+            echo("\n".join(_single_block(results[0], per_token)))
+        else:
+            best = max(range(len(results)), key=lambda i: results[i].logprob)
+            echo(TABLE_HEAD)
+            for i, s in enumerate(results):
+                echo(_table_row(s, "*" if i == best else " "))
+            if per_token:
+                for s in results:
+                    echo(f"\n{s.text}")
+                    echo("\n".join(_per_token_lines(s)))
+        return
+
+    if stream:
+        summary = scoring.score_stream(model, vocab, tokenizer.iter_sentences(file))
+    else:
+        summary = scoring.CorpusSummary(chars=0 if char_level else None)
+        for s in scoring.score_lines(model, vocab, tokenizer, scoring.iter_lines(file),
+                                          batch_size):
+            summary.add(s, char_level)
+            if as_json:
+                echo(_json(s.to_dict(per_token)))
+            else:
+                if summary.sentences == 1:
+                    echo(TABLE_HEAD)
+                echo(_table_row(s))
+                if per_token:
+                    echo("\n".join(_per_token_lines(s)))
+        if not as_json and summary.sentences:
+            echo("")
+    if summary.tokens == 0:
+        raise DataError(f"{'stdin' if file == '-' else file} has nothing to score")
+    if as_json:
+        echo(_json(summary.to_dict()))
+    else:
+        echo("\n".join(_summary_lines(summary)))
