@@ -1,0 +1,272 @@
+"""The recurrent language model: embedding -> stacked RNN/GRU/LSTM -> dense -> softmax.
+
+    e<t>    = E[x<t>]                                   embed.W  E (V, Emb)
+    a[l]<t> = cell(W[l][a[l]<t-1>, a[l-1]<t>] + b[l])   rnn.{l}.W (H+D_l, G*H), rnn.{l}.b, [rnn.{l}.P]
+    ŷ<t>    = softmax(a[L]<t> @ W_y + b_y)              out.W (H, V) (E.T when tied), out.b (V,)
+    L       = mean over unmasked (t, b) of -log ŷ<t>[y<t>]
+
+Dropout (inverted; training only) sits on the non-recurrent connections: on the embeddings fed to
+layer 0, between layers, and on the top layer's output before the dense layer.
+Parameters live in one flat dict[str, ndarray] whose names are the checkpoint's names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from charlm.errors import CharlmError
+from charlm.nn.cells import make_cell
+from charlm.nn.layers import (
+    StackedRecurrent,
+    dense_forward,
+    dropout_mask,
+    embedding_backward,
+    log_softmax,
+    softmax_cross_entropy,
+    softmax_cross_entropy_backward,
+    target_log_probs,
+)
+
+__all__ = ["ModelConfig", "LanguageModel", "State"]
+
+State = list  # list over layers of tuples of (B, H) arrays: (a,) for rnn/gru, (a, c) for lstm
+
+CELLS = ("rnn", "gru", "lstm")
+ACTIVATIONS = ("tanh", "relu")
+DTYPES = ("float32", "float64")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of a LanguageModel. Construction validates (CharlmError on nonsense)."""
+
+    vocab_size: int
+    cell: str = "lstm"
+    layers: int = 2
+    hidden: int = 256
+    embedding: int = 64
+    dropout: float = 0.0
+    tie_weights: bool = False
+    activation: str = "tanh"
+    peephole: bool = False
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        for name in ("vocab_size", "layers", "hidden", "embedding"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 1:
+                raise CharlmError(f"model setting {name} must be a positive integer, got {v!r}")
+            setattr(self, name, int(v))
+        if self.vocab_size < 2:
+            raise CharlmError(f"vocab_size must be at least 2, got {self.vocab_size}")
+        if self.cell not in CELLS:
+            raise CharlmError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        if self.activation not in ACTIVATIONS:
+            raise CharlmError(f"unknown activation {self.activation!r}; choose tanh or relu")
+        if self.activation != "tanh" and self.cell != "rnn":
+            raise CharlmError(f"activation {self.activation!r} applies only to the rnn cell")
+        if self.dtype not in DTYPES:
+            raise CharlmError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        d = self.dropout
+        if isinstance(d, bool) or not isinstance(d, (int, float, np.floating, np.integer)) \
+                or not 0.0 <= float(d) < 1.0:
+            raise CharlmError(f"dropout must be a number in [0, 1), got {d!r}")
+        self.dropout = float(d)
+        for name in ("tie_weights", "peephole"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise CharlmError(f"model setting {name} must be true or false, "
+                                  f"got {getattr(self, name)!r}")
+            setattr(self, name, bool(getattr(self, name)))
+        if self.peephole and self.cell != "lstm":
+            raise CharlmError("peephole connections need --cell lstm")
+        if self.tie_weights and self.embedding != self.hidden:
+            raise CharlmError(f"tie_weights needs embedding == hidden "
+                              f"(got embedding {self.embedding}, hidden {self.hidden})")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d) -> "ModelConfig":
+        if not isinstance(d, dict):
+            raise CharlmError("model settings must be a mapping")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise CharlmError(f"unknown model setting(s): {', '.join(map(str, unknown))}")
+        if "vocab_size" not in d:
+            raise CharlmError("model settings lack vocab_size")
+        return cls(**d)
+
+
+class LanguageModel:
+    """Left-to-right recurrent language model over token ids (time-major (T,B) arrays)."""
+
+    def __init__(self, config: ModelConfig, params: dict | None = None, seed: int = 0):
+        self.config = config
+        self.dtype = np.dtype(config.dtype)
+        self.cell = make_cell(config.cell, activation=config.activation, peephole=config.peephole)
+        self.rnn = StackedRecurrent(self.cell, config.layers)
+        self._rng = np.random.default_rng(seed)
+        if params is None:
+            params = self._init_params(np.random.default_rng(seed))
+        else:
+            shapes = self.param_shapes()
+            if set(params) != set(shapes):
+                raise CharlmError(f"model parameters {sorted(params)} do not match the "
+                                  f"configuration's {sorted(shapes)}")
+            for k, shape in shapes.items():
+                if tuple(np.shape(params[k])) != shape:
+                    raise CharlmError(f"parameter {k} has shape {np.shape(params[k])}, "
+                                      f"expected {shape}")
+            params = {k: np.ascontiguousarray(params[k], dtype=self.dtype) for k in shapes}
+        self.params: dict[str, np.ndarray] = params
+
+    # -- parameters ----------------------------------------------------------------------------------
+    def param_shapes(self) -> dict[str, tuple]:
+        c = self.config
+        V, E, H = c.vocab_size, c.embedding, c.hidden
+        shapes = {"embed.W": (V, E)}
+        for l in range(c.layers):
+            for k, s in self.cell.param_shapes(E if l == 0 else H, H).items():
+                shapes[f"rnn.{l}.{k}"] = tuple(s)
+        if not c.tie_weights:
+            shapes["out.W"] = (H, V)
+        shapes["out.b"] = (V,)
+        return shapes
+
+    def num_params(self) -> int:
+        return int(sum(np.prod(s) for s in self.param_shapes().values()))
+
+    def _init_params(self, rng: np.random.Generator) -> dict:
+        """embed.W ~ U(-0.1, 0.1); cells as documented in nn.cells; out.W ~ U(±1/sqrt(H)); out.b = 0."""
+        c = self.config
+        V, E, H, dt = c.vocab_size, c.embedding, c.hidden, self.dtype
+        p = {"embed.W": rng.uniform(-0.1, 0.1, size=(V, E)).astype(dt)}
+        for l, lp in enumerate(self.rnn.init_params(E, H, rng, dt)):
+            for k, v in lp.items():
+                p[f"rnn.{l}.{k}"] = v
+        if not c.tie_weights:
+            s = 1.0 / np.sqrt(H)
+            p["out.W"] = rng.uniform(-s, s, size=(H, V)).astype(dt)
+        p["out.b"] = np.zeros(V, dtype=dt)
+        return p
+
+    def _layer_params(self, params=None) -> list[dict]:
+        params = self.params if params is None else params
+        return [{k: params[f"rnn.{l}.{k}"] for k in self.cell.param_shapes(1, 1)}
+                for l in range(self.config.layers)]
+
+    def _out_W(self) -> np.ndarray:
+        """W_y (H, V): out.W, or embed.W.T when the weights are tied."""
+        return self.params["embed.W"].T if self.config.tie_weights else self.params["out.W"]
+
+    def init_state(self, batch: int) -> State:
+        """Zero state: list over layers of tuples of (batch, H) arrays."""
+        return [self.cell.init_state(batch, self.config.hidden, self.dtype)
+                for _ in range(self.config.layers)]
+
+    # -- training ----------------------------------------------------------------------------------------
+    def loss(self, x, y, state: State, mask=None, train: bool = False, rng=None):
+        """x, y (T,B) int ids (y = next tokens), mask (T,B) 0/1 or None.
+
+        Returns (mean NLL in nats over unmasked positions, new state, cache for backward).
+        Dropout only when train=True (masks drawn from `rng`, or the model's own generator).
+        """
+        x = np.asarray(x)
+        y = np.asarray(y)
+        T, B = x.shape
+        p = self.params
+        rate = self.config.dropout if train else 0.0
+        if rate > 0.0 and rng is None:
+            rng = self._rng
+        e = p["embed.W"][x]                                  # e<t> = E[x<t>]   (T,B,E)
+        m_in = dropout_mask(e.shape, rate, rng, self.dtype)
+        if m_in is not None:
+            e *= m_in
+        lp = self._layer_params()
+        a, new_state, rnn_cache = self.rnn.forward(lp, e, state, rate, rng)
+        m_out = dropout_mask(a.shape, rate, rng, self.dtype)
+        if m_out is not None:
+            a = a * m_out
+        a2 = a.reshape(T * B, -1)
+        logits = dense_forward(a2, self._out_W(), p["out.b"])       # (T*B, V)
+        loss, sm_cache = softmax_cross_entropy(
+            logits, y.reshape(-1), None if mask is None else np.asarray(mask).reshape(-1))
+        cache = (x, m_in, lp, rnn_cache, m_out, a2, sm_cache)
+        return loss, new_state, cache
+
+    def backward(self, cache, return_dstate: bool = False):
+        """Gradients of the mean loss: dict with the same keys/shapes as params.
+
+        With return_dstate=True returns (grads, dstate0), dstate0 the gradient w.r.t. the initial
+        state passed to loss() (same structure as a State). A cache can be back-propagated once.
+        """
+        x, m_in, lp, rnn_cache, m_out, a2, sm_cache = cache
+        c = self.config
+        T, B = x.shape
+        p = self.params
+        grads = {}
+        dlogits = softmax_cross_entropy_backward(sm_cache)  # (T*B, V)
+        grads["out.b"] = dlogits.sum(axis=0)
+        if c.tie_weights:                                    # logits = a @ E.T
+            dE_out = dlogits.T @ a2
+            da = dlogits @ p["embed.W"]
+        else:
+            grads["out.W"] = a2.T @ dlogits
+            da = dlogits @ p["out.W"].T
+        da = da.reshape(T, B, -1)
+        if m_out is not None:
+            da *= m_out
+        de, rgrads, dstate0 = self.rnn.backward(lp, da, rnn_cache)
+        if m_in is not None:
+            de *= m_in
+        dE = embedding_backward(de, x, c.vocab_size)
+        if c.tie_weights:
+            dE += dE_out
+        grads["embed.W"] = dE
+        for l, g in enumerate(rgrads):
+            for k, v in g.items():
+                grads[f"rnn.{l}.{k}"] = v
+        grads = {k: grads[k] for k in self.param_shapes()}   # params' order
+        return (grads, dstate0) if return_dstate else grads
+
+    # -- evaluation ----------------------------------------------------------------------------------
+    def _hidden(self, x, state):
+        x = np.asarray(x)
+        e = self.params["embed.W"][x]
+        a, new_state, _ = self.rnn.forward(self._layer_params(), e, state)
+        return a, new_state
+
+    def log_probs(self, x, state: State):
+        """x (T,B) -> (log ŷ (T,B,V), new state); evaluation mode (no dropout)."""
+        a, new_state = self._hidden(x, state)
+        T, B, H = a.shape
+        logits = dense_forward(a.reshape(T * B, H), self._out_W(), self.params["out.b"])
+        return log_softmax(logits).reshape(T, B, -1), new_state
+
+    def target_log_probs(self, x, y, state: State):
+        """x, y (T,B) -> (log p(y<t> | x<1..t>) (T,B) float64, new state); evaluation mode.
+
+        Works through the rows in chunks, so the full (T,B,V) log-probabilities never exist.
+        """
+        a, new_state = self._hidden(x, state)
+        T, B, H = a.shape
+        lp = target_log_probs(a.reshape(T * B, H), self._out_W(), self.params["out.b"],
+                              np.asarray(y).reshape(-1))
+        return lp.reshape(T, B), new_state
+
+    def step(self, ids, state: State):
+        """ids (B,) -> (logits (B,V), new state): one decoding step, evaluation mode, no cache."""
+        e = self.params["embed.W"][np.asarray(ids)]
+        a, new_state = self.rnn.step(self._layer_params(), e, state)
+        return dense_forward(a, self._out_W(), self.params["out.b"]), new_state
