@@ -56,6 +56,12 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(path, arrays: dict, meta: dict) -> None:
     """Write arrays {name: ndarray} and meta (JSON-able dict) to `path`, atomically.
 
@@ -83,6 +89,7 @@ def save_checkpoint(path, arrays: dict, meta: dict) -> None:
             members[name] = arr
         fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
                                    suffix=".tmp")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a model file is an ordinary file
         with os.fdopen(fd, "wb") as f:
             with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
                 for name, arr in members.items():
@@ -159,6 +166,9 @@ def load_checkpoint(path) -> tuple[dict, dict]:
     except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as err:
         raise CheckpointError(f"{path} is truncated or corrupt ({err}); retrain or use an "
                               "earlier checkpoint") from None
+    except (MemoryError, OverflowError):  # a member whose header claims an absurd shape
+        raise CheckpointError(f"{path} is corrupt (an array larger than memory); retrain or use "
+                              "an earlier checkpoint") from None
     return arrays, meta
 
 

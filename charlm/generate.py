@@ -35,8 +35,8 @@ TokenCallback = Callable[[int, np.ndarray, np.ndarray], None]
 def check_options(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                   length: int = 1, num: int = 1) -> None:
     """Raise UsageError for an option value out of range."""
-    if not temperature >= 0.0 or temperature != temperature:  # also rejects nan
-        raise UsageError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if not 0.0 <= temperature < float("inf"):  # also rejects nan and inf
+        raise UsageError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature}")
     if top_k is not None and top_k < 1:
         raise UsageError(f"top-k must be at least 1, got {top_k}")
     if top_p is not None and not (0.0 < top_p <= 1.0):

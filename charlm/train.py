@@ -31,7 +31,7 @@ import numpy as np
 from charlm import __version__
 from charlm import checkpoint as ckpt
 from charlm.corpus import batchify, build_vocab, fit_batch, iter_windows, read_corpus, split_point
-from charlm.errors import CharlmError, DataError, UsageError
+from charlm.errors import CharlmError, CheckpointError, DataError, UsageError
 from charlm.model import LanguageModel, ModelConfig
 from charlm.optim import ReduceOnPlateau, clip_grad_norm, make_optimizer
 from charlm.text import Tokenizer, TokenizerConfig, Vocab
@@ -215,6 +215,7 @@ def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = 
     """
     rep = reporter or Reporter()
     _check_options(opts)
+    _check_output(opts.output)
     started = time.perf_counter()
     last_file = last_path(opts.output)
 
@@ -224,6 +225,7 @@ def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = 
     else:
         data = prepare_data(opts)
         config = ModelConfig(vocab_size=len(data.vocab), **opts.model)
+        _check_memory(config, data.batch_size, data.seq_len, opts.optimizer)
         model = LanguageModel(config, seed=opts.seed)
         opt = make_optimizer(opts.optimizer, opts.lr)
         sched = ReduceOnPlateau(factor=opts.lr_decay, patience=0, min_lr=opts.lr * 1e-3)
@@ -257,7 +259,17 @@ def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = 
     tick, tick_tokens = time.perf_counter(), 0
     metrics_file = open(opts.metrics, "a", encoding="utf-8") if opts.metrics else None
 
+    def check_finite():
+        """Never overwrite a good checkpoint with parameters that are inf/NaN (the loader
+        would refuse them): stop with the previous files intact instead."""
+        if not all(np.isfinite(p).all() for p in model.params.values()):
+            raise CharlmError(
+                f"training diverged at step {st['step']}: the parameters are no longer finite; "
+                f"the last good model is in {opts.output} (resumable state in {last_file}): "
+                "try a lower --lr or --clip")
+
     def save_last():
+        check_finite()
         arrays = ckpt.model_arrays(model)
         scalars, opt_arrays = opt.state_dict()
         arrays.update({f"optim/{k}": v for k, v in opt_arrays.items()})
@@ -269,6 +281,7 @@ def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = 
         ckpt.save_checkpoint(last_file, arrays, _meta("last", model, data.vocab, record))
 
     def save_best(val_loss):
+        check_finite()
         info = {"step": st["step"], "epoch": st["epoch"], "val_loss": val_loss,
                 "train_tokens": st["tokens_seen"], "options": asdict(opts)}
         ckpt.save_checkpoint(opts.output, ckpt.model_arrays(model), _meta("best", model, data.vocab, info))
@@ -396,8 +409,68 @@ def _check_options(opts: TrainOptions) -> None:
         raise UsageError(f"--time-limit must be a positive number of seconds (got {opts.time_limit})")
     if not 0 <= opts.val_fraction < 1:
         raise UsageError(f"--val-fraction must be in [0, 1) (got {opts.val_fraction})")
+    if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or opts.seed < 0:
+        raise UsageError(f"--seed must be a whole number >= 0 (got {opts.seed})")
     if not 0 < opts.lr_decay < 1:
         raise UsageError(f"the learning-rate decay must be in (0, 1) (got {opts.lr_decay})")
+
+
+def _check_output(output) -> None:
+    """Fail before training, not at the first save, when the model cannot be written."""
+    out = Path(output)
+    for p in (out, last_path(out)):
+        if p.is_dir():
+            raise UsageError(f"-o/--output {p} is a directory: give a file name such as {p / 'charlm.npz'}")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"cannot write the model to {out}: folder {folder} does not exist (create it first)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write the model to {out}: folder {folder} is not writable")
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available now (Linux: MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_memory(config: ModelConfig, batch: int, seq_len: int, optimizer: str) -> None:
+    """Refuse a model that cannot fit in memory (rather than being killed by the OS later).
+
+    A rough lower bound: parameters, gradients and optimizer slots (Adam keeps two), plus the
+    activations of one window: about (4 + 2 per gate) H values per layer per token and the
+    (T*B, V) logits/probabilities.
+    """
+    from charlm.nn.cells import make_cell
+
+    itemsize = np.dtype(config.dtype).itemsize
+    cell = make_cell(config.cell, activation=config.activation, peephole=config.peephole)
+    V, E, H, L = config.vocab_size, config.embedding, config.hidden, config.layers
+    n = V * E + V + (0 if config.tie_weights else H * V)
+    gates = 1
+    for l in range(L):
+        shapes = cell.param_shapes(E if l == 0 else H, H)
+        n += sum(int(np.prod(s)) for s in shapes.values())
+        gates = max(gates, int(shapes["W"][1]) // H if "W" in shapes else 4)
+    slots = {"adam": 2, "rmsprop": 1, "adagrad": 1}.get(optimizer, 1)
+    tokens = batch * seq_len
+    need = itemsize * (n * (2 + slots) + tokens * (L * H * (4 + 2 * gates) + 3 * V))
+    have = _available_memory()
+    if have is not None and need > have:
+        gib = 1 << 30
+        raise UsageError(
+            f"this model needs about {need / gib:.1f} GiB of memory ({n:,} parameters) but only "
+            f"{have / gib:.1f} GiB is available: use a smaller --hidden, --layers, --embedding, "
+            "--batch-size or --seq-len")
 
 
 def _resume(opts: TrainOptions, last_file: Path):
@@ -411,8 +484,17 @@ def _resume(opts: TrainOptions, last_file: Path):
     arrays, meta = ckpt.load_checkpoint(last_file)
     if meta.get("kind") != "last":
         raise DataError(f"{last_file} holds no training state to resume")
-    tr = meta["train"]
-    saved = TrainOptions(**tr["options"])
+    tr = meta.get("train")
+    try:
+        saved = TrainOptions(**tr["options"])
+        missing = [k for k in ("step", "epoch", "position", "best_val_loss", "saved_val_loss", "best_step",
+                               "bad_evals", "tokens_seen", "metrics", "n_train", "optimizer", "schedule", "rng")
+                   if k not in tr]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        missing = ["options"]
+    if missing:
+        raise CheckpointError(f"{last_file} has no usable training state (missing {', '.join(missing)}): "
+                              "train again without --resume")
     for name in ("epochs", "max_steps", "time_limit", "patience", "metrics"):
         setattr(saved, name, getattr(opts, name))
     if Path(saved.corpus).resolve() != Path(opts.corpus).resolve():
@@ -420,12 +502,18 @@ def _resume(opts: TrainOptions, last_file: Path):
     opts.__dict__.update(saved.__dict__)
     model, vocab, _ = ckpt.load_model(last_file)
     data = prepare_data(opts, vocab=vocab, n_train=tr["n_train"])
-    opt = make_optimizer(opts.optimizer, opts.lr)
-    opt.load_state_dict(tr["optimizer"], ckpt.arrays_under(arrays, "optim"))
-    sched = ReduceOnPlateau(factor=opts.lr_decay, patience=0, min_lr=opts.lr * 1e-3)
-    sched.load_state_dict(tr["schedule"])
-    rng = np.random.default_rng()
-    rng.bit_generator.state = tr["rng"]
+    try:
+        opt = make_optimizer(opts.optimizer, opts.lr)
+        opt.load_state_dict(tr["optimizer"], ckpt.arrays_under(arrays, "optim"))
+        sched = ReduceOnPlateau(factor=opts.lr_decay, patience=0, min_lr=opts.lr * 1e-3)
+        sched.load_state_dict(tr["schedule"])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = tr["rng"]
+    except CharlmError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{last_file} has a corrupt training state ({type(err).__name__}: {err}): "
+                              "train again without --resume") from None
     st = {k: tr[k] for k in ("step", "epoch", "position", "best_val_loss", "saved_val_loss", "best_step", "bad_evals",
                              "tokens_seen", "metrics", "n_train")}
     layers = model.config.layers
@@ -435,6 +523,10 @@ def _resume(opts: TrainOptions, last_file: Path):
         while f"state/{l}/{k}" in arrays:
             layer_state.append(arrays[f"state/{l}/{k}"].astype(model.params["embed.W"].dtype))
             k += 1
+        want = model.init_state(data.batch_size)[l]
+        if len(layer_state) != len(want) or any(a.shape != w.shape for a, w in zip(layer_state, want)):
+            raise CheckpointError(f"{last_file} has a corrupt training state (hidden state of layer {l} "
+                                  "does not fit the model): train again without --resume")
         state.append(tuple(layer_state))
     st["_state"] = state
     return model, data, opt, sched, rng, st

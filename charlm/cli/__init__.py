@@ -54,10 +54,14 @@ class CharlmGroup(click.Group):
             # `charlm sample | head`: the reader went away; that is not an error.
             sys.stderr.close()
             sys.exit(0)
-        except MemoryError:
+        except (MemoryError, ValueError) as err:
+            # numpy says "array is too big" (a ValueError) for sizes beyond the address space
             if _debug(ctx):
                 raise
-            fail("out of memory: try a smaller --batch-size, --hidden or corpus", 1)
+            if not (isinstance(err, MemoryError) or "array is too big" in str(err)):
+                _internal_error(err)
+            hint = _MEMORY_HINTS.get(ctx.invoked_subcommand or "", "smaller inputs")
+            fail(f"out of memory: try {hint}", 1)
         except OSError as err:
             if _debug(ctx):
                 raise
@@ -66,7 +70,19 @@ class CharlmGroup(click.Group):
         except Exception as err:  # noqa: BLE001 - last line of defence: no tracebacks
             if _debug(ctx):
                 raise
-            fail(f"internal error: {type(err).__name__}: {err} (run with --debug for a traceback)", 1)
+            _internal_error(err)
+
+
+def _internal_error(err: BaseException) -> None:
+    fail(f"internal error: {type(err).__name__}: {err} (run with --debug for a traceback)", 1)
+
+
+_MEMORY_HINTS = {
+    "train": "a smaller --batch-size, --seq-len, --hidden, --layers or corpus",
+    "sample": "a smaller --length or --num",
+    "score": "a smaller --batch-size or shorter sentences",
+    "tokenize": "a smaller corpus or --max-vocab",
+}
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -104,6 +120,14 @@ def cli(debug: bool) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    # Arguments that are not valid UTF-8 reach Python as lone surrogates ("\udcff"); print
+    # them back as the bytes they were instead of failing with UnicodeEncodeError.
+    out = sys.stdout
+    if getattr(out, "errors", None) == "strict" and hasattr(out, "reconfigure"):
+        try:
+            out.reconfigure(errors="surrogateescape")
+        except (ValueError, OSError):  # pragma: no cover - an exotic stream
+            pass
     cli(prog_name="charlm")
 
 

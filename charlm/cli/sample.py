@@ -63,8 +63,8 @@ def sample_command(model_path, temperature, top_k, top_p, prime, length, num, se
 
     from charlm import generate, scoring
 
-    if not (temperature >= 0.0):
-        raise click.BadParameter(f"must be >= 0 (0 = greedy), got {temperature}",
+    if not 0.0 <= temperature < float("inf"):
+        raise click.BadParameter(f"must be a finite number >= 0 (0 = greedy), got {temperature}",
                                  param_hint="--temperature")
     if top_k is not None and top_k < 1:
         raise click.BadParameter(f"must be at least 1, got {top_k}", param_hint="--top-k")

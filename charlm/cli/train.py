@@ -107,7 +107,7 @@ class BarReporter(Reporter):
 @click.option("--eval-every", type=click.IntRange(min=1), default=200, show_default=True, metavar="STEPS")
 @click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True,
               help="Stop after this many evaluations without improvement (the learning rate halves at each).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run saved next to --output.")
 @click.option("--metrics", type=click.Path(dir_okay=False), default=None,
               help="Append one JSON line per evaluation to this file.")
@@ -132,6 +132,13 @@ def train_command(corpus, output, min_count, max_vocab, vocab_path, cell, layers
     if tie_weights and embedding != hidden:
         raise click.BadParameter(f"--tie-weights needs --embedding equal to --hidden ({embedding} != {hidden})",
                                  param_hint="--tie-weights")
+    if not 0 <= dropout < 1:  # FloatRange lets nan through
+        raise click.BadParameter(f"must be in [0, 1) (got {dropout})", param_hint="--dropout")
+    if not val_fraction == val_fraction:
+        raise click.BadParameter(f"must be in [0, 1) (got {val_fraction})", param_hint="--val-fraction")
+    if time_limit is not None and not time_limit > 0:
+        raise click.BadParameter(f"must be a positive number of seconds (got {time_limit})",
+                                 param_hint="--time-limit")
     if clip < 0 or not math.isfinite(clip):
         raise click.BadParameter(f"must be >= 0 (got {clip})", param_hint="--clip")
     if lr is None:

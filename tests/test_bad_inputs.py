@@ -1,0 +1,649 @@
+"""The bad-input matrix: every subcommand, every kind of bad corpus, model file and option value.
+
+Each case must end with a non-zero exit (2 for usage errors, 1 otherwise), exactly one line on
+stderr that starts with "charlm: error:" and says what went wrong, and no traceback. Most cases run
+in-process through click's CliRunner (fast; an uncaught exception would fail the test because
+catch_exceptions=False); a few run the real console entry point in a subprocess.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import pickle
+import resource
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charlm import checkpoint
+from charlm.cli import cli
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = ["--hidden", "8", "--embedding", "4", "--layers", "1", "--seq-len", "8", "--batch-size", "2", "-q"]
+TEXT = "the cat sat on the mat\nthe dog sat on the log\na cat and a dog ran far away\n" * 6
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+@pytest.fixture
+def run(monkeypatch):
+    monkeypatch.delenv("CHARLM_MODEL", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args, input=None):
+        return runner.invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def clean_error(result, code: int, *needles: str) -> str:
+    """Assert: exit `code`, one "charlm: error: ..." line on stderr, no traceback; return it."""
+    assert result.exit_code == code, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith("charlm: error: "), line
+    low = line.lower()
+    assert any(n.lower() in low for n in needles) if needles else True, (needles, line)
+    return line
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A tiny char-level (stream) and word-level (lines) model trained by `charlm train`."""
+    d = tmp_path_factory.mktemp("models")
+    corpus = d / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    out = {"corpus": corpus}
+    for name, extra in (("char", []), ("word", ["--level", "word"])):
+        r = CliRunner().invoke(cli, ["train", str(corpus), "-o", str(d / f"{name}.npz"), *TINY,
+                                     "--max-steps", "3", *extra], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        out[name] = d / f"{name}.npz"
+    return out
+
+
+def write_npz(path: Path, members: dict, allow_pickle: bool = False) -> Path:
+    """A .npz written member by member (so tests can put in what save_checkpoint refuses)."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, arr in members.items():
+            with zf.open(name + ".npy", "w") as f:
+                np.lib.format.write_array(f, np.asarray(arr), allow_pickle=allow_pickle)
+    return path
+
+
+def meta_array(meta: dict) -> np.ndarray:
+    return np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+
+
+class _RunsCode:
+    """Unpickling this creates MARKER: proof that code from the file was executed."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (builtins.exec, (f"open({self.marker!r}, 'w').write('pwned')",))
+
+
+# -------------------------------------------------------------------- bad corpora x commands
+
+def _unreadable(p: Path, monkeypatch) -> Path:
+    """A file the process may not read: chmod 000, and (root ignores modes) open() refuses it."""
+    p.write_text("some text\n")
+    p.chmod(0)
+    if os.geteuid() == 0:
+        real_open = builtins.open
+
+        def guarded(file, *a, **k):
+            if isinstance(file, (str, os.PathLike)) and os.path.abspath(os.fspath(file)) == str(p):
+                raise PermissionError(13, "Permission denied", os.fspath(file))
+            return real_open(file, *a, **k)
+
+        monkeypatch.setattr(builtins, "open", guarded)
+    return p
+
+
+BAD_CORPORA = {
+    # name: (make(path, monkeypatch) -> path, words expected in the message)
+    "missing": (lambda p, mp: p, ("no such file",)),
+    "directory": (lambda p, mp: (p.mkdir(), p)[1], ("directory",)),
+    "unreadable": (_unreadable, ("permission denied", "cannot read")),
+    "empty": (lambda p, mp: (p.write_bytes(b""), p)[1], ("empty", "nothing")),
+    "whitespace-only": (lambda p, mp: (p.write_bytes(b" \n\t\n\r\n  \n"), p)[1], ("empty", "whitespace", "nothing")),
+    "bom-only": (lambda p, mp: (p.write_bytes(b"\xef\xbb\xbf\n"), p)[1], ("empty", "whitespace", "nothing")),
+    "latin-1": (lambda p, mp: (p.write_bytes("caf\xe9 cr\xe8me\n".encode("latin-1")), p)[1], ("not utf-8",)),
+    "truncated-utf8": (lambda p, mp: (p.write_bytes("the caf\u00e9".encode()[:-1]), p)[1], ("not utf-8",)),
+    "nul-bytes": (lambda p, mp: (p.write_bytes(b"hello\x00\x01\x02world\n" * 10), p)[1], ("nul", "binary")),
+    "binary-png": (lambda p, mp: (p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))), p)[1],
+                   ("nul", "binary", "not utf-8")),
+}
+
+
+def _corpus_commands(models, bad: Path, tmp_path: Path):
+    good = models["corpus"]
+    return {
+        "tokenize": ["tokenize", bad],
+        "tokenize-stats": ["tokenize", "--stats", "--level", "word", bad],
+        "train": ["train", bad, "-o", tmp_path / "out.npz", *TINY, "--max-steps", "2"],
+        "train-val-file": ["train", good, "--val-file", bad, "-o", tmp_path / "out.npz", *TINY, "--max-steps", "2"],
+        "score-file": ["score", "-m", models["char"], "-f", bad],
+        "score-stream": ["score", "-m", models["word"], "-f", bad, "--stream"],
+    }
+
+
+@pytest.mark.parametrize("command", ["tokenize", "tokenize-stats", "train", "train-val-file", "score-file",
+                                     "score-stream"])
+@pytest.mark.parametrize("case", sorted(BAD_CORPORA))
+def test_bad_corpus(run, models, tmp_path, monkeypatch, case, command):
+    make, needles = BAD_CORPORA[case]
+    bad = make(tmp_path / "bad.txt", monkeypatch)
+    r = run(*_corpus_commands(models, bad, tmp_path)[command])
+    clean_error(r, 1, *needles)
+    assert not (tmp_path / "out.npz").exists()  # nothing written for a corpus that cannot be used
+
+
+@pytest.mark.parametrize("content", [b"", b"   \n\n"])
+def test_empty_stdin(run, content):
+    clean_error(run("tokenize", "-", input=content), 1, "empty")
+
+
+def test_not_utf8_says_where(run, tmp_path):
+    p = tmp_path / "bad.txt"
+    p.write_bytes(b"line one\nline two\nbad \xff here\n")
+    line = clean_error(run("tokenize", p), 1, "not utf-8")
+    assert "line 3" in line and "byte offset 22" in line and "iconv" in line
+
+
+@pytest.mark.parametrize("text,ok", [("ab", False), ("a", False), ("abcde", True), ("hello world\n", True)])
+def test_corpus_shorter_than_one_window(run, tmp_path, text, ok):
+    """Shorter than --seq-len: the batch and window shrink (with a warning) or a clear error."""
+    p = tmp_path / "tiny.txt"
+    p.write_text(text)
+    r = run("train", p, "-o", tmp_path / "m.npz", *TINY[:-1], "--max-steps", "2")
+    if ok:
+        assert r.exit_code == 0, r.output
+        assert "corpus too small" in r.stderr and "Traceback" not in r.output
+        assert (tmp_path / "m.npz").exists()
+    else:
+        clean_error(r, 1, "too small")
+
+
+def test_sentence_argument_not_utf8_from_the_shell(models, tmp_path):
+    """Bytes that are not UTF-8 in argv (surrogate-escaped by Python) neither crash nor print junk."""
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")
+    env.pop("CHARLM_MODEL", None)
+    args = [sys.executable, "-m", "charlm", "score", "-m", str(models["char"]), os.fsdecode(b"caf\xff the")]
+    r = subprocess.run(args, capture_output=True, cwd=tmp_path, env=env, timeout=60)
+    assert b"Traceback" not in r.stderr
+    assert r.returncode == 0, r.stderr
+    assert b"oov:          1" in r.stdout
+
+
+# ------------------------------------------------------------------------ bad model files
+
+def _good(models):
+    arrays, meta = checkpoint.load_checkpoint(models["char"])
+    return arrays, meta
+
+
+def _with(models, path, change):
+    arrays, meta = _good(models)
+    arrays = dict(arrays)
+    change(arrays, meta)
+    return write_npz(path, {"__meta__": meta_array(meta), **arrays})
+
+
+def _bad_model(kind: str, models, d: Path, monkeypatch) -> Path:
+    p = d / "bad.npz"
+    raw = Path(models["char"]).read_bytes()
+    if kind == "missing":
+        return p
+    if kind == "directory":
+        p.mkdir()
+    elif kind == "text-file":
+        p.write_text("the cat sat on the mat\n")
+    elif kind == "empty-file":
+        p.write_bytes(b"")
+    elif kind == "unreadable":
+        _unreadable(p, monkeypatch)
+    elif kind in ("truncated-half", "truncated-tail", "truncated-header"):
+        cut = {"truncated-half": len(raw) // 2, "truncated-tail": len(raw) - 10, "truncated-header": 30}[kind]
+        p.write_bytes(raw[:cut])
+    elif kind == "npy-not-npz":
+        np.save(p.with_suffix(".npy"), np.zeros(3))
+        p.with_suffix(".npy").rename(p)
+    elif kind == "zip-not-npz":
+        with zipfile.ZipFile(p, "w") as zf:
+            zf.writestr("readme.txt", "hello")
+    elif kind == "no-meta":
+        arrays, _ = _good(models)
+        write_npz(p, arrays)
+    elif kind == "meta-not-json":
+        arrays, _ = _good(models)
+        write_npz(p, {"__meta__": np.frombuffer(b"{not json", dtype=np.uint8), **arrays})
+    elif kind == "wrong-format":
+        _with(models, p, lambda a, m: m.update(format="something-else"))
+    elif kind == "newer-version":
+        _with(models, p, lambda a, m: m.update(format_version=checkpoint.FORMAT_VERSION + 1))
+    elif kind == "no-model-settings":
+        _with(models, p, lambda a, m: m.pop("model"))
+    elif kind == "bad-model-settings":
+        _with(models, p, lambda a, m: m["model"].update(cell="transformer"))
+    elif kind == "absurd-model-settings":
+        _with(models, p, lambda a, m: m["model"].update(hidden=10**12))
+    elif kind == "bad-vocab":
+        _with(models, p, lambda a, m: m["vocab"].update(tokens=["x", "y"]))
+    elif kind == "vocab-size-mismatch":
+        _with(models, p, lambda a, m: m["vocab"].update(tokens=m["vocab"]["tokens"][:-1],
+                                                        counts=m["vocab"]["counts"][:-1]))
+    elif kind == "array-shape-mismatch":
+        _with(models, p, lambda a, m: a.update({"param/out.b": np.zeros(3, np.float32)}))
+    elif kind == "array-missing":
+        _with(models, p, lambda a, m: a.pop("param/out.W"))
+    elif kind == "array-extra":
+        _with(models, p, lambda a, m: a.update({"param/rnn.7.W": np.zeros((2, 2), np.float32)}))
+    elif kind == "array-int-dtype":
+        _with(models, p, lambda a, m: a.update({"param/out.b": a["param/out.b"].astype(np.int32)}))
+    elif kind == "nan-weights":
+        def nan(a, m):
+            w = a["param/embed.W"].copy()
+            w[1, 1] = np.nan
+            a["param/embed.W"] = w
+        _with(models, p, nan)
+    elif kind == "inf-weights":
+        _with(models, p, lambda a, m: a.update({"param/out.b": np.full_like(a["param/out.b"], np.inf)}))
+    elif kind == "absurd-array-header":
+        # a member whose .npy header claims 2**50 float64 values (8 PiB) but holds none
+        arrays, meta = _good(models)
+        with zipfile.ZipFile(p, "w") as zf:
+            zf.writestr("__meta__.npy", _npy_bytes(meta_array(meta)))
+            hdr = {"descr": "<f8", "fortran_order": False, "shape": (2 ** 50,)}
+            buf = __import__("io").BytesIO()
+            np.lib.format.write_array_header_1_0(buf, hdr)
+            zf.writestr("param/embed.W.npy", np.lib.format.magic(1, 0) + buf.getvalue())
+    else:  # pragma: no cover
+        raise AssertionError(kind)
+    return p
+
+
+def _npy_bytes(arr) -> bytes:
+    import io
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+BAD_MODELS = {
+    "missing": ("no model", "no such"),
+    "directory": ("directory", "not a file"),
+    "text-file": ("not a charlm model",),
+    "empty-file": ("not a charlm model", "corrupt", "truncated"),
+    "unreadable": ("permission denied", "could not read"),
+    "truncated-half": ("truncated", "corrupt"),
+    "truncated-tail": ("truncated", "corrupt"),
+    "truncated-header": ("truncated", "corrupt"),
+    "npy-not-npz": ("not a charlm model",),
+    "zip-not-npz": ("not a charlm model",),
+    "no-meta": ("not a charlm model",),
+    "meta-not-json": ("corrupt metadata",),
+    "wrong-format": ("not a charlm model",),
+    "newer-version": ("newer charlm", "upgrade"),
+    "no-model-settings": ("no model settings",),
+    "bad-model-settings": ("bad model settings",),
+    "absurd-model-settings": ("does not match", "bad model settings"),
+    "bad-vocab": ("bad vocabulary",),
+    "vocab-size-mismatch": ("inconsistent",),
+    "array-shape-mismatch": ("does not match", "shape"),
+    "array-missing": ("does not match", "missing"),
+    "array-extra": ("does not match", "unexpected"),
+    "array-int-dtype": ("expected float",),
+    "nan-weights": ("nan",),
+    "inf-weights": ("inf",),
+    "absurd-array-header": ("corrupt", "truncated"),
+}
+
+
+def _model_commands(bad: Path, corpus: Path, d: Path):
+    return {
+        "score": ["score", "-m", bad, "the cat"],
+        "score-file": ["score", "-m", bad, "-f", corpus],
+        "sample": ["sample", "-m", bad, "--length", "5"],
+    }
+
+
+@pytest.mark.parametrize("command", ["score", "score-file", "sample"])
+@pytest.mark.parametrize("kind", sorted(BAD_MODELS))
+def test_bad_model_file(run, models, tmp_path, monkeypatch, kind, command):
+    bad = _bad_model(kind, models, tmp_path, monkeypatch)
+    r = run(*_model_commands(bad, models["corpus"], tmp_path)[command])
+    line = clean_error(r, 1, *BAD_MODELS[kind])
+    if kind != "missing":
+        assert str(bad) in line  # the message names the file
+
+
+@pytest.mark.parametrize("kind", sorted(set(BAD_MODELS) - {"missing", "directory"}))
+def test_bad_training_state_on_resume(run, models, tmp_path, monkeypatch, kind):
+    """The same bad files as NAME.last.npz: `train --resume` refuses them clearly."""
+    bad = _bad_model(kind, models, tmp_path, monkeypatch)
+    bad.rename(tmp_path / "out.last.npz")
+    if kind == "unreadable" and os.geteuid() == 0:  # the guard is tied to the old name
+        monkeypatch.undo()
+        _unreadable(tmp_path / "out.last.npz", monkeypatch)
+    r = run("train", models["corpus"], "-o", tmp_path / "out.npz", *TINY, "--max-steps", "2", "--resume")
+    clean_error(r, 1, *BAD_MODELS[kind], "training state")
+    assert not (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize("change", ["best-as-last", "no-train", "garbage-train", "bad-rng", "bad-state-shape"])
+def test_corrupt_training_state_on_resume(run, models, tmp_path, change):
+    """A last checkpoint that loads but whose training state is not usable."""
+    out = tmp_path / "out.npz"
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(TEXT)
+    assert run("train", corpus, "-o", out, *TINY, "--max-steps", "2").exit_code == 0
+    last = tmp_path / "out.last.npz"
+    arrays, meta = checkpoint.load_checkpoint(last)
+    if change == "best-as-last":
+        arrays, meta = checkpoint.load_checkpoint(out)
+    elif change == "no-train":
+        del meta["train"]
+    elif change == "garbage-train":
+        meta["train"] = {"options": {"corpus": str(corpus), "bogus": 1}}
+    elif change == "bad-rng":
+        meta["train"]["rng"] = {"bit_generator": "Nope"}
+    elif change == "bad-state-shape":
+        arrays["state/0/0"] = np.zeros((5, 3), np.float32)
+    checkpoint.save_checkpoint(last, arrays, meta)
+    r = run("train", corpus, "-o", out, *TINY, "--max-steps", "4", "--resume")
+    clean_error(r, 1, "training state", "nothing to resume", "no usable")
+
+
+def test_pickled_object_array_is_never_unpickled(run, models, tmp_path):
+    """A checkpoint with a pickled object array that would run code: refused, code never runs."""
+    marker = tmp_path / "PWNED"
+    arrays, meta = _good(models)
+    evil = np.empty(1, dtype=object)
+    evil[0] = _RunsCode(str(marker))
+    # sanity: this file really would run code if unpickled
+    assert pickle.loads(pickle.dumps(evil)) is not None and marker.exists()
+    marker.unlink()
+    variants = {
+        "param": {"__meta__": meta_array(meta), "param/evil": evil, **arrays},
+        "first": {"param/evil": evil, "__meta__": meta_array(meta), **arrays},
+        "meta": {"__meta__": evil, **arrays},
+    }
+    for name, members in variants.items():
+        p = write_npz(tmp_path / f"evil-{name}.npz", members, allow_pickle=True)
+        for args in (["score", "-m", p, "the"], ["sample", "-m", p, "-n", "3"]):
+            line = clean_error(run(*args), 1, "pickle", "object", "corrupt")
+            assert str(p) in line
+        last = tmp_path / "o.last.npz"
+        p.replace(last)
+        clean_error(run("train", models["corpus"], "-o", tmp_path / "o.npz", *TINY, "--resume"), 1)
+        last.unlink()
+        assert not marker.exists(), f"code in {name} was executed"
+
+
+def test_no_model_in_cwd_says_how_to_make_one(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for args in (["score", "the cat"], ["sample"]):
+        line = clean_error(run(*args), 1, "no model at charlm.npz")
+        assert "charlm train" in line
+    monkeypatch.setenv("CHARLM_MODEL", str(tmp_path / "env.npz"))
+    clean_error(run("sample"), 1, "env.npz")
+
+
+# ---------------------------------------------------------------------- score / sample text
+
+@pytest.mark.parametrize("which", ["char", "word"])
+@pytest.mark.parametrize("sentence", ["", "   "])
+def test_score_of_an_empty_string(run, models, which, sentence):
+    r = run("score", "-m", models[which], sentence)
+    if which == "char" and sentence.strip() == "" and sentence:
+        assert r.exit_code == 0, r.output  # spaces are characters: they have a probability
+        return
+    clean_error(r, 2, "empty", "nothing to score")
+
+
+def test_score_and_sample_usage_errors(run, models):
+    m = models["char"]
+    clean_error(run("score", "-m", m), 2, "nothing to score")
+    clean_error(run("score", "-m", m, "x", "-f", "y"), 2, "not both")
+    clean_error(run("score", "-m", m, "x", "--stream"), 2, "--stream")
+
+
+# ---------------------------------------------------------------------------- numeric options
+
+TRAIN_USAGE = [  # (option, value): exit 2
+    *[(o, v) for o in ("--layers", "--hidden", "--embedding", "--seq-len", "--batch-size", "--epochs",
+                       "--max-steps", "--eval-every", "--patience", "--min-count")
+      for v in ("0", "-1", "-99999999999999999999")],
+    *[(o, "99999999999999999999") for o in ("--layers", "--hidden", "--embedding", "--seq-len", "--batch-size")],
+    ("--max-vocab", "0"), ("--max-vocab", "1"), ("--max-vocab", "-5"),
+    ("--lr", "0"), ("--lr", "-0.1"), ("--lr", "nan"), ("--lr", "inf"), ("--lr", "abc"),
+    ("--clip", "-1"), ("--clip", "nan"), ("--clip", "inf"),
+    ("--dropout", "-0.1"), ("--dropout", "1"), ("--dropout", "1e308"), ("--dropout", "nan"),
+    ("--val-fraction", "-0.1"), ("--val-fraction", "1"), ("--val-fraction", "1e308"), ("--val-fraction", "nan"),
+    ("--time-limit", "0"), ("--time-limit", "-1"), ("--time-limit", "nan"),
+    ("--seed", "-1"), ("--seed", "-5"), ("--seed", "1.5"),
+]
+
+
+@pytest.mark.parametrize("option,value", TRAIN_USAGE)
+def test_train_option_out_of_range(run, models, tmp_path, option, value):
+    r = run("train", models["corpus"], "-o", tmp_path / "o.npz", *TINY, "--max-steps", "2", option, value)
+    line = clean_error(r, 2)
+    assert option in line or option.lstrip("-") in line
+    assert not (tmp_path / "o.npz").exists()
+
+
+TRAIN_OK = [  # absurdly large but meaningful: they work
+    ("--epochs", "99999999999999999999"), ("--max-steps", "99999999999999999999"),
+    ("--eval-every", "99999999999999999999"), ("--patience", "99999999999999999999"),
+    ("--min-count", "99999999999999999999"), ("--max-vocab", "99999999999999999999"),
+    ("--seed", "99999999999999999999999999999999"), ("--seed", "0"), ("--clip", "0"), ("--clip", "1e308"),
+    ("--time-limit", "1e308"), ("--time-limit", "inf"), ("--dropout", "0.999999"), ("--val-fraction", "0"),
+    ("--val-fraction", "0.5"), ("--lr", "1e-300"), ("--lr", "1e30"), ("--batch-size", "100000"),
+    ("--seq-len", "100000"),
+]
+
+
+@pytest.mark.parametrize("option,value", TRAIN_OK)
+def test_train_option_extreme_but_valid(run, models, tmp_path, option, value):
+    out = tmp_path / "o.npz"
+    r = run("train", models["corpus"], "-o", out, *TINY, "--max-steps", "2", option, value)
+    assert r.exit_code == 0, r.output
+    assert "Traceback" not in r.output
+    checkpoint.load_model(out)  # whatever was written is a usable model
+
+
+def test_train_model_too_big_for_memory_is_refused_up_front(run, models, tmp_path):
+    """In range for the options, far beyond any memory: refused before allocating anything."""
+    r = run("train", models["corpus"], "-o", tmp_path / "o.npz", "--hidden", "8192", "--layers", "16",
+            "--embedding", "8192", "--max-steps", "1", "-q")
+    clean_error(r, 2, "memory")
+
+
+def test_train_output_that_cannot_be_written_fails_before_training(run, models, tmp_path):
+    clean_error(run("train", models["corpus"], "-o", tmp_path / "nodir" / "o.npz", *TINY), 2, "does not exist")
+    (tmp_path / "adir").mkdir()
+    clean_error(run("train", models["corpus"], "-o", tmp_path / "adir", *TINY), 2, "directory")
+
+
+def test_train_non_finite_parameters_never_reach_a_checkpoint(run, models, tmp_path, monkeypatch):
+    """If an update makes the weights inf/NaN, training stops and the files on disk stay loadable."""
+    from charlm import optim
+
+    out = tmp_path / "o.npz"
+    assert run("train", models["corpus"], "-o", out, *TINY, "--max-steps", "2", "--eval-every", "1").exit_code == 0
+    before = out.read_bytes(), (tmp_path / "o.last.npz").read_bytes()
+    real_step = optim.Adam.step
+
+    def poisoned(self, params, grads):
+        real_step(self, params, grads)
+        params["out.b"][0] = np.inf
+
+    monkeypatch.setattr(optim.Adam, "step", poisoned)
+    r = run("train", models["corpus"], "-o", out, *TINY, "--max-steps", "6", "--eval-every", "1", "--resume")
+    clean_error(r, 1, "diverged")
+    assert (out.read_bytes(), (tmp_path / "o.last.npz").read_bytes()) == before
+    checkpoint.load_model(out)
+
+
+@pytest.mark.parametrize("args,code", [
+    (["--batch-size", "0"], 2), (["--batch-size", "-1"], 2), (["--batch-size", "x"], 2),
+    (["--batch-size", "99999999999999999999"], 0),
+])
+def test_score_numeric_options(run, models, args, code):
+    r = run("score", "-m", models["word"], "the cat", "a dog", *args)
+    if code:
+        clean_error(r, code)
+    else:
+        assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+
+
+SAMPLE_USAGE = [
+    ("--temperature", "-1"), ("--temperature", "-1e308"), ("--temperature", "nan"),
+    ("--top-k", "0"), ("--top-k", "-1"), ("--top-k", "1.5"),
+    ("--top-p", "0"), ("--top-p", "-0.5"), ("--top-p", "1.0001"), ("--top-p", "2"), ("--top-p", "nan"),
+    ("--top-p", "inf"), ("--top-p", "-inf"),
+    ("--length", "0"), ("--length", "-1"), ("--num", "0"), ("--num", "-3"), ("--seed", "-1"),
+]
+
+
+@pytest.mark.parametrize("option,value", SAMPLE_USAGE)
+def test_sample_option_out_of_range(run, models, option, value):
+    line = clean_error(run("sample", "-m", models["char"], option, value), 2)
+    assert option in line
+
+
+SAMPLE_OK = [
+    ("--temperature", "0"), ("--temperature", "1e-300"), ("--temperature", "1e308"),
+    ("--top-k", "99999999999999999999"), ("--top-p", "1"), ("--top-p", "1e-300"),
+    ("--seed", "99999999999999999999999999999999"), ("--length", "1"),
+]
+
+
+@pytest.mark.parametrize("option,value", SAMPLE_OK)
+def test_sample_option_extreme_but_valid(run, models, option, value):
+    r = run("sample", "-m", models["char"], "--length", "30", "--json", option, value)
+    assert r.exit_code == 0, r.output
+    assert r.stderr == ""  # not even a numpy RuntimeWarning
+    rec = json.loads(r.stdout)
+    assert "<UNK>" not in rec["tokens"] and 1 <= len(rec["tokens"]) <= 30
+
+
+def test_sample_infinite_temperature_is_uniform_or_refused(run, models):
+    r = run("sample", "-m", models["char"], "--temperature", "inf", "--length", "200", "--json", "--seed", "1")
+    if r.exit_code == 2:
+        clean_error(r, 2, "--temperature")
+        return
+    assert r.exit_code == 0 and r.stderr == "", r.output
+    assert len(set(json.loads(r.stdout)["tokens"])) > 3  # uniform over the vocabulary, not constant
+
+
+@pytest.mark.parametrize("args", [["--length", "10" * 9], ["--num", "10" * 9]])
+def test_sample_absurd_length_or_num_is_a_clean_error(run, models, args):
+    """Beyond memory: one line that names the options to lower (not a traceback, not a hang)."""
+    line = clean_error(run("sample", "-m", models["char"], *args), 1, "memory")
+    assert "--length" in line or "--num" in line
+
+
+@pytest.mark.parametrize("args,code", [
+    (["--top", "-1"], 2), (["--top", "99999999999999999999"], 0), (["--top", "0"], 0),
+    (["--min-count", "0"], 2), (["--min-count", "-1"], 2), (["--min-count", "99999999999999999999"], 0),
+    (["--max-vocab", "1"], 2), (["--max-vocab", "0"], 2), (["--max-vocab", "99999999999999999999"], 0),
+])
+def test_tokenize_numeric_options(run, models, args, code):
+    r = run("tokenize", "--stats", models["corpus"], *args)
+    if code:
+        clean_error(r, code)
+    else:
+        assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+
+
+def test_debug_shows_the_traceback(run, tmp_path):
+    r = CliRunner().invoke(cli, ["--debug", "tokenize", str(tmp_path / "nope.txt")])
+    assert r.exit_code != 0 and r.exception is not None  # re-raised for a traceback
+    assert "no such file" in str(r.exception)
+
+
+# -------------------------------------------------------------------- the real entry point
+
+def test_real_process_one_line_and_exit_codes(models, tmp_path):
+    """Through `python -m charlm`: the exit statuses and single stderr lines are the real ones."""
+    env = dict(os.environ)
+    env.pop("CHARLM_MODEL", None)
+    cases = [
+        (["tokenize", str(tmp_path / "missing.txt")], 1),
+        (["sample", "-m", str(models["char"]), "--top-p", "1.5"], 2),
+        (["score", "-m", str(tmp_path / "missing.npz"), "x"], 1),
+        (["train", str(models["corpus"]), "--hidden", "0"], 2),
+        (["frobnicate"], 2),
+    ]
+    for args, code in cases:
+        r = subprocess.run([sys.executable, "-m", "charlm", *args], capture_output=True, text=True,
+                           cwd=tmp_path, env=env, timeout=60)
+        assert r.returncode == code, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("charlm: error: "), r.stderr
+
+
+# -------------------------------------------------------------------- a 50 MB single line
+
+_MEASURE = r"""
+import resource, subprocess, sys
+r = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
+print(r.returncode, peak)
+sys.stderr.write(r.stdout + r.stderr)
+"""
+
+
+def _peak_mib(args, cwd) -> tuple[int, float, str]:
+    r = subprocess.run([sys.executable, "-c", _MEASURE, sys.executable, "-m", "charlm", *args],
+                       capture_output=True, text=True, cwd=cwd, timeout=120)
+    code, kib = r.stdout.split()
+    return int(code), int(kib) / 1024, r.stderr
+
+
+@pytest.fixture(scope="module")
+def one_line_50mb(tmp_path_factory):
+    """50 MB of text on one line, no newline at all, written quickly by repeating a block."""
+    p = tmp_path_factory.mktemp("big") / "oneline.txt"
+    block = ("It was the best of times, it was the worst of times; caf\u00e9 na\u00efve \u00fcber 42. " * 1000).encode()
+    reps = 50_000_000 // len(block) + 1
+    with open(p, "wb") as f:
+        for _ in range(reps):
+            f.write(block)
+    assert p.stat().st_size >= 50_000_000
+    return p
+
+
+@pytest.mark.parametrize("level", ["char", "word"])
+def test_50mb_single_line_tokenize_stats_bounded_memory(one_line_50mb, tmp_path, level):
+    code, peak, err = _peak_mib(["tokenize", "--stats", "--level", level, str(one_line_50mb)], tmp_path)
+    assert code == 0, err
+    assert "tokens:" in err
+    assert peak < 300, f"peak RSS {peak:.0f} MiB for a 50 MB one-line corpus"
+
+
+def test_2mb_single_line_trains(tmp_path):
+    """Training on one long line works; its memory is O(corpus) (int32 ids: 4 bytes a token)."""
+    p = tmp_path / "line.txt"
+    p.write_bytes(b"the quick brown fox jumps over the lazy dog " * 47_000)  # ~2 MB, no newline
+    code, peak, err = _peak_mib(["train", str(p), "-o", str(tmp_path / "m.npz"), *TINY, "--max-steps", "2"],
+                                tmp_path)
+    assert code == 0, err
+    assert peak < 300, peak
+    checkpoint.load_model(tmp_path / "m.npz")
