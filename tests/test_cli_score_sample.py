@@ -2,50 +2,26 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import shutil
-from collections import Counter
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from charlm import __version__, checkpoint, optim
+from charlm import checkpoint
 from charlm.cli import cli
 from charlm.cli import sample as sample_cli
 from charlm.cli.score import format_prob
-from charlm.model import LanguageModel, ModelConfig
-from charlm.text import Tokenizer, TokenizerConfig, Vocab
 
-TEXT = "the cat sat on the mat\nthe dog sat on the log\na cat and a dog\n" * 2
+from tinymodel import TEXT, build, save  # noqa: E402
 
 
 def save_model(path, level, mode, steps=40):
     """Train a tiny LSTM for a few Adam steps on TEXT and save it as a "best" checkpoint."""
-    cfg = TokenizerConfig(level=level, mode=mode)
-    tok = Tokenizer(cfg)
-    pieces = list(tok.iter_sentences(io.StringIO(TEXT)))
-    counts = Counter(t for p in pieces for t in p)
-    if cfg.mode == "lines":
-        counts["<EOS>"] = len(pieces)
-    vocab = Vocab.from_counts(counts, tokenizer=cfg)
-    config = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=1, hidden=16, embedding=8)
-    model = LanguageModel(config, seed=0)
-    ids = []
-    for p in pieces:
-        ids += ([vocab.eos_id] if cfg.mode == "lines" else []) + list(vocab.encode(p))
-    ids = np.array(ids + ([vocab.eos_id] if cfg.mode == "lines" else []))
-    opt = optim.Adam(0.03)
-    for _ in range(steps):
-        _, _, cache = model.loss(ids[:-1, None], ids[1:, None], model.init_state(1))
-        opt.step(model.params, model.backward(cache))
-    meta = {"format": checkpoint.FORMAT, "format_version": checkpoint.FORMAT_VERSION,
-            "charlm_version": __version__, "kind": "best", "model": config.to_dict(),
-            "vocab": vocab.to_dict(), "train": {}}
-    checkpoint.save_checkpoint(str(path), checkpoint.model_arrays(model), meta)
-    return str(path)
+    model, vocab, _ = build(level, mode, steps=steps, hidden=16, embedding=8)
+    return save(path, model, vocab)
 
 
 @pytest.fixture(scope="module")

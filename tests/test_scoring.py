@@ -5,41 +5,15 @@ from __future__ import annotations
 import io
 import itertools
 import math
-from collections import Counter
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from charlm import optim, scoring
+from charlm import scoring
 from charlm.errors import UsageError
-from charlm.model import LanguageModel, ModelConfig
-from charlm.text import Tokenizer, TokenizerConfig, Vocab
 
-TEXT = "the cat sat on the mat\nthe dog sat on the log\na cat and a dog\n" * 2
-
-
-def build(level="word", mode="lines", text=TEXT, steps=20, dtype="float32", cell="lstm", seed=0):
-    """(model, vocab, tokenizer): a tiny model, trained for a few Adam steps on `text`."""
-    cfg = TokenizerConfig(level=level, mode=mode)
-    tok = Tokenizer(cfg)
-    pieces = list(tok.iter_sentences(io.StringIO(text)))
-    counts = Counter(t for p in pieces for t in p)
-    if cfg.mode == "lines":
-        counts["<EOS>"] = len(pieces)
-    vocab = Vocab.from_counts(counts, tokenizer=cfg)
-    model = LanguageModel(ModelConfig(vocab_size=len(vocab), cell=cell, layers=1, hidden=12,
-                                      embedding=6, dtype=dtype), seed=seed)
-    ids = []
-    for p in pieces:
-        ids += ([vocab.eos_id] if cfg.mode == "lines" else []) + list(vocab.encode(p))
-    ids = np.array(ids + ([vocab.eos_id] if cfg.mode == "lines" else []))
-    opt = optim.Adam(0.03)
-    x, y = ids[:-1, None], ids[1:, None]
-    for _ in range(steps):
-        _, _, cache = model.loss(x, y, model.init_state(1))
-        opt.step(model.params, model.backward(cache))
-    return model, vocab, tok
+from tinymodel import TEXT, build  # noqa: E402
 
 
 @pytest.fixture(scope="module")
