@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from charlm.errors import CharlmError
+from charlm.nn.alloc import keep_freed_memory
 from charlm.nn.cells import make_cell
 from charlm.nn.layers import (
     StackedRecurrent,
@@ -112,6 +113,7 @@ class LanguageModel:
     """Left-to-right recurrent language model over token ids (time-major (T,B) arrays)."""
 
     def __init__(self, config: ModelConfig, params: dict | None = None, seed: int = 0):
+        keep_freed_memory()                                  # faster steps; see nn/alloc.py
         self.config = config
         self.dtype = np.dtype(config.dtype)
         self.cell = make_cell(config.cell, activation=config.activation, peephole=config.peephole)

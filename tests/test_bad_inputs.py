@@ -383,7 +383,7 @@ def test_pickled_object_array_is_never_unpickled(run, models, tmp_path):
     }
     for name, members in variants.items():
         p = write_npz(tmp_path / f"evil-{name}.npz", members, allow_pickle=True)
-        for args in (["score", "-m", p, "the"], ["sample", "-m", p, "-n", "3"]):
+        for args in (["score", "-m", p, "the"], ["sample", "-m", p, "-l", "3"]):
             line = clean_error(run(*args), 1, "pickle", "object", "corrupt")
             assert str(p) in line
         last = tmp_path / "o.last.npz"

@@ -35,9 +35,9 @@ def _word_sep(prev: str | None, tok: str) -> str:
               help="Sample only from the likeliest tokens whose probability adds up to P (0 < P <= 1).")
 @click.option("--prime", default="", metavar="TEXT",
               help="Text the model reads before generating (the sample continues it).")
-@click.option("-n", "--length", type=int, default=None, metavar="N",
+@click.option("-l", "--length", type=int, default=None, metavar="N",
               help="Maximum tokens per sample [default: 200 for char-level models, 50 for word-level].")
-@click.option("--num", type=int, default=1, show_default=True,
+@click.option("-n", "--num", type=int, default=1, show_default=True,
               help="How many samples (generated together as one batch).")
 @click.option("--seed", type=int, default=None, help="Random seed: same seed, same samples.")
 @click.option("--json", "as_json", is_flag=True,

@@ -153,6 +153,7 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
       charlm score -m shakespeare.npz --file test.txt
       charlm score --file test.txt --stream        # as the training's validation sees it
       cat lines.txt | charlm score --file - --json
+      charlm score -- "-5 degrees and falling"   # -- before a sentence that starts with -
     """
     from charlm import scoring
 
