@@ -66,8 +66,7 @@ def main() -> int:
     parser.add_argument("--time-limit", type=float, default=None, help="seconds of training (default: the target's)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with the corpora")
     parser.add_argument("--out", type=Path, default=None, help="run directory")
-    parser.add_argument("extra", nargs=argparse.REMAINDER, help="more `charlm train` options after --")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()  # anything else is passed on to `charlm train`
     setup = SETUPS[args.setup]
     corpus = args.data / setup["corpus"]
     if not corpus.exists():
@@ -78,7 +77,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     model = out / "model.npz"
     charlm = [sys.executable, "-m", "charlm"]
-    extra = [a for a in args.extra if a != "--"]
+    extra = [a for a in extra if a != "--"]
     train_args = [a.format(data=args.data) for a in setup["train"]]
     with open(out / "log.txt", "a", encoding="utf-8") as log:
         started = time.perf_counter()

@@ -330,15 +330,13 @@ class LSTMCell(Cell):
         T, B, D = x.shape
         H = W.shape[1] // 4
         dt = W.dtype
-        deriv = g * (1.0 - g)                                # σ' = Γ(1 - Γ)
-        np.subtract(1.0, g[:, :, 3 * H:] ** 2, out=deriv[:, :, 3 * H:])   # tanh' = 1 - c~²
-        dtc = 1.0 - tc * tc                                  # tanh'(c<t>)
         WaT = np.ascontiguousarray(W[:H].T)                  # a contiguous copy multiplies faster
         P = p["P"] if self.peephole else None
         dz = np.empty((T, B, 4 * H), dtype=dt)
         dnext = _dstate(dstate, 0, a[0])                     # dL/da<t> from step t+1
         dc = _dstate(dstate, 1, c[0])                        # dL/dc<t> from step t+1
         dh, buf = np.empty((B, H), dtype=dt), np.empty((B, H), dtype=dt)
+        local = np.empty((B, 4 * H), dtype=dt)               # σ' and tanh' of step t
         for t in reversed(range(T)):
             Gu, Gf, Go, cand = g[t, :, :H], g[t, :, H:2 * H], g[t, :, 2 * H:3 * H], g[t, :, 3 * H:]
             dGu, dGf, dGo, dcand = (dz[t, :, k * H:(k + 1) * H] for k in range(4))
@@ -346,14 +344,22 @@ class LSTMCell(Cell):
             # a<t> = Γo * tanh(c<t>)
             np.multiply(dh, tc[t], out=dGo)
             dh *= Go
-            dh *= dtc[t]
+            np.multiply(tc[t], tc[t], out=buf)
+            np.subtract(1.0, buf, out=buf)                   # tanh'(c<t>) = 1 - tanh²(c<t>)
+            dh *= buf
             dc += dh                                         # dL/dc<t>
             # c<t> = Γu * c~ + Γf * c<t-1>
             np.multiply(dc, cand, out=dGu)
             np.multiply(dc, Gu, out=dcand)
             np.multiply(dc, c[t], out=dGf)
             dc *= Gf                                         # dL/dc<t-1> (direct path)
-            dz[t] *= deriv[t]                                # through σ and tanh
+            # through σ, σ' = Γ(1 - Γ), and tanh, tanh' = 1 - c~², computed on this step's
+            # (B, 4H) rows while they are in cache
+            np.subtract(1.0, g[t, :, :3 * H], out=local[:, :3 * H])
+            local[:, :3 * H] *= g[t, :, :3 * H]
+            np.multiply(cand, cand, out=local[:, 3 * H:])
+            np.subtract(1.0, local[:, 3 * H:], out=local[:, 3 * H:])
+            dz[t] *= local
             if self.peephole:                                # + P[k] * c<t-1> in Γu, Γf, Γo
                 for k in range(3):
                     np.multiply(dz[t, :, k * H:(k + 1) * H], P[k], out=buf)
