@@ -250,6 +250,11 @@ def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = 
         "steps_per_epoch": steps_per_epoch,
     })
 
+    if opts.metrics:
+        try:  # find out now, not at the first evaluation, that the log cannot be written
+            open(opts.metrics, "a", encoding="utf-8").close()
+        except OSError as err:
+            raise UsageError(f"cannot write --metrics {opts.metrics}: {err.strerror}") from None
     flag: dict = {}
     restore = _install_signal_handlers(flag)
     state = st.pop("_state", None) or model.init_state(data.batch_size)
@@ -257,7 +262,6 @@ def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = 
     bad_steps = 0
     window_loss, window_count = 0.0, 0
     tick, tick_tokens = time.perf_counter(), 0
-    metrics_file = open(opts.metrics, "a", encoding="utf-8") if opts.metrics else None
 
     def check_finite():
         """Never overwrite a good checkpoint with parameters that are inf/NaN (the loader
@@ -316,9 +320,9 @@ def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = 
             if sched.observe(val_loss):
                 opt.lr = sched.decayed_lr(opt.lr)
         st["metrics"].append(record)
-        if metrics_file:
-            metrics_file.write(json.dumps(record) + "\n")
-            metrics_file.flush()
+        if opts.metrics:
+            with open(opts.metrics, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
         rep.evaluate(record, improved)
         save_last()
         if scheduled and data.val is not None and st["bad_evals"] >= opts.patience:
@@ -375,8 +379,6 @@ def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = 
             run_eval(scheduled=False)
         except _Stop:
             pass
-    if metrics_file:
-        metrics_file.close()
     rep.close()
     return {
         "reason": reason,
