@@ -54,7 +54,7 @@ class TrainOptions:
     seq_len: int = 100
     batch_size: int = 32
     optimizer: str = "adam"
-    lr: float = 2e-3
+    lr: float = 3e-3
     clip: float = 5.0
     epochs: int = 20
     max_steps: int | None = None

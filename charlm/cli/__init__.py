@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 import click
+import numpy as np
 
 from charlm import __version__
 from charlm.errors import CharlmError
@@ -39,7 +40,10 @@ class CharlmGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            # Overflow or NaN inside NumPy is detected and reported by charlm itself (a diverged
+            # run, a corrupt model); NumPy's own RuntimeWarnings would only add noise lines.
+            with np.errstate(all="ignore"):
+                return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except CharlmError as err:

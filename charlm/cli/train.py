@@ -84,7 +84,7 @@ class BarReporter(Reporter):
 @click.option("--layers", type=click.IntRange(1, 16), default=2, show_default=True)
 @click.option("--hidden", type=click.IntRange(1, 8192), default=256, show_default=True, help="Units per layer.")
 @click.option("--embedding", type=click.IntRange(1, 8192), default=64, show_default=True, help="Embedding size.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="Inverted dropout between layers and before the output.")
 @click.option("--tie-weights", is_flag=True, help="Share the embedding and output weights (needs --embedding = --hidden).")
 @click.option("--activation", type=click.Choice(["tanh", "relu"]), default="tanh", show_default=True,
@@ -95,7 +95,7 @@ class BarReporter(Reporter):
 @click.option("--batch-size", type=click.IntRange(min=1, max=100000), default=32, show_default=True,
               help="Parallel streams per step.")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adagrad", "rmsprop"]), default="adam", show_default=True)
-@click.option("--lr", type=float, default=None, help="Learning rate [default: 2e-3 for adam/rmsprop, 1.0 for sgd, 0.05 for adagrad].")
+@click.option("--lr", type=float, default=None, help="Learning rate [default: 3e-3 for adam, 2e-3 for rmsprop, 1.0 for sgd, 0.05 for adagrad].")
 @click.option("--clip", type=float, default=5.0, show_default=True, help="Clip the global gradient norm (0: off).")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many steps in all.")
@@ -142,7 +142,7 @@ def train_command(corpus, output, min_count, max_vocab, vocab_path, cell, layers
     if clip < 0 or not math.isfinite(clip):
         raise click.BadParameter(f"must be >= 0 (got {clip})", param_hint="--clip")
     if lr is None:
-        lr = {"sgd": 1.0, "adagrad": 0.05}.get(optimizer, 2e-3)
+        lr = {"adam": 3e-3, "rmsprop": 2e-3, "sgd": 1.0, "adagrad": 0.05}[optimizer]
     elif not (lr > 0 and math.isfinite(lr)):
         raise click.BadParameter(f"must be a positive number (got {lr})", param_hint="--lr")
     tok_config = tokenizer_settings(**tok)
