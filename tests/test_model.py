@@ -258,3 +258,16 @@ def test_config_round_trip_and_validation():
     for d in bad:
         with pytest.raises(CharlmError):
             ModelConfig.from_dict(d)
+
+
+def test_embedding_initialisation_as_documented():
+    """embed.W ~ N(0, 1) (input rows of useful size); tied weights start U(-0.1, 0.1)."""
+    untied = LanguageModel(ModelConfig(vocab_size=500, embedding=64, hidden=32, layers=1), seed=1)
+    E = untied.params["embed.W"]
+    assert abs(E.mean()) < 0.02 and abs(E.std() - 1.0) < 0.02
+    tied = LanguageModel(ModelConfig(vocab_size=500, embedding=32, hidden=32, layers=1, tie_weights=True), seed=1)
+    Et = tied.params["embed.W"]
+    assert np.abs(Et).max() <= 0.1 and Et.std() > 0.05
+    b = untied.params["rnn.0.b"]
+    H = 32
+    assert np.all(b[H:2 * H] == 1.0) and np.all(b[:H] == 0) and np.all(b[2 * H:] == 0)  # forget bias 1
