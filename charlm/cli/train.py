@@ -63,8 +63,8 @@ class BarReporter(Reporter):
     def message(self, text):
         if self.bar is not None:
             self.bar.write(f"charlm: {text}", file=sys.stderr)
-        else:
-            warn(text) if not self.quiet else None
+        elif not self.quiet:
+            warn(text)
 
     def close(self):
         if self.bar is not None:
