@@ -28,7 +28,6 @@ Usage:  python benchmarks/bench_score_sample.py [--quick] [--cells lstm,gru] [--
 
 from __future__ import annotations
 
-import argparse
 import string
 import sys
 
@@ -273,17 +272,7 @@ def run(args, log=print) -> tuple[list[dict], list[str]]:
 
 
 def main(argv=None) -> int:
-    p = common.add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
-    args = p.parse_args(argv)
-    torch = common.torch_or_none(args.no_torch, args.torch_threads)
-    for line in common.machine_lines(torch):
-        print(line)
-    rows, notes = run(args, log=lambda s: print(s, file=sys.stderr, flush=True))
-    print()
-    print(common.markdown_table(rows))
-    for n in notes:
-        print(f"- {n}")
-    return 0
+    return common.bench_main(run, argv)
 
 
 if __name__ == "__main__":

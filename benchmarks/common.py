@@ -315,3 +315,19 @@ def markdown_table(rows: list[dict]) -> str:
 
 def ratio(a, b):
     return a / b if (a is not None and b) else None
+
+
+def bench_main(run, argv=None) -> int:
+    """Command-line entry of one benchmark script: parse the common options, print the machine,
+    call `run(args, log) -> (rows, notes)`, print the table and the notes."""
+    p = add_common_args(argparse.ArgumentParser(description=(sys.modules[run.__module__].__doc__ or "").split("\n")[0]))
+    args = p.parse_args(argv)
+    torch = torch_or_none(args.no_torch, args.torch_threads)
+    for line in machine_lines(torch):
+        print(line)
+    rows, notes = run(args, log=lambda s: print(s, file=sys.stderr, flush=True))
+    print()
+    print(markdown_table(rows))
+    for n in notes:
+        print(f"- {n}")
+    return 0
