@@ -209,7 +209,14 @@ def arrays_under(arrays: dict, prefix: str) -> dict:
 
 
 def load_model(path):
-    """Load a model file: returns (LanguageModel, Vocab, meta).
+    """Load a model file: returns (LanguageModel, Vocab, meta). See `model_from_checkpoint`."""
+    path = os.fspath(path)
+    arrays, meta = load_checkpoint(path)
+    return model_from_checkpoint(arrays, meta, path)
+
+
+def model_from_checkpoint(arrays: dict, meta: dict, path: str):
+    """(LanguageModel, Vocab, meta) from what `load_checkpoint(path)` returned.
 
     The "param/*" arrays must match model.param_shapes() exactly (names and shapes; float
     dtypes are cast to the config dtype) and len(vocab) must equal config.vocab_size.
@@ -217,8 +224,6 @@ def load_model(path):
     from charlm.model import LanguageModel, ModelConfig
     from charlm.text import Vocab
 
-    path = os.fspath(path)
-    arrays, meta = load_checkpoint(path)
     for key in ("model", "vocab"):
         if not isinstance(meta.get(key), dict):
             raise CheckpointError(f"{path} has no {key} settings: not a model file (or corrupt)")

@@ -502,7 +502,7 @@ def _resume(opts: TrainOptions, last_file: Path):
     if Path(saved.corpus).resolve() != Path(opts.corpus).resolve():
         raise UsageError(f"--resume continues the run on {saved.corpus}, not {opts.corpus}")
     opts.__dict__.update(saved.__dict__)
-    model, vocab, _ = ckpt.load_model(last_file)
+    model, vocab, _ = ckpt.model_from_checkpoint(arrays, meta, str(last_file))
     data = prepare_data(opts, vocab=vocab, n_train=tr["n_train"])
     try:
         opt = make_optimizer(opts.optimizer, opts.lr)
