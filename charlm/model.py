@@ -18,7 +18,7 @@ import numpy as np
 
 from charlm.errors import CharlmError
 from charlm.nn.alloc import keep_freed_memory
-from charlm.nn.cells import make_cell
+from charlm.nn.cells import CELLS, cell_from_config
 from charlm.nn.layers import (
     StackedRecurrent,
     dense_forward,
@@ -34,7 +34,6 @@ __all__ = ["ModelConfig", "LanguageModel", "State"]
 
 State = list  # list over layers of tuples of (B, H) arrays: (a,) for rnn/gru, (a, c) for lstm
 
-CELLS = ("rnn", "gru", "lstm")
 ACTIVATIONS = ("tanh", "relu")
 DTYPES = ("float32", "float64")
 
@@ -116,7 +115,7 @@ class LanguageModel:
         keep_freed_memory()                                  # faster steps; see nn/alloc.py
         self.config = config
         self.dtype = np.dtype(config.dtype)
-        self.cell = make_cell(config.cell, activation=config.activation, peephole=config.peephole)
+        self.cell = cell_from_config(config)
         self.rnn = StackedRecurrent(self.cell, config.layers)
         self._rng = np.random.default_rng(seed)
         if params is None:

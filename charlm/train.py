@@ -33,6 +33,7 @@ from charlm import checkpoint as ckpt
 from charlm.corpus import batchify, build_vocab, fit_batch, iter_windows, read_corpus, split_point
 from charlm.errors import CharlmError, CheckpointError, DataError, UsageError
 from charlm.model import LanguageModel, ModelConfig
+from charlm.nn.cells import cell_from_config
 from charlm.optim import ReduceOnPlateau, clip_grad_norm, make_optimizer
 from charlm.text import Tokenizer, TokenizerConfig, Vocab
 
@@ -452,10 +453,8 @@ def _check_memory(config: ModelConfig, batch: int, seq_len: int, optimizer: str)
     activations of one window: about (4 + 2 per gate) H values per layer per token and the
     (T*B, V) logits/probabilities.
     """
-    from charlm.nn.cells import make_cell
-
     itemsize = np.dtype(config.dtype).itemsize
-    cell = make_cell(config.cell, activation=config.activation, peephole=config.peephole)
+    cell = cell_from_config(config)
     V, E, H, L = config.vocab_size, config.embedding, config.hidden, config.layers
     n = V * E + V + (0 if config.tie_weights else H * V)
     gates = 1

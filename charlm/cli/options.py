@@ -1,10 +1,17 @@
-"""Command-line options shared by several subcommands."""
+"""Command-line options shared by several subcommands, and loading the model they name."""
 
 from __future__ import annotations
 
 import functools
+import os
 
 import click
+
+from charlm.checkpoint import load_model
+from charlm.errors import CheckpointError
+from charlm.text import Tokenizer, TokenizerConfig
+
+DEFAULT_MODEL = "charlm.npz"
 
 
 def tokenizer_options(f):
@@ -39,6 +46,24 @@ def vocab_options(f):
 
 def tokenizer_settings(level, mode, split, lowercase, graphemes):
     """The `TokenizerConfig` the options describe (bad mixes raise UsageError: exit 2)."""
-    from charlm.text import TokenizerConfig
-
     return TokenizerConfig(level=level, mode=mode, split=split, lowercase=lowercase, graphemes=graphemes)
+
+
+def model_option(f):
+    """-m/--model PATH (env CHARLM_MODEL, default charlm.npz)."""
+    return click.option(
+        "-m", "--model", "model_path", envvar="CHARLM_MODEL", default=DEFAULT_MODEL,
+        show_default=True, show_envvar=True, metavar="PATH",
+        help="Model file to use.")(f)
+
+
+def load(model_path: str):
+    """Load (model, vocab, tokenizer, meta) from a model file; no file -> CheckpointError saying how
+    to make one."""
+    if not os.path.exists(model_path):
+        raise CheckpointError(
+            f"no model at {model_path}: train one with `charlm train CORPUS` or pass -m PATH")
+    if os.path.isdir(model_path):
+        raise CheckpointError(f"{model_path} is a directory, not a model file")
+    model, vocab, meta = load_model(model_path)
+    return model, vocab, Tokenizer(vocab.tokenizer), meta

@@ -8,7 +8,7 @@ import sys
 import click
 
 from charlm.cli import cli, warn
-from charlm.cli.score import load, model_option
+from charlm.cli.options import load, model_option
 
 
 def _stdout_is_tty() -> bool:

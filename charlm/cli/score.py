@@ -1,48 +1,15 @@
-"""`charlm score`: sentence probabilities, perplexity, corpus cross-entropy.
-
-Also holds what `score` and `sample` share: the -m/--model option and loading a model file
-with a helpful message when there is none.
-"""
+"""`charlm score`: sentence probabilities, perplexity, corpus cross-entropy."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 
 import click
 
 from charlm.cli import cli
+from charlm.cli.options import load, model_option
 from charlm.errors import DataError
-
-DEFAULT_MODEL = "charlm.npz"
-
-
-# -- shared with `charlm sample` ------------------------------------------------------------------
-
-def model_option(f):
-    """-m/--model PATH (env CHARLM_MODEL, default charlm.npz)."""
-    return click.option(
-        "-m", "--model", "model_path", envvar="CHARLM_MODEL", default=DEFAULT_MODEL,
-        show_default=True, show_envvar=True, metavar="PATH",
-        help="Model file to use.")(f)
-
-
-def load(model_path: str):
-    """Load (model, vocab, tokenizer, meta) from a model file; no file -> CharlmError saying how
-    to make one."""
-    from charlm.checkpoint import load_model
-    from charlm.errors import CheckpointError
-    from charlm.text import Tokenizer
-
-    if not os.path.exists(model_path):
-        raise CheckpointError(
-            f"no model at {model_path}: train one with `charlm train CORPUS` or pass -m PATH")
-    if os.path.isdir(model_path):
-        raise CheckpointError(f"{model_path} is a directory, not a model file")
-    model, vocab, meta = load_model(model_path)
-    return model, vocab, Tokenizer(vocab.tokenizer), meta
-
 
 # -- formatting ------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from charlm.cli import cli, warn
 from charlm.cli.options import tokenizer_options, tokenizer_settings, vocab_options
+from charlm.nn.cells import CELLS
 from charlm.train import Reporter, TrainOptions, last_path, train
 
 LN2 = math.log(2)
@@ -80,7 +81,7 @@ class BarReporter(Reporter):
 @vocab_options
 @click.option("--vocab", "vocab_path", type=click.Path(), default=None,
               help="Use a vocabulary made by `charlm tokenize --vocab-out` (its tokenizer settings win).")
-@click.option("--cell", type=click.Choice(["rnn", "gru", "lstm"]), default="lstm", show_default=True)
+@click.option("--cell", type=click.Choice(list(CELLS)), default="lstm", show_default=True)
 @click.option("--layers", type=click.IntRange(1, 16), default=2, show_default=True)
 @click.option("--hidden", type=click.IntRange(1, 8192), default=256, show_default=True, help="Units per layer.")
 @click.option("--embedding", type=click.IntRange(1, 8192), default=64, show_default=True, help="Embedding size.")

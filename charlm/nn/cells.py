@@ -27,9 +27,11 @@ all gates of a step are one tanh; weight gradients are matrix multiplies after t
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
-__all__ = ["RNNCell", "GRUCell", "LSTMCell", "make_cell", "sigmoid"]
+__all__ = ["RNNCell", "GRUCell", "LSTMCell", "CELLS", "make_cell", "cell_from_config", "sigmoid"]
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -55,6 +57,11 @@ class Cell:
     kind = ""
     G = 1
     n_states = 1
+
+    @classmethod
+    def from_config(cls, config) -> "Cell":
+        """The cell a model configuration describes (reads the options this cell has)."""
+        return cls()
 
     def param_shapes(self, D: int, H: int) -> dict[str, tuple]:
         return {"W": (H + D, self.G * H), "b": (self.G * H,)}
@@ -82,6 +89,10 @@ class RNNCell(Cell):
         if activation not in ("tanh", "relu"):
             raise ValueError(f"activation must be 'tanh' or 'relu', not {activation!r}")
         self.activation = activation
+
+    @classmethod
+    def from_config(cls, config) -> "RNNCell":
+        return cls(config.activation)
 
     def __repr__(self) -> str:
         return f"RNNCell(activation={self.activation!r})"
@@ -270,6 +281,10 @@ class LSTMCell(Cell):
     def __init__(self, peephole: bool = False):
         self.peephole = bool(peephole)
 
+    @classmethod
+    def from_config(cls, config) -> "LSTMCell":
+        return cls(config.peephole)
+
     def __repr__(self) -> str:
         return f"LSTMCell(peephole={self.peephole})"
 
@@ -392,12 +407,18 @@ class LSTMCell(Cell):
         return a, (a, c)
 
 
+# The cell registry: the one place that lists the cells. The model, the CLI's --cell choices and
+# the memory estimate all read it, so a new cell is added here and nowhere else.
+CELLS: dict[str, type[Cell]] = {"rnn": RNNCell, "gru": GRUCell, "lstm": LSTMCell}
+
+
 def make_cell(kind: str, activation: str = "tanh", peephole: bool = False) -> Cell:
     """Cell by name: "rnn" (activation "tanh"|"relu"), "gru", "lstm" (peephole)."""
-    if kind == "rnn":
-        return RNNCell(activation)
-    if kind == "gru":
-        return GRUCell()
-    if kind == "lstm":
-        return LSTMCell(peephole)
-    raise ValueError(f"unknown cell {kind!r} (expected rnn, gru or lstm)")
+    if kind not in CELLS:
+        raise ValueError(f"unknown cell {kind!r} (expected {', '.join(CELLS)})")
+    return cell_from_config(SimpleNamespace(cell=kind, activation=activation, peephole=peephole))
+
+
+def cell_from_config(config) -> Cell:
+    """The cell a config describes (any object with .cell, .activation, .peephole)."""
+    return CELLS[config.cell].from_config(config)
