@@ -33,8 +33,10 @@ import sys
 
 import numpy as np
 
-import common
+import common  # first: it puts this checkout on sys.path
 from common import CONFIGS
+
+from charlm.model import LanguageModel, ModelConfig
 
 SCORE_CONFIGS = ("b", "d")
 SCORE_BATCH = 64
@@ -49,7 +51,6 @@ GEN_LENGTH = 200                                 # tokens generated per timed ca
 # models and vocabularies
 
 def charlm_model(cfg: dict, cell: str):
-    from charlm.model import LanguageModel, ModelConfig
     return LanguageModel(ModelConfig(vocab_size=cfg["V"], cell=cell, layers=cfg["L"],
                                      hidden=cfg["H"], embedding=cfg["E"]), seed=0)
 
@@ -59,10 +60,12 @@ def synthetic_vocab(V: int):
 
     V ≤ 100: character level (stream mode), printable characters and "\\n";
     otherwise word level (lines mode, whitespace split), words "w0", "w1", ...
-    Counts are Zipf-like so the order is deterministic. None when charlm.text is missing.
+    Counts are Zipf-like so the order is deterministic. None when charlm.vocab or
+    charlm.tokenizer is missing.
     """
     try:
-        from charlm.text import Tokenizer, TokenizerConfig, Vocab
+        from charlm.tokenizer import Tokenizer, TokenizerConfig
+        from charlm.vocab import Vocab
     except ImportError:
         return None
     n = V - 2                                            # <UNK> and <EOS> take two ids

@@ -22,7 +22,10 @@ import zipfile
 
 import numpy as np
 
+from charlm import __version__
 from charlm.errors import CharlmError, CheckpointError
+from charlm.model import LanguageModel, ModelConfig
+from charlm.vocab import Vocab
 
 FORMAT = "charlm-checkpoint"
 FORMAT_VERSION = 1
@@ -76,7 +79,6 @@ def save_checkpoint(path, arrays: dict, meta: dict) -> None:
     try:
         meta = dict(meta, format=FORMAT, format_version=FORMAT_VERSION)
         if "charlm_version" not in meta:
-            from charlm import __version__
             meta["charlm_version"] = __version__
         blob = json.dumps(meta, default=_json_default, ensure_ascii=False).encode("utf-8")
         members = {META: np.frombuffer(blob, dtype=np.uint8)}
@@ -221,9 +223,6 @@ def model_from_checkpoint(arrays: dict, meta: dict, path: str):
     The "param/*" arrays must match model.param_shapes() exactly (names and shapes; float
     dtypes are cast to the config dtype) and len(vocab) must equal config.vocab_size.
     """
-    from charlm.model import LanguageModel, ModelConfig
-    from charlm.text import Vocab
-
     for key in ("model", "vocab"):
         if not isinstance(meta.get(key), dict):
             raise CheckpointError(f"{path} has no {key} settings: not a model file (or corrupt)")

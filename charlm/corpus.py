@@ -25,6 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from charlm.errors import DataError, UsageError
+from charlm.vocab import EOS, Vocab
 
 # Ids are collected in fixed-size int32 chunks (overhead: at most one chunk); beyond
 # SPILL_TOKENS they are written to a temporary file and returned as a np.memmap.
@@ -115,7 +116,7 @@ def read_corpus(source, tokenizer) -> tuple[np.ndarray, list[str]]:
 
     Args:
         source: a path, "-" (stdin) or a text file object (passed to tokenizer.iter_pieces).
-        tokenizer: a `charlm.text.Tokenizer`.
+        tokenizer: a `charlm.tokenizer.Tokenizer`.
     Returns:
         ids: (n,) int32 (a np.memmap for very large corpora); ids[i] indexes `types`.
         types: list[str], the distinct tokens in first-seen order.
@@ -124,8 +125,6 @@ def read_corpus(source, tokenizer) -> tuple[np.ndarray, list[str]]:
     Raises DataError for an empty or whitespace-only corpus (and whatever the tokenizer
     raises for a missing, binary or non-UTF-8 file).
     """
-    from charlm.text import EOS
-
     lines = _mode(tokenizer.config) == "lines"
     index: dict[str, int] = {}
     sink = _IdSink()
@@ -185,13 +184,11 @@ def build_vocab(ids: np.ndarray, types: list[str], n_train: int, min_count: int 
         ids: (n,) int provisional ids from `read_corpus`; types: their tokens.
         n_train: only ids[:n_train] are counted (tokens seen only in validation -> UNK).
     Returns:
-        vocab: `charlm.text.Vocab` (UNK and EOS always present).
+        vocab: `charlm.vocab.Vocab` (UNK and EOS always present).
         ids: (n,) int32 final ids. A new array, except that a np.memmap input (huge
              corpus) is remapped in place, chunk by chunk, and returned.
     Literal "<unk>"/"<UNK>" tokens map to UNK (word level; Vocab.from_counts counts them as UNK).
     """
-    from charlm.text import EOS, Vocab
-
     n_train = int(n_train)
     if not 0 < n_train <= len(ids):
         raise DataError(f"no training tokens (n_train={n_train} of {len(ids)})")

@@ -39,6 +39,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from charlm.errors import UsageError
+from charlm.reader import read_text
 
 LN10 = math.log(10.0)
 LN2 = math.log(2.0)
@@ -278,11 +279,9 @@ def score_sentences(model, vocab, tokenizer, sentences: Sequence[str],
 def iter_lines(source) -> Iterator[str]:
     """The lines of a UTF-8 text (path, "-" for stdin, or file object), without their "\\n".
 
-    Read with `charlm.text.read_text` (chunked, universal newlines, DataError for a missing,
+    Read with `charlm.reader.read_text` (chunked, universal newlines, DataError for a missing,
     binary or non-UTF-8 file); only the current line is held in memory.
     """
-    from charlm.text import read_text
-
     parts: list[str] = []
     for text in read_text(source):
         pieces = text.split("\n")

@@ -35,7 +35,8 @@ from charlm.errors import CharlmError, CheckpointError, DataError, UsageError
 from charlm.model import LanguageModel, ModelConfig
 from charlm.nn.cells import cell_from_config
 from charlm.optim import ReduceOnPlateau, clip_grad_norm, make_optimizer
-from charlm.text import Tokenizer, TokenizerConfig, Vocab
+from charlm.tokenizer import Tokenizer, TokenizerConfig
+from charlm.vocab import Vocab
 
 MAX_BAD_STEPS = 5  # consecutive non-finite steps before training gives up
 EVAL_STREAMS = 16  # parallel streams used to evaluate the validation text

@@ -10,6 +10,9 @@ import pytest
 
 from charlm import checkpoint as ckpt
 from charlm.errors import CheckpointError
+from charlm.model import LanguageModel, ModelConfig
+from charlm.tokenizer import TokenizerConfig
+from charlm.vocab import Vocab
 
 
 def sample_arrays():
@@ -241,14 +244,12 @@ def test_non_finite_values(tmp_path, bad):
 def make_vocab(n_types):
     """A Vocab with n_types tokens: UNK, EOS and n_types-2 letters."""
     letters = "abcdefghijklmnopqrstuvwxyz"[:n_types - 2]
-    from charlm.text import TokenizerConfig, Vocab
     counts = {ch: 10 + i for i, ch in enumerate(letters)}
     return Vocab.from_counts(counts, tokenizer=TokenizerConfig())
 
 
 @pytest.fixture
 def saved_model(tmp_path):
-    from charlm.model import LanguageModel, ModelConfig
     vocab = make_vocab(6)
     config = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=2, hidden=8, embedding=4,
                          peephole=True)

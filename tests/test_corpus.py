@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from charlm import corpus
 from charlm.corpus import batchify, build_vocab, fit_batch, iter_windows, read_corpus, split_point
 from charlm.errors import DataError, UsageError
-from charlm.text import EOS, UNK, Tokenizer, TokenizerConfig
+from charlm.tokenizer import Tokenizer, TokenizerConfig
+from charlm.vocab import EOS, UNK
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 

@@ -22,7 +22,10 @@ from hypothesis import strategies as st
 
 from charlm import checkpoint, generate, scoring
 from charlm.cli import cli
-from charlm.text import EOS, UNK, Tokenizer, TokenizerConfig, Vocab, read_text
+from charlm.errors import DataError
+from charlm.reader import read_text
+from charlm.tokenizer import Tokenizer, TokenizerConfig
+from charlm.vocab import EOS, UNK, Vocab
 
 TINY = ["--hidden", "8", "--embedding", "4", "--layers", "1", "--seq-len", "8", "--batch-size", "2", "-q"]
 TEXT = "The cat sat on the mat.\nThe dog sat on the log!\nA caf\u00e9, na\u00efve r\u00e9sum\u00e9: 42 3.14\n" * 4
@@ -102,8 +105,6 @@ def test_vocab_round_trip_where_the_tokens_are_known(config, text, unseen, tmp_p
 @FAST
 @given(data=st.binary(max_size=80), chunk=st.integers(1, 9))
 def test_read_text_on_arbitrary_bytes_decodes_or_raises_data_error(data, chunk):
-    from charlm.errors import DataError
-
     try:
         text = "".join(read_text(io.BytesIO(data), chunk_size=chunk))
     except DataError as err:

@@ -9,7 +9,8 @@ import numpy as np
 
 from charlm import __version__, checkpoint, optim
 from charlm.model import LanguageModel, ModelConfig
-from charlm.text import Tokenizer, TokenizerConfig, Vocab
+from charlm.tokenizer import Tokenizer, TokenizerConfig
+from charlm.vocab import Vocab
 
 TEXT = "the cat sat on the mat\nthe dog sat on the log\na cat and a dog\n" * 2
 

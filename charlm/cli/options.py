@@ -9,7 +9,7 @@ import click
 
 from charlm.checkpoint import load_model
 from charlm.errors import CheckpointError
-from charlm.text import Tokenizer, TokenizerConfig
+from charlm.tokenizer import Tokenizer, TokenizerConfig
 
 DEFAULT_MODEL = "charlm.npz"
 

@@ -11,7 +11,8 @@ import click
 from charlm.cli import cli
 from charlm.cli.options import tokenizer_options, tokenizer_settings, vocab_options
 from charlm.errors import DataError, UsageError
-from charlm.text import EOS, Tokenizer, TokenizerConfig, Vocab, count_summary
+from charlm.tokenizer import Tokenizer, TokenizerConfig
+from charlm.vocab import EOS, Vocab, count_summary
 
 _FLUSH_EVERY = 1 << 16  # characters of output gathered before one write
 

@@ -1,4 +1,5 @@
-"""Tokenizers, streaming reading and the vocabulary (charlm.text)."""
+"""The tokenizer (charlm.tokenizer): settings, character and word level, and reading a
+corpus in chunks that are cut only at safe points."""
 
 from __future__ import annotations
 
@@ -6,22 +7,14 @@ import io
 import itertools
 import json
 
-import numpy as np
 import pytest
 import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charlm.errors import CharlmError, DataError, UsageError
-from charlm.text import (
-    EOS,
-    UNK,
-    Tokenizer,
-    TokenizerConfig,
-    Vocab,
-    count_summary,
-    read_text,
-)
+from charlm.errors import CharlmError, UsageError
+from charlm.tokenizer import Tokenizer, TokenizerConfig
+from charlm.vocab import EOS, UNK, Vocab
 
 CHAR = TokenizerConfig()
 GRAPH = TokenizerConfig(graphemes=True)
@@ -203,7 +196,7 @@ def test_detokenize():
     assert Tokenizer(CHAR).detokenize(["a", " ", "b"]) == "a b"
 
 
-# --- streaming reading ------------------------------------------------------------------------
+# --- reading a corpus in chunks -------------------------------------------------------------------
 
 
 @FAST
@@ -278,141 +271,3 @@ def test_lines_mode_skips_blank_lines():
     data = b"a b\n\n   \n\t\nc\n"
     assert read_all(WORD, data, 4) == [["a", "b"], ["c"]]
     assert read_all(TokenizerConfig(mode="lines"), data, 4) == [["a", " ", "b"], ["c"]]
-
-
-def test_multibyte_characters_across_chunk_boundaries():
-    text = "é€😀\n" * 50
-    for chunk in (1, 2, 3, 5):
-        pieces = read_all(GRAPH, text.encode(), chunk)
-        assert "".join(itertools.chain.from_iterable(pieces)) == text
-
-
-@pytest.mark.parametrize("chunk", [1, 2, 100])
-def test_universal_newlines_and_bom(chunk):
-    data = b"\xef\xbb\xbfa\r\nb\rc\r"
-    assert "".join(read_text(io.BytesIO(data), chunk_size=chunk)) == "a\nb\nc\n"
-
-
-@pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
-def test_not_utf8_says_line_and_byte_offset(chunk):
-    data = "ab\ncafé\n".encode() + b"caf\xe9\n"
-    with pytest.raises(DataError, match=r"not UTF-8 at line 3, byte offset 12"):
-        read_all(CHAR, data, chunk)
-
-
-def test_truncated_character_at_end_of_file():
-    with pytest.raises(DataError, match=r"not UTF-8 at line 2, byte offset 3"):
-        read_all(CHAR, b"ab\n\xe2\x82", 2)
-
-
-def test_nul_bytes_mean_binary(write_corpus):
-    with pytest.raises(DataError, match=r"NUL byte at line 2, byte offset 4.*binary"):
-        read_all(CHAR, b"abc\n\0def", 3)
-    with pytest.raises(DataError, match="binary"):
-        list(Tokenizer().iter_sentences(write_corpus(b"\x89PNG\r\n\x1a\n\0\0")))
-
-
-def test_missing_file_and_directory(tmp_path):
-    with pytest.raises(DataError, match="no such file"):
-        list(Tokenizer().iter_sentences(tmp_path / "nope.txt"))
-    with pytest.raises(DataError, match="is a directory"):
-        list(Tokenizer().iter_sentences(tmp_path))
-
-
-def test_stdin(monkeypatch):
-    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("héllo wörld\n".encode())))
-    assert list(Tokenizer(WORD).iter_sentences("-")) == [["héllo", "wörld"]]
-
-
-# --- vocabulary -----------------------------------------------------------------------------
-
-
-def test_vocab_order_is_count_then_token():
-    vocab = Vocab.from_counts({"b": 2, "a": 2, "c": 5, "d": 1, EOS: 3})
-    assert vocab.tokens == [UNK, EOS, "c", "a", "b", "d"]
-    assert vocab.counts == [0, 3, 5, 2, 2, 1]
-    assert (vocab.unk_id, vocab.eos_id, len(vocab)) == (0, 1, 6)
-    assert vocab.index["a"] == 3
-
-
-def test_vocab_min_count_and_max_vocab():
-    counts = {"a": 5, "b": 3, "c": 3, "d": 1, "e": 1}
-    v = Vocab.from_counts(counts, min_count=2)
-    assert v.tokens == [UNK, EOS, "a", "b", "c"] and v.counts[0] == 2
-    v = Vocab.from_counts(counts, max_vocab=4)  # the two specials count
-    assert v.tokens == [UNK, EOS, "a", "b"] and v.counts[0] == 5
-    v = Vocab.from_counts(counts, max_vocab=2)
-    assert v.tokens == [UNK, EOS] and v.counts[0] == 13
-    assert Vocab.from_counts({}).tokens == [UNK, EOS]
-
-
-@pytest.mark.parametrize("kw", [{"min_count": 0}, {"min_count": -1}, {"max_vocab": 1}])
-def test_vocab_rejects_bad_limits(kw):
-    with pytest.raises(UsageError):
-        Vocab.from_counts({"a": 1}, **kw)
-
-
-def test_encode_decode_and_unknown_tokens():
-    vocab = Vocab.from_counts({"a": 2, "b": 1})
-    ids = vocab.encode(["a", "b", "zzz", "<unk>"])
-    assert ids.dtype == np.int32 and ids.tolist() == [2, 3, 0, 0]
-    assert vocab.decode(np.array([2, 3, 0, 1])) == ["a", "b", UNK, EOS]
-    assert vocab.encode([]).shape == (0,)
-    with pytest.raises(CharlmError):
-        vocab.decode([99])
-
-
-def test_vocab_json_round_trip(tmp_path):
-    cfg = TokenizerConfig(level="word", mode="stream", lowercase=True)
-    vocab = Vocab.from_counts({"\n": 4, "é": 2, " ": 1, "a": 1}, min_count=1, max_vocab=5,
-                              tokenizer=cfg)
-    path = tmp_path / "vocab.json"
-    vocab.save(path)
-    d = json.loads(path.read_text(encoding="utf-8"))
-    assert d["format"] == "charlm-vocab" and d["version"] == 1
-    assert d["tokenizer"]["level"] == "word" and d["max_vocab"] == 5
-    back = Vocab.load(path)
-    assert back.tokens == vocab.tokens and back.counts == vocab.counts
-    assert back.tokenizer == cfg and (back.min_count, back.max_vocab) == (1, 5)
-    assert Vocab.from_dict(vocab.to_dict()).to_dict() == vocab.to_dict()
-    assert not list(tmp_path.glob("*.tmp"))
-
-
-@pytest.mark.parametrize(
-    "change",
-    [
-        {"format": "something-else"},
-        {"version": 2},
-        {"version": "1"},
-        {"tokens": ["a", "b"]},
-        {"tokens": [UNK, EOS, "a", "a"], "counts": [0, 0, 1, 1]},
-        {"counts": [0, 0]},
-        {"counts": [0, 0, -1]},
-        {"tokenizer": {"level": "char", "split": "whitespace"}},
-        {"min_count": 0},
-    ],
-)
-def test_vocab_from_dict_rejects_nonsense(change):
-    d = Vocab.from_counts({"a": 1}).to_dict()
-    d.update(change)
-    with pytest.raises(CharlmError):
-        Vocab.from_dict(d)
-
-
-def test_vocab_load_errors(tmp_path):
-    with pytest.raises(CharlmError, match="no such vocabulary"):
-        Vocab.load(tmp_path / "missing.json")
-    bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
-    with pytest.raises(CharlmError, match="cannot read vocabulary"):
-        Vocab.load(bad)
-
-
-def test_count_summary():
-    counts = {"a": 6, "b": 2, "c": 1, "<unk>": 1, EOS: 3}
-    vocab = Vocab.from_counts(counts, min_count=2)
-    s = count_summary(counts, vocab, top=2)
-    assert (s["tokens"], s["sentences"], s["types"], s["singletons"]) == (10, 3, 4, 2)
-    assert (s["kept_types"], s["oov_tokens"], s["vocab_size"]) == (2, 2, 4)
-    assert s["oov_rate"] == pytest.approx(0.2) and s["kept_share"] == pytest.approx(0.8)
-    assert s["top"] == [("a", 6), ("b", 2)]
