@@ -53,81 +53,81 @@ def read_text(source, *, chunk_size: int | None = None) -> Iterator[str]:
 
 
 def _decode(f, name: str, chunk_size: int) -> Iterator[str]:
+    """The text of the binary or text file object `f`, in pieces, with universal newlines
+    and no byte-order mark; `name` is what error messages call it."""
     read = getattr(f, "read1", f.read)  # read1: whatever is available (pipes, ttys)
-    newlines = io.IncrementalNewlineDecoder(None, translate=True)
-    first = True
-
-    def emit(text: str, final: bool = False) -> str:
-        nonlocal first
-        text = newlines.decode(text, final=final)
-        if first and text:
-            first = False
-            if text.startswith("\ufeff"):  # a UTF-8 byte-order mark is not text
-                text = text[1:]
-        return text
-
     try:
         probe = read(0)
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read {name}: {err}") from None
-    if isinstance(probe, str):  # a text file object: already decoded
-        while True:
-            try:
-                text = read(chunk_size)
-            except UnicodeDecodeError as err:
-                raise DataError(f"{name}: not UTF-8 ({err.reason})") from None
-            if not text:
-                break
-            if "\0" in text:
-                raise DataError(f"{name} contains NUL characters: binary file, not a text corpus")
-            if text := emit(text):
-                yield text
-        if text := emit("", final=True):
-            yield text
-        return
-
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    offset = 0  # bytes read so far
-    lines_before = 0  # "\n" bytes in them
-
-    def not_utf8(err: UnicodeDecodeError, pending: bytes, data: bytes) -> DataError:
-        whole = pending + data
-        line = lines_before + whole[: err.start].count(b"\n") + 1
-        at = offset - len(pending) + err.start
-        bad = whole[err.start : err.start + 1].hex() or "end of file"
-        return DataError(
-            f"{name} is not UTF-8 at line {line}, byte offset {at} (byte 0x{bad}); "
-            "convert it to UTF-8 first (e.g. iconv -f LATIN1 -t UTF-8)"
-        )
-
+    # a text file object is already decoded: only NUL characters are checked
+    decode = _nul_free(name) if isinstance(probe, str) else _Utf8Decoder(name).decode
+    newlines = io.IncrementalNewlineDecoder(None, translate=True)
+    first = True  # no text yet: a byte-order mark may come
     while True:
         try:
             data = read(chunk_size)
+        except UnicodeDecodeError as err:  # a text file object decodes as it reads
+            raise DataError(f"{name}: not UTF-8 ({err.reason})") from None
         except OSError as err:
             raise DataError(f"cannot read {name}: {err.strerror or err}") from None
-        if not data:
-            break
+        final = not data  # end of input: flush both decoders
+        text = newlines.decode(decode(data, final), final=final)
+        if first and text:
+            first = False
+            if text.startswith("\ufeff"):  # a UTF-8 byte-order mark is not text
+                text = text[1:]
+        if text:
+            yield text
+        if final:
+            return
+
+
+def _nul_free(name: str):
+    """decode(text, final) for a text file object: the text itself, if it has no NUL."""
+
+    def decode(text: str, final: bool) -> str:
+        if "\0" in text:
+            raise DataError(f"{name} contains NUL characters: binary file, not a text corpus")
+        return text
+
+    return decode
+
+
+class _Utf8Decoder:
+    """Strict incremental UTF-8 decoding of a binary stream, chunk by chunk; its errors
+    say at which line and byte offset the stream stops being UTF-8 text."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        self._offset = 0  # bytes decoded so far
+        self._lines = 0  # "\n" bytes in them
+
+    def decode(self, data: bytes, final: bool) -> str:
+        """The text of the next chunk `data` (b"" with final=True at the end of input)."""
         nul = data.find(b"\0")
         if nul >= 0:
-            line = lines_before + data[:nul].count(b"\n") + 1
             raise DataError(
-                f"{name} contains a NUL byte at line {line}, byte offset {offset + nul}: "
-                "binary file, not a text corpus"
+                f"{self.name} contains a NUL byte at line {self._line(data, nul)}, "
+                f"byte offset {self._offset + nul}: binary file, not a text corpus"
             )
-        pending = decoder.getstate()[0]
+        pending = self._decoder.getstate()[0]  # the start of an unfinished character
         try:
-            text = decoder.decode(data)
-        except UnicodeDecodeError as err:
-            raise not_utf8(err, pending, data) from None
-        offset += len(data)
-        lines_before += data.count(b"\n")
-        if text := emit(text):
-            yield text
-    pending = decoder.getstate()[0]
-    try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError as err:  # the file ends inside a multi-byte character
-        err = UnicodeDecodeError("utf-8", pending, 0, len(pending), "truncated")
-        raise not_utf8(err, pending, b"") from None
-    if text := emit("", final=True):
-        yield text
+            text = self._decoder.decode(data, final=final)
+        except UnicodeDecodeError as err:  # err.start indexes pending + data
+            whole = pending + data
+            bad = whole[err.start : err.start + 1].hex() or "end of file"
+            raise DataError(
+                f"{self.name} is not UTF-8 at line {self._line(whole, err.start)}, "
+                f"byte offset {self._offset - len(pending) + err.start} (byte 0x{bad}); "
+                "convert it to UTF-8 first (e.g. iconv -f LATIN1 -t UTF-8)"
+            ) from None
+        self._offset += len(data)
+        self._lines += data.count(b"\n")
+        return text
+
+    def _line(self, data: bytes, i: int) -> int:
+        """Line number of byte i of `data`, which starts where the decoded bytes end
+        (give or take an unfinished character, which holds no "\\n")."""
+        return self._lines + data[:i].count(b"\n") + 1

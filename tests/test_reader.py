@@ -64,3 +64,13 @@ def test_stdin(monkeypatch):
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("héllo wörld\n".encode())))
     assert list(Tokenizer(WORD).iter_sentences("-")) == [["héllo", "wörld"]]
 
+
+def test_read_error_of_a_text_file_object():
+    class Failing(io.StringIO):
+        def read(self, size=-1):
+            if size:
+                raise OSError(5, "Input/output error")
+            return ""
+
+    with pytest.raises(DataError, match="cannot read <input>: Input/output error"):
+        list(read_text(Failing()))
