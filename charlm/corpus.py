@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
 from charlm.errors import DataError, UsageError
-from charlm.vocab import EOS, Vocab
+from charlm.tokenizer import Tokenizer
+from charlm.vocab import EOS, UNK_LITERALS, Vocab
 
 # Ids are collected in fixed-size int32 chunks (overhead: at most one chunk); beyond
 # SPILL_TOKENS they are written to a temporary file and returned as a np.memmap.
@@ -268,3 +270,60 @@ def iter_windows(data: np.ndarray, seq_len: int, start: int = 0
     for pos in range(start, last, seq_len):
         t = min(seq_len, last - pos)
         yield pos, data[pos:pos + t], data[pos + 1:pos + 1 + t]
+
+
+# ------------------------------------------------------------------------------------------
+# A language model's training data, ready for the engine
+
+EVAL_STREAMS = 16  # parallel streams the validation text is cut into (evaluation speed)
+
+
+@dataclass
+class LMData:
+    """An encoded corpus: `train` (N, B) and `val` (Nv, Bv) streams (or None), see `batchify`."""
+
+    vocab: Vocab
+    train: np.ndarray
+    val: np.ndarray | None
+    n_train_tokens: int
+    n_val_tokens: int
+    batch_size: int
+    seq_len: int
+    warning: str | None = None
+
+
+def encode_with(vocab, ids: np.ndarray, types: list[str]) -> np.ndarray:
+    """Map provisional ids (indices into `types`, from `read_corpus`) to `vocab` ids; tokens the
+    vocabulary does not know, and literal "<unk>"/"<UNK>" at word level, become <UNK>."""
+    whitespace = vocab.tokenizer.split == "whitespace"
+    lookup = np.array([vocab.unk_id if whitespace and t in UNK_LITERALS else vocab.index.get(t, vocab.unk_id)
+                       for t in types], dtype=np.int32)
+    return lookup[ids]
+
+
+def prepare_lm_data(corpus, tokenizer_config, *, vocab=None, val_file=None, val_fraction=0.1,
+                    min_count=1, max_vocab=None, batch_size=32, seq_len=100,
+                    n_train=None) -> LMData:
+    """Tokenize and encode a corpus, split off validation, build (or use) the vocabulary and lay
+    out B streams for training and EVAL_STREAMS for validation.
+
+    `vocab` and `n_train` are given when resuming, so the data is encoded exactly as before.
+    """
+    tokenizer = Tokenizer(vocab.tokenizer if vocab is not None else tokenizer_config)
+    ids, types = read_corpus(corpus, tokenizer)
+    if val_file:
+        n_train = len(ids)
+        val_ids, val_types = read_corpus(val_file, tokenizer)
+    elif n_train is None:
+        n_train = split_point(len(ids), val_fraction)
+    if vocab is None:
+        vocab, ids = build_vocab(ids, types, n_train, min_count, max_vocab, tokenizer.config)
+    else:
+        ids = encode_with(vocab, ids, types)
+    val = encode_with(vocab, val_ids, val_types) if val_file else ids[n_train:]
+    batch, seq_len, warning = fit_batch(n_train, batch_size, seq_len)
+    val_data = None
+    if len(val) >= 2:
+        val_data = batchify(val, max(1, min(EVAL_STREAMS, (len(val) - 1) // 2)))
+    return LMData(vocab, batchify(ids[:n_train], batch), val_data, n_train, len(val), batch, seq_len,
+                  warning)

@@ -1,4 +1,4 @@
-"""Optimizers, gradient-norm clipping and learning-rate schedules.
+"""Optimizers and gradient-norm clipping.
 
 Parameters and gradients are flat dicts {name: ndarray} (names as in the model, e.g.
 "rnn.0.W"). Every update is in place and vectorised over whole arrays; optimizer state
@@ -70,6 +70,7 @@ class Optimizer:
     """
 
     name = "base"
+    default_lr = 1e-3  # the learning rate `charlm train` uses when --lr is not given
     slots: tuple[str, ...] = ()
     hyper: tuple[str, ...] = ()
 
@@ -163,6 +164,7 @@ class SGD(Optimizer):
     """v = μ·v + g ;  p -= lr·v   (plain p -= lr·g when momentum μ = 0)."""
 
     name = "sgd"
+    default_lr = 1.0
     hyper = ("momentum",)
 
     @property
@@ -191,6 +193,7 @@ class Adam(Optimizer):
     """
 
     name = "adam"
+    default_lr = 3e-3
     slots = ("m", "v")
     hyper = ("beta1", "beta2", "eps")
 
@@ -225,6 +228,7 @@ class Adagrad(Optimizer):
     """G += g² ;  p -= lr·g/(√G + ε)."""
 
     name = "adagrad"
+    default_lr = 0.05
     slots = ("G",)
     hyper = ("eps",)
 
@@ -234,18 +238,15 @@ class Adagrad(Optimizer):
 
     def _update(self, p, g, G, *, buf):
         np.multiply(g, g, out=buf)
-        G += buf
-        np.sqrt(G, out=buf)
-        buf += self.eps
-        np.divide(g, buf, out=buf)
-        buf *= self.lr
-        p -= buf
+        G += buf                                 # G += g²
+        _step_scaled_by_root(p, g, G, self.lr, self.eps, buf)
 
 
 class RMSprop(Optimizer):
     """s = ρ·s + (1-ρ)·g² ;  p -= lr·g/(√s + ε)."""
 
     name = "rmsprop"
+    default_lr = 2e-3
     slots = ("s",)
     hyper = ("rho", "eps")
 
@@ -255,18 +256,24 @@ class RMSprop(Optimizer):
         super().__init__(lr)
 
     def _update(self, p, g, s, *, buf):
-        s *= self.rho
+        s *= self.rho                            # s = ρ·s + (1-ρ)·g²
         np.multiply(g, g, out=buf)
         buf *= 1.0 - self.rho
         s += buf
-        np.sqrt(s, out=buf)
-        buf += self.eps
-        np.divide(g, buf, out=buf)
-        buf *= self.lr
-        p -= buf
+        _step_scaled_by_root(p, g, s, self.lr, self.eps, buf)
+
+
+def _step_scaled_by_root(p, g, acc, lr: float, eps: float, buf) -> None:
+    """p -= lr·g/(√acc + ε) in place, through the scratch buffer `buf` (Adagrad, RMSprop)."""
+    np.sqrt(acc, out=buf)
+    buf += eps
+    np.divide(g, buf, out=buf)
+    buf *= lr
+    p -= buf
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, Adagrad, RMSprop)}
+DEFAULT_LR = {name: cls.default_lr for name, cls in OPTIMIZERS.items()}
 
 
 def make_optimizer(name: str, lr: float, **kw) -> Optimizer:
@@ -277,94 +284,5 @@ def make_optimizer(name: str, lr: float, **kw) -> Optimizer:
     _positive("learning rate", lr)
     try:
         return cls(lr, **kw)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise UsageError(f"bad option for optimizer {cls.name}: {err}") from None
-    except ValueError as err:
-        raise UsageError(f"bad option for optimizer {cls.name}: {err}") from None
-
-
-# -- learning-rate schedules -------------------------------------------------------
-
-class ReduceOnPlateau:
-    """Multiply the learning rate by `factor` when validation loss stops improving.
-
-    An observation improves if val_loss < best·(1 - threshold). After more than `patience`
-    observations in a row without improvement the lr is decayed (never below min_lr) and
-    the count restarts. If an optimizer is given its .lr is changed in place.
-    """
-
-    def __init__(self, factor: float = 0.5, patience: int = 2, min_lr: float = 0.0,
-                 threshold: float = 1e-4, *, optimizer: Optimizer | None = None):
-        if not 0.0 < float(factor) < 1.0:
-            raise UsageError(f"decay factor must be in (0, 1), got {factor!r}")
-        if int(patience) < 0:
-            raise UsageError(f"patience must be >= 0, got {patience!r}")
-        if float(min_lr) < 0 or float(threshold) < 0:
-            raise UsageError("min_lr and threshold must be >= 0")
-        self.factor, self.patience = float(factor), int(patience)
-        self.min_lr, self.threshold = float(min_lr), float(threshold)
-        self.optimizer = optimizer
-        self.best: float | None = None
-        self.bad = 0          # observations since the last improvement (or decay)
-        self.decays = 0       # how many times the lr was decayed
-
-    def decayed_lr(self, lr: float) -> float:
-        return max(lr * self.factor, self.min_lr)
-
-    def observe(self, val_loss: float) -> bool:
-        """Record one validation loss; return True if the learning rate was decayed now."""
-        val_loss = float(val_loss)
-        if math.isfinite(val_loss) and (self.best is None
-                                        or val_loss < self.best * (1.0 - self.threshold)):
-            self.best, self.bad = val_loss, 0
-            return False
-        self.bad += 1
-        if self.bad <= self.patience:
-            return False
-        self.bad = 0
-        opt = self.optimizer
-        if opt is not None:
-            new = self.decayed_lr(opt.lr)
-            if new >= opt.lr:
-                return False  # already at min_lr
-            opt.lr = new
-        self.decays += 1
-        return True
-
-    def state_dict(self) -> dict:
-        return {"factor": self.factor, "patience": self.patience, "min_lr": self.min_lr,
-                "threshold": self.threshold, "best": self.best, "bad": self.bad,
-                "decays": self.decays}
-
-    def load_state_dict(self, d: dict) -> None:
-        self.factor, self.patience = float(d["factor"]), int(d["patience"])
-        self.min_lr, self.threshold = float(d["min_lr"]), float(d["threshold"])
-        self.best = None if d.get("best") is None else float(d["best"])
-        self.bad, self.decays = int(d.get("bad", 0)), int(d.get("decays", 0))
-
-
-SCHEDULES = ("constant", "exponential", "step")
-
-
-def scheduled_lr(base_lr: float, step: int, kind: str = "constant", *, gamma: float = 1.0,
-                 every: int = 1, warmup: int = 0) -> float:
-    """Learning rate at `step` (0-based) of a stateless schedule.
-
-        constant     lr = base_lr
-        exponential  lr = base_lr·gamma^(step/every)
-        step         lr = base_lr·gamma^floor(step/every)
-    With warmup > 0 the result is multiplied by (step+1)/warmup for step < warmup (linear).
-    """
-    if kind not in SCHEDULES:
-        raise UsageError(f"unknown schedule {kind!r}: choose from {', '.join(SCHEDULES)}")
-    if every < 1:
-        raise UsageError(f"schedule interval must be >= 1, got {every!r}")
-    if kind == "exponential":
-        lr = base_lr * gamma ** (step / every)
-    elif kind == "step":
-        lr = base_lr * gamma ** (step // every)
-    else:
-        lr = base_lr
-    if warmup > 0 and step < warmup:
-        lr *= (step + 1) / warmup
-    return float(lr)

@@ -38,6 +38,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from charlm.corpus import iter_windows
 from charlm.errors import UsageError
 from charlm.reader import read_text
 
@@ -174,14 +175,6 @@ class CorpusSummary:
             d["nats_per_char"] = _finite_or_none(self.nats_per_char)
             d["bits_per_char"] = _finite_or_none(self.bits_per_char)
         return d
-
-
-def summarize(scores: Iterable[SentenceScore], char_level: bool) -> CorpusSummary:
-    """A CorpusSummary of sentence scores (each sentence scored from the zero state)."""
-    summary = CorpusSummary(chars=0 if char_level else None)
-    for s in scores:
-        summary.add(s, char_level)
-    return summary
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,6 +324,18 @@ def score_lines(model, vocab, tokenizer, lines: Iterable[str], batch_size: int =
 
 # ---------------------------------------------------------------------------------------------
 # One running text
+
+
+def stream_loss_sums(model, data: np.ndarray, seq_len: int) -> np.ndarray:
+    """[total nats, tokens] of B parallel streams `data` (N, B), predicted window by window
+    (T = seq_len) with the state carried: the training's validation figure is nats / tokens."""
+    state = model.init_state(data.shape[1])
+    total, count = 0.0, 0
+    for _, x, y in iter_windows(data, seq_len):
+        lp, state = model.target_log_probs(x, y, state)
+        total -= float(lp.sum(dtype=np.float64))
+        count += lp.size
+    return np.array([total, count], dtype=np.float64)
 
 
 def score_stream(model, vocab, pieces: Iterable[Sequence[str]], window: int = 2048) -> CorpusSummary:

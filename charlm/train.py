@@ -1,18 +1,27 @@
-"""The training loop: truncated backpropagation through time on a token stream.
+"""The training engine: one loop for every task and every process count.
 
-The corpus is one long id sequence, cut into `B` contiguous parallel streams, shape `(N, B)`
-(time-major). Each step takes the next window of `T` tokens from every stream: inputs
-`x = data[p:p+T]`, targets `y = data[p+1:p+1+T]`, both `(T, B)`. The hidden state at the end
-of a window is the initial state of the next one (the forward pass sees the whole stream), but
-gradients stop at the window's edge (truncated BPTT). At the start of each epoch the state is
-reset to zeros.
+A run is a model, an optimizer, a batch source with a validation set (`charlm.batches`) and a
+`TrainState`. One step:
 
-Everything needed to continue a run exactly is in the "last" checkpoint: parameters, optimizer
-state, learning-rate schedule, random-number-generator state, carried hidden state, position in
-the data, step, epoch, metrics. A run interrupted after any step and resumed ends with the same
-parameters, bit for bit, as one that was never interrupted.
+    loss, state', cache = model.loss(*batch.inputs, state, train=True, rng=rng)    forward
+    grads = model.backward(cache)                                                  BPTT
+    grads, loss, n = comm.reduce_gradients(grads, loss, n)    the gradient hook (identity for one
+                                                              process; an all-reduce under MPI)
+    clip_grad_norm(grads, clip);  optimizer.step(params, grads)                    update
 
-Nothing here prints: progress goes through the `Reporter` callbacks, errors are `CharlmError`s.
+Every --eval-every steps the model is evaluated: the best one (lowest validation objective) is
+written to --output, and everything an exact resume needs to NAME.last.npz — parameters,
+optimizer state, the `TrainState` (step, epoch, data position, best/patience counters, metrics,
+carried hidden state, random-generator state) and the run's options. A scheduled evaluation that
+does not improve on the best one halves the learning rate; --patience of them in a row stop the
+run. Only scheduled evaluations make these decisions, so a run interrupted after any step and
+resumed ends with the same parameters, bit for bit, as one that was never interrupted.
+
+A step whose loss or gradient is not finite is skipped and the learning rate halved; five in a
+row stop the run ("diverged") with the last good files on disk. Ctrl-C / SIGTERM finish the
+step, save and return; --time-limit stops cleanly.
+
+Nothing here prints: progress goes through `Reporter` callbacks, errors are `CharlmError`s.
 """
 
 from __future__ import annotations
@@ -22,32 +31,53 @@ import math
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from charlm import __version__
 from charlm import checkpoint as ckpt
-from charlm.corpus import batchify, build_vocab, fit_batch, iter_windows, read_corpus, split_point
+from charlm.batches import StreamBatches, StreamValidation
+from charlm.corpus import prepare_lm_data
 from charlm.errors import CharlmError, CheckpointError, DataError, UsageError
+from charlm.files import CHECKPOINT, METRICS, Output, check_outputs, is_foreign
 from charlm.model import LanguageModel, ModelConfig
 from charlm.nn.cells import cell_from_config
-from charlm.optim import ReduceOnPlateau, clip_grad_norm, make_optimizer
-from charlm.tokenizer import Tokenizer, TokenizerConfig
+from charlm.optim import OPTIMIZERS, clip_grad_norm, make_optimizer
+from charlm.tokenizer import TokenizerConfig
 from charlm.vocab import Vocab
 
 MAX_BAD_STEPS = 5  # consecutive non-finite steps before training gives up
-EVAL_STREAMS = 16  # parallel streams used to evaluate the validation text
+MIN_LR_FRACTION = 1e-3  # the learning rate never decays below this fraction of --lr
+TASKS = ("lm",)
+
+
+def _int_at_least(name: str, value, low: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise UsageError(f"{name} must be a whole number >= {low} (got {value!r})")
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 @dataclass
 class TrainOptions:
-    """What `charlm train` was asked to do. Stored in the checkpoint to resume the same run."""
+    """What `charlm train` was asked to do (field = option without "--", "-" as "_").
+
+    Validated on construction (UsageError naming the option). Stored in the "last" checkpoint to
+    resume the same run; `lr=None` means the optimizer's default learning rate.
+    """
 
     corpus: str
     output: str = "charlm.npz"
+    task: str = "lm"
     tokenizer: dict = field(default_factory=dict)  # TokenizerConfig.to_dict()
     min_count: int = 1
     max_vocab: int | None = None
@@ -56,7 +86,7 @@ class TrainOptions:
     seq_len: int = 100
     batch_size: int = 32
     optimizer: str = "adam"
-    lr: float = 3e-3
+    lr: float | None = None
     clip: float = 5.0
     epochs: int = 20
     max_steps: int | None = None
@@ -68,10 +98,60 @@ class TrainOptions:
     lr_decay: float = 0.5
     seed: int = 0
     metrics: str | None = None
+    force: bool = False  # replace an existing output that is not a charlm file
+
+    # Options that a resumed run takes from the command that resumes it; all others are the run's own.
+    PER_INVOCATION = ("epochs", "max_steps", "time_limit", "patience", "metrics", "force")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.corpus, str) or not self.corpus:
+            raise UsageError("the corpus must be a file name")
+        if self.task not in TASKS:
+            raise UsageError(f"--task must be one of {', '.join(TASKS)} (got {self.task!r})")
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
+        for name in ("seq_len", "batch_size", "epochs", "eval_every", "patience", "min_count"):
+            _int_at_least("--" + name.replace("_", "-"), getattr(self, name), 1)
+        _int_at_least("--max-steps", self.max_steps, 1, allow_none=True)
+        _int_at_least("--max-vocab", self.max_vocab, 2, allow_none=True)
+        _int_at_least("--seed", self.seed, 0)
+        if self.lr is None:
+            self.lr = OPTIMIZERS[self.optimizer].default_lr
+        if not (_number(self.lr) > 0 and math.isfinite(_number(self.lr))):
+            raise UsageError(f"--lr must be a positive number (got {self.lr!r})")
+        if not (_number(self.clip) >= 0 and math.isfinite(_number(self.clip))):
+            raise UsageError(f"--clip must be >= 0 (0 turns clipping off; got {self.clip!r})")
+        if self.time_limit is not None and not _number(self.time_limit) > 0:
+            raise UsageError(f"--time-limit must be a positive number of seconds (got {self.time_limit!r})")
+        if not 0 <= _number(self.val_fraction) < 1:
+            raise UsageError(f"--val-fraction must be in [0, 1) (got {self.val_fraction!r})")
+        if not 0 < _number(self.lr_decay) < 1:
+            raise UsageError(f"the learning-rate decay must be in (0, 1) (got {self.lr_decay!r})")
+        dropout = self.model.get("dropout", 0.0)
+        if not 0 <= _number(dropout) < 1:
+            raise UsageError(f"--dropout must be in [0, 1) (got {dropout!r})")
+        if self.model.get("tie_weights") and self.model.get("embedding") != self.model.get("hidden"):
+            raise UsageError(f"--tie-weights needs --embedding equal to --hidden "
+                             f"({self.model.get('embedding')} != {self.model.get('hidden')})")
+        self.lr, self.clip, self.val_fraction = float(self.lr), float(self.clip), float(self.val_fraction)
+
+    def outputs(self) -> list[Output]:
+        """The files a run writes (checked against the inputs before anything is done)."""
+        out = [Output(self.output, CHECKPOINT, "-o/--output"),
+               Output(str(last_path(self.output)), CHECKPOINT, "-o/--output (its resumable state)")]
+        if self.metrics:
+            out.append(Output(self.metrics, METRICS, "--metrics"))
+        return out
+
+    def inputs(self) -> dict:
+        return {"the corpus": self.corpus, "the validation file": self.val_file, "the vocabulary": self.vocab}
 
 
 class Reporter:
-    """Progress callbacks; the CLI subclasses this to draw a progress bar. All are optional."""
+    """Progress callbacks; the CLI subclasses this to draw a progress bar. All are optional.
+
+    `start`'s info: params, vocab, train_tokens, val_tokens, batch, seq_len, steps_per_epoch, and
+    level ("char"/"word": the unit losses are quoted in — the run's own, also when resumed)."""
 
     def start(self, total_steps: int | None, done_steps: int, info: dict) -> None: ...
 
@@ -84,6 +164,25 @@ class Reporter:
     def close(self) -> None: ...
 
 
+class SingleProcess:
+    """The process group of an ordinary run: one process, so every reduction is the identity.
+    (A data-parallel run passes an object with the same methods that talks to the others.)"""
+
+    rank, size = 0, 1
+
+    def reduce_gradients(self, grads: dict, loss: float, tokens: int) -> tuple[dict, float, int]:
+        """The gradient hook, between backward and clipping: (grads, loss, tokens) of all processes."""
+        return grads, loss, tokens
+
+    def allreduce(self, x: np.ndarray) -> np.ndarray:
+        """Element-wise sum over processes."""
+        return x
+
+    def any(self, flag: bool) -> bool:
+        """True on every process if it is true on any (collective stop decisions)."""
+        return bool(flag)
+
+
 def last_path(output: str | os.PathLike) -> Path:
     """Where the resumable training state lives: `charlm.npz` -> `charlm.last.npz`."""
     p = Path(output)
@@ -91,345 +190,407 @@ def last_path(output: str | os.PathLike) -> Path:
     return p.with_name(stem + ".last.npz")
 
 
-# ----------------------------------------------------------------------------- data
+# ------------------------------------------------------------------------------ state
 
 
 @dataclass
-class Data:
-    """The encoded corpus: `train` is `(N, B)`, `val` is `(Nv, Bv)` or None."""
+class TrainState:
+    """Where a run stands: all an exact resume needs besides the parameters and the optimizer.
 
+    The fields (except `rng` and `hidden`) are the keys of `meta["train"]` in NAME.last.npz, a
+    compatibility contract: files written by earlier versions resume. `hidden` is stored as the
+    arrays "state/LAYER/K". The "best" counters hold the validation objective (for a language
+    model, the loss in nats per token).
+    """
+
+    step: int = 0
+    epoch: int = 0
+    position: int = 0  # where the next batch starts in the epoch (Batch.end of the last one)
+    tokens_seen: int = 0
+    n_train: int = 0  # training tokens: how the corpus was split
+    best_val_loss: float | None = None  # best of the scheduled evaluations (drives decay/stopping)
+    bad_evals: int = 0  # scheduled evaluations in a row without improvement
+    saved_val_loss: float | None = None  # the model at --output: its objective ...
+    best_step: int | None = None  # ... and the step that produced it
+    metrics: list = field(default_factory=list)  # one record per evaluation
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    hidden: list | None = None  # carried hidden state: list over layers of tuples of (B, H)
+
+    RECORD = ("step", "epoch", "position", "tokens_seen", "n_train", "best_val_loss", "bad_evals",
+              "saved_val_loss", "best_step", "metrics")
+
+    def observe(self, objective: float | None, scheduled: bool) -> tuple[bool, bool]:
+        """Record an evaluation of the model at `self.step`. Returns (save, plateau):
+
+        save:    the model beats the one at --output (always, without validation data);
+        plateau: a scheduled evaluation that does not beat the best scheduled one (the
+                 learning rate decays; --patience of these in a row stop the run).
+        Evaluations outside the schedule (at the end of a run) may replace the model at
+        --output but never change the decisions, so an interrupted run decides as one that ran
+        straight through.
+        """
+        save = objective is None or self.saved_val_loss is None or objective < self.saved_val_loss
+        if save:
+            self.saved_val_loss, self.best_step = objective, self.step
+        if not scheduled or objective is None:
+            return save, False
+        if self.best_val_loss is None or objective < self.best_val_loss:
+            self.best_val_loss, self.bad_evals = objective, 0
+            return save, False
+        self.bad_evals += 1
+        return save, True
+
+    def to_checkpoint(self) -> tuple[dict, dict]:
+        """(record for meta["train"], arrays {"state/L/K": (B, H)})."""
+        record = {k: getattr(self, k) for k in self.RECORD}
+        record["rng"] = self.rng.bit_generator.state
+        arrays = {f"state/{l}/{k}": a for l, layer in enumerate(self.hidden or []) for k, a in enumerate(layer)}
+        return record, arrays
+
+    @classmethod
+    def from_checkpoint(cls, record: dict, arrays: dict, dtype) -> "TrainState":
+        """The state saved by `to_checkpoint`; KeyError/TypeError/ValueError if it is unusable."""
+        rng = np.random.default_rng()
+        rng.bit_generator.state = record["rng"]
+        hidden, l = [], 0
+        while f"state/{l}/0" in arrays:
+            k, layer = 0, []
+            while f"state/{l}/{k}" in arrays:
+                layer.append(arrays[f"state/{l}/{k}"].astype(dtype))
+                k += 1
+            hidden.append(tuple(layer))
+            l += 1
+        return cls(**{k: record[k] for k in cls.RECORD}, rng=rng, hidden=hidden or None)
+
+
+def _check_hidden(hidden: list | None, want: list | None, where: Path) -> None:
+    """A carried state read from a checkpoint must fit the model and batch."""
+    shapes = None if hidden is None else [[a.shape for a in layer] for layer in hidden]
+    if shapes != (None if want is None else [[a.shape for a in layer] for layer in want]):
+        raise CheckpointError(f"{where} has a corrupt training state (the carried hidden state does not "
+                              "fit the model): train again without --resume")
+
+
+# ------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Run:
+    """What a run trains with: built fresh by `_start` or read back by `_resume`."""
+
+    opts: TrainOptions
+    model: LanguageModel
     vocab: Vocab
-    train: np.ndarray
-    val: np.ndarray | None
-    n_train_tokens: int
-    n_val_tokens: int
-    batch_size: int
-    seq_len: int
+    source: StreamBatches
+    validation: StreamValidation | None
+    optimizer: object  # charlm.optim.Optimizer
+    state: TrainState
+    info: dict  # for Reporter.start
     warning: str | None = None
 
-
-def _encode_with(vocab: Vocab, ids: np.ndarray, types: list[str]) -> np.ndarray:
-    """Map provisional ids (indices into `types`) to `vocab` ids; unknown types -> <UNK>."""
-    lookup = np.array([vocab.index.get(t, vocab.unk_id) for t in types], dtype=np.int32)
-    if vocab.tokenizer.split == "whitespace":
-        for i, t in enumerate(types):
-            if t in ("<unk>", "<UNK>"):
-                lookup[i] = vocab.unk_id
-    return lookup[ids]
+    def initial_hidden(self):
+        return self.model.init_state(self.source.batch_size) if self.source.carries_state else None
 
 
-def prepare_data(opts: TrainOptions, vocab: Vocab | None = None, n_train: int | None = None) -> Data:
-    """Tokenize and encode the corpus, split it, build (or use) the vocabulary, lay out batches.
-
-    `vocab`/`n_train` are given when resuming, so the data is encoded exactly as before.
-    """
+def _lm_data(opts: TrainOptions, vocab: Vocab | None = None, n_train: int | None = None):
+    """(source, validation, vocab, info, warning) of a language-model run."""
     if vocab is None and opts.vocab:
         vocab = Vocab.load(opts.vocab)
-    tok_config = vocab.tokenizer if vocab is not None else TokenizerConfig.from_dict(opts.tokenizer)
-    tokenizer = Tokenizer(tok_config)
-    ids, types = read_corpus(opts.corpus, tokenizer)
-    if opts.val_file:
-        n_train = len(ids)
-        val_ids, val_types = read_corpus(opts.val_file, tokenizer)
-    else:
-        if n_train is None:
-            n_train = split_point(len(ids), opts.val_fraction)
-        val_ids = val_types = None
-    if vocab is None:
-        vocab, ids = build_vocab(ids, types, n_train, opts.min_count, opts.max_vocab, tok_config)
-    else:
-        ids = _encode_with(vocab, ids, types)
-    train_ids = ids[:n_train]
-    if val_ids is not None:
-        val = _encode_with(vocab, val_ids, val_types)
-    else:
-        val = ids[n_train:]
-    batch, seq_len, warning = fit_batch(len(train_ids), opts.batch_size, opts.seq_len)
-    val_data = None
-    if len(val) >= 2:
-        streams = max(1, min(EVAL_STREAMS, (len(val) - 1) // 2))
-        val_data = batchify(val, streams)
-    return Data(vocab, batchify(train_ids, batch), val_data, len(train_ids), len(val), batch, seq_len, warning)
+    data = prepare_lm_data(opts.corpus, TokenizerConfig.from_dict(opts.tokenizer), vocab=vocab,
+                           val_file=opts.val_file, val_fraction=opts.val_fraction, min_count=opts.min_count,
+                           max_vocab=opts.max_vocab, batch_size=opts.batch_size, seq_len=opts.seq_len,
+                           n_train=n_train)
+    source = StreamBatches(data.train, data.seq_len)
+    validation = StreamValidation(data.val, data.seq_len) if data.val is not None else None
+    info = {"vocab": len(data.vocab), "train_tokens": data.n_train_tokens, "val_tokens": data.n_val_tokens,
+            "batch": data.batch_size, "seq_len": data.seq_len, "steps_per_epoch": source.steps_per_epoch(),
+            "level": data.vocab.tokenizer.level}
+    return source, validation, data.vocab, info, data.warning
 
 
-def evaluate(model: LanguageModel, data: np.ndarray, seq_len: int) -> float:
-    """Mean negative log-likelihood (nats per token) of the `(N, B)` streams, state carried."""
-    state = model.init_state(data.shape[1])
-    total, count = 0.0, 0
-    for _, x, y in iter_windows(data, seq_len):
-        lp, state = model.target_log_probs(x, y, state)
-        total -= float(lp.sum(dtype=np.float64))
-        count += lp.size
-    return total / max(count, 1)
+def _start(opts: TrainOptions) -> Run:
+    source, validation, vocab, info, warning = _lm_data(opts)
+    config = ModelConfig(vocab_size=len(vocab), **opts.model)
+    _check_memory(config, source.batch_size, source.seq_len, opts.optimizer)
+    model = LanguageModel(config, seed=opts.seed)
+    state = TrainState(n_train=info["train_tokens"], rng=np.random.default_rng(opts.seed + 1))
+    run = Run(opts, model, vocab, source, validation, make_optimizer(opts.optimizer, opts.lr), state,
+              dict(info, params=model.num_params()), warning)
+    state.hidden = run.initial_hidden()
+    return run
 
 
-# ------------------------------------------------------------------------ checkpoints
+def _resume(opts: TrainOptions) -> Run:
+    """Read the run saved next to opts.output. It continues with its own options; only the
+    per-invocation ones (stopping rules, metrics path, --force) come from `opts`."""
+    last_file = last_path(opts.output)
+    if not last_file.exists():
+        raise DataError(f"nothing to resume: no training state at {last_file} (train without --resume first)")
+    arrays, meta = ckpt.load_checkpoint(last_file)
+    if meta.get("kind") != "last":
+        raise DataError(f"{last_file} holds no training state to resume")
+    record = meta.get("train")
+    try:
+        saved = TrainOptions(**record["options"])
+        missing = [k for k in (*TrainState.RECORD, "optimizer", "rng") if k not in record]
+    except (KeyError, TypeError, ValueError, AttributeError, CharlmError):
+        missing = ["options"]
+    if missing:
+        raise CheckpointError(f"{last_file} has no usable training state (missing {', '.join(missing)}): "
+                              "train again without --resume")
+    saved = replace(saved, **{k: getattr(opts, k) for k in TrainOptions.PER_INVOCATION})
+    if Path(saved.corpus).resolve() != Path(opts.corpus).resolve():
+        raise UsageError(f"--resume continues the run on {saved.corpus}, not {opts.corpus}")
+    model, vocab, _ = ckpt.model_from_checkpoint(arrays, meta, str(last_file))
+    try:
+        optimizer = make_optimizer(saved.optimizer, saved.lr)
+        optimizer.load_state_dict(record["optimizer"], ckpt.arrays_under(arrays, "optim"))
+        state = TrainState.from_checkpoint(record, arrays, model.dtype)
+    except CharlmError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{last_file} has a corrupt training state ({type(err).__name__}: {err}): "
+                              "train again without --resume") from None
+    source, validation, vocab, info, warning = _lm_data(saved, vocab=vocab, n_train=record["n_train"])
+    run = Run(saved, model, vocab, source, validation, optimizer, state, dict(info, params=model.num_params()),
+              warning)
+    _check_hidden(state.hidden, run.initial_hidden(), last_file)
+    return run
 
 
-def _meta(kind: str, model: LanguageModel, vocab: Vocab, train: dict) -> dict:
-    return {
-        "format": ckpt.FORMAT,
-        "format_version": ckpt.FORMAT_VERSION,
-        "charlm_version": __version__,
-        "kind": kind,
-        "model": model.config.to_dict(),
-        "vocab": vocab.to_dict(),
-        "train": train,
-    }
+# ----------------------------------------------------------------------- the loop
 
 
 class _Stop(Exception):
-    """Raised inside the loop to end training early with a reason."""
+    """Ends training early, with the reason as its message."""
 
 
-def _install_signal_handlers(flag: dict) -> Callable[[], None]:
-    """Ctrl-C / SIGTERM set `flag["signal"]`; the loop finishes the step, saves and stops.
+class _SignalFlag:
+    """While active, Ctrl-C / SIGTERM set `.name` (the loop finishes the step, saves and stops);
+    a second one raises KeyboardInterrupt at once (the last saved files stay intact)."""
 
-    A second Ctrl-C raises KeyboardInterrupt at once (the last saved checkpoint stays intact).
-    Returns a function that restores the previous handlers.
-    """
+    def __init__(self):
+        self.name: str | None = None
+        self._previous: dict = {}
 
-    def handler(signum, frame):
-        if flag.get("signal"):
+    def _handle(self, signum, frame):
+        if self.name:
             raise KeyboardInterrupt
-        flag["signal"] = signal.Signals(signum).name
+        self.name = signal.Signals(signum).name
 
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            previous[sig] = signal.signal(sig, handler)
-        except ValueError:  # not in the main thread: leave signals alone
-            pass
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not in the main thread: leave signals alone
+                pass
+        return self
 
-    def restore():
-        for sig, h in previous.items():
-            signal.signal(sig, h)
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
 
-    return restore
 
+class Trainer:
+    """One training step, evaluate-and-save and save-last, on a `Run` (see the module docstring)."""
 
-def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = None) -> dict:
-    """Train a language model as `opts` says; return a summary dict.
+    def __init__(self, run: Run, reporter: Reporter, comm):
+        self.run, self.rep, self.comm = run, reporter, comm
+        self.started = time.perf_counter()
+        self.last_file = last_path(run.opts.output)
+        self.bad_steps = 0
+        self.window_loss, self.window_count = 0.0, 0  # training loss since the last evaluation
+        self.tick, self.tick_tokens = time.perf_counter(), 0
 
-    Writes the best model (by validation loss) to `opts.output` and the resumable state to
-    `last_path(opts.output)`. Raises `CharlmError` for user mistakes and for a diverged run;
-    on a signal, saves and returns with `summary["interrupted"]` set to the signal's name.
-    """
-    rep = reporter or Reporter()
-    _check_options(opts)
-    _check_output(opts.output)
-    started = time.perf_counter()
-    last_file = last_path(opts.output)
+    def total_steps(self) -> int:
+        total = self.run.source.steps_per_epoch() * self.run.opts.epochs
+        return total if self.run.opts.max_steps is None else min(total, self.run.opts.max_steps)
 
-    if resume:
-        model, data, opt, sched, rng, st = _resume(opts, last_file)
-        rep.message(f"resuming from {last_file} at step {st['step']} (epoch {st['epoch'] + 1})")
-    else:
-        data = prepare_data(opts)
-        config = ModelConfig(vocab_size=len(data.vocab), **opts.model)
-        _check_memory(config, data.batch_size, data.seq_len, opts.optimizer)
-        model = LanguageModel(config, seed=opts.seed)
-        opt = make_optimizer(opts.optimizer, opts.lr)
-        sched = ReduceOnPlateau(factor=opts.lr_decay, patience=0, min_lr=opts.lr * 1e-3)
-        rng = np.random.default_rng(opts.seed + 1)
-        st = {
-            "step": 0, "epoch": 0, "position": 0, "best_val_loss": None, "saved_val_loss": None,
-            "best_step": None,
-            "bad_evals": 0, "tokens_seen": 0, "metrics": [], "n_train": data.n_train_tokens,
-        }
-    if data.warning:
-        rep.message(data.warning)
-    if data.val is None and not resume:
-        rep.message("no validation text: the model at the output is the latest, not the best")
+    def step(self, batch) -> None:
+        """Forward, backward, gradient hook, clip, update (or skip a non-finite step)."""
+        run, st = self.run, self.run.state
+        loss, hidden, cache = run.model.loss(*batch.inputs, st.hidden, train=True, rng=st.rng)
+        grads = run.model.backward(cache)
+        grads, loss, tokens = self.comm.reduce_gradients(grads, loss, batch.tokens)
+        norm = clip_grad_norm(grads, run.opts.clip)
+        if math.isfinite(loss) and math.isfinite(norm):
+            self.bad_steps = 0
+            run.optimizer.step(run.model.params, grads)
+            st.hidden = hidden
+            self.window_loss += loss
+            self.window_count += 1
+        else:
+            self._skip_step()
+        st.step += 1
+        st.position = batch.end
+        st.tokens_seen += tokens
+        self.tick_tokens += tokens
+        self.rep.step(st.step, loss, run.optimizer.lr,
+                      self.tick_tokens / max(time.perf_counter() - self.tick, 1e-9))
 
-    steps_per_epoch = math.ceil((data.train.shape[0] - 1) / data.seq_len)
-    total = steps_per_epoch * opts.epochs
-    if opts.max_steps is not None:
-        total = min(total, opts.max_steps)
-    rep.start(total, st["step"], {
-        "params": model.num_params(), "vocab": len(data.vocab), "train_tokens": data.n_train_tokens,
-        "val_tokens": data.n_val_tokens, "batch": data.batch_size, "seq_len": data.seq_len,
-        "steps_per_epoch": steps_per_epoch,
-    })
+    def _skip_step(self) -> None:
+        opt = self.run.optimizer
+        self.bad_steps += 1
+        opt.lr *= 0.5
+        self.rep.message(f"step {self.run.state.step + 1}: non-finite loss or gradient; update skipped, "
+                         f"learning rate lowered to {opt.lr:.3g}")
+        if self.bad_steps >= MAX_BAD_STEPS:
+            raise CharlmError(f"training diverged ({self.bad_steps} non-finite steps in a row); the last good "
+                              f"model is in {self.run.opts.output}: try a lower --lr or --clip")
+        self.run.state.hidden = self.run.initial_hidden()
 
-    if opts.metrics:
-        try:  # find out now, not at the first evaluation, that the log cannot be written
-            open(opts.metrics, "a", encoding="utf-8").close()
-        except OSError as err:
-            raise UsageError(f"cannot write --metrics {opts.metrics}: {err.strerror}") from None
-    flag: dict = {}
-    restore = _install_signal_handlers(flag)
-    state = st.pop("_state", None) or model.init_state(data.batch_size)
-    reason = "finished"
-    bad_steps = 0
-    window_loss, window_count = 0.0, 0
-    tick, tick_tokens = time.perf_counter(), 0
+    def end_epoch(self) -> None:
+        st = self.run.state
+        st.epoch += 1
+        st.position = 0
+        st.hidden = self.run.initial_hidden()
 
-    def check_finite():
-        """Never overwrite a good checkpoint with parameters that are inf/NaN (the loader
-        would refuse them): stop with the previous files intact instead."""
-        if not all(np.isfinite(p).all() for p in model.params.values()):
-            raise CharlmError(
-                f"training diverged at step {st['step']}: the parameters are no longer finite; "
-                f"the last good model is in {opts.output} (resumable state in {last_file}): "
-                "try a lower --lr or --clip")
+    def should_stop(self, flag: _SignalFlag) -> str | None:
+        """The reason to stop after this step (a signal or --time-limit), decided by all processes."""
+        if self.comm.any(flag.name is not None):
+            return f"interrupted by {flag.name or 'a signal'}"
+        limit = self.run.opts.time_limit
+        if self.comm.any(limit is not None and time.perf_counter() - self.started >= limit):
+            return "reached --time-limit"
+        return None
 
-    def save_last():
-        check_finite()
-        arrays = ckpt.model_arrays(model)
-        scalars, opt_arrays = opt.state_dict()
-        arrays.update({f"optim/{k}": v for k, v in opt_arrays.items()})
-        for l, layer_state in enumerate(state):
-            for k, a in enumerate(layer_state):
-                arrays[f"state/{l}/{k}"] = a
-        record = dict(st, options=asdict(opts), optimizer=scalars, schedule=sched.state_dict(),
-                      rng=rng.bit_generator.state)
-        ckpt.save_checkpoint(last_file, arrays, _meta("last", model, data.vocab, record))
+    def evaluate(self, scheduled: bool = True) -> bool:
+        """Evaluate; save the best model and the resumable state. True: stop early (patience).
 
-    def save_best(val_loss):
-        check_finite()
-        info = {"step": st["step"], "epoch": st["epoch"], "val_loss": val_loss,
-                "train_tokens": st["tokens_seen"], "options": asdict(opts)}
-        ckpt.save_checkpoint(opts.output, ckpt.model_arrays(model), _meta("best", model, data.vocab, info))
-
-    def run_eval(scheduled: bool = True):
-        """Evaluate; save the best model and the resumable state.
-
-        Only scheduled evaluations (every --eval-every steps) drive the learning-rate decay and
-        early stopping, so an interrupted and resumed run makes the same decisions as one that
-        ran straight through. Any evaluation may replace the best model file.
+        Only scheduled evaluations (every --eval-every steps) decay the learning rate and count
+        towards --patience; any evaluation may replace the model at --output.
         """
-        nonlocal window_loss, window_count
-        val_loss = evaluate(model, data.val, data.seq_len) if data.val is not None else None
-        elapsed = time.perf_counter() - started
+        run, st, opts = self.run, self.run.state, self.run.opts
+        ev = run.validation.evaluate(run.model, self.comm) if run.validation is not None else None
+        elapsed = time.perf_counter() - self.started
         record = {
-            "step": st["step"], "epoch": st["epoch"] + st["position"] / max(data.train.shape[0] - 1, 1),
-            "train_loss": window_loss / window_count if window_count else None,
-            "val_loss": val_loss, "lr": opt.lr,
-            "tokens_per_s": tick_tokens / elapsed if elapsed > 0 else None, "elapsed": elapsed,
+            "step": st.step, "epoch": st.epoch + run.source.epoch_fraction(st.position),
+            "train_loss": self.window_loss / self.window_count if self.window_count else None,
+            "val_loss": None if ev is None else ev.loss, **({} if ev is None else ev.metrics),
+            "lr": run.optimizer.lr, "tokens_per_s": self.tick_tokens / elapsed if elapsed > 0 else None,
+            "elapsed": elapsed,
         }
-        window_loss, window_count = 0.0, 0
-        saved = st["saved_val_loss"]
-        improved = val_loss is None or saved is None or val_loss < saved
-        if improved:
-            st["saved_val_loss"], st["best_step"] = val_loss, st["step"]
-            save_best(val_loss)
-        if scheduled and val_loss is not None:
-            if st["best_val_loss"] is None or val_loss < st["best_val_loss"]:
-                st["best_val_loss"], st["bad_evals"] = val_loss, 0
-            else:
-                st["bad_evals"] += 1
-            if sched.observe(val_loss):
-                opt.lr = sched.decayed_lr(opt.lr)
-        st["metrics"].append(record)
-        if opts.metrics:
+        self.window_loss, self.window_count = 0.0, 0
+        save, plateau = st.observe(None if ev is None else ev.objective, scheduled)
+        if save:
+            self.save_best(record["val_loss"])
+        if plateau:
+            run.optimizer.lr = max(run.optimizer.lr * opts.lr_decay, opts.lr * MIN_LR_FRACTION)
+        st.metrics.append(record)
+        if opts.metrics and self.comm.rank == 0:
             with open(opts.metrics, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
-        rep.evaluate(record, improved)
-        save_last()
-        if scheduled and data.val is not None and st["bad_evals"] >= opts.patience:
-            raise _Stop(f"early stop: no improvement in {opts.patience} evaluations")
+        self.rep.evaluate(record, save)
+        self.save_last()
+        return scheduled and ev is not None and st.bad_evals >= opts.patience
 
-    try:
-        while st["epoch"] < opts.epochs:
-            for pos, x, y in iter_windows(data.train, data.seq_len, start=st["position"]):
-                if opts.max_steps is not None and st["step"] >= opts.max_steps:
-                    raise _Stop("reached --max-steps")
-                loss, new_state, cache = model.loss(x, y, state, train=True, rng=rng)
-                grads = model.backward(cache)
-                norm = clip_grad_norm(grads, opts.clip)
-                if not (math.isfinite(loss) and math.isfinite(norm)):
-                    bad_steps += 1
-                    opt.lr *= 0.5
-                    rep.message(f"step {st['step'] + 1}: non-finite loss or gradient; update skipped, "
-                                f"learning rate lowered to {opt.lr:.3g}")
-                    if bad_steps >= MAX_BAD_STEPS:
-                        raise CharlmError(
-                            f"training diverged ({bad_steps} non-finite steps in a row); the last good "
-                            f"model is in {opts.output}: try a lower --lr or --clip")
-                    state = model.init_state(data.batch_size)
-                else:
-                    bad_steps = 0
-                    opt.step(model.params, grads)
-                    state = new_state
-                    window_loss += loss
-                    window_count += 1
-                st["step"] += 1
-                st["position"] = pos + x.shape[0]
-                st["tokens_seen"] += x.size
-                tick_tokens += x.size
-                now = time.perf_counter()
-                rep.step(st["step"], loss, opt.lr, tick_tokens / max(now - tick, 1e-9))
-                if st["step"] % opts.eval_every == 0:
-                    run_eval()
-                if flag.get("signal"):
-                    raise _Stop(f"interrupted by {flag['signal']}")
-                if opts.time_limit is not None and now - started >= opts.time_limit:
-                    raise _Stop("reached --time-limit")
-            st["epoch"] += 1
-            st["position"] = 0
-            state = model.init_state(data.batch_size)
-    except _Stop as stop:
-        reason = str(stop)
-    finally:
-        restore()
+    def _meta(self, kind: str, train: dict) -> dict:
+        run = self.run
+        return {"format": ckpt.FORMAT, "format_version": ckpt.FORMAT_VERSION, "charlm_version": __version__,
+                "kind": kind, "task": run.opts.task, "model": run.model.config.to_dict(),
+                "vocab": run.vocab.to_dict(), "train": train}
 
-    # Evaluate and save unless the last thing the loop did was exactly that.
-    last_eval_step = st["metrics"][-1]["step"] if st["metrics"] else None
-    if last_eval_step != st["step"] or not Path(opts.output).exists():
+    def _check_finite(self) -> None:
+        """Never overwrite a good checkpoint with parameters that are inf/NaN (the loader would
+        refuse them): stop with the previous files intact instead."""
+        if not all(np.isfinite(p).all() for p in self.run.model.params.values()):
+            raise CharlmError(
+                f"training diverged at step {self.run.state.step}: the parameters are no longer finite; "
+                f"the last good model is in {self.run.opts.output} (resumable state in {self.last_file}): "
+                "try a lower --lr or --clip")
+
+    def save_best(self, val_loss: float | None) -> None:
+        run, st = self.run, self.run.state
+        self._check_finite()
+        if self.comm.rank == 0:
+            info = {"step": st.step, "epoch": st.epoch, "val_loss": val_loss, "train_tokens": st.tokens_seen,
+                    "options": asdict(run.opts)}
+            ckpt.save_checkpoint(run.opts.output, ckpt.model_arrays(run.model), self._meta("best", info))
+
+    def save_last(self) -> None:
+        run = self.run
+        self._check_finite()
+        record, state_arrays = run.state.to_checkpoint()
+        scalars, opt_arrays = run.optimizer.state_dict()
+        record.update(options=asdict(run.opts), optimizer=scalars,
+                      schedule={"factor": run.opts.lr_decay, "min_lr": run.opts.lr * MIN_LR_FRACTION})
+        arrays = dict(ckpt.model_arrays(run.model), **{f"optim/{k}": v for k, v in opt_arrays.items()},
+                      **state_arrays)
+        if self.comm.rank == 0:
+            ckpt.save_checkpoint(self.last_file, arrays, self._meta("last", record))
+
+    def finish(self) -> None:
+        """Evaluate and save at the end, unless the last thing the loop did was exactly that."""
+        st = self.run.state
+        last_eval_step = st.metrics[-1]["step"] if st.metrics else None
+        if last_eval_step != st.step or not Path(self.run.opts.output).exists():
+            self.evaluate(scheduled=False)
+
+    def summary(self, reason: str, interrupted: str | None) -> dict:
+        run, st = self.run, self.run.state
+        return {"reason": reason, "interrupted": interrupted, "step": st.step, "epoch": st.epoch,
+                "best_val_loss": st.saved_val_loss, "best_step": st.best_step, "output": str(run.opts.output),
+                "last": str(self.last_file), "level": run.vocab.tokenizer.level, "task": run.opts.task,
+                "elapsed": time.perf_counter() - self.started}
+
+
+def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = None, comm=None) -> dict:
+    """Train as `opts` says; return a summary dict (reason, interrupted, step, epoch, best_val_loss
+    and best_step of the model at --output, output, last, level, task, elapsed).
+
+    Raises `CharlmError` for user mistakes and for a diverged run; on a signal, saves and returns
+    with summary["interrupted"] set to the signal's name. `comm` is the process group
+    (`SingleProcess()` when None).
+    """
+    rep, comm = reporter or Reporter(), comm or SingleProcess()
+    if not resume:
+        _check_files(opts)
+    run = _resume(opts) if resume else _start(opts)
+    if resume:
+        _check_files(run.opts)  # checked against the resumed run's own inputs
+        rep.message(f"resuming from {last_path(opts.output)} at step {run.state.step} "
+                    f"(epoch {run.state.epoch + 1})")
+    if run.warning:
+        rep.message(run.warning)
+    if run.validation is None and not resume:
+        rep.message("no validation text: the model at the output is the latest, not the best")
+    trainer, st, o = Trainer(run, rep, comm), run.state, run.opts
+    rep.start(trainer.total_steps(), st.step, run.info)
+    reason = "finished"
+    with _SignalFlag() as flag:
         try:
-            run_eval(scheduled=False)
-        except _Stop:
-            pass
+            while st.epoch < o.epochs:
+                for batch in run.source.batches(st.position):
+                    if o.max_steps is not None and st.step >= o.max_steps:
+                        raise _Stop("reached --max-steps")
+                    trainer.step(batch)
+                    if st.step % o.eval_every == 0 and trainer.evaluate():
+                        raise _Stop(f"early stop: no improvement in {o.patience} evaluations")
+                    stop = trainer.should_stop(flag)
+                    if stop:
+                        raise _Stop(stop)
+                trainer.end_epoch()
+        except _Stop as stop:
+            reason = str(stop)
+    trainer.finish()
     rep.close()
-    return {
-        "reason": reason,
-        "interrupted": flag.get("signal"),
-        "step": st["step"],
-        "epoch": st["epoch"],
-        "best_val_loss": st["saved_val_loss"],
-        "best_step": st["best_step"],
-        "output": str(opts.output),
-        "last": str(last_file),
-        "level": data.vocab.tokenizer.level,
-        "elapsed": time.perf_counter() - started,
-    }
+    return trainer.summary(reason, flag.name)
 
 
-def _check_options(opts: TrainOptions) -> None:
-    """Reject option values that make no sense (exit status 2)."""
-    positive = {"--seq-len": opts.seq_len, "--batch-size": opts.batch_size, "--epochs": opts.epochs,
-                "--eval-every": opts.eval_every, "--patience": opts.patience}
-    for name, value in positive.items():
-        if value is None or value < 1:
-            raise UsageError(f"{name} must be at least 1 (got {value})")
-    if not (opts.lr > 0 and math.isfinite(opts.lr)):
-        raise UsageError(f"--lr must be a positive number (got {opts.lr})")
-    if opts.clip is not None and (opts.clip < 0 or not math.isfinite(opts.clip)):
-        raise UsageError(f"--clip must be >= 0 (0 turns clipping off; got {opts.clip})")
-    if opts.max_steps is not None and opts.max_steps < 1:
-        raise UsageError(f"--max-steps must be at least 1 (got {opts.max_steps})")
-    if opts.time_limit is not None and not opts.time_limit > 0:
-        raise UsageError(f"--time-limit must be a positive number of seconds (got {opts.time_limit})")
-    if not 0 <= opts.val_fraction < 1:
-        raise UsageError(f"--val-fraction must be in [0, 1) (got {opts.val_fraction})")
-    if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or opts.seed < 0:
-        raise UsageError(f"--seed must be a whole number >= 0 (got {opts.seed})")
-    if not 0 < opts.lr_decay < 1:
-        raise UsageError(f"the learning-rate decay must be in (0, 1) (got {opts.lr_decay})")
+def _check_files(opts: TrainOptions) -> None:
+    """The file-safety rule (charlm.files), and find out now — not at the first evaluation —
+    that the metrics log cannot be written. With --force a foreign metrics file is replaced."""
+    check_outputs(opts.outputs(), opts.inputs(), force=opts.force)
+    if opts.metrics:
+        mode = "w" if opts.force and is_foreign(Output(opts.metrics, METRICS, "--metrics")) else "a"
+        try:
+            open(opts.metrics, mode, encoding="utf-8").close()
+        except OSError as err:
+            raise UsageError(f"cannot write --metrics {opts.metrics}: {err.strerror}") from None
 
 
-def _check_output(output) -> None:
-    """Fail before training, not at the first save, when the model cannot be written."""
-    out = Path(output)
-    for p in (out, last_path(out)):
-        if p.is_dir():
-            raise UsageError(f"-o/--output {p} is a directory: give a file name such as {p / 'charlm.npz'}")
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError(f"cannot write the model to {out}: folder {folder} does not exist (create it first)")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write the model to {out}: folder {folder} is not writable")
+# ------------------------------------------------------------------------ memory
 
 
 def _available_memory() -> int | None:
@@ -458,14 +619,11 @@ def _check_memory(config: ModelConfig, batch: int, seq_len: int, optimizer: str)
     cell = cell_from_config(config)
     V, E, H, L = config.vocab_size, config.embedding, config.hidden, config.layers
     n = V * E + V + (0 if config.tie_weights else H * V)
-    gates = 1
     for l in range(L):
-        shapes = cell.param_shapes(E if l == 0 else H, H)
-        n += sum(int(np.prod(s)) for s in shapes.values())
-        gates = max(gates, int(shapes["W"][1]) // H if "W" in shapes else 4)
-    slots = {"adam": 2, "rmsprop": 1, "adagrad": 1}.get(optimizer, 1)
+        n += sum(int(np.prod(s)) for s in cell.param_shapes(E if l == 0 else H, H).values())
+    slots = len(make_optimizer(optimizer, 1.0).slots)  # state arrays per parameter
     tokens = batch * seq_len
-    need = itemsize * (n * (2 + slots) + tokens * (L * H * (4 + 2 * gates) + 3 * V))
+    need = itemsize * (n * (2 + slots) + tokens * (L * H * (4 + 2 * cell.G) + 3 * V))
     have = _available_memory()
     if have is not None and need > have:
         gib = 1 << 30
@@ -473,62 +631,3 @@ def _check_memory(config: ModelConfig, batch: int, seq_len: int, optimizer: str)
             f"this model needs about {need / gib:.1f} GiB of memory ({n:,} parameters) but only "
             f"{have / gib:.1f} GiB is available: use a smaller --hidden, --layers, --embedding, "
             "--batch-size or --seq-len")
-
-
-def _resume(opts: TrainOptions, last_file: Path):
-    """Load the last training state; the run continues with the options saved in it.
-
-    Only the stopping options given now (epochs, max steps, time limit, patience, metrics
-    path) replace the saved ones.
-    """
-    if not last_file.exists():
-        raise DataError(f"nothing to resume: no training state at {last_file} (train without --resume first)")
-    arrays, meta = ckpt.load_checkpoint(last_file)
-    if meta.get("kind") != "last":
-        raise DataError(f"{last_file} holds no training state to resume")
-    tr = meta.get("train")
-    try:
-        saved = TrainOptions(**tr["options"])
-        missing = [k for k in ("step", "epoch", "position", "best_val_loss", "saved_val_loss", "best_step",
-                               "bad_evals", "tokens_seen", "metrics", "n_train", "optimizer", "schedule", "rng")
-                   if k not in tr]
-    except (KeyError, TypeError, ValueError, AttributeError):
-        missing = ["options"]
-    if missing:
-        raise CheckpointError(f"{last_file} has no usable training state (missing {', '.join(missing)}): "
-                              "train again without --resume")
-    for name in ("epochs", "max_steps", "time_limit", "patience", "metrics"):
-        setattr(saved, name, getattr(opts, name))
-    if Path(saved.corpus).resolve() != Path(opts.corpus).resolve():
-        raise UsageError(f"--resume continues the run on {saved.corpus}, not {opts.corpus}")
-    opts.__dict__.update(saved.__dict__)
-    model, vocab, _ = ckpt.model_from_checkpoint(arrays, meta, str(last_file))
-    data = prepare_data(opts, vocab=vocab, n_train=tr["n_train"])
-    try:
-        opt = make_optimizer(opts.optimizer, opts.lr)
-        opt.load_state_dict(tr["optimizer"], ckpt.arrays_under(arrays, "optim"))
-        sched = ReduceOnPlateau(factor=opts.lr_decay, patience=0, min_lr=opts.lr * 1e-3)
-        sched.load_state_dict(tr["schedule"])
-        rng = np.random.default_rng()
-        rng.bit_generator.state = tr["rng"]
-    except CharlmError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise CheckpointError(f"{last_file} has a corrupt training state ({type(err).__name__}: {err}): "
-                              "train again without --resume") from None
-    st = {k: tr[k] for k in ("step", "epoch", "position", "best_val_loss", "saved_val_loss", "best_step", "bad_evals",
-                             "tokens_seen", "metrics", "n_train")}
-    layers = model.config.layers
-    state = []
-    for l in range(layers):
-        k, layer_state = 0, []
-        while f"state/{l}/{k}" in arrays:
-            layer_state.append(arrays[f"state/{l}/{k}"].astype(model.params["embed.W"].dtype))
-            k += 1
-        want = model.init_state(data.batch_size)[l]
-        if len(layer_state) != len(want) or any(a.shape != w.shape for a, w in zip(layer_state, want)):
-            raise CheckpointError(f"{last_file} has a corrupt training state (hidden state of layer {l} "
-                                  "does not fit the model): train again without --resume")
-        state.append(tuple(layer_state))
-    st["_state"] = state
-    return model, data, opt, sched, rng, st

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from charlm.errors import UsageError
-from charlm.optim import (SGD, Adagrad, Adam, ReduceOnPlateau, RMSprop, clip_grad_norm,
-                          make_optimizer, scheduled_lr)
+from charlm.optim import SGD, Adagrad, Adam, RMSprop, clip_grad_norm, make_optimizer
 
 P0 = np.array([0.5, -1.0, 2.0, 0.0])
 GRADS = [np.array([0.1, -0.2, 0.3, -0.4]), np.array([-0.3, 0.1, 0.2, 0.5]),
@@ -190,53 +189,6 @@ def test_make_optimizer_errors():
         make_optimizer("sgd", 0.1, nesterov=True)
     with pytest.raises(UsageError):
         make_optimizer("sgd", 0.1, momentum=1.5)
-
-
-# -- schedules ----------------------------------------------------------------------
-
-def test_plateau_decays_after_patience_and_respects_min_lr():
-    opt = SGD(1.0)
-    sched = ReduceOnPlateau(factor=0.5, patience=2, min_lr=0.3, optimizer=opt)
-    seen = [sched.observe(v) for v in [3.0, 2.0, 2.5, 2.1]]  # 2 bad in a row: still patient
-    assert seen == [False, False, False, False] and opt.lr == 1.0
-    assert sched.observe(2.2) is True and opt.lr == 0.5        # 3rd bad: decay
-    assert [sched.observe(v) for v in [2.0, 2.0]] == [False, False]
-    assert sched.observe(2.0) is True and opt.lr == 0.3        # clamped at min_lr
-    assert [sched.observe(2.0) for _ in range(3)] == [False, False, False]  # cannot go lower
-    assert opt.lr == 0.3
-    assert sched.observe(1.0) is False and sched.best == 1.0   # improvement resets
-
-
-def test_plateau_threshold_and_nan():
-    sched = ReduceOnPlateau(factor=0.1, patience=0, threshold=0.01)
-    assert sched.observe(1.0) is False
-    assert sched.observe(0.995) is True      # not 1% better: counts as a plateau
-    assert sched.observe(0.98) is False      # 2% better: improvement
-    assert sched.observe(float("nan")) is True
-
-
-def test_plateau_state_roundtrip():
-    a = ReduceOnPlateau(factor=0.5, patience=3)
-    for v in [2.0, 1.5, 1.7, 1.8]:
-        a.observe(v)
-    state = json.loads(json.dumps(a.state_dict()))
-    b = ReduceOnPlateau()
-    b.load_state_dict(state)
-    assert b.best == 1.5 and b.bad == 2 and b.patience == 3
-    assert [a.observe(2.0), a.observe(2.0)] == [b.observe(2.0), b.observe(2.0)] == [False, True]
-    with pytest.raises(UsageError):
-        ReduceOnPlateau(factor=1.5)
-
-
-def test_scheduled_lr():
-    assert scheduled_lr(0.1, 500) == 0.1
-    assert scheduled_lr(1.0, 20, "step", gamma=0.5, every=10) == 0.25
-    assert scheduled_lr(1.0, 25, "step", gamma=0.5, every=10) == 0.25
-    assert scheduled_lr(1.0, 5, "exponential", gamma=0.5, every=10) == pytest.approx(2 ** -0.5)
-    assert scheduled_lr(1.0, 0, warmup=4) == 0.25
-    assert scheduled_lr(1.0, 3, warmup=4) == 1.0 == scheduled_lr(1.0, 10, warmup=4)
-    with pytest.raises(UsageError):
-        scheduled_lr(1.0, 0, "cosine")
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adagrad", "rmsprop"])

@@ -208,7 +208,9 @@ def test_score_lines_skips_blank_lines_and_keeps_order(char_lines):
     direct = scoring.score_sentences(model, vocab, tok, [s.text for s in out])
     for a, b in zip(out, direct):
         assert a.logprob == pytest.approx(b.logprob, abs=1e-5)
-    summary = scoring.summarize(out, char_level=True)
+    summary = scoring.CorpusSummary(chars=0)
+    for s in out:
+        summary.add(s, char_level=True)
     assert summary.tokens == sum(s.n_tokens for s in out) == summary.chars
     assert summary.sentences == 4 and summary.oov == 1
     assert summary.nats == pytest.approx(-sum(s.logprob for s in out))
@@ -238,7 +240,7 @@ def test_iter_lines(tmp_path):
 @pytest.mark.parametrize("which", ["word_lines", "char_stream"])
 def test_score_stream_equals_single_stream_validation(which, request, tmp_path):
     """--stream gives the training's validation figure for the same text (evaluated as one stream)."""
-    from charlm import corpus, train
+    from charlm import corpus
 
     model, vocab, tok = request.getfixturevalue(which)
     p = tmp_path / "val.txt"
@@ -247,7 +249,8 @@ def test_score_stream_equals_single_stream_validation(which, request, tmp_path):
     ids = np.array([vocab.index.get(types[i], vocab.unk_id) for i in ids])
     if tok.config.mode == "stream":  # our convention: the first token is conditioned on "\n"
         ids = np.concatenate(([vocab.index["\n"]], ids))
-    want = train.evaluate(model, corpus.batchify(ids, 1), 5)
+    nats, count = scoring.stream_loss_sums(model, corpus.batchify(ids, 1), 5)
+    want = nats / count
     summary = scoring.score_stream(model, vocab, tok.iter_sentences(str(p)), window=7)
     assert summary.nats_per_token == pytest.approx(want, abs=1e-6)
     assert summary.tokens == len(ids) - 1

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from charlm.cli import cli, warn
 from charlm.cli.options import tokenizer_options, tokenizer_settings, vocab_options
 from charlm.nn.cells import CELLS
+from charlm.optim import DEFAULT_LR
 from charlm.train import Reporter, TrainOptions, last_path, train
 
 LN2 = math.log(2)
@@ -28,10 +29,11 @@ def _quality(loss: float | None, level: str) -> str:
 class BarReporter(Reporter):
     """A tqdm progress bar with loss, bits/char or perplexity, tokens/s and ETA."""
 
-    def __init__(self, level: str, quiet: bool):
-        self.level, self.quiet, self.bar = level, quiet, None
+    def __init__(self, quiet: bool):
+        self.level, self.quiet, self.bar = "char", quiet, None
 
     def start(self, total_steps, done_steps, info):
+        self.level = info["level"]  # the run's own unit, also when resumed without --level
         if self.quiet:
             return
         click.echo(
@@ -96,7 +98,8 @@ class BarReporter(Reporter):
 @click.option("--batch-size", type=click.IntRange(min=1, max=100000), default=32, show_default=True,
               help="Parallel streams per step.")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adagrad", "rmsprop"]), default="adam", show_default=True)
-@click.option("--lr", type=float, default=None, help="Learning rate [default: 3e-3 for adam, 2e-3 for rmsprop, 1.0 for sgd, 0.05 for adagrad].")
+@click.option("--lr", type=float, default=None,
+              help="Learning rate [default: " + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + "].")
 @click.option("--clip", type=float, default=5.0, show_default=True, help="Clip the global gradient norm (0: off).")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many steps in all.")
@@ -112,11 +115,13 @@ class BarReporter(Reporter):
 @click.option("--resume", is_flag=True, help="Continue the run saved next to --output.")
 @click.option("--metrics", type=click.Path(dir_okay=False), default=None,
               help="Append one JSON line per evaluation to this file.")
+@click.option("--force", is_flag=True,
+              help="Replace an existing -o/--metrics file that is not a charlm file (never an input).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation lines.")
 def train_command(corpus, output, min_count, max_vocab, vocab_path, cell, layers, hidden, embedding,
                   dropout, tie_weights, activation, peephole, seq_len, batch_size, optimizer, lr, clip,
                   epochs, max_steps, time_limit, val_fraction, val_file, eval_every, patience, seed,
-                  resume, metrics, quiet, **tok):
+                  resume, metrics, force, quiet, **tok):
     """Train a recurrent language model on CORPUS (a UTF-8 text file).
 
     \b
@@ -130,22 +135,6 @@ def train_command(corpus, output, min_count, max_vocab, vocab_path, cell, layers
     The best model by validation loss is written to --output; `charlm sample` and
     `charlm score` read charlm.npz by default. Ctrl-C saves and tells you how to resume.
     """
-    if tie_weights and embedding != hidden:
-        raise click.BadParameter(f"--tie-weights needs --embedding equal to --hidden ({embedding} != {hidden})",
-                                 param_hint="--tie-weights")
-    if not 0 <= dropout < 1:  # FloatRange lets nan through
-        raise click.BadParameter(f"must be in [0, 1) (got {dropout})", param_hint="--dropout")
-    if not val_fraction == val_fraction:
-        raise click.BadParameter(f"must be in [0, 1) (got {val_fraction})", param_hint="--val-fraction")
-    if time_limit is not None and not time_limit > 0:
-        raise click.BadParameter(f"must be a positive number of seconds (got {time_limit})",
-                                 param_hint="--time-limit")
-    if clip < 0 or not math.isfinite(clip):
-        raise click.BadParameter(f"must be >= 0 (got {clip})", param_hint="--clip")
-    if lr is None:
-        lr = {"adam": 3e-3, "rmsprop": 2e-3, "sgd": 1.0, "adagrad": 0.05}[optimizer]
-    elif not (lr > 0 and math.isfinite(lr)):
-        raise click.BadParameter(f"must be a positive number (got {lr})", param_hint="--lr")
     tok_config = tokenizer_settings(**tok)
     opts = TrainOptions(
         corpus=corpus, output=output, tokenizer=tok_config.to_dict(), min_count=min_count, max_vocab=max_vocab,
@@ -154,11 +143,9 @@ def train_command(corpus, output, min_count, max_vocab, vocab_path, cell, layers
                    tie_weights=tie_weights, activation=activation, peephole=peephole),
         seq_len=seq_len, batch_size=batch_size, optimizer=optimizer, lr=lr, clip=clip, epochs=epochs,
         max_steps=max_steps, time_limit=time_limit, val_fraction=val_fraction, val_file=val_file,
-        eval_every=eval_every, patience=patience, seed=seed, metrics=metrics,
+        eval_every=eval_every, patience=patience, seed=seed, metrics=metrics, force=force,
     )
-    reporter = BarReporter(tok_config.level, quiet)
-    summary = train(opts, resume=resume, reporter=reporter)
-    reporter.level = summary["level"]
+    summary = train(opts, resume=resume, reporter=BarReporter(quiet))
     where = f"best model (step {summary['best_step']}) in {summary['output']}; resumable state in {summary['last']}"
     if summary["interrupted"]:
         click.echo(f"charlm: {summary['reason']} at step {summary['step']}; saved. {where}", err=True)
