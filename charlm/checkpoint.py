@@ -156,9 +156,6 @@ def load_checkpoint(path) -> tuple[dict, dict]:
                             f"{path} contains a pickled object array ({name}): refusing to "
                             "load it (unsafe); this is not a charlm model file") from None
                     raise
-                if arr.dtype.hasobject:  # belt and braces: never hand out object arrays
-                    raise CheckpointError(f"{path} contains an object array ({name}): refusing "
-                                          "to load it")
                 if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
                     raise CheckpointError(f"{path} contains NaN/inf in {name}: the model is "
                                           "corrupt; retrain or use an earlier checkpoint")

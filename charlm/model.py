@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from charlm.errors import CharlmError
-from charlm.nn.alloc import keep_freed_memory
 from charlm.nn.cells import CELLS, cell_from_config
 from charlm.nn.layers import (
     StackedRecurrent,
@@ -112,7 +111,6 @@ class LanguageModel:
     """Left-to-right recurrent language model over token ids (time-major (T,B) arrays)."""
 
     def __init__(self, config: ModelConfig, params: dict | None = None, seed: int = 0):
-        keep_freed_memory()                                  # faster steps; see nn/alloc.py
         self.config = config
         self.dtype = np.dtype(config.dtype)
         self.cell = cell_from_config(config)
@@ -163,8 +161,8 @@ class LanguageModel:
         else:
             embed = rng.standard_normal((V, E))
         p = {"embed.W": embed.astype(dt)}
-        for l, lp in enumerate(self.rnn.init_params(E, H, rng, dt)):
-            for k, v in lp.items():
+        for l, layer in enumerate(self.rnn.init_params(E, H, rng, dt)):
+            for k, v in layer.items():
                 p[f"rnn.{l}.{k}"] = v
         if not c.tie_weights:
             s = 1.0 / np.sqrt(H)
@@ -204,8 +202,8 @@ class LanguageModel:
         m_in = dropout_mask(e.shape, rate, rng, self.dtype)
         if m_in is not None:
             e *= m_in
-        lp = self._layer_params()
-        a, new_state, rnn_cache = self.rnn.forward(lp, e, state, rate, rng)
+        layer_params = self._layer_params()
+        a, new_state, rnn_cache = self.rnn.forward(layer_params, e, state, rate, rng)
         m_out = dropout_mask(a.shape, rate, rng, self.dtype)
         if m_out is not None:
             a = a * m_out
@@ -213,7 +211,7 @@ class LanguageModel:
         logits = dense_forward(a2, self._out_W(), p["out.b"])       # (T*B, V)
         loss, sm_cache = softmax_cross_entropy(
             logits, y.reshape(-1), None if mask is None else np.asarray(mask).reshape(-1))
-        cache = (x, m_in, lp, rnn_cache, m_out, a2, sm_cache)
+        cache = (x, m_in, layer_params, rnn_cache, m_out, a2, sm_cache)
         return loss, new_state, cache
 
     def backward(self, cache, return_dstate: bool = False):
@@ -222,7 +220,7 @@ class LanguageModel:
         With return_dstate=True returns (grads, dstate0), dstate0 the gradient w.r.t. the initial
         state passed to loss() (same structure as a State). A cache can be back-propagated once.
         """
-        x, m_in, lp, rnn_cache, m_out, a2, sm_cache = cache
+        x, m_in, layer_params, rnn_cache, m_out, a2, sm_cache = cache
         c = self.config
         T, B = x.shape
         p = self.params
@@ -238,7 +236,7 @@ class LanguageModel:
         da = da.reshape(T, B, -1)
         if m_out is not None:
             da *= m_out
-        de, rgrads, dstate0 = self.rnn.backward(lp, da, rnn_cache)
+        de, rgrads, dstate0 = self.rnn.backward(layer_params, da, rnn_cache)
         if m_in is not None:
             de *= m_in
         dE = embedding_backward(de, x, c.vocab_size)

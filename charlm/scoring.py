@@ -10,7 +10,7 @@ and each factor is one softmax output of the network, so
 
 Conventions (how a piece of text becomes inputs x and targets y):
 
-* Every sentence starts from the zero state `model.init_state` (a<0> = 0, as in the seed).
+* Every sentence starts from the zero state `model.init_state` (a<0> = 0, as in the notes).
 * Lines-mode models were trained on the stream `EOS s1 EOS s2 EOS ...`, so `<EOS>` is also the
   start symbol: a sentence t1..tn is scored with inputs `[EOS, t1, .., tn]` and targets
   `[t1, .., tn, EOS]`; the n + 1 scored tokens include the final `<EOS>`.

@@ -346,8 +346,6 @@ def _resume(opts: TrainOptions) -> Run:
         optimizer = make_optimizer(saved.optimizer, saved.lr)
         optimizer.load_state_dict(record["optimizer"], ckpt.arrays_under(arrays, "optim"))
         state = TrainState.from_checkpoint(record, arrays, model.dtype)
-    except CharlmError:
-        raise
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise CheckpointError(f"{last_file} has a corrupt training state ({type(err).__name__}: {err}): "
                               "train again without --resume") from None

@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+from charlm.cli import cli
+from tinymodel import build
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"  # corpora shipped with the repo: dinos.txt, tinyshakespeare.txt
@@ -27,3 +31,34 @@ def write_corpus(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def run(monkeypatch):
+    """run(*args, input=None, env=None) -> click Result of `charlm ARGS` in-process (CHARLM_MODEL
+    unset; an uncaught exception fails the test instead of becoming the result)."""
+    monkeypatch.delenv("CHARLM_MODEL", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args, input=None, env=None):
+        return runner.invoke(cli, [str(a) for a in args], input=input, env=env, catch_exceptions=False,
+                             prog_name="charlm")
+
+    return invoke
+
+
+# Tiny trained language models (model, vocab, tokenizer), one per test module that asks.
+
+@pytest.fixture(scope="module")
+def word_lines():
+    return build("word", "lines")
+
+
+@pytest.fixture(scope="module")
+def char_stream():
+    return build("char", "stream")
+
+
+@pytest.fixture(scope="module")
+def char_lines():
+    return build("char", "lines")

@@ -32,17 +32,6 @@ TEXT = "the cat sat on the mat\nthe dog sat on the log\na cat and a dog ran far 
 
 # ---------------------------------------------------------------------------------- helpers
 
-@pytest.fixture
-def run(monkeypatch):
-    monkeypatch.delenv("CHARLM_MODEL", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args, input=None):
-        return runner.invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
-
-    return invoke
-
-
 def clean_error(result, code: int, *needles: str) -> str:
     """Assert: exit `code`, one "charlm: error: ..." line on stderr, no traceback; return it."""
     assert result.exit_code == code, (result.exit_code, result.output)
@@ -647,3 +636,84 @@ def test_2mb_single_line_trains(tmp_path):
     assert code == 0, err
     assert peak < 300, peak
     checkpoint.load_model(tmp_path / "m.npz")
+
+
+# ---------------------------------------------------- never destroy the user's files (charlm.files)
+
+NOTES = "my notes, not a model\n"
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A corpus, a validation file, a vocabulary and a foreign file (notes.txt) in tmp_path."""
+    d = {"corpus": tmp_path / "c.txt", "val": tmp_path / "v.txt", "notes": tmp_path / "notes.txt",
+         "vocab": tmp_path / "voc.json"}
+    d["corpus"].write_text(TEXT, encoding="utf-8")
+    d["val"].write_text(TEXT[:200], encoding="utf-8")
+    d["notes"].write_text(NOTES, encoding="utf-8")
+    r = CliRunner().invoke(cli, ["tokenize", str(d["corpus"]), "-q", "--vocab-out", str(d["vocab"])])
+    assert r.exit_code == 0, r.output
+    return d
+
+
+def _unchanged(files, before: dict):
+    return {k: files[k].read_bytes() for k in before} == before
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["-o", "{corpus}"], "is the corpus"),
+    (["-o", "{corpus}", "--force"], "is the corpus"),
+    (["--metrics", "{corpus}"], "is the corpus"),
+    (["--metrics", "{corpus}", "--force"], "is the corpus"),
+    (["--val-file", "{val}", "-o", "{val}", "--force"], "validation file"),
+    (["--vocab", "{vocab}", "-o", "{vocab}"], "vocabulary"),
+    (["--vocab", "{vocab}", "--metrics", "{vocab}", "--force"], "vocabulary"),
+    (["-o", "{notes}"], "not a charlm checkpoint"),
+    (["--metrics", "{notes}"], "not a charlm metrics log"),
+    (["-o", "{tmp}/m.npz", "--metrics", "{tmp}/m.npz"], "same file"),
+    (["-o", "{link}"], "is the corpus"),
+])
+def test_train_never_writes_over_its_inputs_or_a_foreign_file(run, files, tmp_path, args, needle):
+    (tmp_path / "link.npz").symlink_to(files["corpus"])
+    names = {k: str(v) for k, v in files.items()} | {"tmp": str(tmp_path), "link": str(tmp_path / "link.npz")}
+    before = {k: files[k].read_bytes() for k in files}
+    r = run("train", files["corpus"], *TINY, "--max-steps", "2", *[a.format(**names) for a in args])
+    clean_error(r, 2, needle)
+    assert _unchanged(files, before)
+
+
+def test_train_force_replaces_a_foreign_output_and_metrics_file(run, files):
+    other = files["notes"].with_name("other.txt")
+    other.write_text(NOTES, encoding="utf-8")
+    r = run("train", files["corpus"], *TINY, "--max-steps", "2", "-o", files["notes"], "--metrics", other,
+            "--force")
+    assert r.exit_code == 0, r.output
+    assert checkpoint.load_checkpoint(files["notes"])[1]["kind"] == "best"
+    records = [json.loads(line) for line in other.read_text().splitlines()]
+    assert records and all("step" in rec for rec in records)  # replaced, not appended to
+
+
+def test_train_replaces_its_own_kind_of_file(run, files, tmp_path):
+    out, log = tmp_path / "m.npz", tmp_path / "log.jsonl"
+    for _ in range(2):  # a second run over its own model and metrics log is fine
+        r = run("train", files["corpus"], *TINY, "--max-steps", "2", "-o", out, "--metrics", log)
+        assert r.exit_code == 0, r.output
+    assert len(log.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["{corpus}", "--vocab-out", "{corpus}"], "is the corpus"),
+    (["{corpus}", "--vocab-out", "{corpus}", "--force"], "is the corpus"),
+    (["{corpus}", "--vocab-out", "{notes}"], "not a charlm vocabulary"),
+])
+def test_tokenize_never_writes_over_its_input_or_a_foreign_file(run, files, args, needle):
+    names = {k: str(v) for k, v in files.items()}
+    before = {k: files[k].read_bytes() for k in files}
+    clean_error(run("tokenize", "-q", *[a.format(**names) for a in args]), 2, needle)
+    assert _unchanged(files, before)
+
+
+def test_tokenize_force_replaces_a_foreign_file_and_overwrites_a_vocabulary(run, files):
+    assert run("tokenize", "-q", files["corpus"], "--vocab-out", files["notes"], "--force").exit_code == 0
+    assert json.loads(files["notes"].read_text())["format"] == "charlm-vocab"
+    assert run("tokenize", "-q", files["corpus"], "--vocab-out", files["vocab"]).exit_code == 0

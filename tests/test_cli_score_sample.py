@@ -8,7 +8,6 @@ import shutil
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from charlm import checkpoint
 from charlm.cli import cli
@@ -32,18 +31,6 @@ def models(tmp_path_factory):
         "char": save_model(d / "char.npz", "char", "stream"),
         "charlines": save_model(d / "charlines.npz", "char", "lines"),
     }
-
-
-@pytest.fixture
-def run(monkeypatch):
-    monkeypatch.delenv("CHARLM_MODEL", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args, input=None, env=None):
-        return runner.invoke(cli, list(args), input=input, env=env, catch_exceptions=False,
-                             prog_name="charlm")
-
-    return invoke
 
 
 def jsonl(text):

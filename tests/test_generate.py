@@ -19,13 +19,19 @@ def build(level="word", mode="lines", text=TEXT, steps=20, seed=0):
 
 
 @pytest.fixture(scope="module")
-def word_lines():
-    return build("word", "lines")
+def gru_models():
+    """{"word_lines": ..., "char_stream": ...}: (model, vocab, tokenizer) of tiny 2-layer GRUs."""
+    return {"word_lines": build("word", "lines"), "char_stream": build("char", "stream")}
 
 
-@pytest.fixture(scope="module")
-def char_stream():
-    return build("char", "stream")
+@pytest.fixture
+def word_lines(gru_models):
+    return gru_models["word_lines"]
+
+
+@pytest.fixture
+def char_stream(gru_models):
+    return gru_models["char_stream"]
 
 
 def rng(seed=0):

@@ -16,21 +16,6 @@ from charlm.errors import UsageError
 from tinymodel import TEXT, build  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def word_lines():
-    return build("word", "lines")
-
-
-@pytest.fixture(scope="module")
-def char_stream():
-    return build("char", "stream")
-
-
-@pytest.fixture(scope="module")
-def char_lines():
-    return build("char", "lines")
-
-
 SENTENCES = ["the cat sat on the mat", "the mat sat on the cat", "a dog", "the zebra and a cat",
              "dog", "the the the the the the the the the"]
 

@@ -201,3 +201,87 @@ def test_cli_train_missing_corpus(tmp_path):
     result = CliRunner().invoke(cli, ["train", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "x.npz")])
     assert result.exit_code == 1
     assert "nope.txt" in result.output and "Traceback" not in result.output
+
+
+# -- the engine's state and compatibility -------------------------------------------------------
+
+COMPAT = Path(__file__).parent / "data"
+
+
+def test_a_last_file_written_by_charlm_0_1_0_resumes_exactly(tmp_path, monkeypatch):
+    """tests/data/compat-v0.1.0.last.npz was written by charlm 0.1.0 (the engine before TrainState)
+    after 6 of 16 steps; resuming it must end where 0.1.0's uninterrupted run ended, bit for bit.
+    (Made with TrainOptions(corpus="corpus.txt", tokenizer={"level": "char"}, model=dict(cell="lstm",
+    layers=1, hidden=8, embedding=4, dropout=0.1), seq_len=10, batch_size=3, lr=5e-3, epochs=50,
+    eval_every=4, seed=5) and max_steps=6, resp. 16.)"""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_bytes((COMPAT / "compat-corpus.txt").read_bytes())
+    (tmp_path / "v1.last.npz").write_bytes((COMPAT / "compat-v0.1.0.last.npz").read_bytes())
+    summary = train(TrainOptions(corpus="corpus.txt", output="v1.npz", max_steps=16), resume=True)
+    assert summary["step"] == 16
+    assert_same_params(params_of(tmp_path / "v1.last.npz"), params_of(COMPAT / "compat-v0.1.0-straight.last.npz"))
+
+
+def test_train_state_decides_on_scheduled_evaluations_only():
+    from charlm.train import TrainState
+
+    st = TrainState()
+    assert st.observe(2.0, scheduled=True) == (True, False)
+    assert st.observe(2.5, scheduled=True) == (False, True) and st.bad_evals == 1
+    st.step = 7
+    assert st.observe(1.0, scheduled=False) == (True, False)  # saved, but decides nothing
+    assert (st.best_val_loss, st.bad_evals, st.saved_val_loss, st.best_step) == (2.0, 1, 1.0, 7)
+    assert st.observe(1.5, scheduled=True) == (False, False) and st.bad_evals == 0  # beats 2.0
+    assert st.observe(None, scheduled=True) == (True, False)  # no validation data: always save
+
+
+def test_train_state_round_trips_through_a_checkpoint():
+    from charlm.train import TrainState
+
+    st = TrainState(step=3, epoch=1, position=40, metrics=[{"step": 3}], rng=np.random.default_rng(9),
+                    hidden=[(np.ones((2, 3), np.float32), np.zeros((2, 3), np.float32))])
+    record, arrays = st.to_checkpoint()
+    back = TrainState.from_checkpoint(json.loads(json.dumps(record)), arrays, np.float32)
+    assert back.RECORD == st.RECORD and all(getattr(back, k) == getattr(st, k) for k in st.RECORD)
+    assert back.rng.random() == st.rng.random()
+    assert [[a.tolist() for a in layer] for layer in back.hidden] == [[a.tolist() for a in layer] for layer in st.hidden]
+
+
+def test_the_gradient_hook_sees_every_step_before_clipping(corpus, tmp_path):
+    from charlm.train import SingleProcess
+
+    seen = []
+
+    class Recording(SingleProcess):
+        def reduce_gradients(self, grads, loss, tokens):
+            seen.append((sorted(grads), tokens))
+            for g in grads.values():
+                g *= 0.0  # a reduction that zeroes everything: the parameters must not move
+            return grads, loss, tokens
+
+    opts = options(corpus, tmp_path, max_steps=3, model=dict(cell="gru", layers=1, hidden=8, embedding=4))
+    train(opts, comm=Recording())
+    assert len(seen) == 3 and seen[0][1] == 4 * 12 and "embed.W" in seen[0][0]
+    first = params_of(opts.output)
+    assert_same_params(first, params_of(last_path(opts.output)))
+    from charlm.model import LanguageModel, ModelConfig
+
+    _, vocab, _ = ckpt.load_model(opts.output)
+    fresh = LanguageModel(ModelConfig(vocab_size=len(vocab), **opts.model), seed=opts.seed)
+    for k, v in fresh.params.items():  # zero gradients: Adam leaves every parameter as it was
+        assert np.array_equal(first[f"param/{k}"], v), k
+
+
+def test_resumed_word_level_run_reports_perplexity(tmp_path):
+    """`charlm train CORPUS --resume` without --level: progress in the run's own unit."""
+    p = tmp_path / "w.txt"
+    p.write_text("the cat sat on the mat .\nthe dog sat on the log .\n" * 30, encoding="utf-8")
+    out = tmp_path / "w.npz"
+    common = ["train", str(p), "-o", str(out), "--hidden", "8", "--embedding", "8", "--layers", "1",
+              "--seq-len", "5", "--batch-size", "2", "--eval-every", "2"]
+    runner = CliRunner()
+    first = runner.invoke(cli, [*common, "--level", "word", "--max-steps", "2"])
+    assert first.exit_code == 0, first.output
+    resumed = runner.invoke(cli, [*common, "--resume", "--max-steps", "4"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "perplexity" in resumed.output and "bits/char" not in resumed.output and "bpc" not in resumed.output

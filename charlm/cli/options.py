@@ -9,6 +9,7 @@ import click
 
 from charlm.checkpoint import load_model
 from charlm.errors import CheckpointError
+from charlm.nn.alloc import keep_freed_memory
 from charlm.tokenizer import Tokenizer, TokenizerConfig
 
 DEFAULT_MODEL = "charlm.npz"
@@ -66,4 +67,5 @@ def load(model_path: str):
     if os.path.isdir(model_path):
         raise CheckpointError(f"{model_path} is a directory, not a model file")
     model, vocab, meta = load_model(model_path)
+    keep_freed_memory()  # the command computes with the model: reuse freed memory (nn/alloc.py)
     return model, vocab, Tokenizer(vocab.tokenizer), meta

@@ -7,6 +7,7 @@ import math
 
 import click
 
+from charlm import scoring
 from charlm.cli import cli
 from charlm.cli.options import load, model_option
 from charlm.errors import DataError
@@ -99,7 +100,7 @@ def _summary_lines(summary) -> list[str]:
 @click.option("--per-token", is_flag=True, help="Also show each token's log-probability.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per sentence (and a final summary object with --file).")
-@click.option("--batch-size", type=int, default=64, show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Sentences scored together (sorted by length, padded, masked).")
 def score_command(sentences, model_path, file, stream, per_token, as_json, batch_size) -> None:
     """Give each SENTENCE a probability under the model: which one is likelier?
@@ -122,10 +123,6 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
       cat lines.txt | charlm score --file - --json
       charlm score -- "-5 degrees and falling"   # -- before a sentence that starts with -
     """
-    from charlm import scoring
-
-    if batch_size < 1:
-        raise click.BadParameter(f"must be at least 1, got {batch_size}", param_hint="--batch-size")
     if file is None and not sentences:
         raise click.UsageError("nothing to score: give one or more SENTENCE arguments or --file PATH")
     if file is not None and sentences:

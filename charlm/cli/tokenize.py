@@ -10,7 +10,8 @@ import click
 
 from charlm.cli import cli
 from charlm.cli.options import tokenizer_options, tokenizer_settings, vocab_options
-from charlm.errors import DataError, UsageError
+from charlm.errors import DataError
+from charlm.files import VOCAB, Output, check_outputs
 from charlm.tokenizer import Tokenizer, TokenizerConfig
 from charlm.vocab import EOS, Vocab, count_summary
 
@@ -26,13 +27,15 @@ _FLUSH_EVERY = 1 << 16  # characters of output gathered before one write
                    "tokens in stream mode).")
 @click.option("--stats", is_flag=True,
               help="Print corpus and vocabulary statistics instead of the tokens.")
-@click.option("--top", type=int, default=10, show_default=True, metavar="N",
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, metavar="N",
               help="With --stats: how many of the most frequent tokens to list.")
-@click.option("--vocab-out", type=click.Path(dir_okay=False, writable=True), default=None,
+@click.option("--vocab-out", type=click.Path(dir_okay=False), default=None,
               metavar="PATH", help="Write the vocabulary (JSON, with the tokenizer settings).")
+@click.option("--force", is_flag=True,
+              help="Replace an existing --vocab-out file that is not a charlm vocabulary (never FILE).")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the tokens.")
 def tokenize_command(file, level, mode, split, lowercase, graphemes, min_count, max_vocab,
-                     as_json, stats, top, vocab_out, quiet) -> None:
+                     as_json, stats, top, vocab_out, force, quiet) -> None:
     """Cut FILE (or stdin, "-") into tokens and print them.
 
     Prints the tokens of each sentence (lines mode) or of each input line (stream mode)
@@ -48,8 +51,8 @@ def tokenize_command(file, level, mode, split, lowercase, graphemes, min_count, 
           --vocab-out vocab.json -q ptb.train.txt         # save a vocabulary only
       echo "Cats average 15 hours of sleep a day." | charlm tokenize --level word
     """
-    if top < 0:
-        raise UsageError(f"--top must be 0 or more (got {top})")
+    if vocab_out is not None:
+        check_outputs([Output(vocab_out, VOCAB, "--vocab-out")], {"the corpus": file}, force=force)
     config = tokenizer_settings(level, mode, split, lowercase, graphemes)
     tokenizer = Tokenizer(config)
     count = stats or vocab_out is not None

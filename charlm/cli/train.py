@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from charlm.cli import cli, warn
 from charlm.cli.options import tokenizer_options, tokenizer_settings, vocab_options
+from charlm.nn.alloc import keep_freed_memory
 from charlm.nn.cells import CELLS
 from charlm.optim import DEFAULT_LR
 from charlm.train import Reporter, TrainOptions, last_path, train
@@ -136,6 +137,7 @@ def train_command(corpus, output, min_count, max_vocab, vocab_path, cell, layers
     `charlm score` read charlm.npz by default. Ctrl-C saves and tells you how to resume.
     """
     tok_config = tokenizer_settings(**tok)
+    keep_freed_memory()  # every step allocates the same large arrays: reuse them (nn/alloc.py)
     opts = TrainOptions(
         corpus=corpus, output=output, tokenizer=tok_config.to_dict(), min_count=min_count, max_vocab=max_vocab,
         vocab=vocab_path,

@@ -125,7 +125,7 @@ def target_log_probs(a: np.ndarray, W: np.ndarray, b: np.ndarray, y: np.ndarray,
 
 # -- recurrent layers ------------------------------------------------------------------------------------
 class StackedRecurrent:
-    """A deep RNN: `layers` cells stacked, each with its own parameters (seed "Deep RNNs"):
+    """A deep RNN: `layers` cells stacked, each with its own parameters (the notes, "Deep RNNs"):
 
         a[l]<t> = cell(W[l][a[l]<t-1>, a[l-1]<t>] + b[l]),   a[0]<t> = x<t>
 
@@ -179,7 +179,7 @@ class StackedRecurrent:
 
 
 class Bidirectional:
-    """A bidirectional RNN (seed "Bidirectional RNNs"): →a<t> runs left to right, ←a<t> runs over the
+    """A bidirectional RNN (the notes, "Bidirectional RNNs"): →a<t> runs left to right, ←a<t> runs over the
     time-reversed input; the output is [→a<t>, ←a<t>] on the last axis, (T,B,2H).
 
     params: (p_fwd, p_bwd); state: (state_fwd, state_bwd), ←'s initial state is at t = T.
