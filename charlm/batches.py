@@ -9,6 +9,8 @@ position inside an epoch (that is what makes resuming exact):
     source.steps_per_epoch()           batches in one epoch
     source.epoch_fraction(position)    how far into the epoch `position` is, in [0, 1]
     source.batches(position)           Batch objects from `position` to the end of the epoch
+    source.part(cols)                  the same source over the streams `cols` of every batch (one
+                                       process's share under `mpiexec`; see charlm.parallel)
 
     Batch.inputs   what `model.loss(*inputs, state, train=True, rng=rng)` takes before the state
     Batch.end      the position right after this batch (where a resumed run starts again)
@@ -75,6 +77,10 @@ class StreamBatches:
     def batches(self, position: int = 0) -> Iterator[Batch]:
         for pos, x, y in iter_windows(self.data, self.seq_len, start=position):
             yield Batch((x, y), pos + x.shape[0], x.size)
+
+    def part(self, cols: slice) -> "StreamBatches":
+        """The streams `cols` of every batch: one process's share of a data-parallel run."""
+        return StreamBatches(self.data[:, cols], self.seq_len)
 
 
 class StreamValidation:

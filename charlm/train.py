@@ -182,6 +182,18 @@ class SingleProcess:
         """True on every process if it is true on any (collective stop decisions)."""
         return bool(flag)
 
+    def first(self, value):
+        """The value of the lowest-ranked process whose value is not None, on every process."""
+        return value
+
+    def part(self, run: "Run") -> "Run":
+        """This process's share of the run (its streams, its carried state)."""
+        return run
+
+    def gather_state(self, state: "TrainState") -> "TrainState":
+        """On rank 0, the state with every process's carried hidden state (for the last file)."""
+        return state
+
 
 def last_path(output: str | os.PathLike) -> Path:
     """Where the resumable training state lives: `charlm.npz` -> `charlm.last.npz`."""
@@ -446,8 +458,10 @@ class Trainer:
 
     def should_stop(self, flag: _SignalFlag) -> str | None:
         """The reason to stop after this step (a signal or --time-limit), decided by all processes."""
-        if self.comm.any(flag.name is not None):
-            return f"interrupted by {flag.name or 'a signal'}"
+        name = self.comm.first(flag.name)  # the signal any process caught: all stop and say so
+        if name is not None:
+            flag.name = name
+            return f"interrupted by {name}"
         limit = self.run.opts.time_limit
         if self.comm.any(limit is not None and time.perf_counter() - self.started >= limit):
             return "reached --time-limit"
@@ -487,7 +501,7 @@ class Trainer:
         run = self.run
         return {"format": ckpt.FORMAT, "format_version": ckpt.FORMAT_VERSION, "charlm_version": __version__,
                 "kind": kind, "task": run.opts.task, "model": run.model.config.to_dict(),
-                "vocab": run.vocab.to_dict(), "train": train}
+                "vocab": run.vocab.to_dict(), "train": dict(train, processes=self.comm.size)}
 
     def _check_finite(self) -> None:
         """Never overwrite a good checkpoint with parameters that are inf/NaN (the loader would
@@ -509,7 +523,7 @@ class Trainer:
     def save_last(self) -> None:
         run = self.run
         self._check_finite()
-        record, state_arrays = run.state.to_checkpoint()
+        record, state_arrays = self.comm.gather_state(run.state).to_checkpoint()
         scalars, opt_arrays = run.optimizer.state_dict()
         record.update(options=asdict(run.opts), optimizer=scalars,
                       schedule={"factor": run.opts.lr_decay, "min_lr": run.opts.lr * MIN_LR_FRACTION})
@@ -544,7 +558,7 @@ def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = 
     rep, comm = reporter or Reporter(), comm or SingleProcess()
     if not resume:
         _check_files(opts)
-    run = _resume(opts) if resume else _start(opts)
+    run = comm.part(_resume(opts) if resume else _start(opts))
     if resume:
         _check_files(run.opts)  # checked against the resumed run's own inputs
         rep.message(f"resuming from {last_path(opts.output)} at step {run.state.step} "

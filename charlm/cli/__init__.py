@@ -12,7 +12,7 @@ import sys
 import click
 import numpy as np
 
-from charlm import __version__
+from charlm import __version__, launch, parallel
 from charlm.errors import CharlmError
 
 
@@ -95,9 +95,18 @@ def _debug(ctx: click.Context) -> bool:
 
 
 def fail(message: str, code: int = 1) -> None:
-    """Print `charlm: error: MESSAGE` on stderr and exit with `code`."""
+    """Print `charlm: error: MESSAGE` on stderr and exit with `code`.
+
+    Under mpiexec one process prints: rank 0 when every process failed alike; a process that
+    failed alone prints with its rank and ends the whole job (the others would wait forever).
+    """
     message = " ".join(str(message).split())  # always one line
-    click.echo(f"charlm: error: {message}", err=True)
+    group = parallel.current()
+    if group.size > 1 and not group.all_failed():
+        click.echo(f"charlm: error: process {group.rank}: {message}", err=True)
+        group.abort(code)
+    if (group.rank if group.size > 1 else launch.rank()) == 0:
+        click.echo(f"charlm: error: {message}", err=True)
     sys.exit(code)
 
 

@@ -8,6 +8,7 @@ import sys
 import click
 from tqdm import tqdm
 
+from charlm import parallel
 from charlm.cli import cli, warn
 from charlm.cli.options import tokenizer_options, tokenizer_settings, vocab_options
 from charlm.nn.alloc import keep_freed_memory
@@ -135,7 +136,15 @@ def train_command(corpus, output, min_count, max_vocab, vocab_path, cell, layers
 
     The best model by validation loss is written to --output; `charlm sample` and
     `charlm score` read charlm.npz by default. Ctrl-C saves and tells you how to resume.
+
+    \b
+    On several processes or machines (`pip install 'charlm[mpi]'`), one model, data-parallel:
+      mpiexec -n 4 charlm train corpus.txt --batch-size 64   # 16 of the 64 streams each
+      mpiexec -n 4 charlm train corpus.txt --batch-size 64 --resume
     """
+    comm = parallel.world()
+    if comm.size > 1 and comm.rank == 0:
+        click.echo(f"charlm: data-parallel over {comm.size} processes", err=True)
     tok_config = tokenizer_settings(**tok)
     keep_freed_memory()  # every step allocates the same large arrays: reuse them (nn/alloc.py)
     opts = TrainOptions(
@@ -147,13 +156,16 @@ def train_command(corpus, output, min_count, max_vocab, vocab_path, cell, layers
         max_steps=max_steps, time_limit=time_limit, val_fraction=val_fraction, val_file=val_file,
         eval_every=eval_every, patience=patience, seed=seed, metrics=metrics, force=force,
     )
-    summary = train(opts, resume=resume, reporter=BarReporter(quiet))
+    summary = train(opts, resume=resume, reporter=BarReporter(quiet) if comm.rank == 0 else Reporter(),
+                    comm=comm)
     where = f"best model (step {summary['best_step']}) in {summary['output']}; resumable state in {summary['last']}"
     if summary["interrupted"]:
-        click.echo(f"charlm: {summary['reason']} at step {summary['step']}; saved. {where}", err=True)
-        click.echo(f"charlm: resume with: charlm train {corpus} -o {output} --resume", err=True)
+        if comm.rank == 0:
+            launcher = f"mpiexec -n {comm.size} " if comm.size > 1 else ""
+            click.echo(f"charlm: {summary['reason']} at step {summary['step']}; saved. {where}", err=True)
+            click.echo(f"charlm: resume with: {launcher}charlm train {corpus} -o {output} --resume", err=True)
         sys.exit(130 if summary["interrupted"] == "SIGINT" else 143)
-    if not quiet:
+    if not quiet and comm.rank == 0:
         click.echo(
             f"charlm: {summary['reason']} after {summary['step']} steps in {summary['elapsed']:.0f} s; "
             f"best validation loss {summary['best_val_loss'] if summary['best_val_loss'] is not None else float('nan'):.4f} "
