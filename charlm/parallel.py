@@ -22,6 +22,7 @@ started this process (`charlm.launch`).
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -171,13 +172,13 @@ class MPIComm:
         return self.comm.allgather(obj)
 
     # -- errors -----------------------------------------------------------------------------------
-    def all_failed(self, timeout: float = FAIL_TIMEOUT) -> bool:
+    def all_failed(self, timeout: float | None = None) -> bool:
         """Called by a process that failed. True when every process reaches this call within
-        `timeout` seconds (a failure they all share: bad options, a bad corpus, divergence,
-        Ctrl-C twice): they can all exit normally. False when the others go on or wait in a
-        collective: this process must `abort` the job, or it would hang."""
+        `timeout` seconds (default FAIL_TIMEOUT; a failure they all share: bad options, a bad
+        corpus, divergence, Ctrl-C twice): they can all exit normally. False when the others go
+        on or wait in a collective: this process must `abort` the job, or it would hang."""
         request = self._failures.Ibarrier()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (FAIL_TIMEOUT if timeout is None else timeout)
         while not request.Test():
             if time.monotonic() > deadline:
                 return False
@@ -185,8 +186,10 @@ class MPIComm:
         return True
 
     def abort(self, code: int) -> None:
-        """End every process of the job now (MPI_Abort)."""
+        """End every process of the job now (MPI_Abort; this process exits even where
+        MPI_Abort returns before the launcher has ended it)."""
         self.comm.Abort(code)
+        os._exit(code)
 
 
 class GlobalBatchRng:

@@ -207,7 +207,7 @@ def _start_id(vocab, mode: str) -> int | None:
 
 
 def score_token_lists(model, vocab, token_lists: Sequence[Sequence[str]], batch_size: int = 64,
-                      texts: Sequence[str] | None = None) -> list[SentenceScore]:
+                      texts: Sequence[str] | None = None, comm=None) -> list[SentenceScore]:
     """Score already-tokenized sentences; returns one SentenceScore per list, in input order.
 
     Sentences are sorted by length and scored `batch_size` at a time: inputs padded to (T, B)
@@ -215,6 +215,10 @@ def score_token_lists(model, vocab, token_lists: Sequence[Sequence[str]], batch_
     masked out. Padding comes after each sentence's last token, and the recurrence is causal, so
     a sentence's numbers do not depend on its batch-mates (up to float rounding).
     An empty token list scores just "<EOS>" in lines mode (P(empty sentence)).
+
+    With a process group `comm` of several processes (charlm.parallel), process r scores
+    batches r, r + comm.size, ... and every process returns all the scores (the same batches
+    as one process, so the same numbers).
     """
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {batch_size}")
@@ -228,7 +232,9 @@ def score_token_lists(model, vocab, token_lists: Sequence[Sequence[str]], batch_
         pairs.append(_inputs_targets(ids, mode, eos, start))
     results: list[SentenceScore | None] = [None] * n
     order = sorted(range(n), key=lambda i: len(pairs[i][1]))
-    for b0 in range(0, n, batch_size):
+    for k, b0 in enumerate(range(0, n, batch_size)):
+        if comm is not None and k % comm.size != comm.rank:
+            continue
         idx = order[b0:b0 + batch_size]
         lengths = np.array([len(pairs[i][1]) for i in idx])
         T, B = int(lengths.max(initial=0)), len(idx)
@@ -250,11 +256,13 @@ def score_token_lists(model, vocab, token_lists: Sequence[Sequence[str]], batch_
                 logprob=float(math.fsum(per_token)),
                 oov=int(np.count_nonzero(yi == unk)),
             )
+    if comm is not None and comm.size > 1:
+        results = [next(s for s in mine if s is not None) for mine in zip(*comm.allgather(results))]
     return results  # type: ignore[return-value]
 
 
 def score_sentences(model, vocab, tokenizer, sentences: Sequence[str],
-                    batch_size: int = 64) -> list[SentenceScore]:
+                    batch_size: int = 64, comm=None) -> list[SentenceScore]:
     """Tokenize each sentence with the model's tokenizer and score it (see module conventions).
 
     A sentence that tokenizes to nothing raises UsageError (there is nothing to score).
@@ -266,7 +274,7 @@ def score_sentences(model, vocab, tokenizer, sentences: Sequence[str],
             what = "empty" if not text else "nothing but whitespace"
             raise UsageError(f"sentence {k} is {what}: nothing to score")
         token_lists.append(tokens)
-    return score_token_lists(model, vocab, token_lists, batch_size, texts=list(sentences))
+    return score_token_lists(model, vocab, token_lists, batch_size, texts=list(sentences), comm=comm)
 
 
 def iter_lines(source) -> Iterator[str]:
@@ -291,18 +299,19 @@ def iter_lines(source) -> Iterator[str]:
 
 
 def score_lines(model, vocab, tokenizer, lines: Iterable[str], batch_size: int = 64,
-                chunk: int | None = None) -> Iterator[SentenceScore]:
+                chunk: int | None = None, comm=None) -> Iterator[SentenceScore]:
     """Score every non-empty line as a sentence, yielding scores in line order.
 
     Lines are taken `chunk` at a time (default 16 batches) so a large file is never held whole;
     empty and whitespace-only lines are skipped (as the training corpus reader does).
+    `comm`: the batches of each chunk are shared among processes (see `score_token_lists`).
     """
     chunk = chunk or max(1, 16 * batch_size)
     texts: list[str] = []
     token_lists: list[list[str]] = []
 
     def flush():
-        out = score_token_lists(model, vocab, token_lists, batch_size, texts=texts)
+        out = score_token_lists(model, vocab, token_lists, batch_size, texts=texts, comm=comm)
         texts.clear()
         token_lists.clear()
         return out

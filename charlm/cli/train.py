@@ -143,7 +143,7 @@ def train_command(corpus, output, min_count, max_vocab, vocab_path, cell, layers
       mpiexec -n 4 charlm train corpus.txt --batch-size 64 --resume
     """
     comm = parallel.world()
-    if comm.size > 1 and comm.rank == 0:
+    if comm.size > 1 and comm.rank == 0 and not quiet:
         click.echo(f"charlm: data-parallel over {comm.size} processes", err=True)
     tok_config = tokenizer_settings(**tok)
     keep_freed_memory()  # every step allocates the same large arrays: reuse them (nn/alloc.py)
