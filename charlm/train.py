@@ -38,7 +38,7 @@ import numpy as np
 
 from charlm import __version__
 from charlm import checkpoint as ckpt
-from charlm.batches import StreamBatches, StreamValidation
+from charlm.batches import Accumulated, StreamBatches, StreamValidation
 from charlm.corpus import prepare_lm_data
 from charlm.errors import CharlmError, CheckpointError, DataError, UsageError
 from charlm.files import CHECKPOINT, METRICS, Output, check_outputs, is_foreign
@@ -85,6 +85,7 @@ class TrainOptions:
     model: dict = field(default_factory=dict)  # ModelConfig fields except vocab_size
     seq_len: int = 100
     batch_size: int = 32
+    accumulate: int = 1  # batches per update: the gradient is their token-weighted mean
     optimizer: str = "adam"
     lr: float | None = None
     clip: float = 5.0
@@ -110,7 +111,7 @@ class TrainOptions:
             raise UsageError(f"--task must be one of {', '.join(TASKS)} (got {self.task!r})")
         if self.optimizer not in OPTIMIZERS:
             raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
-        for name in ("seq_len", "batch_size", "epochs", "eval_every", "patience", "min_count"):
+        for name in ("seq_len", "batch_size", "accumulate", "epochs", "eval_every", "patience", "min_count"):
             _int_at_least("--" + name.replace("_", "-"), getattr(self, name), 1)
         _int_at_least("--max-steps", self.max_steps, 1, allow_none=True)
         _int_at_least("--max-vocab", self.max_vocab, 2, allow_none=True)
@@ -420,8 +421,7 @@ class Trainer:
     def step(self, batch) -> None:
         """Forward, backward, gradient hook, clip, update (or skip a non-finite step)."""
         run, st = self.run, self.run.state
-        loss, hidden, cache = run.model.loss(*batch.inputs, st.hidden, train=True, rng=st.rng)
-        grads = run.model.backward(cache)
+        loss, hidden, grads = self._gradients(batch)
         grads, loss, tokens = self.comm.reduce_gradients(grads, loss, batch.tokens)
         norm = clip_grad_norm(grads, run.opts.clip)
         if math.isfinite(loss) and math.isfinite(norm):
@@ -438,6 +438,27 @@ class Trainer:
         self.tick_tokens += tokens
         self.rep.step(st.step, loss, run.optimizer.lr,
                       self.tick_tokens / max(time.perf_counter() - self.tick, 1e-9))
+
+    def _gradients(self, batch) -> tuple[float, list | None, dict]:
+        """(mean loss, carried state after the batch, gradient of the mean loss) of one batch. A
+        batch of --accumulate parts takes one forward/backward per part, the state carried from
+        part to part, and returns the means over the parts weighted by their tokens."""
+        model, st = self.run.model, self.run.state
+        parts = batch.parts or (batch,)
+        hidden, mean_loss, mean_grads = st.hidden, 0.0, None
+        for part in parts:
+            loss, hidden, cache = model.loss(*part.inputs, hidden, train=True, rng=st.rng)
+            grads = model.backward(cache)
+            if len(parts) == 1:
+                return loss, hidden, grads
+            w = part.tokens / batch.tokens
+            mean_loss += w * loss
+            if mean_grads is None:
+                mean_grads = {k: g * w for k, g in grads.items()}
+            else:
+                for k, g in grads.items():
+                    mean_grads[k] += g * w
+        return mean_loss, hidden, mean_grads
 
     def _skip_step(self) -> None:
         opt = self.run.optimizer
@@ -559,6 +580,9 @@ def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = 
     if not resume:
         _check_files(opts)
     run = comm.part(_resume(opts) if resume else _start(opts))
+    if run.opts.accumulate > 1:  # one update per --accumulate batches
+        run.source = Accumulated(run.source, run.opts.accumulate)
+        run.info["steps_per_epoch"] = run.source.steps_per_epoch()
     if resume:
         _check_files(run.opts)  # checked against the resumed run's own inputs
         rep.message(f"resuming from {last_path(opts.output)} at step {run.state.step} "

@@ -185,11 +185,11 @@ def test_without_mpi4py_mpiexec_stops_with_one_line(corpus, tmp_path):
 @needs_mpi
 def test_two_processes_train_as_one(corpus, tmp_path):
     """Global batch 5 (3 + 2 streams), dropout on: float64 parameters after 20 steps agree to
-    1e-6 relative; float32 loss curves to 1e-5."""
-    for dtype in ("float64", "float32"):
+    1e-6 relative (also accumulating 2 batches per step); float32 loss curves to 1e-5."""
+    for dtype, k in (("float64", 1), ("float32", 1), ("float64", 2)):
         model = dict(cell="lstm", layers=2, hidden=16, embedding=8, dropout=0.1, dtype=dtype)
-        one = options(corpus, tmp_path / f"one-{dtype}.npz", model=model)
-        two = options(corpus, tmp_path / f"two-{dtype}.npz", model=model)
+        one = options(corpus, tmp_path / f"one-{dtype}-{k}.npz", model=model, accumulate=k)
+        two = options(corpus, tmp_path / f"two-{dtype}-{k}.npz", model=model, accumulate=k)
         losses_one = train_one(one)
         result = train_job(2, two, tmp_path)
         assert len(result["losses"]) == len(losses_one) == 20

@@ -99,6 +99,9 @@ class BarReporter(Reporter):
               help="Truncated-BPTT window, in tokens.")
 @click.option("--batch-size", type=click.IntRange(min=1, max=100000), default=32, show_default=True,
               help="Parallel streams per step.")
+@click.option("--accumulate", type=click.IntRange(min=1, max=100000), default=1, show_default=True, metavar="K",
+              help="Update once per K batches, with their mean gradient (an effective batch K times "
+                   "--batch-size; under mpiexec, one all-reduce per K batches).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adagrad", "rmsprop"]), default="adam", show_default=True)
 @click.option("--lr", type=float, default=None,
               help="Learning rate [default: " + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + "].")
@@ -121,7 +124,7 @@ class BarReporter(Reporter):
               help="Replace an existing -o/--metrics file that is not a charlm file (never an input).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation lines.")
 def train_command(corpus, output, min_count, max_vocab, vocab_path, cell, layers, hidden, embedding,
-                  dropout, tie_weights, activation, peephole, seq_len, batch_size, optimizer, lr, clip,
+                  dropout, tie_weights, activation, peephole, seq_len, batch_size, accumulate, optimizer, lr, clip,
                   epochs, max_steps, time_limit, val_fraction, val_file, eval_every, patience, seed,
                   resume, metrics, force, quiet, **tok):
     """Train a recurrent language model on CORPUS (a UTF-8 text file).
@@ -152,7 +155,7 @@ def train_command(corpus, output, min_count, max_vocab, vocab_path, cell, layers
         vocab=vocab_path,
         model=dict(cell=cell, layers=layers, hidden=hidden, embedding=embedding, dropout=dropout,
                    tie_weights=tie_weights, activation=activation, peephole=peephole),
-        seq_len=seq_len, batch_size=batch_size, optimizer=optimizer, lr=lr, clip=clip, epochs=epochs,
+        seq_len=seq_len, batch_size=batch_size, accumulate=accumulate, optimizer=optimizer, lr=lr, clip=clip, epochs=epochs,
         max_steps=max_steps, time_limit=time_limit, val_fraction=val_fraction, val_file=val_file,
         eval_every=eval_every, patience=patience, seed=seed, metrics=metrics, force=force,
     )
