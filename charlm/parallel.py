@@ -23,6 +23,7 @@ started this process (`charlm.launch`).
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import numpy as np
@@ -92,6 +93,19 @@ class MPIComm:
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self._failures = comm.Dup()  # used only to agree that every process failed
         self._buffer = None
+        self._abort_on_uncaught_exceptions()
+
+    def _abort_on_uncaught_exceptions(self) -> None:
+        """A traceback (`charlm --debug`, a bug) on one process ends the job instead of leaving
+        the others waiting in a collective (as `python -m mpi4py` does)."""
+        previous = sys.excepthook
+
+        def hook(*exc_info):
+            previous(*exc_info)
+            sys.stderr.flush()
+            self.abort(1)
+
+        sys.excepthook = hook
 
     # -- the engine's interface -----------------------------------------------------------------
     def reduce_gradients(self, grads: dict, loss: float, tokens: int) -> tuple[dict, float, int]:

@@ -302,6 +302,12 @@ def test_a_process_failing_alone_ends_the_job_with_one_line(corpus, tmp_path):
     _, err = p.communicate(timeout=60)
     assert p.returncode != 0
     assert error_lines(err) == ["charlm: error: process 0: Is a directory: " + str(log)], err
+    # a traceback on one process (a bug, or --debug) ends the job too
+    r = job(2, sys.executable, "-c", "from charlm import parallel\n"
+            "comm = parallel.world()\n"
+            "if comm.rank == 1: raise RuntimeError('a bug')\n"
+            "comm.any(False)\n")
+    assert r.returncode != 0 and "RuntimeError: a bug" in r.stderr
 
 
 @needs_mpi
