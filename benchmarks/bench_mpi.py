@@ -274,7 +274,7 @@ def model_tables(sides: list[dict], sweeps: dict, latency_s: float) -> list[str]
                     cells.append("—" if (not weak and n > B) else
                                  f"{100 * efficiency(sweep, B, nbytes, n, gbit, weak, latency_s):.0f} %")
                 lines.append(f"| {label} | {gbit} | " + " | ".join(cells) + " |")
-        for k in (2, 4):
+        for k in (2, 4, 8):
             cells = [f"{100 * efficiency(sweep, B, nbytes, n, 10, True, latency_s, k):.0f} %" for n in NS[1:]]
             lines.append(f"| weak, accumulate {k} | 10 | " + " | ".join(cells) + " |")
     return lines
@@ -312,7 +312,7 @@ def main(argv=None) -> int:
     blas = ", ".join(f"{k}={v}" for k, v in sides[0]["blas"].items() if k not in THREAD_VARS)
     header = [common.machine_lines()[0], f"BLAS of the measuring processes: {blas} (OPENBLAS_CORETYPE and "
               "OPENBLAS_L2_SIZE unset, the thread variables set)", *load,
-              *[s for s in common.machine_lines() if s.startswith("load average")]]
+              *["at the end: " + s for s in common.machine_lines() if s.startswith("load average")]]
 
     rows = ["| case | one process, 2 threads: tok/s | mpiexec -n 2, 1 thread each: tok/s | ratio | target | met "
             "| all-reduce of the gradient | its share of the -n 2 step |", "|---|---:|---:|---:|---|---|---:|---:|"]
