@@ -9,6 +9,8 @@ A run is a model, an optimizer, a batch source with a validation set (`charlm.ba
                                                               process; an all-reduce under MPI)
     clip_grad_norm(grads, clip);  optimizer.step(params, grads)                    update
 
+(with --accumulate K, forward and backward run for K batches and their gradients are averaged).
+
 Every --eval-every steps the model is evaluated: the best one (lowest validation objective) is
 written to --output, and everything an exact resume needs to NAME.last.npz — parameters,
 optimizer state, the `TrainState` (step, epoch, data position, best/patience counters, metrics,
@@ -167,7 +169,8 @@ class Reporter:
 
 class SingleProcess:
     """The process group of an ordinary run: one process, so every reduction is the identity.
-    (A data-parallel run passes an object with the same methods that talks to the others.)"""
+    (A data-parallel run passes an object with the same methods that talks to the others:
+    `charlm.parallel.MPIComm`.)"""
 
     rank, size = 0, 1
 
