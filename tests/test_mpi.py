@@ -297,8 +297,12 @@ def test_a_process_failing_alone_ends_the_job_with_one_line(corpus, tmp_path):
     p = _start_cli_job(tmp_path, 2, "train", corpus, "-o", out, *TINY, "--max-steps", "1000000",
                        "--eval-every", "5", "--metrics", log, "-q")
     _wait_for(_metrics_written(log), p, "first evaluation")
-    log.unlink()
-    log.mkdir()
+    while not log.is_dir():  # rank 0 may append again between the two calls
+        log.unlink(missing_ok=True)
+        try:
+            log.mkdir()
+        except FileExistsError:
+            pass
     _, err = p.communicate(timeout=60)
     assert p.returncode != 0
     assert error_lines(err) == ["charlm: error: process 0: Is a directory: " + str(log)], err
