@@ -276,10 +276,6 @@ OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, Adagrad, RMSprop)}
 DEFAULT_LR = {name: cls.default_lr for name, cls in OPTIMIZERS.items()}
 
 
-DEFAULT_LR = {"adam": 3e-3, "rmsprop": 2e-3, "sgd": 1.0, "adagrad": 0.05}
-"""The learning rate each optimizer uses when none is given (as `charlm train` documents)."""
-
-
 def make_optimizer(name: str, lr: float, **kw) -> Optimizer:
     """Build an optimizer by name ("sgd", "adam", "adagrad", "rmsprop"); UsageError if bad."""
     cls = OPTIMIZERS.get(str(name).lower())
