@@ -55,9 +55,8 @@ from charlm.scoring import (
     score_lines,
     score_sentences,
     score_stream,
-    summarize,
 )
-from charlm.text import Tokenizer, TokenizerConfig
+from charlm.tokenizer import Tokenizer, TokenizerConfig
 from charlm.train import Reporter, TrainOptions
 from charlm.train import train as _train_engine
 
@@ -191,8 +190,10 @@ class LM(Model):
         if stream:
             summary = score_stream(net, vocab, tok.iter_sentences(source))
         else:
-            summary = summarize(score_lines(net, vocab, tok, iter_lines(source), batch_size),
-                                is_char_level(vocab))
+            char_level = is_char_level(vocab)
+            summary = CorpusSummary(chars=0 if char_level else None)
+            for s in score_lines(net, vocab, tok, iter_lines(source), batch_size):
+                summary.add(s, char_level)
         if summary.tokens == 0:
             raise DataError("nothing to score: the text has no tokens")
         return summary

@@ -40,7 +40,9 @@ import numpy as np
 from charlm.errors import DataError, UsageError
 from charlm.nn.layers import log_softmax
 from charlm.scoring import is_char_level, start_id, tokenizer_mode
-from charlm.text import EOS, Tokenizer
+from charlm.reader import read_text
+from charlm.tokenizer import Tokenizer
+from charlm.vocab import EOS
 
 TokenCallback = Callable[[int, np.ndarray, np.ndarray], None]
 
@@ -239,8 +241,6 @@ def next_tokens(model, vocab, prime: Prime, k: int = 10) -> list[tuple[str, floa
 def read_prime_file(path) -> str:
     """The whole text of a priming file (UTF-8; "-" is stdin). DataError for a missing,
     unreadable, binary or non-UTF-8 file."""
-    from charlm.text import read_text
-
     try:
         return "".join(read_text(os.fspath(path)))
     except DataError as err:

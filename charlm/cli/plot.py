@@ -1,0 +1,40 @@
+"""`charlm plot`: training and validation curves of a run, as a PNG or SVG."""
+
+from __future__ import annotations
+
+import click
+
+from charlm.cli import cli, warn
+
+
+@cli.command("plot")
+@click.argument("run_path", metavar="RUN")
+@click.option("-o", "--output", default="curves.png", show_default=True, metavar="PATH",
+              help="Image to write; the format follows the extension (.png or .svg).")
+@click.option("--size", default="1200x800", show_default=True, metavar="WIDTHxHEIGHT",
+              help="Image size in pixels.")
+def plot_command(run_path, output, size) -> None:
+    """Plot the training and validation loss of RUN against step and wall-clock time.
+
+    RUN is a file written by `charlm train --metrics PATH` (JSON lines; broken lines are skipped
+    with a warning) or a run's NAME.last.npz (its metrics history). The loss is shown in nats
+    and in bits per character (bits per token, or perplexity, for a word-level model), with
+    the learning rate on a second axis and its decays marked. Needs matplotlib:
+    pip install 'charlm[plot]'.
+
+    \b
+    Examples:
+      charlm plot charlm.last.npz                    # writes curves.png
+      charlm plot metrics.jsonl -o curves.svg
+      charlm plot ptb.last.npz -o ptb.png --size 1600x900
+    """
+    from charlm import curves
+
+    width, height = curves.parse_size(size)
+    run = curves.read_run(run_path)
+    if run.skipped:
+        warn(f"skipped {run.skipped} broken line{'s' * (run.skipped != 1)} in {run_path}")
+    if run.runs > 1:
+        warn(f"{run_path} holds {run.runs} runs (the step starts again); plotting the last")
+    curves.plot_run(run, output, width, height)
+    click.echo(f"charlm: wrote {output} ({len(run.records)} evaluations)", err=True)
