@@ -31,7 +31,7 @@ import io
 import logging
 import math
 import os
-from typing import Callable, ClassVar, Iterable, Sequence, TypeVar
+from typing import IO, Callable, ClassVar, Iterable, Sequence, TypeVar
 
 import numpy as np
 
@@ -141,7 +141,7 @@ def _texts(texts: str | Iterable[str]) -> list[str]:
     return items
 
 
-def _source(path_or_text):
+def _source(path_or_text: str | os.PathLike | IO[str]):
     """A path (os.PathLike, or a str naming an existing file and without a newline), a file
     object, or else the text itself (as a file object)."""
     if isinstance(path_or_text, os.PathLike):
@@ -177,7 +177,7 @@ class LM(Model):
         """
         return score_sentences(self.network, self.vocab, self.tokenizer, _texts(texts), batch_size)
 
-    def evaluate(self, path_or_text, *, stream: bool = True, batch_size: int = 64) -> CorpusSummary:
+    def evaluate(self, path_or_text: str | os.PathLike | IO[str], *, stream: bool = True, batch_size: int = 64) -> CorpusSummary:
         """Cross-entropy of a file or text: nats/bits per token (and per character), perplexity.
 
         stream=True scores it as one running text, the state carried across lines (as the
@@ -198,7 +198,7 @@ class LM(Model):
             raise DataError("nothing to score: the text has no tokens")
         return summary
 
-    def perplexity(self, path_or_text, stream: bool = True) -> float:
+    def perplexity(self, path_or_text: str | os.PathLike | IO[str], stream: bool = True) -> float:
         """exp(nats per token) of a file or text (see `evaluate`)."""
         return self.evaluate(path_or_text, stream=stream).perplexity
 

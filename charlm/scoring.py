@@ -99,6 +99,7 @@ class SentenceScore:
         return _perplexity(self.logprob, self.n_tokens)
 
     def to_dict(self, per_token: bool = False) -> dict:
+        """The record `charlm score --json` prints (with `per_token` under --per-token)."""
         d = {
             "text": self.text,
             "tokens": list(self.tokens),
@@ -163,6 +164,7 @@ class CorpusSummary:
         return None if npc is None else npc / LN2
 
     def to_dict(self) -> dict:
+        """The summary record `charlm score --file F --json` prints last."""
         d = {
             "summary": True,
             "tokens": self.tokens,
