@@ -58,7 +58,7 @@ def read_run(path: str | os.PathLike) -> Run:
     training state that has not reached its first evaluation.
     """
     path = os.fspath(path)
-    if os.path.isfile(path) and zipfile.is_zipfile(path):
+    if _looks_like_a_checkpoint(path):
         return _from_checkpoint(path)
     from charlm.scoring import iter_lines
 
@@ -80,6 +80,16 @@ def read_run(path: str | os.PathLike) -> Run:
                         + ": give a file written by `charlm train --metrics` or a NAME.last.npz")
     runs = _split_runs(records)
     return Run(path, runs[-1], None, skipped, len(runs))
+
+
+def _looks_like_a_checkpoint(path: str) -> bool:
+    """A zip archive, or the start of one (a truncated .npz): read it as a checkpoint."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False  # reading it as a metrics file says what is wrong
+    return head == b"PK\x03\x04" or zipfile.is_zipfile(path)
 
 
 def _from_checkpoint(path: str) -> Run:
