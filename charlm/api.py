@@ -46,7 +46,6 @@ from charlm.generate import (
     samples,
 )
 from charlm.info import describe
-from charlm.optim import DEFAULT_LR
 from charlm.scoring import (
     CorpusSummary,
     SentenceScore,
@@ -261,10 +260,10 @@ def _path(p: str | os.PathLike | None) -> str | None:
     return None if p is None else os.fspath(p)
 
 
-def _progress_reporter(level: str) -> Reporter:
+def _progress_reporter() -> Reporter:
     from charlm.cli.train import BarReporter  # the command's bar (tqdm on stderr)
 
-    return BarReporter(level, quiet=False)
+    return BarReporter(quiet=False)
 
 
 def train(corpus: str | os.PathLike, *, output: str | os.PathLike = "charlm.npz",
@@ -278,18 +277,17 @@ def train(corpus: str | os.PathLike, *, output: str | os.PathLike = "charlm.npz"
           max_steps: int | None = None, time_limit: float | None = None,
           val_fraction: float = 0.1, val_file: str | os.PathLike | None = None,
           eval_every: int = 200, patience: int = 5, seed: int = 0,
-          metrics: str | os.PathLike | None = None, resume: bool = False,
+          metrics: str | os.PathLike | None = None, resume: bool = False, force: bool = False,
           progress: bool = False) -> LM:
     """Train a language model on `corpus` as `charlm train` does, and return the best one.
 
     The options are those of `charlm train`, with the same names (`--seq-len` is `seq_len`,
     `--vocab` is `vocab`) and defaults; `lr` None means the optimizer's default. The best model
     is written to `output` and the resumable state beside it (NAME.last.npz); `resume=True`
-    continues that run. No progress bar unless `progress=True`; the engine's messages go to
-    the "charlm" logger. Ctrl-C saves the run, then raises KeyboardInterrupt.
+    continues that run; `force=True` lets it replace an output that is not a charlm file (never
+    an input). No progress bar unless `progress=True`; the engine's messages go to the
+    "charlm" logger. Ctrl-C saves the run, then raises KeyboardInterrupt.
     """
-    if optimizer not in DEFAULT_LR:
-        raise UsageError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(DEFAULT_LR)}")
     tok = TokenizerConfig(level=level, mode=mode, split=split, lowercase=lowercase,
                           graphemes=graphemes)
     opts = TrainOptions(
@@ -298,12 +296,12 @@ def train(corpus: str | os.PathLike, *, output: str | os.PathLike = "charlm.npz"
         model=dict(cell=cell, layers=layers, hidden=hidden, embedding=embedding, dropout=dropout,
                    tie_weights=tie_weights, activation=activation, peephole=peephole),
         seq_len=seq_len, batch_size=batch_size, optimizer=optimizer,
-        lr=DEFAULT_LR[optimizer] if lr is None else lr, clip=clip, epochs=epochs,
+        lr=lr, clip=clip, epochs=epochs,
         max_steps=max_steps, time_limit=time_limit, val_fraction=val_fraction,
         val_file=_path(val_file), eval_every=eval_every, patience=patience, seed=seed,
-        metrics=_path(metrics),
+        metrics=_path(metrics), force=force,
     )
-    reporter = _progress_reporter(tok.level) if progress else _LogReporter()
+    reporter = _progress_reporter() if progress else _LogReporter()
     summary = _train_engine(opts, resume=resume, reporter=reporter)
     if summary.get("interrupted"):
         raise KeyboardInterrupt(f"training {summary['reason']} at step {summary['step']}; saved "

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from charlm.errors import CharlmError, DataError, UsageError
+from charlm.files import PLOT_MARK
 
 LN2 = math.log(2.0)
 FORMATS = (".png", ".svg")
@@ -162,14 +163,20 @@ def _time_unit(seconds: float) -> tuple[str, float]:
     return "h", 3600.0
 
 
+def image_format(output: str | os.PathLike) -> str:
+    """"png" or "svg", from the file name; UsageError for any other."""
+    suffix = Path(output).suffix.lower()
+    if suffix not in FORMATS:
+        raise UsageError(f"cannot tell the image format of {output}: end the name with .png or .svg")
+    return suffix[1:]
+
+
 def plot_run(run: Run, output: str | os.PathLike, width: int = 1200, height: int = 800) -> None:
-    """Draw the run's curves and write them to `output` (.png or .svg), width x height pixels."""
-    out = Path(output)
-    if out.suffix.lower() not in FORMATS:
-        raise UsageError(f"cannot tell the image format of {out}: end the name with .png or .svg")
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError(f"cannot write {out}: folder {folder} does not exist")
+    """Draw the run's curves and write them to `output` (.png or .svg), width x height pixels.
+
+    The image's metadata names `charlm.files.PLOT_MARK`, so a later plot may replace it.
+    """
+    fmt = image_format(output)
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -188,7 +195,8 @@ def plot_run(run: Run, output: str | os.PathLike, width: int = 1200, height: int
     for ax, xs, xlabel in ((axes[0], steps, "step"), (axes[1], times, f"wall-clock time ({unit})")):
         _panel(ax, records, xs, xlabel, per, run.level)
     fig.suptitle(f"{Path(run.name).name}: {len(records)} evaluations, step {steps[-1]}")
-    fig.savefig(out, dpi=dpi)
+    key = "Software" if fmt == "png" else "Creator"
+    fig.savefig(output, dpi=dpi, metadata={key: PLOT_MARK})
 
 
 def _series(records: list[dict], xs: list, key: str) -> tuple[list, list]:

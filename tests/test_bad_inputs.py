@@ -875,3 +875,23 @@ def test_python_api_bad_inputs_raise_charlm_errors(models, tmp_path):
             call()
     with pytest.raises(charlm.DataError, match="prime file"):
         lm.sample(prime_file=tmp_path / "gone.txt")
+
+
+def test_plot_never_writes_over_the_run_or_a_foreign_image(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    metrics = tmp_path / "m.jsonl"
+    metrics.write_text('{"step": 1, "val_loss": 2.0, "lr": 0.1, "elapsed": 1}\n')
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n my holiday picture")
+    clean_error(run("plot", metrics, "-o", photo), 2, "not a charlm plot", "--force")
+    assert photo.read_bytes() == b"\x89PNG\r\n\x1a\n my holiday picture"
+    assert run("plot", metrics, "-o", photo, "--force").exit_code == 0  # asked for: replaced
+    assert photo.read_bytes()[:4] == b"\x89PNG" and b"holiday" not in photo.read_bytes()
+    for name in ("again.png", "again.svg"):  # charlm's own plots are simply replaced
+        for _ in range(2):
+            r = run("plot", metrics, "-o", tmp_path / name)
+            assert r.exit_code == 0, r.output
+    named_png = tmp_path / "run.png"  # a metrics log that happens to end in .png
+    named_png.write_bytes(metrics.read_bytes())
+    clean_error(run("plot", named_png, "-o", named_png, "--force"), 2, "is the run")
+    assert named_png.read_bytes() == metrics.read_bytes()

@@ -13,14 +13,16 @@ from charlm.cli import cli, warn
               help="Image to write; the format follows the extension (.png or .svg).")
 @click.option("--size", default="1200x800", show_default=True, metavar="WIDTHxHEIGHT",
               help="Image size in pixels.")
-def plot_command(run_path, output, size) -> None:
+@click.option("--force", is_flag=True,
+              help="Replace an existing -o file that is not a charlm plot (never the RUN itself).")
+def plot_command(run_path, output, size, force) -> None:
     """Plot the training and validation loss of RUN against step and wall-clock time.
 
     RUN is a file written by `charlm train --metrics PATH` (JSON lines; broken lines are skipped
     with a warning) or a run's NAME.last.npz (its metrics history). The loss is shown in nats
     and in bits per character (bits per token, or perplexity, for a word-level model), with
-    the learning rate on a second axis and its decays marked. Needs matplotlib:
-    pip install 'charlm[plot]'.
+    the learning rate on a second axis and its decays marked. An existing image is replaced
+    only if charlm drew it (or with --force). Needs matplotlib: pip install 'charlm[plot]'.
 
     \b
     Examples:
@@ -29,8 +31,11 @@ def plot_command(run_path, output, size) -> None:
       charlm plot ptb.last.npz -o ptb.png --size 1600x900
     """
     from charlm import curves
+    from charlm.files import PLOT, Output, check_outputs
 
     width, height = curves.parse_size(size)
+    curves.image_format(output)
+    check_outputs([Output(output, PLOT, "-o/--output")], {"the run": run_path}, force=force)
     run = curves.read_run(run_path)
     if run.skipped:
         warn(f"skipped {run.skipped} broken line{'s' * (run.skipped != 1)} in {run_path}")
