@@ -234,7 +234,10 @@ def next_tokens(model, vocab, prime: Prime, k: int = 10) -> list[tuple[str, floa
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise UsageError(f"k must be a whole number >= 1, got {k!r}")
     logp = context_log_probs(model, vocab, prime.context_ids(vocab))[0]     # (V,)
-    order = np.lexsort((np.arange(len(logp)), -logp))[:k]
+    ids = np.arange(len(logp))
+    if k < len(logp):
+        ids = np.argpartition(-logp, k - 1)[:k]              # the k largest, in any order
+    order = ids[np.lexsort((ids, -logp[ids]))]
     return [(vocab.tokens[i], float(logp[i])) for i in order.tolist()]
 
 
