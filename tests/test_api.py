@@ -40,12 +40,11 @@ def files(tmp_path_factory):
 
 
 @pytest.fixture
-def run(monkeypatch):
-    monkeypatch.delenv("CHARLM_MODEL", raising=False)
-    runner = CliRunner()
+def stdout_of(run):
+    """stdout_of(*args): what `charlm ARGS` prints (run by conftest's `run`), which must succeed."""
 
     def invoke(*args):
-        r = runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
+        r = run(*args)
         assert r.exit_code == 0, r.output
         return r.stdout
 
@@ -62,11 +61,11 @@ SENTENCES = ["the cat sat on the mat", "the zebra sat", "a dog"]
 
 
 @pytest.mark.parametrize("which", ["word", "char"])
-def test_score_equals_charlm_score_json(files, run, which):
+def test_score_equals_charlm_score_json(files, stdout_of, which):
     lm = charlm.load(files[which])
     assert isinstance(lm, charlm.LM)
     got = [s.to_dict(per_token=True) for s in lm.score(SENTENCES)]
-    assert got == jsonl(run("score", "-m", files[which], "--json", "--per-token", *SENTENCES))
+    assert got == jsonl(stdout_of("score", "-m", files[which], "--json", "--per-token", *SENTENCES))
     (one,) = lm.score("a dog")  # a lone string is one sentence (batch 1: float32 rounds apart)
     assert one.tokens == got[2]["tokens"] and one.logprob == pytest.approx(got[2]["logprob"], abs=1e-5)
 
@@ -101,12 +100,12 @@ def test_next_tokens_of_a_character_model(files):
     assert len(top) == 3 and top == sorted(got.items(), key=lambda tp: -tp[1])[:3]
 
 
-def test_perplexity_and_evaluate_equal_charlm_score_file(files, run, tmp_path):
+def test_perplexity_and_evaluate_equal_charlm_score_file(files, stdout_of, tmp_path):
     lm = charlm.load(files["word"])
     f = tmp_path / "test.txt"
     f.write_text("the cat sat on the log\n\na dog and a cat\n", encoding="utf-8")
-    stream = jsonl(run("score", "-m", files["word"], "--file", f, "--stream", "--json"))[-1]
-    lines = jsonl(run("score", "-m", files["word"], "--file", f, "--json"))[-1]
+    stream = jsonl(stdout_of("score", "-m", files["word"], "--file", f, "--stream", "--json"))[-1]
+    lines = jsonl(stdout_of("score", "-m", files["word"], "--file", f, "--json"))[-1]
     assert lm.perplexity(f) == pytest.approx(stream["perplexity"], rel=1e-12)
     assert lm.perplexity(str(f)) == lm.perplexity(f.read_text(encoding="utf-8"))
     assert lm.perplexity(f, stream=False) == pytest.approx(lines["perplexity"], rel=1e-12)
@@ -115,34 +114,34 @@ def test_perplexity_and_evaluate_equal_charlm_score_file(files, run, tmp_path):
         assert lm.perplexity(fh) == lm.perplexity(f)
 
 
-def test_sample_equals_charlm_sample_json(files, run, tmp_path):
+def test_sample_equals_charlm_sample_json(files, stdout_of, tmp_path):
     for which in ("word", "char"):
         lm = charlm.load(files[which])
         got = [s.to_dict() for s in lm.sample(3, length=12, temperature=0.8, seed=5, prime="the")]
-        assert got == jsonl(run("sample", "-m", files[which], "--json", "-n", "3", "-l", "12",
+        assert got == jsonl(stdout_of("sample", "-m", files[which], "--json", "-n", "3", "-l", "12",
                                 "-t", "0.8", "--seed", "5", "--prime", "the"))
     prime = tmp_path / "prime.txt"
     prime.write_text("the dog\na c", encoding="utf-8")
     lm = charlm.load(files["word"])
     got = [s.to_dict() for s in lm.sample(2, seed=1, prime_file=prime, stop_at=["mat", "log"])]
-    assert got == jsonl(run("sample", "-m", files["word"], "--json", "-n", "2", "--seed", "1",
+    assert got == jsonl(stdout_of("sample", "-m", files["word"], "--json", "-n", "2", "--seed", "1",
                             "--prime-file", prime, "--stop-at", "mat", "--stop-at", "log"))
     assert str(lm.sample(seed=1)[0]) == lm.sample(seed=1)[0].text
 
 
-def test_complete_equals_charlm_sample_beam_json(files, run):
+def test_complete_equals_charlm_sample_beam_json(files, stdout_of):
     for which in ("word", "char"):
         lm = charlm.load(files[which])
         got = [c.to_dict() for c in lm.complete("the", beam=4, nbest=3, length=20)]
-        assert got == jsonl(run("sample", "-m", files[which], "--json", "--beam", "4",
+        assert got == jsonl(stdout_of("sample", "-m", files[which], "--json", "--beam", "4",
                                 "--nbest", "3", "-l", "20", "--prime", "the"))
         assert len(got) == 3 and all("logprob" in c for c in got)
 
 
-def test_info_equals_charlm_info_json(files, run):
+def test_info_equals_charlm_info_json(files, stdout_of):
     d = files["dir"]
     for path in (d / "run.npz", d / "run.last.npz", files["word"]):
-        assert json.loads(json.dumps(charlm.load(path).info())) == json.loads(run("info", path, "--json"))
+        assert json.loads(json.dumps(charlm.load(path).info())) == json.loads(stdout_of("info", path, "--json"))
 
 
 # -- training --------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""`charlm next`, `charlm info`, `charlm plot` and the new `charlm sample` options, through CliRunner."""
+"""`charlm next`, `charlm info`, `charlm plot` and the new `charlm sample` options, through CliRunner
+(the `run` fixture of conftest.py)."""
 
 from __future__ import annotations
 
@@ -35,17 +36,6 @@ def models(tmp_path_factory):
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
     return out
-
-
-@pytest.fixture
-def run(monkeypatch):
-    monkeypatch.delenv("CHARLM_MODEL", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args, input=None):
-        return runner.invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
-
-    return invoke
 
 
 def ok(result) -> str:
