@@ -189,6 +189,17 @@ def test_curves_add_up_resumed_time_and_find_the_decays(tmp_path):
     assert run.records == RESUMED and run.skipped == 0 and run.runs == 1 and run.level is None
 
 
+def test_plot_units_follow_the_level(run, models, tmp_path):
+    pytest.importorskip("matplotlib")
+    m = _write_metrics(tmp_path / "m.jsonl", RESUMED)
+    for args, unit in (([], "bits per token"), (["--level", "char"], "bits per character"),
+                       (["--level", "word"], "perplexity")):
+        ok(run("plot", m, "-o", tmp_path / "u.svg", *args))
+        assert unit in (tmp_path / "u.svg").read_text(encoding="utf-8")
+    ok(run("plot", models["dir"] / "run.last.npz", "-o", tmp_path / "c.svg"))  # the file says: char
+    assert "bits per character" in (tmp_path / "c.svg").read_text(encoding="utf-8")
+
+
 def test_plot_of_a_resumed_run_with_decays_and_broken_lines(run, tmp_path):
     pytest.importorskip("matplotlib")
     m = _write_metrics(tmp_path / "m.jsonl", RESUMED, ["{not json", "", "[1, 2]", '{"no_step": 1}'])

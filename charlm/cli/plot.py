@@ -13,9 +13,12 @@ from charlm.cli import cli, warn
               help="Image to write; the format follows the extension (.png or .svg).")
 @click.option("--size", default="1200x800", show_default=True, metavar="WIDTHxHEIGHT",
               help="Image size in pixels.")
+@click.option("--level", type=click.Choice(["char", "word"]), default=None,
+              help="The run's tokens, for the second loss scale: bits per character, or perplexity "
+                   "for words [default: a NAME.last.npz says; bits per token for a metrics file].")
 @click.option("--force", is_flag=True,
               help="Replace an existing -o file that is not a charlm plot (never the RUN itself).")
-def plot_command(run_path, output, size, force) -> None:
+def plot_command(run_path, output, size, level, force) -> None:
     """Plot the training and validation loss of RUN against step and wall-clock time.
 
     RUN is a file written by `charlm train --metrics PATH` (JSON lines; broken lines are skipped
@@ -28,6 +31,7 @@ def plot_command(run_path, output, size, force) -> None:
     Examples:
       charlm plot charlm.last.npz                    # writes curves.png
       charlm plot metrics.jsonl -o curves.svg
+      charlm plot ptb-metrics.jsonl --level word     # perplexity beside the nats
       charlm plot ptb.last.npz -o ptb.png --size 1600x900
     """
     from charlm import curves
@@ -37,6 +41,8 @@ def plot_command(run_path, output, size, force) -> None:
     curves.image_format(output)
     check_outputs([Output(output, PLOT, "-o/--output")], {"the run": run_path}, force=force)
     run = curves.read_run(run_path)
+    if level is not None:
+        run.level = level
     if run.skipped:
         warn(f"skipped {run.skipped} broken line{'s' * (run.skipped != 1)} in {run_path}")
     if run.runs > 1:
