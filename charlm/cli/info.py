@@ -83,9 +83,11 @@ def _lines(info: dict) -> list[str]:
 @click.argument("model_path", metavar="MODEL")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object with every field.")
 def info_command(model_path, as_json) -> None:
-    """Show what MODEL holds: task, cell, layers and sizes, parameter count, vocabulary and its
-    most frequent tokens, tokenizer settings, the training summary (steps, epochs, tokens
-    seen, best validation loss, the options it was trained with) and the file format.
+    """Show what a model file holds.
+
+    MODEL's task, cell, layers and sizes, parameter count, vocabulary and its most frequent
+    tokens, tokenizer settings, the training summary (steps, epochs, tokens seen, best
+    validation loss, the options it was trained with) and the file format.
 
     For a NAME.last.npz (a run's resumable state) it also shows where the run stands: the
     step, epochs done, learning rate, evaluations without improvement, and the command that
