@@ -24,9 +24,9 @@ def plot_command(run_path, output, size, level, force) -> None:
     RUN is a file written by `charlm train --metrics PATH` (JSON lines; broken lines are skipped
     with a warning) or a run's NAME.last.npz (its metrics history). The loss is shown in nats
     and in bits per character (perplexity for a word-level model, bits per token when the level
-    is not known), with
-    the learning rate on a second axis and its decays marked. An existing image is replaced
-    only if charlm drew it (or with --force). Needs matplotlib: pip install 'charlm[plot]'.
+    is not known), with the learning rate on a second axis and its decays marked. An existing
+    image is replaced only if charlm drew it (or with --force). Needs matplotlib:
+    pip install 'charlm[plot]'.
 
     \b
     Examples:
