@@ -99,6 +99,7 @@ class SentenceScore:
         return _perplexity(self.logprob, self.n_tokens)
 
     def to_dict(self, per_token: bool = False) -> dict:
+        """The record `charlm score --json` prints (with `per_token` under --per-token)."""
         d = {
             "text": self.text,
             "tokens": list(self.tokens),
@@ -163,6 +164,7 @@ class CorpusSummary:
         return None if npc is None else npc / LN2
 
     def to_dict(self) -> dict:
+        """The summary record `charlm score --file F --json` prints last."""
         d = {
             "summary": True,
             "tokens": self.tokens,
@@ -199,7 +201,7 @@ def _inputs_targets(ids: np.ndarray, mode: str, eos_id: int, start_id: int | Non
     return x.astype(np.int64), y.astype(np.int64)
 
 
-def _start_id(vocab, mode: str) -> int | None:
+def start_id(vocab, mode: str) -> int | None:
     """The id the first token is conditioned on: EOS (lines), "\\n" if known (stream), else None."""
     if mode == "lines":
         return vocab.eos_id
@@ -223,7 +225,7 @@ def score_token_lists(model, vocab, token_lists: Sequence[Sequence[str]], batch_
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {batch_size}")
     mode = tokenizer_mode(vocab)
-    start = _start_id(vocab, mode)
+    start = start_id(vocab, mode)
     eos, unk = vocab.eos_id, vocab.unk_id
     n = len(token_lists)
     pairs = []
@@ -361,7 +363,7 @@ def score_stream(model, vocab, pieces: Iterable[Sequence[str]], window: int = 20
     eos, unk = vocab.eos_id, vocab.unk_id
     summary = CorpusSummary(chars=0 if char_level else None)
     state = model.init_state(1)
-    prev = _start_id(vocab, mode)  # id fed before the next target; None: no context yet
+    prev = start_id(vocab, mode)  # id fed before the next target; None: no context yet
     buf: list[np.ndarray] = []
     buffered = 0
 

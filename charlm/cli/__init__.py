@@ -1,8 +1,9 @@
-"""The `charlm` command: a click group with four subcommands.
+"""The `charlm` command: a click group of subcommands.
 
 Each subcommand lives in its own module of this package (`tokenize`, `train`, `score`,
-`sample`). This module owns what they share: the group, `--version`, `--debug`, and the
-rule that a user mistake is one line on stderr and a non-zero exit, never a traceback.
+`sample`, `nexttoken`, `info`, `plot`). This module owns what they share: the group, `--version`,
+`--debug`, and the rule that a user mistake is one line on stderr and a non-zero exit, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ _MEMORY_HINTS = {
     "sample": "a smaller --length or --num",
     "score": "a smaller --batch-size or shorter sentences",
     "tokenize": "a smaller corpus or --max-vocab",
+    "next": "a shorter PREFIX",
 }
 
 
@@ -146,3 +148,4 @@ def main() -> None:
 
 # Each subcommand module registers itself on `cli` when imported.
 from charlm.cli import tokenize, train, score, sample  # noqa: E402,F401
+from charlm.cli import nexttoken, info, plot  # noqa: E402,F401

@@ -7,10 +7,9 @@ import os
 
 import click
 
-from charlm.checkpoint import load_model
 from charlm.errors import CheckpointError
 from charlm.nn.alloc import keep_freed_memory
-from charlm.tokenizer import Tokenizer, TokenizerConfig
+from charlm.tokenizer import TokenizerConfig
 
 DEFAULT_MODEL = "charlm.npz"
 
@@ -58,14 +57,32 @@ def model_option(f):
         help="Model file to use.")(f)
 
 
-def load(model_path: str):
-    """Load (model, vocab, tokenizer, meta) from a model file; no file -> CheckpointError saying how
-    to make one."""
+def load_model_file(model_path: str):
+    """The model (`charlm.Model`, any task) at `model_path`; no file -> CheckpointError saying
+    how to make one."""
+    from charlm.api import load as api_load
+
     if not os.path.exists(model_path):
         raise CheckpointError(
             f"no model at {model_path}: train one with `charlm train CORPUS` or pass -m PATH")
     if os.path.isdir(model_path):
         raise CheckpointError(f"{model_path} is a directory, not a model file")
-    model, vocab, meta = load_model(model_path)
+    model = api_load(model_path)
     keep_freed_memory()  # the command computes with the model: reuse freed memory (nn/alloc.py)
-    return model, vocab, Tokenizer(vocab.tokenizer), meta
+    return model
+
+
+def load_lm(model_path: str):
+    """The language model (`charlm.LM`) at `model_path` (CheckpointError for another task)."""
+    from charlm.api import LM
+
+    lm = load_model_file(model_path)
+    if not isinstance(lm, LM):
+        raise CheckpointError(f"{model_path} is a {lm.task} model, not a language model")
+    return lm
+
+
+def load(model_path: str):
+    """Load (model, vocab, tokenizer, meta) from a language-model file (see `load_lm`)."""
+    lm = load_lm(model_path)
+    return lm.network, lm.vocab, lm.tokenizer, lm.meta
