@@ -55,7 +55,7 @@ from charlm.scoring import (
     score_sentences,
     score_stream,
 )
-from charlm.tokenizer import Tokenizer, TokenizerConfig
+from charlm.tokenizer import Tokenizer
 from charlm.train import Reporter, TrainOptions
 from charlm.train import train as _train_engine
 
@@ -272,7 +272,7 @@ def train(corpus: str | os.PathLike, *, output: str | os.PathLike = "charlm.npz"
           max_vocab: int | None = None, vocab: str | os.PathLike | None = None,
           cell: str = "lstm", layers: int = 2, hidden: int = 256, embedding: int = 64,
           dropout: float = 0.1, tie_weights: bool = False, activation: str = "tanh",
-          peephole: bool = False, seq_len: int = 100, batch_size: int = 32,
+          peephole: bool = False, seq_len: int = 100, batch_size: int = 32, accumulate: int = 1,
           optimizer: str = "adam", lr: float | None = None, clip: float = 5.0, epochs: int = 20,
           max_steps: int | None = None, time_limit: float | None = None,
           val_fraction: float = 0.1, val_file: str | os.PathLike | None = None,
@@ -288,19 +288,11 @@ def train(corpus: str | os.PathLike, *, output: str | os.PathLike = "charlm.npz"
     an input). No progress bar unless `progress=True`; the engine's messages go to the
     "charlm" logger. Ctrl-C saves the run, then raises KeyboardInterrupt.
     """
-    tok = TokenizerConfig(level=level, mode=mode, split=split, lowercase=lowercase,
-                          graphemes=graphemes)
-    opts = TrainOptions(
-        corpus=os.fspath(corpus), output=os.fspath(output), tokenizer=tok.to_dict(),
-        min_count=min_count, max_vocab=max_vocab, vocab=_path(vocab),
-        model=dict(cell=cell, layers=layers, hidden=hidden, embedding=embedding, dropout=dropout,
-                   tie_weights=tie_weights, activation=activation, peephole=peephole),
-        seq_len=seq_len, batch_size=batch_size, optimizer=optimizer,
-        lr=lr, clip=clip, epochs=epochs,
-        max_steps=max_steps, time_limit=time_limit, val_fraction=val_fraction,
-        val_file=_path(val_file), eval_every=eval_every, patience=patience, seed=seed,
-        metrics=_path(metrics), force=force,
-    )
+    flags = dict(locals())
+    for name in ("corpus", "output", "vocab", "val_file", "metrics"):
+        flags[name] = _path(flags[name])
+    resume, progress = flags.pop("resume"), flags.pop("progress")
+    opts = TrainOptions.from_flags(**flags)
     reporter = _progress_reporter() if progress else _LogReporter()
     summary = _train_engine(opts, resume=resume, reporter=reporter)
     if summary.get("interrupted"):

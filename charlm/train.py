@@ -138,6 +138,18 @@ class TrainOptions:
                              f"({self.model.get('embedding')} != {self.model.get('hidden')})")
         self.lr, self.clip, self.val_fraction = float(self.lr), float(self.clip), float(self.val_fraction)
 
+    # Flat option names (as on the command line) grouped under `tokenizer` and `model`.
+    TOKENIZER_FLAGS = ("level", "mode", "split", "lowercase", "graphemes")
+    MODEL_FLAGS = ("cell", "layers", "hidden", "embedding", "dropout", "tie_weights", "activation", "peephole")
+
+    @classmethod
+    def from_flags(cls, **flags) -> "TrainOptions":
+        """Options from flat names, as the command line and `charlm.train()` spell them
+        (`level=`, `cell=`, `seq_len=`, ...; `vocab_path` or `vocab` for --vocab)."""
+        tokenizer = {k: flags.pop(k) for k in cls.TOKENIZER_FLAGS if k in flags}
+        model = {k: flags.pop(k) for k in cls.MODEL_FLAGS if k in flags}
+        return cls(tokenizer=TokenizerConfig(**tokenizer).to_dict(), model=model, **flags)
+
     def outputs(self) -> list[Output]:
         """The files a run writes (checked against the inputs before anything is done)."""
         out = [Output(self.output, CHECKPOINT, "-o/--output"),

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from charlm import parallel
 from charlm.cli import cli, warn
-from charlm.cli.options import tokenizer_options, tokenizer_settings, vocab_options
+from charlm.cli.options import tokenizer_options, vocab_options
 from charlm.nn.alloc import keep_freed_memory
 from charlm.nn.cells import CELLS
 from charlm.optim import DEFAULT_LR
@@ -83,7 +83,7 @@ class BarReporter(Reporter):
               help="Where to write the best model. The resumable state goes next to it (NAME.last.npz).")
 @tokenizer_options
 @vocab_options
-@click.option("--vocab", "vocab_path", type=click.Path(), default=None,
+@click.option("--vocab", type=click.Path(), default=None,
               help="Use a vocabulary made by `charlm tokenize --vocab-out` (its tokenizer settings win).")
 @click.option("--cell", type=click.Choice(list(CELLS)), default="lstm", show_default=True)
 @click.option("--layers", type=click.IntRange(1, 16), default=2, show_default=True)
@@ -123,10 +123,7 @@ class BarReporter(Reporter):
 @click.option("--force", is_flag=True,
               help="Replace an existing -o/--metrics file that is not a charlm file (never an input).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation lines.")
-def train_command(corpus, output, min_count, max_vocab, vocab_path, cell, layers, hidden, embedding,
-                  dropout, tie_weights, activation, peephole, seq_len, batch_size, accumulate, optimizer, lr, clip,
-                  epochs, max_steps, time_limit, val_fraction, val_file, eval_every, patience, seed,
-                  resume, metrics, force, quiet, **tok):
+def train_command(corpus, resume, quiet, **flags):
     """Train a recurrent language model on CORPUS (a UTF-8 text file).
 
     \b
@@ -148,17 +145,8 @@ def train_command(corpus, output, min_count, max_vocab, vocab_path, cell, layers
     comm = parallel.world()
     if comm.size > 1 and comm.rank == 0 and not quiet:
         click.echo(f"charlm: data-parallel over {comm.size} processes", err=True)
-    tok_config = tokenizer_settings(**tok)
     keep_freed_memory()  # every step allocates the same large arrays: reuse them (nn/alloc.py)
-    opts = TrainOptions(
-        corpus=corpus, output=output, tokenizer=tok_config.to_dict(), min_count=min_count, max_vocab=max_vocab,
-        vocab=vocab_path,
-        model=dict(cell=cell, layers=layers, hidden=hidden, embedding=embedding, dropout=dropout,
-                   tie_weights=tie_weights, activation=activation, peephole=peephole),
-        seq_len=seq_len, batch_size=batch_size, accumulate=accumulate, optimizer=optimizer, lr=lr, clip=clip, epochs=epochs,
-        max_steps=max_steps, time_limit=time_limit, val_fraction=val_fraction, val_file=val_file,
-        eval_every=eval_every, patience=patience, seed=seed, metrics=metrics, force=force,
-    )
+    opts = TrainOptions.from_flags(corpus=corpus, **flags)
     summary = train(opts, resume=resume, reporter=BarReporter(quiet) if comm.rank == 0 else Reporter(),
                     comm=comm)
     where = f"best model (step {summary['best_step']}) in {summary['output']}; resumable state in {summary['last']}"
@@ -166,7 +154,7 @@ def train_command(corpus, output, min_count, max_vocab, vocab_path, cell, layers
         if comm.rank == 0:
             launcher = f"mpiexec -n {comm.size} " if comm.size > 1 else ""
             click.echo(f"charlm: {summary['reason']} at step {summary['step']}; saved. {where}", err=True)
-            click.echo(f"charlm: resume with: {launcher}charlm train {corpus} -o {output} --resume", err=True)
+            click.echo(f"charlm: resume with: {launcher}charlm train {corpus} -o {opts.output} --resume", err=True)
         sys.exit(130 if summary["interrupted"] == "SIGINT" else 143)
     if not quiet and comm.rank == 0:
         click.echo(
