@@ -226,12 +226,13 @@ def test_iter_lines(tmp_path):
 def test_score_stream_equals_single_stream_validation(which, request, tmp_path):
     """--stream gives the training's validation figure for the same text (evaluated as one stream)."""
     from charlm import corpus
+    from charlm.tokenids import tokenize_ids
 
     model, vocab, tok = request.getfixturevalue(which)
     p = tmp_path / "val.txt"
     p.write_text("the cat sat on the log\n\na dog and the zebra\nthe mat\n", encoding="utf-8")
-    ids, types = corpus.read_corpus(str(p), tok)
-    ids = np.array([vocab.index.get(types[i], vocab.unk_id) for i in ids])
+    tids = tokenize_ids(str(p), tok)
+    ids = np.array([vocab.index.get(tids.types[i], vocab.unk_id) for i in tids.ids])
     if tok.config.mode == "stream":  # our convention: the first token is conditioned on "\n"
         ids = np.concatenate(([vocab.index["\n"]], ids))
     nats, count = scoring.stream_loss_sums(model, corpus.batchify(ids, 1), 5)
