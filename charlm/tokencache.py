@@ -41,7 +41,7 @@ import numpy as np
 
 from charlm import __version__
 from charlm.errors import CharlmError, UsageError
-from charlm.files import TOKEN_CACHE, TOKEN_CACHE_FORMAT, Output, check_outputs
+from charlm.files import TOKEN_CACHE, TOKEN_CACHE_FORMAT, Output, check_outputs, is_foreign
 from charlm.tokenids import HEADER, TokenIds, map_ids, npy_header, tokenize_ids
 from charlm.tokenizer import Tokenizer, TokenizerConfig
 
@@ -197,9 +197,15 @@ def _usable_folder(corpus, config: TokenizerConfig, folder, report) -> CacheFile
     except OSError as err:
         raise UsageError(f"cannot create the cache folder {folder}: {err.strerror or err}") from None
     files = cache_files(corpus, config, folder)
+    outputs = [Output(str(files.record), TOKEN_CACHE, "the token cache"),
+               Output(str(files.ids), TOKEN_CACHE, "the token cache")]
+    in_the_way = [out.path for out in outputs if is_foreign(out)]
+    if in_the_way:
+        _report(report, "message", f"{in_the_way[0]} is not a charlm token cache: left alone, and "
+                                   "the corpus is tokenized without a cache (remove that file, or use --cache-dir)")
+        return None
     try:
-        check_outputs([Output(str(files.record), TOKEN_CACHE, "the token cache"),
-                       Output(str(files.ids), TOKEN_CACHE, "the token cache")], {"the corpus": str(corpus)})
+        check_outputs(outputs, {"the corpus": str(corpus)})
     except UsageError as err:
         _report(report, "message", f"{err}; tokenizing without a cache")
         return None
@@ -240,6 +246,4 @@ def token_ids(corpus, config: TokenizerConfig, folder=None, *, verify: bool = Tr
                 _report(report, "message", f"token cache {files.record} not used: {why}; tokenizing again")
             return _build(files, corpus, tokenizer, report)
     except OSError as err:
-        if isinstance(err, CharlmError):  # pragma: no cover - DataError is not an OSError
-            raise
         raise CharlmError(f"cannot write the token cache in {files.record.parent}: {err.strerror or err}") from None
