@@ -10,7 +10,8 @@ from tqdm import tqdm
 
 from charlm import parallel
 from charlm.cli import cli, warn
-from charlm.cli.options import tokenizer_options, vocab_options
+from charlm.cli.options import cache_options, tokenizer_options, vocab_options
+from charlm.cli.progress import ReadingBar
 from charlm.nn.alloc import keep_freed_memory
 from charlm.nn.cells import CELLS
 from charlm.optim import DEFAULT_LR
@@ -33,8 +34,13 @@ class BarReporter(Reporter):
 
     def __init__(self, quiet: bool):
         self.level, self.quiet, self.bar = "char", quiet, None
+        self.reading_bar = ReadingBar(quiet)
+
+    def reading(self, done_bytes, total_bytes):
+        self.reading_bar.update(done_bytes, total_bytes)
 
     def start(self, total_steps, done_steps, info):
+        self.reading_bar.close()
         self.level = info["level"]  # the run's own unit, also when resumed without --level
         if self.quiet:
             return
@@ -44,6 +50,8 @@ class BarReporter(Reporter):
             f"batch {info['batch']} x {info['seq_len']} steps, {info['steps_per_epoch']:,} steps/epoch",
             err=True,
         )
+        if info.get("val_note"):
+            click.echo(f"charlm: validation text: {info['val_note']}", err=True)
         self.bar = tqdm(total=total_steps, initial=done_steps, unit="step", dynamic_ncols=True,
                         file=sys.stderr, smoothing=0.1)
 
@@ -66,12 +74,19 @@ class BarReporter(Reporter):
         (self.bar.write if self.bar is not None else click.echo)(line, file=sys.stderr)
 
     def message(self, text):
+        self.reading_bar.close()
         if self.bar is not None:
             self.bar.write(f"charlm: {text}", file=sys.stderr)
         elif not self.quiet:
             warn(text)
 
+    def note(self, text):
+        self.reading_bar.close()
+        if not self.quiet:
+            (self.bar.write if self.bar is not None else click.echo)(f"charlm: {text}", file=sys.stderr)
+
     def close(self):
+        self.reading_bar.close()
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -111,8 +126,12 @@ class BarReporter(Reporter):
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Stop cleanly when this much wall-clock time is spent.")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
-              help="Share of the corpus, from its end, held out for validation.")
-@click.option("--val-file", type=click.Path(), default=None, help="Validate on this file instead.")
+              help="Share of the corpus, from its end, held out for validation (at most --val-tokens).")
+@click.option("--val-file", type=click.Path(), default=None, help="Validate on this file instead (all of it, "
+              "unless --val-tokens is given).")
+@click.option("--val-tokens", type=click.IntRange(min=0), default=None, metavar="N",
+              help="At most N validation tokens: the last N of the corpus, or the first N of --val-file "
+                   "(0: no limit) [default: 131072 from the corpus, a --val-file whole].")
 @click.option("--eval-every", type=click.IntRange(min=1), default=200, show_default=True, metavar="STEPS")
 @click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True,
               help="Stop after this many evaluations without improvement (the learning rate halves at each).")
@@ -122,6 +141,7 @@ class BarReporter(Reporter):
               help="Append one JSON line per evaluation to this file.")
 @click.option("--force", is_flag=True,
               help="Replace an existing -o/--metrics file that is not a charlm file (never an input).")
+@cache_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation lines.")
 def train_command(corpus, resume, quiet, **flags):
     """Train a recurrent language model on CORPUS (a UTF-8 text file).
@@ -133,7 +153,13 @@ def train_command(corpus, resume, quiet, **flags):
       charlm train ptb.train.txt --level word --split whitespace --val-file ptb.valid.txt
       charlm train corpus.txt --time-limit 600               # stop after ten minutes
       charlm train corpus.txt --resume                       # continue an interrupted run
+      charlm train big.txt --cache-dir ~/.cache/charlm       # keep the token cache there
+      charlm train big.txt --val-tokens 1000000              # a larger validation text
 
+    A corpus of 16 MB or more is tokenized once into a token cache (NAME-KEY.tokens.npy and
+    .json, next to the model or in --cache-dir); later runs, --resume and `charlm score
+    --file --stream` map it instead of reading the corpus again. Training reads its windows
+    from the memory-mapped ids, so memory does not grow with the corpus.
     The best model by validation loss is written to --output; `charlm sample` and
     `charlm score` read charlm.npz by default. Ctrl-C saves and tells you how to resume.
 
