@@ -23,6 +23,8 @@ started this process (`charlm.launch`).
 from __future__ import annotations
 
 import os
+import stat
+import struct
 import sys
 import time
 
@@ -31,7 +33,14 @@ import numpy as np
 from charlm import launch
 from charlm.errors import CharlmError, UsageError
 
+try:
+    import fcntl
+    import termios
+except ImportError:  # pragma: no cover - not POSIX: nothing to wait for
+    fcntl = termios = None
+
 FAIL_TIMEOUT = 10.0  # seconds a failed process waits for the others to fail too (see all_failed)
+DRAIN_TIMEOUT = 2.0  # seconds `abort` waits for the launcher to read this process's last output
 INSTALL_HINT = "pip install 'charlm[mpi]'"
 
 _world = None  # the process group of this process, once `world()` has made it
@@ -201,9 +210,42 @@ class MPIComm:
 
     def abort(self, code: int) -> None:
         """End every process of the job now (MPI_Abort; this process exits even where
-        MPI_Abort returns before the launcher has ended it)."""
+        MPI_Abort returns before the launcher has ended it). What this process printed (its
+        error line, a traceback) reaches the launcher first: see `wait_until_read`."""
+        wait_until_read((sys.stdout, sys.stderr))
         self.comm.Abort(code)
         os._exit(code)
+
+
+def unread_bytes(fd: int) -> int:
+    """Bytes written to pipe `fd` that its reader has not read yet (0 for anything but a pipe,
+    or where the system cannot say)."""
+    try:
+        if fcntl is None or not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return 0
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except (OSError, ValueError):
+        return 0
+
+
+def wait_until_read(streams, timeout: float = DRAIN_TIMEOUT) -> None:
+    """Flush `streams` and wait (at most `timeout` s) until the launcher has read them.
+
+    A launcher forwards each process's output from a pipe; on MPI_Abort it ends the job
+    without reading what is left there (with MPICH's mpiexec the error line of an aborting
+    process was lost in several jobs in a hundred), so a process about to abort waits for
+    its pipes to be empty.
+    """
+    fds = []
+    for stream in streams:
+        try:
+            stream.flush()
+            fds.append(stream.fileno())
+        except (AttributeError, OSError, ValueError):  # closed, or not a real file
+            continue
+    deadline = time.monotonic() + timeout
+    while any(unread_bytes(fd) for fd in fds) and time.monotonic() < deadline:
+        time.sleep(0.002)
 
 
 class GlobalBatchRng:

@@ -160,6 +160,27 @@ def test_blas_threads_are_set_only_for_several_processes_on_a_machine_and_never_
     assert launch.limit_blas_threads({}) is None
 
 
+def test_unread_bytes_counts_what_the_reader_of_a_pipe_has_not_read_yet(tmp_path):
+    """What `abort` waits for: a launcher reads each process's output from a pipe, and MPI_Abort
+    would drop what it has not read."""
+    line = b"charlm: error: process 1: the last line\n"
+    r, w = os.pipe()
+    try:
+        os.write(w, line)
+        assert parallel.unread_bytes(w) == len(line)
+        os.read(r, 15)
+        assert parallel.unread_bytes(w) == len(line) - 15
+        os.read(r, len(line))
+        assert parallel.unread_bytes(w) == 0
+    finally:
+        os.close(r)
+        os.close(w)
+    with open(tmp_path / "file", "w") as f:  # not a pipe: nothing to wait for
+        f.write("text")
+        f.flush()
+        assert parallel.unread_bytes(f.fileno()) == 0
+
+
 def test_without_mpi4py_mpiexec_stops_with_one_line(corpus, tmp_path):
     """What a launcher with two processes sets, and an mpi4py that cannot be imported: rank 0 says
     what to install, rank 1 says nothing; one process (-n 1) is an ordinary run."""
