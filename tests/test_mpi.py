@@ -88,11 +88,12 @@ def train_one(opts: dict) -> list[float]:
     return rep.losses
 
 
-def train_job(n: int, opts: dict, tmp_path: Path, resume=False, kill_at=None) -> dict:
-    """n processes (tests/mpirun.py): {"losses": [...], "summary": {...}} from rank 0."""
+def train_job(n: int, opts: dict, tmp_path: Path, resume=False, kill_at=None, **more) -> dict:
+    """n processes (tests/mpirun.py, which says what `more` may hold): {"losses": [...],
+    "summary": {...}, "notes": [[...] of each rank], "hashes": [count of each rank]} from rank 0."""
     spec = tmp_path / f"spec-{time.monotonic_ns()}.json"
     result = spec.with_suffix(".result.json")
-    spec.write_text(json.dumps({"options": opts, "resume": resume, "kill_at": kill_at, "result": str(result)}))
+    spec.write_text(json.dumps({"options": opts, "resume": resume, "kill_at": kill_at, "result": str(result), **more}))
     r = job(n, sys.executable, HERE / "mpirun.py", "train", spec)
     assert r.returncode == 0, r.stderr
     return json.loads(result.read_text())
@@ -181,6 +182,27 @@ def test_unread_bytes_counts_what_the_reader_of_a_pipe_has_not_read_yet(tmp_path
         assert parallel.unread_bytes(f.fileno()) == 0
 
 
+def test_rank_0s_error_reaches_the_others_as_itself_or_as_its_message():
+    """What `root_first` sends when rank 0's preparation fails: the error itself (its type sets the
+    exit status and the line), or a CharlmError with its message when it cannot travel."""
+    import pickle
+
+    from charlm.errors import CharlmError, UsageError
+
+    class Unpicklable(Exception):
+        def __init__(self, what, *, where):
+            super().__init__(f"{what} at {where}")
+
+    for err in (UsageError("--batch-size 2 is too small"), IsADirectoryError(21, "Is a directory", "log.jsonl"),
+                KeyboardInterrupt()):
+        back = pickle.loads(parallel._pickled(err))
+        assert type(back) is type(err) and str(back) == str(err)
+    back = pickle.loads(parallel._pickled(Unpicklable("a bug", where="step 3")))
+    assert type(back) is CharlmError and str(back) == "Unpicklable: a bug at step 3"
+    back = pickle.loads(parallel._pickled(CharlmError("x" * parallel.OUTCOME_BYTES)))
+    assert type(back) is CharlmError and len(pickle.dumps(back)) < parallel.OUTCOME_BYTES
+
+
 def test_without_mpi4py_mpiexec_stops_with_one_line(corpus, tmp_path):
     """What a launcher with two processes sets, and an mpi4py that cannot be imported: rank 0 says
     what to install, rank 1 says nothing; one process (-n 1) is an ordinary run."""
@@ -248,6 +270,29 @@ def test_resumed_job_equals_uninterrupted_job_and_resumes_with_another_n(corpus,
     a, b = arrays_of(last_path(broken["output"])), arrays_of(last_path(straight["output"]))
     for k in a:
         assert relative_difference(a[k], b[k]) < 1e-4, k
+
+
+@needs_mpi
+def test_rank_0_builds_the_token_cache_once_and_every_process_maps_it(corpus, tmp_path):
+    """The cache forced on for a small corpus: rank 0 builds (or checks) it, then rank 1 maps the
+    same files without hashing the corpus; training from it equals training without a cache."""
+    cache = tmp_path / "cache"
+    cached = options(corpus, tmp_path / "cached.npz", cache_dir=str(cache), max_steps=10)
+    first = train_job(2, cached, tmp_path, min_cache_bytes=1)
+    (built,), (used,) = first["notes"]
+    assert built.startswith(f"tokenized {corpus}") and "cached in" in built, built
+    assert used.startswith("token cache used"), used
+    assert first["hashes"] == [0, 0]  # rank 0 hashed while it tokenized; rank 1 trusted it
+    assert len(list(cache.glob("*.tokens.npy"))) == 1
+    again = train_job(2, dict(cached, output=str(tmp_path / "again.npz")), tmp_path, min_cache_bytes=1)
+    resumed = train_job(2, dict(cached, max_steps=14), tmp_path, resume=True, min_cache_bytes=1)
+    for job_ in (again, resumed):
+        assert all(notes[0].startswith("token cache used") for notes in job_["notes"]), job_["notes"]
+        assert job_["hashes"] == [1, 0]  # only rank 0 checks the content
+    plain = options(corpus, tmp_path / "plain.npz", no_cache=True, max_steps=10)
+    train_job(2, plain, tmp_path, min_cache_bytes=1)
+    a, b = arrays_of(last_path(plain["output"])), arrays_of(tmp_path / "again.last.npz")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def _start_cli_job(tmp_path: Path, n: int, *args) -> subprocess.Popen:
