@@ -34,16 +34,15 @@ def split_tag(tag: str) -> tuple[str, str]:
     return prefix, kind
 
 
+def is_entity_tag(tag: str) -> bool:
+    """True for "O" and B-/I-/E-/S-TYPE."""
+    return tag == OUTSIDE or _ENTITY_TAG.fullmatch(tag) is not None
+
+
 def is_entity_tagset(tags: Iterable[str]) -> bool:
     """True when every tag is "O" or B-/I-/E-/S-TYPE and at least one is not "O"."""
-    seen = False
-    for tag in tags:
-        if tag == OUTSIDE:
-            continue
-        if _ENTITY_TAG.fullmatch(tag) is None:
-            return False
-        seen = True
-    return seen
+    tags = list(tags)
+    return all(map(is_entity_tag, tags)) and any(t != OUTSIDE for t in tags)
 
 
 def detect_scheme(sequences: Iterable[Sequence[str]]) -> str | None:

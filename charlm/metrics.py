@@ -18,7 +18,6 @@ Every count is a plain integer, so the counts of several shares of a data set ad
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -190,14 +189,21 @@ def classification_report(gold: Sequence[str], predicted: Sequence[str], labels:
     confusion = [[0] * len(order) for _ in order]
     for g, p in zip(gold, predicted):
         confusion[index[g]][index[p]] += 1
-    pairs = Counter(zip(gold, predicted))
-    gold_n, pred_n = Counter(gold), Counter(predicted)
+    return confusion_report(order, confusion)
+
+
+def confusion_report(order: Sequence[str], confusion) -> dict:
+    """The report of `classification_report` from a confusion matrix (rows gold, columns
+    predicted, in `order`): counts of several shares of a data set add up before this."""
+    confusion = [[int(x) for x in row] for row in confusion]
+    total = sum(map(sum, confusion))
+    correct = sum(confusion[i][i] for i in range(len(order)))
     per_class = {}
-    for label in order:
-        if gold_n[label] or pred_n[label]:
-            per_class[label] = dict(prf(pairs[(label, label)], pred_n[label], gold_n[label]),
-                                    predicted=pred_n[label])
-    correct = sum(pairs[(label, label)] for label in order)
-    return {"examples": len(gold), "accuracy": correct / len(gold) if gold else 0.0,
+    for i, label in enumerate(order):
+        gold_n = sum(confusion[i])
+        pred_n = sum(row[i] for row in confusion)
+        if gold_n or pred_n:
+            per_class[label] = dict(prf(confusion[i][i], pred_n, gold_n), predicted=pred_n)
+    return {"examples": total, "accuracy": correct / total if total else 0.0,
             "macro_f1": sum(c["f1"] for c in per_class.values()) / len(per_class) if per_class else 0.0,
-            "per_class": per_class, "labels": order, "confusion": confusion}
+            "per_class": per_class, "labels": list(order), "confusion": confusion}

@@ -10,6 +10,7 @@ import click
 from charlm.checkpoint import load_model
 from charlm.errors import CheckpointError
 from charlm.nn.alloc import keep_freed_memory
+from charlm.predict import Predictor
 from charlm.tokenizer import Tokenizer, TokenizerConfig
 
 DEFAULT_MODEL = "charlm.npz"
@@ -58,14 +59,35 @@ def model_option(f):
         help="Model file to use.")(f)
 
 
-def load(model_path: str):
-    """Load (model, vocab, tokenizer, meta) from a model file; no file -> CheckpointError saying how
-    to make one."""
+# what each task's model is called, and the commands that use it
+TASK_COMMANDS = {"lm": ("a language model", "`charlm score` or `charlm sample`"),
+                 "tag": ("a tagger", "`charlm tag`"), "classify": ("a classifier", "`charlm classify`")}
+
+
+def load_checked(model_path: str, tasks=("lm",)):
+    """The `checkpoint.Loaded` model file at model_path, which must hold a model of one of `tasks`;
+    otherwise a CheckpointError names the model's task and the command to use (or how to make one)."""
     if not os.path.exists(model_path):
         raise CheckpointError(
             f"no model at {model_path}: train one with `charlm train CORPUS` or pass -m PATH")
     if os.path.isdir(model_path):
         raise CheckpointError(f"{model_path} is a directory, not a model file")
-    model, vocab, meta = load_model(model_path)
+    loaded = load_model(model_path)
+    if loaded.task not in tasks:
+        ctx = click.get_current_context(silent=True)
+        here = f"`charlm {ctx.info_name}`" if ctx is not None else "this command"
+        what, use = TASK_COMMANDS.get(loaded.task, (f"a {loaded.task} model", "another command"))
+        raise CheckpointError(f"{model_path} is {what} (task {loaded.task}): use {use}, not {here}")
     keep_freed_memory()  # the command computes with the model: reuse freed memory (nn/alloc.py)
+    return loaded
+
+
+def load(model_path: str, tasks=("lm",)):
+    """Load (model, vocab, tokenizer, meta) from a model file (see `load_checked`)."""
+    model, vocab, meta = load_checked(model_path, tasks)
     return model, vocab, Tokenizer(vocab.tokenizer), meta
+
+
+def load_predictor(model_path: str, task: str, batch_size: int):
+    """A `charlm.predict.Predictor` for the tagger ("tag") or classifier ("classify") at model_path."""
+    return Predictor.from_loaded(load_checked(model_path, (task,)), batch_size)

@@ -1,4 +1,4 @@
-"""`charlm train`: train a language model on a text file."""
+"""`charlm train`: train a language model, a tagger or a classifier on a text file."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 import sys
 
 import click
+from click.core import ParameterSource
 from tqdm import tqdm
 
 from charlm.cli import cli, warn
@@ -13,9 +14,21 @@ from charlm.cli.options import tokenizer_options, tokenizer_settings, vocab_opti
 from charlm.nn.alloc import keep_freed_memory
 from charlm.nn.cells import CELLS
 from charlm.optim import DEFAULT_LR
-from charlm.train import Reporter, TrainOptions, last_path, train
+from charlm.tagdata import LABEL_FORMATS, TAG_FORMATS
+from charlm.train import TASKS, Reporter, TrainOptions, last_path, train
 
 LN2 = math.log(2)
+# --task lm model defaults (a tagger's or classifier's are TaggerConfig's: hidden 128 per direction,
+# embedding 100, dropout 0.5)
+LM_MODEL = {"cell": "lstm", "layers": 2, "hidden": 256, "embedding": 64, "dropout": 0.1}
+
+
+def _task_quality(record: dict | None) -> str:
+    """A tagger's or classifier's validation figures: accuracy, and F1 when there is one."""
+    if not record or record.get("val_accuracy") is None:
+        return "n/a"
+    text = f"accuracy {100 * record['val_accuracy']:.2f}%"
+    return text + (f", F1 {100 * record['val_f1']:.2f}" if record.get("val_f1") is not None else "")
 
 
 def _quality(loss: float | None, level: str) -> str:
@@ -31,18 +44,27 @@ class BarReporter(Reporter):
     """A tqdm progress bar with loss, bits/char or perplexity, tokens/s and ETA."""
 
     def __init__(self, quiet: bool):
-        self.level, self.quiet, self.bar = "char", quiet, None
+        self.level, self.quiet, self.bar, self.task = "char", quiet, None, "lm"
 
     def start(self, total_steps, done_steps, info):
         self.level = info["level"]  # the run's own unit, also when resumed without --level
+        self.task = info.get("task", "lm")
         if self.quiet:
             return
-        click.echo(
-            f"charlm: {info['params']:,} parameters, vocabulary {info['vocab']:,}, "
-            f"{info['train_tokens']:,} training and {info['val_tokens']:,} validation tokens, "
-            f"batch {info['batch']} x {info['seq_len']} steps, {info['steps_per_epoch']:,} steps/epoch",
-            err=True,
-        )
+        if self.task == "lm":
+            shape = f"batch {info['batch']} x {info['seq_len']} steps"
+            data = f"{info['train_tokens']:,} training and {info['val_tokens']:,} validation tokens"
+            vocab = f"vocabulary {info['vocab']:,}"
+        else:
+            what = "tags" if self.task == "tag" else "labels"
+            scheme = f" ({info['scheme']})" if info.get("scheme") else ""
+            shape = f"batch {info['batch']} sentences"
+            data = (f"{info['sentences']:,} training and {info['val_sentences']:,} validation "
+                    f"{'sentences' if self.task == 'tag' else 'examples'} ({info['train_tokens']:,} and "
+                    f"{info['val_tokens']:,} words)")
+            vocab = f"{info['vocab']:,} words, {info['chars']:,} characters, {info['labels']} {what}{scheme}"
+        click.echo(f"charlm: {info['params']:,} parameters, {vocab}, {data}, {shape}, "
+                   f"{info['steps_per_epoch']:,} steps/epoch", err=True)
         self.bar = tqdm(total=total_steps, initial=done_steps, unit="step", dynamic_ncols=True,
                         file=sys.stderr, smoothing=0.1)
 
@@ -52,15 +74,18 @@ class BarReporter(Reporter):
         self.bar.update(1)
         if step % 5 == 0 or step == 1:
             q = f"{loss / LN2:.3f}bpc" if self.level == "char" else f"ppl={math.exp(min(loss, 700)):.1f}"
-            self.bar.set_postfix_str(f"loss={loss:.3f} {q} {tokens_per_s / 1000:.1f}k tok/s", refresh=False)
+            unit = {"lm": "tok", "tag": "tok", "classify": "ex"}[self.task]
+            q = q + " " if self.task == "lm" else ""
+            self.bar.set_postfix_str(f"loss={loss:.3f} {q}{tokens_per_s / 1000:.1f}k {unit}/s", refresh=False)
 
     def evaluate(self, record, improved):
         if self.quiet:
             return
         val = record["val_loss"]
+        quality = _quality(val, self.level) if self.task == "lm" else _task_quality(record)
         line = (f"step {record['step']:>6}  epoch {record['epoch']:.2f}  "
                 f"train {record['train_loss'] if record['train_loss'] is not None else float('nan'):.4f}  "
-                f"val {val if val is not None else float('nan'):.4f} ({_quality(val, self.level)})  "
+                f"val {val if val is not None else float('nan'):.4f} ({quality})  "
                 f"lr {record['lr']:.3g}" + ("  * saved" if improved else ""))
         (self.bar.write if self.bar is not None else click.echo)(line, file=sys.stderr)
 
@@ -80,24 +105,44 @@ class BarReporter(Reporter):
 @click.argument("corpus", metavar="CORPUS")
 @click.option("-o", "--output", default="charlm.npz", show_default=True,
               help="Where to write the best model. The resumable state goes next to it (NAME.last.npz).")
+@click.option("--task", type=click.Choice(list(TASKS)), default="lm", show_default=True,
+              help="lm: a language model on running text; tag: a tagger (a tag per token, e.g. named "
+                   "entities or parts of speech); classify: a classifier (a label per line).")
+@click.option("--format", "fmt", type=click.Choice(list(TAG_FORMATS + LABEL_FORMATS)), default=None,
+              help="tag: conllu or columns; classify: tab (LABEL<TAB>TEXT) or fasttext (__label__LABEL "
+                   "TEXT) [default: detected from the file].")
+@click.option("--tag-column", default=None, metavar="upos|xpos|N",
+              help="tag: which tag to learn: CoNLL-U upos (default) or xpos, or column N (1-based) of a "
+                   "column file [default: the last column].")
 @tokenizer_options
 @vocab_options
 @click.option("--vocab", "vocab_path", type=click.Path(), default=None,
               help="Use a vocabulary made by `charlm tokenize --vocab-out` (its tokenizer settings win).")
 @click.option("--cell", type=click.Choice(list(CELLS)), default="lstm", show_default=True)
 @click.option("--layers", type=click.IntRange(1, 16), default=2, show_default=True)
-@click.option("--hidden", type=click.IntRange(1, 8192), default=256, show_default=True, help="Units per layer.")
-@click.option("--embedding", type=click.IntRange(1, 8192), default=64, show_default=True, help="Embedding size.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
-              help="Inverted dropout between layers and before the output.")
+@click.option("--hidden", type=click.IntRange(1, 8192), default=None,
+              help="Units per layer (per direction for tag/classify) [default: 256 (lm), 128 (tag, classify)].")
+@click.option("--embedding", type=click.IntRange(1, 8192), default=None,
+              help="Embedding size [default: 64 (lm), 100 (tag, classify)].")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Inverted dropout between layers and before the output [default: 0.1 (lm), 0.5 (tag, classify)].")
+@click.option("--char-embedding", type=click.IntRange(1, 1024), default=None,
+              help="tag/classify: character embedding size of the character encoder [default: 25].")
+@click.option("--char-hidden", type=click.IntRange(0, 1024), default=None,
+              help="tag/classify: units per direction of the character encoder, 0 for none [default: 25].")
+@click.option("--no-bidirectional", "one_way", is_flag=True,
+              help="tag/classify: left-to-right layers only (the notes' one-directional comparison).")
+@click.option("--pool", type=click.Choice(["last", "mean", "max"]), default=None,
+              help="classify: the sentence vector: the last step of each direction, or the mean or max "
+                   "over time [default: last].")
 @click.option("--tie-weights", is_flag=True, help="Share the embedding and output weights (needs --embedding = --hidden).")
 @click.option("--activation", type=click.Choice(["tanh", "relu"]), default="tanh", show_default=True,
               help="Activation of the vanilla RNN cell.")
 @click.option("--peephole", is_flag=True, help="LSTM peephole connections (c<t-1> feeds the gates).")
-@click.option("--seq-len", type=click.IntRange(min=1, max=100000), default=100, show_default=True,
-              help="Truncated-BPTT window, in tokens.")
+@click.option("--seq-len", type=click.IntRange(min=1, max=100000), default=None,
+              help="lm: truncated-BPTT window, in tokens [default: 100].")
 @click.option("--batch-size", type=click.IntRange(min=1, max=100000), default=32, show_default=True,
-              help="Parallel streams per step.")
+              help="Parallel streams (lm) or sentences (tag, classify) per step.")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adagrad", "rmsprop"]), default="adam", show_default=True)
 @click.option("--lr", type=float, default=None,
               help="Learning rate [default: " + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + "].")
@@ -107,11 +152,14 @@ class BarReporter(Reporter):
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Stop cleanly when this much wall-clock time is spent.")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
-              help="Share of the corpus, from its end, held out for validation.")
+              help="Share of the corpus held out for validation: from its end (lm), or a seeded random "
+                   "share of the sentences (tag, classify).")
 @click.option("--val-file", type=click.Path(), default=None, help="Validate on this file instead.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=200, show_default=True, metavar="STEPS")
 @click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Stop after this many evaluations without improvement (the learning rate halves at each).")
+              help="Stop after this many evaluations without improvement (the learning rate halves at each). "
+                   "Improvement: lower validation loss (lm), higher entity F1 (entity tags), token "
+                   "accuracy (other tags) or accuracy (classify).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run saved next to --output.")
 @click.option("--metrics", type=click.Path(dir_okay=False), default=None,
@@ -119,11 +167,11 @@ class BarReporter(Reporter):
 @click.option("--force", is_flag=True,
               help="Replace an existing -o/--metrics file that is not a charlm file (never an input).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation lines.")
-def train_command(corpus, output, min_count, max_vocab, vocab_path, cell, layers, hidden, embedding,
-                  dropout, tie_weights, activation, peephole, seq_len, batch_size, optimizer, lr, clip,
-                  epochs, max_steps, time_limit, val_fraction, val_file, eval_every, patience, seed,
-                  resume, metrics, force, quiet, **tok):
-    """Train a recurrent language model on CORPUS (a UTF-8 text file).
+def train_command(corpus, output, task, fmt, tag_column, min_count, max_vocab, vocab_path, cell, layers, hidden,
+                  embedding, dropout, char_embedding, char_hidden, one_way, pool, tie_weights, activation,
+                  peephole, seq_len, batch_size, optimizer, lr, clip, epochs, max_steps, time_limit,
+                  val_fraction, val_file, eval_every, patience, seed, resume, metrics, force, quiet, **tok):
+    """Train a recurrent language model, tagger or classifier on CORPUS (a UTF-8 text file).
 
     \b
     Examples:
@@ -132,20 +180,39 @@ def train_command(corpus, output, min_count, max_vocab, vocab_path, cell, layers
       charlm train ptb.train.txt --level word --split whitespace --val-file ptb.valid.txt
       charlm train corpus.txt --time-limit 600               # stop after ten minutes
       charlm train corpus.txt --resume                       # continue an interrupted run
+      charlm train --task tag data/wikigold.train.txt --val-file data/wikigold.dev.txt -o ner.npz
+      charlm train --task tag en_ewt-ud-train.conllu --val-file en_ewt-ud-dev.conllu -o pos.npz
+      charlm train --task classify reviews.tsv --split whitespace -o sentiment.npz
 
-    The best model by validation loss is written to --output; `charlm sample` and
-    `charlm score` read charlm.npz by default. Ctrl-C saves and tells you how to resume.
+    \b
+    --task tag reads CoNLL-U (10 TAB-separated columns; --tag-column upos|xpos) or column files
+    (token first, tag last, a blank line between sentences, -DOCSTART- lines ignored) and trains
+    a bidirectional tagger; --task classify reads LABEL<TAB>TEXT or __label__LABEL TEXT lines
+    (the text cut into words by the tokenizer options) and trains a classifier.
+
+    The best model by validation loss (lm), entity F1 (entity tags), token accuracy (other tags)
+    or accuracy (classify) is written to --output; `charlm sample`/`score`, `charlm tag` and
+    `charlm classify` read charlm.npz by default. Ctrl-C saves and tells you how to resume.
     """
+    ctx = click.get_current_context()
+    if task != "lm" and ctx.get_parameter_source("level") == ParameterSource.DEFAULT:
+        tok["level"] = "word"  # taggers and classifiers read words unless told otherwise
     tok_config = tokenizer_settings(**tok)
     keep_freed_memory()  # every step allocates the same large arrays: reuse them (nn/alloc.py)
+    given = dict(cell=cell, layers=layers, hidden=hidden, embedding=embedding, dropout=dropout,
+                 char_embedding=char_embedding, char_hidden=char_hidden, pool=pool,
+                 bidirectional=False if one_way else None, tie_weights=tie_weights or None,
+                 activation=activation, peephole=peephole or None)
+    model = {k: v for k, v in given.items() if v is not None}
+    if task == "lm":
+        model = {**LM_MODEL, "tie_weights": tie_weights, "peephole": peephole, **model}
     opts = TrainOptions(
-        corpus=corpus, output=output, tokenizer=tok_config.to_dict(), min_count=min_count, max_vocab=max_vocab,
-        vocab=vocab_path,
-        model=dict(cell=cell, layers=layers, hidden=hidden, embedding=embedding, dropout=dropout,
-                   tie_weights=tie_weights, activation=activation, peephole=peephole),
+        corpus=corpus, output=output, task=task, tokenizer=tok_config.to_dict(), min_count=min_count,
+        max_vocab=max_vocab, vocab=vocab_path, model=model,
         seq_len=seq_len, batch_size=batch_size, optimizer=optimizer, lr=lr, clip=clip, epochs=epochs,
         max_steps=max_steps, time_limit=time_limit, val_fraction=val_fraction, val_file=val_file,
         eval_every=eval_every, patience=patience, seed=seed, metrics=metrics, force=force,
+        format=fmt, tag_column=tag_column,
     )
     summary = train(opts, resume=resume, reporter=BarReporter(quiet))
     where = f"best model (step {summary['best_step']}) in {summary['output']}; resumable state in {summary['last']}"
@@ -154,9 +221,11 @@ def train_command(corpus, output, min_count, max_vocab, vocab_path, cell, layers
         click.echo(f"charlm: resume with: charlm train {corpus} -o {output} --resume", err=True)
         sys.exit(130 if summary["interrupted"] == "SIGINT" else 143)
     if not quiet:
+        best = summary["best_record"] or {}
+        loss = summary["best_val_loss"] if summary["task"] == "lm" else best.get("val_loss")
+        quality = _quality(loss, summary["level"]) if summary["task"] == "lm" else _task_quality(best)
         click.echo(
             f"charlm: {summary['reason']} after {summary['step']} steps in {summary['elapsed']:.0f} s; "
-            f"best validation loss {summary['best_val_loss'] if summary['best_val_loss'] is not None else float('nan'):.4f} "
-            f"({_quality(summary['best_val_loss'], summary['level'])}); {where}",
+            f"best validation loss {loss if loss is not None else float('nan'):.4f} ({quality}); {where}",
             err=True,
         )

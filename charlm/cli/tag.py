@@ -1,0 +1,124 @@
+"""`charlm tag`: tag each token of sentences with a trained tagger (named entities, parts of speech)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from charlm.cli import cli
+from charlm.cli.options import load_predictor, model_option
+from charlm.labels import SCHEMES, convert
+from charlm.tagdata import detect_tag_format, looks_like_columns, read_tagged, read_text_sentences, write_columns
+from charlm.scoring import iter_lines
+
+
+def _input_format(path: str, known_tags: set) -> str:
+    """conllu, columns or text: what an unlabelled input file to tag looks like (see --format)."""
+    for line in iter_lines(path):
+        if line.strip() and not line.startswith("#"):
+            if detect_tag_format(line) == "conllu":
+                return "conllu"
+            break
+    return "columns" if looks_like_columns(path, known_tags) else "text"
+
+
+def _known_tags(encoder) -> set:
+    """Tags an input column file may carry: the model's, and for entity tags every scheme's."""
+    tags = set(encoder.labels)
+    if encoder.model_scheme:
+        kinds = {t.partition("-")[2] for t in tags if t != "O"}
+        tags |= {f"{p}-{k}" for k in kinds for p in "BIES"}
+    return tags
+
+
+def _read_input(path: str, fmt: str | None, predictor) -> list[list[str]]:
+    """Token lists of an input file: CoNLL-U or column files (first column / FORM), or text."""
+    enc = predictor.encoder
+    if fmt is None:
+        if path == "-":
+            raise click.UsageError("--file - (stdin) needs --format conllu, columns or text")
+        fmt = _input_format(path, _known_tags(enc))
+    if fmt == "text":
+        return [s.tokens for s in read_text_sentences(path, enc.tokenizer().tokenize).sentences]
+    return [s.tokens for s in read_tagged(path, format=fmt, need_tags=False).sentences]
+
+
+@cli.command("tag")
+@click.argument("sentences", nargs=-1, metavar="[SENTENCE]...")
+@model_option
+@click.option("-f", "--file", "file", metavar="PATH",
+              help="Tag a CoNLL-U or column file (first column: the tokens) or plain text, one sentence "
+                   "per line (- for stdin, with --format).")
+@click.option("--format", "fmt", type=click.Choice(["conllu", "columns", "text"]), default=None,
+              help="The --file format [default: detected: CoNLL-U, a column file whose last column holds "
+                   "the model's tags, else text].")
+@click.option("--conll", is_flag=True, help="Write columns: token<TAB>tag, a blank line after each sentence.")
+@click.option("--json", "as_json", is_flag=True,
+              help='One JSON object per sentence: {"tokens", "tags", "probs"} (and "spans" with --spans).')
+@click.option("--spans", is_flag=True,
+              help="List the entities of each sentence: text, type and token range (entity tags only).")
+@click.option("--scheme", type=click.Choice([s.lower() for s in SCHEMES]), default=None,
+              help="Write entity tags in this scheme [default: the scheme of the training data].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Sentences tagged together (sorted by length, padded, masked).")
+def tag_command(sentences, model_path, file, fmt, conll, as_json, spans, scheme, batch_size) -> None:
+    """Tag every token of each SENTENCE with a model trained by `charlm train --task tag`.
+
+    Each argument is one sentence, cut into words by the model's tokenizer. The output is one
+    line per sentence, each token followed by /TAG. Entity tags (IOB1, IOB2, IOBES) are decoded
+    with a Viterbi search over the transitions the scheme allows, so a sequence such as O I-PER
+    (invalid in IOB2) is never written, and are written in the scheme of the training data.
+
+    \b
+    Examples:
+      charlm tag -m ner.npz "He said, Teddy Roosevelt was a great President"
+      charlm tag -m ner.npz --spans "Teddy bears are on sale!"
+      charlm tag -m pos.npz --file en_ewt-ud-test.conllu --conll > tagged.txt
+      charlm tag -m ner.npz --file notes.txt --json            # plain text, one sentence per line
+      cat notes.txt | charlm tag -m ner.npz --file - --format text
+    """
+    if file is None and not sentences:
+        raise click.UsageError("nothing to tag: give one or more SENTENCE arguments or --file PATH")
+    if file is not None and sentences:
+        raise click.UsageError("give SENTENCE arguments or --file PATH, not both")
+    if conll and (as_json or spans):
+        raise click.UsageError("--conll cannot be combined with --json or --spans")
+    if fmt is not None and file is None:
+        raise click.UsageError("--format needs --file PATH")
+    predictor = load_predictor(model_path, "tag", batch_size)
+    enc = predictor.encoder
+    if (spans or scheme) and not enc.model_scheme:
+        option = "--spans" if spans else "--scheme"
+        raise click.UsageError(f"{option} needs entity tags (B-/I-... ); this model's tags are not: "
+                               f"{', '.join(enc.labels[:5])}{', ...' if len(enc.labels) > 5 else ''}")
+    if file is None:
+        cut = enc.tokenizer()
+        token_lists = []
+        for i, text in enumerate(sentences, 1):
+            tokens = cut.tokenize(text)
+            if not tokens:
+                raise click.UsageError(f"sentence {i} is empty: nothing to tag")
+            token_lists.append(tokens)
+    else:
+        token_lists = _read_input(file, fmt, predictor)
+    results = predictor.tag(token_lists)
+    if scheme:
+        for r in results:
+            r.tags = convert(r.tags, scheme.upper())
+    for n, r in enumerate(results):
+        if as_json:
+            d = r.to_dict()
+            if spans:
+                d["spans"] = [{"text": t, "type": k, "start": s, "end": e} for t, k, s, e in r.spans()]
+            click.echo(json.dumps(d, ensure_ascii=False))
+        elif conll:
+            click.echo(write_columns(r.tokens, r.tags), nl=False)
+        elif spans:
+            if n:
+                click.echo("")
+            for text, kind, start, end in r.spans():
+                click.echo(f"{text}  {kind}  {start}-{end}")
+        else:
+            click.echo(" ".join(f"{t}/{g}" for t, g in zip(r.tokens, r.tags)))
+
