@@ -205,6 +205,9 @@ class _TagReader:
             self.check_tag_column(lineno, len(fields))
         elif len(fields) != self.columns[0]:
             n, first = self.columns
+            if line.startswith("# "):
+                raise self.fail(lineno, f"a CoNLL-U comment line in a column file (columns {self.origin()}): "
+                                        "the file mixes formats")
             raise self.fail(lineno, f"{len(fields)} column{'s' * (len(fields) != 1)}, but line {first} "
                                     f"has {n}: every line of a column file has the same columns")
         tag = None

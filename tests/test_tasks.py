@@ -13,13 +13,13 @@ import pytest
 from charlm import checkpoint as ckpt
 from charlm.batches import SentenceBatches, SentenceValidation
 from charlm.errors import DataError, UsageError
-from charlm.labels import chunks, convert
 from charlm.metrics import conlleval_counts
 from charlm.predict import Predictor
 from charlm.sentences import Encoder
 from charlm.tagdata import read_tagged
 from charlm.tokenizer import TokenizerConfig
-from charlm.train import Reporter, SingleProcess, TrainOptions, last_path, train
+from charlm.train import SingleProcess, TrainOptions, last_path, train
+from test_train import KillAt
 from tasksdata import classification_text, column_text, conllu_text, ner_sentences
 
 SMALL = dict(cell="lstm", layers=1, hidden=8, embedding=8, char_embedding=4, char_hidden=4, dropout=0.1)
@@ -109,15 +109,6 @@ def test_classifier_run_and_validation_share(files, tmp_path):
     assert summary["best_val_loss"] == -max(r["val_accuracy"] for r in records(opts.metrics))
     # 25 % of the 120 lines held out, a seeded random share: 90 training examples
     assert loaded.meta["train"]["options"]["val_fraction"] == 0.25
-
-
-class KillAt(Reporter):
-    def __init__(self, step, sig):
-        self.at, self.sig = step, sig
-
-    def step(self, step, loss, lr, tokens_per_s):
-        if step == self.at:
-            os.kill(os.getpid(), self.sig)
 
 
 @pytest.mark.parametrize("task,corpus,stop_at", [("tag", "ner.train", 7), ("tag", "pos.train", 13),

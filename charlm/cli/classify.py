@@ -7,18 +7,15 @@ import json
 import click
 
 from charlm.cli import cli
-from charlm.cli.options import load_predictor, model_option
+from charlm.cli.options import input_options, load_predictor, texts_or_file
 from charlm.tagdata import read_labelled
 
 
 @cli.command("classify")
-@click.argument("texts", nargs=-1, metavar="[TEXT]...")
-@model_option
-@click.option("-f", "--file", "file", metavar="PATH",
-              help="Classify every non-empty line of PATH (- for stdin); LABEL<TAB>TEXT and __label__ "
-                   "lines have their label removed first.")
-@click.option("--format", "fmt", type=click.Choice(["tab", "fasttext", "text"]), default=None,
-              help="The --file format [default: detected from its first line].")
+@input_options("TEXT", file_help="Classify every non-empty line of PATH (- for stdin); LABEL<TAB>TEXT and "
+                                 "__label__ lines have their label removed first.",
+               formats=["tab", "fasttext", "text"], format_help="The --file format [default: detected from its "
+                                                                "first line].")
 @click.option("-k", "--top-k", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="Show the N likeliest labels with their probabilities.")
 @click.option("--json", "as_json", is_flag=True,
@@ -39,23 +36,10 @@ def classify_command(texts, model_path, file, fmt, top_k, as_json, batch_size) -
       charlm classify -m sentiment.npz --file reviews.txt
       cat reviews.txt | charlm classify -m sentiment.npz --file -
     """
-    if file is None and not texts:
-        raise click.UsageError("nothing to classify: give one or more TEXT arguments or --file PATH")
-    if file is not None and texts:
-        raise click.UsageError("give TEXT arguments or --file PATH, not both")
-    if fmt is not None and file is None:
-        raise click.UsageError("--format needs --file PATH")
     predictor = load_predictor(model_path, "classify", batch_size)
     cut = predictor.encoder.tokenizer()
-    if file is None:
-        token_lists = []
-        for i, text in enumerate(texts, 1):
-            tokens = cut.tokenize(text)
-            if not tokens:
-                raise click.UsageError(f"text {i} is empty: nothing to classify")
-            token_lists.append(tokens)
-        shown = list(texts)
-    else:
+    token_lists, shown = texts_or_file(texts, file, fmt, "classify", cut.tokenize), list(texts)
+    if token_lists is None:
         examples = read_labelled(file, cut.tokenize, format=fmt, need_labels=False).examples
         token_lists, shown = [e.tokens for e in examples], [e.text for e in examples]
     for r in predictor.classify(token_lists, shown):

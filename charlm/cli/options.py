@@ -51,6 +51,36 @@ def tokenizer_settings(level, mode, split, lowercase, graphemes):
     return TokenizerConfig(level=level, mode=mode, split=split, lowercase=lowercase, graphemes=graphemes)
 
 
+def input_options(argument: str, file_help: str, formats: list[str], format_help: str):
+    """The inputs of `charlm tag` / `classify`: ARGUMENT... texts, -m/--model, -f/--file, --format.
+    Check them with `texts_or_file`."""
+    def add(f):
+        f = click.option("--format", "fmt", type=click.Choice(formats), default=None, help=format_help)(f)
+        f = click.option("-f", "--file", "file", metavar="PATH", help=file_help)(f)
+        f = model_option(f)
+        return click.argument("texts", nargs=-1, metavar=f"[{argument}]...")(f)
+    return add
+
+
+def texts_or_file(texts, file, fmt, what: str, tokenize) -> list | None:
+    """Token lists of the command-line texts (None when --file is used); usage errors for neither,
+    both, an empty text, or --format without --file. `what`: "tag" or "classify"."""
+    noun = "SENTENCE" if what == "tag" else "TEXT"
+    if file is None and not texts:
+        raise click.UsageError(f"nothing to {what}: give one or more {noun} arguments or --file PATH")
+    if file is not None and texts:
+        raise click.UsageError(f"give {noun} arguments or --file PATH, not both")
+    if fmt is not None and file is None:
+        raise click.UsageError("--format needs --file PATH")
+    if file is not None:
+        return None
+    token_lists = [tokenize(text) for text in texts]
+    for i, tokens in enumerate(token_lists, 1):
+        if not tokens:
+            raise click.UsageError(f"{'sentence' if what == 'tag' else 'text'} {i} is empty: nothing to {what}")
+    return token_lists
+
+
 def model_option(f):
     """-m/--model PATH (env CHARLM_MODEL, default charlm.npz)."""
     return click.option(

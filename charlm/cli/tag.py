@@ -7,7 +7,7 @@ import json
 import click
 
 from charlm.cli import cli
-from charlm.cli.options import load_predictor, model_option
+from charlm.cli.options import input_options, load_predictor, texts_or_file
 from charlm.labels import SCHEMES, convert
 from charlm.tagdata import detect_tag_format, looks_like_columns, read_tagged, read_text_sentences, write_columns
 from charlm.scoring import iter_lines
@@ -45,14 +45,11 @@ def _read_input(path: str, fmt: str | None, predictor) -> list[list[str]]:
 
 
 @cli.command("tag")
-@click.argument("sentences", nargs=-1, metavar="[SENTENCE]...")
-@model_option
-@click.option("-f", "--file", "file", metavar="PATH",
-              help="Tag a CoNLL-U or column file (first column: the tokens) or plain text, one sentence "
-                   "per line (- for stdin, with --format).")
-@click.option("--format", "fmt", type=click.Choice(["conllu", "columns", "text"]), default=None,
-              help="The --file format [default: detected: CoNLL-U, a column file whose last column holds "
-                   "the model's tags, else text].")
+@input_options("SENTENCE", file_help="Tag a CoNLL-U or column file (first column: the tokens) or plain text, one "
+                                     "sentence per line (- for stdin, with --format).",
+               formats=["conllu", "columns", "text"],
+               format_help="The --file format [default: detected: CoNLL-U, a column file whose last column "
+                           "holds the model's tags, else text].")
 @click.option("--conll", is_flag=True, help="Write columns: token<TAB>tag, a blank line after each sentence.")
 @click.option("--json", "as_json", is_flag=True,
               help='One JSON object per sentence: {"tokens", "tags", "probs"} (and "spans" with --spans).')
@@ -62,7 +59,7 @@ def _read_input(path: str, fmt: str | None, predictor) -> list[list[str]]:
               help="Write entity tags in this scheme [default: the scheme of the training data].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Sentences tagged together (sorted by length, padded, masked).")
-def tag_command(sentences, model_path, file, fmt, conll, as_json, spans, scheme, batch_size) -> None:
+def tag_command(texts, model_path, file, fmt, conll, as_json, spans, scheme, batch_size) -> None:
     """Tag every token of each SENTENCE with a model trained by `charlm train --task tag`.
 
     Each argument is one sentence, cut into words by the model's tokenizer. The output is one
@@ -78,29 +75,16 @@ def tag_command(sentences, model_path, file, fmt, conll, as_json, spans, scheme,
       charlm tag -m ner.npz --file notes.txt --json            # plain text, one sentence per line
       cat notes.txt | charlm tag -m ner.npz --file - --format text
     """
-    if file is None and not sentences:
-        raise click.UsageError("nothing to tag: give one or more SENTENCE arguments or --file PATH")
-    if file is not None and sentences:
-        raise click.UsageError("give SENTENCE arguments or --file PATH, not both")
     if conll and (as_json or spans):
         raise click.UsageError("--conll cannot be combined with --json or --spans")
-    if fmt is not None and file is None:
-        raise click.UsageError("--format needs --file PATH")
     predictor = load_predictor(model_path, "tag", batch_size)
     enc = predictor.encoder
     if (spans or scheme) and not enc.model_scheme:
         option = "--spans" if spans else "--scheme"
         raise click.UsageError(f"{option} needs entity tags (B-/I-... ); this model's tags are not: "
                                f"{', '.join(enc.labels[:5])}{', ...' if len(enc.labels) > 5 else ''}")
-    if file is None:
-        cut = enc.tokenizer()
-        token_lists = []
-        for i, text in enumerate(sentences, 1):
-            tokens = cut.tokenize(text)
-            if not tokens:
-                raise click.UsageError(f"sentence {i} is empty: nothing to tag")
-            token_lists.append(tokens)
-    else:
+    token_lists = texts_or_file(texts, file, fmt, "tag", enc.tokenizer().tokenize)
+    if token_lists is None:
         token_lists = _read_input(file, fmt, predictor)
     results = predictor.tag(token_lists)
     if scheme:
