@@ -5,7 +5,8 @@ metric, for the side-by-side NER comparison of bench_tasks.py (needs the `bench`
 
 What is the same as charlm's run with the same options:
   * data: charlm's readers, vocabularies (`Encoder.build`: words, characters, labels in IOB2) and
-    batches (`SentenceBatches`: the same sentences in the same order, padded the same way);
+    batches (`SentenceBatches`: the same sentences in the same order, padded the same way, the
+    same words seen once read as <UNK>);
   * model: word embedding E concatenated with a character BiLSTM's final states (embedding Ec,
     Hc per direction, over each distinct word of the batch), dropout, an L-layer bidirectional
     LSTM with H per direction (dropout between layers), dropout, a linear layer to the K tags,
@@ -43,6 +44,7 @@ from charlm.labels import detect_scheme  # noqa: E402
 from charlm.metrics import conlleval_counts  # noqa: E402
 from charlm.sentences import Encoder  # noqa: E402
 from charlm.tagdata import read_tagged  # noqa: E402
+from charlm.taskdata import UNK_RATE  # noqa: E402
 from charlm.tokenizer import TokenizerConfig  # noqa: E402
 
 
@@ -124,7 +126,8 @@ def main() -> int:
                         scheme)
     encoded = [enc.encode(s.tokens, s.tags) for s in train]
     clock = Clock()
-    source = SentenceBatches(encoded, enc.batch, a.batch_size, a.seed, clock)
+    source = SentenceBatches(encoded, enc.batch, a.batch_size, a.seed, clock, rare=enc.singletons(),
+                             unk_rate=UNK_RATE)
     model = BiLSTMTagger(len(enc.vocab), len(enc.chars), len(enc.labels), a.embedding, a.char_embedding,
                          a.char_hidden, a.hidden, a.layers, a.dropout)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
@@ -135,6 +138,8 @@ def main() -> int:
     def evaluate() -> bool:
         nonlocal best_f1, best_state, best_step, bad
         f1 = entity_f1(model, enc, dev)
+        print(json.dumps({"step": step, "epoch": round(clock.epoch + source.epoch_fraction(position), 2),
+                          "val_f1": round(f1, 4), "lr": opt.param_groups[0]["lr"]}), file=sys.stderr, flush=True)
         if f1 > best_f1:
             best_f1, best_state, best_step, bad = f1, copy.deepcopy(model.state_dict()), step, 0
             return False
