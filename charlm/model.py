@@ -72,35 +72,54 @@ def check_settings(config, ints=(), flags=()) -> None:
         raise CharlmError("peephole connections need --cell lstm")
 
 
-def config_from_dict(cls, d, required=()):
-    """A configuration dataclass from a mapping (a checkpoint's settings): unknown or missing keys
-    are a CharlmError."""
-    if not isinstance(d, dict):
-        raise CharlmError("model settings must be a mapping")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise CharlmError(f"unknown model setting(s): {', '.join(map(str, unknown))}")
-    for key in required:
-        if key not in d:
-            raise CharlmError(f"model settings lack {key}")
-    return cls(**d)
+class Settings:
+    """Base of the model configuration dataclasses (ModelConfig, tagger.TaggerConfig): validated on
+    construction (`validate`, CharlmError on nonsense), written to and read from a plain dict (a
+    checkpoint's settings). `REQUIRED` lists the fields a dict must have."""
+
+    REQUIRED: tuple = ()
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        """The configuration a mapping describes; unknown or missing keys are a CharlmError."""
+        if not isinstance(d, dict):
+            raise CharlmError("model settings must be a mapping")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise CharlmError(f"unknown model setting(s): {', '.join(map(str, unknown))}")
+        for key in cls.REQUIRED:
+            if key not in d:
+                raise CharlmError(f"model settings lack {key}")
+        return cls(**d)
 
 
 def checked_params(params: dict, shapes: dict, dtype) -> dict:
-    """Given parameters checked against a model's param_shapes() (names and shapes; CharlmError on
-    a mismatch) and made contiguous arrays of `dtype`, in the shapes' order."""
-    if set(params) != set(shapes):
-        raise CharlmError(f"model parameters {sorted(params)} do not match the "
-                          f"configuration's {sorted(shapes)}")
-    for k, shape in shapes.items():
-        if tuple(np.shape(params[k])) != shape:
-            raise CharlmError(f"parameter {k} has shape {np.shape(params[k])}, expected {shape}")
+    """Given parameters checked against a model's param_shapes() (names and shapes; a CharlmError
+    names what is missing, unexpected or of the wrong shape) and made contiguous arrays of `dtype`,
+    in the shapes' order."""
+    missing = sorted(set(shapes) - set(params))
+    extra = sorted(set(params) - set(shapes))
+    wrong = sorted(f"{k} {np.shape(params[k])} (expected {shapes[k]})" for k in set(shapes) & set(params)
+                   if tuple(np.shape(params[k])) != tuple(shapes[k]))
+    if missing or extra or wrong:
+        raise CharlmError("; ".join(x for x in (missing and f"missing {', '.join(missing)}",
+                                                extra and f"unexpected {', '.join(extra)}",
+                                                wrong and f"wrong shape {', '.join(wrong)}") if x))
     return {k: np.ascontiguousarray(params[k], dtype=dtype) for k in shapes}
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Settings):
     """Hyper-parameters of a LanguageModel. Construction validates (CharlmError on nonsense)."""
 
     vocab_size: int
@@ -114,8 +133,7 @@ class ModelConfig:
     peephole: bool = False
     dtype: str = "float32"
 
-    def __post_init__(self) -> None:
-        self.validate()
+    REQUIRED = ("vocab_size",)
 
     def validate(self) -> None:
         check_settings(self, ("vocab_size", "layers", "hidden", "embedding"), ("tie_weights", "peephole"))
@@ -125,16 +143,11 @@ class ModelConfig:
             raise CharlmError(f"tie_weights needs embedding == hidden "
                               f"(got embedding {self.embedding}, hidden {self.hidden})")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d) -> "ModelConfig":
-        return config_from_dict(cls, d, ("vocab_size",))
-
 
 class LanguageModel:
     """Left-to-right recurrent language model over token ids (time-major (T,B) arrays)."""
+
+    task = "lm"
 
     def __init__(self, config: ModelConfig, params: dict | None = None, seed: int = 0):
         self.config = config
