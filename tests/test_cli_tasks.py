@@ -92,6 +92,9 @@ def test_tag_files_conll_output_reads_back(trained, tmp_path):
     assert r.stdout.splitlines()[1].startswith("Teddy/")  # plain text, cut by the tokenizer
     r = _invoke("tag", "-m", m, "--file", "-", "--format", "text", input="Teddy bears\n")
     assert r.stdout.startswith("Teddy/") and r.stdout.count("/") == 2
+    r = _invoke("tag", "-m", m, "--file", "-", input=trained["ner_dev"].read_text())  # detected: columns
+    assert r.stdout.splitlines()[0].split()[0].rsplit("/", 1)[0] == read_tagged(trained["ner_dev"]).sentences[0].tokens[0]
+    assert len(r.stdout.splitlines()) == len(read_tagged(trained["ner_dev"]).sentences)
     r = _invoke("tag", "-m", trained["pos.npz"], "--file", trained["pos"], "--json")
     first = json.loads(r.stdout.splitlines()[0])
     assert first["tokens"] == read_tagged(trained["pos"]).sentences[0].tokens

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import click
@@ -10,17 +11,24 @@ from charlm.cli import cli
 from charlm.cli.options import input_options, load_predictor, texts_or_file
 from charlm.labels import SCHEMES, convert
 from charlm.tagdata import detect_tag_format, looks_like_columns, read_tagged, read_text_sentences, write_columns
+from charlm.reader import read_text
 from charlm.scoring import iter_lines
 
 
-def _input_format(path: str, known_tags: set) -> str:
-    """conllu, columns or text: what an unlabelled input file to tag looks like (see --format)."""
-    for line in iter_lines(path):
+def _input_format(source, known_tags: set) -> str:
+    """conllu, columns or text: what an unlabelled input to tag looks like (see --format)."""
+    for line in iter_lines(source):
         if line.strip() and not line.startswith("#"):
             if detect_tag_format(line) == "conllu":
                 return "conllu"
             break
-    return "columns" if looks_like_columns(path, known_tags) else "text"
+    _rewind(source)
+    return "columns" if looks_like_columns(source, known_tags) else "text"
+
+
+def _rewind(source) -> None:
+    if hasattr(source, "seek"):
+        source.seek(0)
 
 
 def _known_tags(encoder) -> set:
@@ -35,18 +43,21 @@ def _known_tags(encoder) -> set:
 def _read_input(path: str, fmt: str | None, predictor) -> list[list[str]]:
     """Token lists of an input file: CoNLL-U or column files (first column / FORM), or text."""
     enc = predictor.encoder
+    source = path
     if fmt is None:
-        if path == "-":
-            raise click.UsageError("--file - (stdin) needs --format conllu, columns or text")
-        fmt = _input_format(path, _known_tags(enc))
+        if path == "-":  # read once, look at it, read it again
+            source = io.StringIO("".join(read_text("-")))
+            source.name = "<stdin>"
+        fmt = _input_format(source, _known_tags(enc))
+        _rewind(source)
     if fmt == "text":
-        return [s.tokens for s in read_text_sentences(path, enc.tokenizer().tokenize).sentences]
-    return [s.tokens for s in read_tagged(path, format=fmt, need_tags=False).sentences]
+        return [s.tokens for s in read_text_sentences(source, enc.tokenizer().tokenize).sentences]
+    return [s.tokens for s in read_tagged(source, format=fmt, need_tags=False).sentences]
 
 
 @cli.command("tag")
 @input_options("SENTENCE", file_help="Tag a CoNLL-U or column file (first column: the tokens) or plain text, one "
-                                     "sentence per line (- for stdin, with --format).",
+                                     "sentence per line (- for stdin).",
                formats=["conllu", "columns", "text"],
                format_help="The --file format [default: detected: CoNLL-U, a column file whose last column "
                            "holds the model's tags, else text].")
