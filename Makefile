@@ -10,20 +10,22 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,plot]'
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The main job on the shipped corpus: about two minutes of training, then sampling and scoring;
-# then a named-entity tagger trained for a minute on wikigold tags the notes' two Teddy sentences.
+# The main job on the shipped corpus: about two minutes of training, then sampling, scoring and
+# the training curves (demo/curves.png); then a named-entity tagger trained for a minute on
+# wikigold tags the notes' two Teddy sentences.
 demo: $(STAMP)
 	mkdir -p demo
 	$(BIN)/charlm tokenize --stats data/tinyshakespeare.txt
 	cd demo && ../$(BIN)/charlm train ../data/tinyshakespeare.txt --time-limit 110 --eval-every 100
 	cd demo && ../$(BIN)/charlm sample --temperature 0.8 --length 400 --seed 1
 	cd demo && ../$(BIN)/charlm score "The apple and pear salad" "The apple and pair salad"
+	cd demo && ../$(BIN)/charlm plot charlm.last.npz -o curves.png
 	cd demo && ../$(BIN)/charlm train --task tag ../data/wikigold.train.txt --val-file ../data/wikigold.dev.txt \
 		-o ner.npz --time-limit 60 --eval-every 42
 	cd demo && ../$(BIN)/charlm eval -m ner.npz ../data/wikigold.test.txt | head -4

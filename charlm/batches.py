@@ -9,10 +9,13 @@ position inside an epoch (that is what makes resuming exact):
     source.steps_per_epoch()           batches in one epoch
     source.epoch_fraction(position)    how far into the epoch `position` is, in [0, 1]
     source.batches(position)           Batch objects from `position` to the end of the epoch
+    source.part(cols)                  the same source over the streams `cols` of every batch (one
+                                       process's share under `mpiexec`; see charlm.parallel)
 
     Batch.inputs   what `model.loss(*inputs, state, train=True, rng=rng)` takes before the state
     Batch.end      the position right after this batch (where a resumed run starts again)
     Batch.tokens   predictions the batch trains on (tokens/s, tokens seen)
+    Batch.parts    None, or the batches of one step that accumulates gradients (`Accumulated`)
 
 A validation set is evaluated by `validation.evaluate(model, comm)` -> `Evaluation`; with several
 processes (`comm.size` > 1) each evaluates its share and the sums are reduced with `comm`.
@@ -43,6 +46,7 @@ class Batch:
     inputs: tuple
     end: int
     tokens: int
+    parts: tuple | None = None
 
 
 @dataclass
@@ -77,6 +81,41 @@ class StreamBatches:
     def batches(self, position: int = 0) -> Iterator[Batch]:
         for pos, x, y in iter_windows(self.data, self.seq_len, start=position):
             yield Batch((x, y), pos + x.shape[0], x.size)
+
+    def part(self, cols: slice) -> "StreamBatches":
+        """The streams `cols` of every batch: one process's share of a data-parallel run."""
+        return StreamBatches(self.data[:, cols], self.seq_len)
+
+
+class Accumulated:
+    """Any batch source, `k` consecutive batches per step (`charlm train --accumulate K`): the
+    engine takes one update for the mean gradient of the k parts (an effective batch k times as
+    large, in the memory of one; under mpiexec, one all-reduce per k batches). The last step of
+    an epoch may have fewer parts; positions are those of the source."""
+
+    def __init__(self, source, k: int):
+        self.source, self.k = source, int(k)
+        self.batch_size, self.carries_state = source.batch_size, source.carries_state
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.source.steps_per_epoch() / self.k)
+
+    def epoch_fraction(self, position: int) -> float:
+        return self.source.epoch_fraction(position)
+
+    def batches(self, position: int = 0) -> Iterator[Batch]:
+        group: list[Batch] = []
+        for batch in self.source.batches(position):
+            group.append(batch)
+            if len(group) == self.k:
+                yield self._step(group)
+                group = []
+        if group:
+            yield self._step(group)
+
+    @staticmethod
+    def _step(group: list[Batch]) -> Batch:
+        return Batch((), group[-1].end, sum(b.tokens for b in group), parts=tuple(group))
 
 
 class StreamValidation:

@@ -6,7 +6,8 @@
   model) — not even with `force`.
 * No two outputs may be the same file.
 * An existing output is replaced (or appended to) only when it is already a file of the kind
-  the command writes: a charlm checkpoint, a charlm metrics log, a charlm vocabulary. Anything
+  the command writes: a charlm checkpoint, a charlm metrics log, a charlm vocabulary, a charlm
+  plot (an image whose metadata names `PLOT_MARK`). Anything
   else is refused unless `force` is given, which allows replacing it (never an input).
 * An output cannot be a directory, and its folder must exist and be writable.
 
@@ -25,6 +26,8 @@ from charlm.vocab import VOCAB_FORMAT
 
 # What a command writes, and how to recognise an existing file of that kind.
 CHECKPOINT, METRICS, VOCAB = "charlm checkpoint", "charlm metrics log", "charlm vocabulary"
+PLOT = "charlm plot"
+PLOT_MARK = "charlm plot"  # `charlm plot` writes it in the image's metadata (PNG Software, SVG Creator)
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,18 @@ def _is_vocab(path: str) -> bool:
     return isinstance(d, dict) and d.get("format") == VOCAB_FORMAT
 
 
-_RECOGNISE = {CHECKPOINT: _is_checkpoint, METRICS: _is_metrics_log, VOCAB: _is_vocab}
+def _is_plot(path: str) -> bool:
+    """A PNG or SVG whose metadata, near the start of the file, names PLOT_MARK."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    image = head.startswith(b"\x89PNG") or b"<svg" in head
+    return image and PLOT_MARK.encode() in head
+
+
+_RECOGNISE = {CHECKPOINT: _is_checkpoint, METRICS: _is_metrics_log, VOCAB: _is_vocab, PLOT: _is_plot}
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -17,17 +17,32 @@ token y^<t>, feed it back as x^<t+1>, repeat until <EOS> (or a length limit). He
 * The draw is one vectorised inverse-CDF step for the whole batch: cumulative sums of the
   (unnormalised) probabilities, one uniform u per row, the first index where cumsum > u * total.
 
+* Stop strings: with `stop_at`, a sample also ends with the token that completes one of the
+  strings in its generated text (the prime is not searched).
+* Priming text (`Prime`): a lines-mode model reads each complete line of the prime as a sentence
+  followed by `<EOS>`; the last line, if it does not end with a newline, is the sentence the sample
+  continues. A stream-mode model reads the prime as running text ("\\n" tokens included).
+
+`sample` returns token lists; `samples` returns `Sample` records (text, tokens, why it stopped),
+which is what the Python API returns and `charlm sample` prints. The first distribution of every
+decoder here (sampling, beam search, `next_token_log_probs`) comes from `context_log_probs`.
 Nothing here prints; `on_token` lets the CLI stream tokens as they are generated.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
-from charlm.errors import UsageError
-from charlm.scoring import NEWLINE, tokenizer_mode
+from charlm.errors import DataError, UsageError
+from charlm.nn.layers import log_softmax
+from charlm.scoring import is_char_level, start_id, tokenizer_mode
+from charlm.reader import read_text
+from charlm.tokenizer import Tokenizer
+from charlm.vocab import EOS
 
 TokenCallback = Callable[[int, np.ndarray, np.ndarray], None]
 
@@ -113,25 +128,147 @@ def draw(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
     return Drawer(B, V, rng, temperature, top_k, top_p, banned)(logits)
 
 
-def _repeat_state(state, n: int):
+def repeat_state(state, n: int):
     """Tile a batch-1 state (list over layers of tuples of (1, H)) to batch n."""
     return [tuple(np.repeat(s, n, axis=0) for s in layer) for layer in state]
 
 
+def default_length(vocab) -> int:
+    """Tokens generated when no length is given: 200 characters or 50 words."""
+    return 200 if is_char_level(vocab) else 50
+
+
+def check_stop_at(stop_at: Sequence[str]) -> list[str]:
+    """The stop strings as a list; UsageError for an empty one (it would stop at once)."""
+    stops = [stop_at] if isinstance(stop_at, str) else list(stop_at)
+    for s in stops:
+        if not isinstance(s, str) or not s:
+            raise UsageError(f"a stop string must be a non-empty string, got {s!r}")
+    return stops
+
+
+def hits_stop(tokenizer: Tokenizer, tokens: Sequence[str], stops: Sequence[str]) -> bool:
+    """Does the text of `tokens` contain a stop string that ends in its last token?
+
+    Every token is at least one character, so such an occurrence lies in the text of the last
+    len(stop) + 1 tokens (the extra one covers a separator the detokenizer puts between them).
+    """
+    return any(s in tokenizer.detokenize(tokens[-(len(s) + 1):]) for s in stops)
+
+
+# -- the context before the first generated token ---------------------------------------------
+
+@dataclass
+class Prime:
+    """Priming text as a model reads it.
+
+    tokens: what is fed after the start symbol (lines mode: "<EOS>" after each complete line);
+    text:   the prime as printed before a continuation (the tokens detokenized, line by line);
+    head, cut: `head` is the text of the complete lines (lines mode), `tokens[cut:]` the line
+            a continuation extends.
+    """
+
+    tokens: list[str]
+    text: str
+    head: str = ""
+    cut: int = 0
+
+    @classmethod
+    def from_text(cls, tokenizer: Tokenizer, text: str) -> "Prime":
+        if tokenizer.config.mode != "lines":
+            tokens = tokenizer.tokenize(text)
+            return cls(tokens, tokenizer.detokenize(tokens))
+        *complete, last = text.replace("\r\n", "\n").split("\n")
+        tokens: list[str] = []
+        head = ""
+        for line in complete:
+            line_tokens = tokenizer.tokenize(line)
+            if line_tokens:  # blank lines are not sentences (as in a corpus)
+                tokens += line_tokens + [EOS]
+                head += tokenizer.detokenize(line_tokens) + "\n"
+        cut = len(tokens)
+        tokens += tokenizer.tokenize(last)
+        return cls(tokens, head + tokenizer.detokenize(tokens[cut:]), head, cut)
+
+    def unknown(self, vocab) -> list[str]:
+        """The prime's tokens the vocabulary does not know (they are read as <UNK>)."""
+        return [t for t in self.tokens if t not in vocab.index]
+
+    def context_ids(self, vocab) -> list[int]:
+        """Start symbol + prime, as ids: lines mode [EOS, ...]; stream mode ["\\n", ...] when
+        the vocabulary has a newline, else the prime alone (the scoring conventions)."""
+        start = start_id(vocab, tokenizer_mode(vocab))
+        return ([] if start is None else [start]) + [int(i) for i in vocab.encode(self.tokens)]
+
+    def continued(self, tokenizer: Tokenizer, tokens: Sequence[str]) -> str:
+        """The prime's text followed by the generated `tokens` (joined as the tokenizer does)."""
+        return self.head + tokenizer.detokenize(self.tokens[self.cut:] + list(tokens))
+
+
+def context_log_probs(model, vocab, context: Sequence[int]):
+    """log P(next token | context) (V,) float64 and the state after the context (batch 1).
+
+    The context is read with one `target_log_probs` pass over all but its last id (chunked,
+    so a long prime never makes a (T, V) array) and one `model.step` on the last. An empty
+    context (stream mode, no "\\n" in the vocabulary, no prime) gives the training unigram
+    distribution `vocab.counts` (log 0 = -inf for tokens never seen) and the zero state.
+    """
+    state = model.init_state(1)
+    if not context:
+        counts = np.asarray(vocab.counts, dtype=np.float64)
+        total = counts.sum()
+        if total <= 0:
+            counts, total = np.ones(len(vocab)), float(len(vocab))
+        with np.errstate(divide="ignore"):
+            return np.log(counts / total), state
+    ids = np.asarray(context, dtype=np.int64)
+    if len(ids) > 1:
+        _, state = model.target_log_probs(ids[:-1, None], ids[1:, None], state)
+    logits, state = model.step(ids[-1:], state)               # (1, V)
+    return log_softmax(np.asarray(logits, dtype=np.float64)[0].copy()), state
+
+
+def next_tokens(model, vocab, prime: Prime, k: int = 10) -> list[tuple[str, float]]:
+    """The k likeliest next tokens after the prime with their log-probabilities, likeliest first
+    (ties: lower id first): log P(y<t> | y<1>, ..., y<t-1>) over the whole vocabulary."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise UsageError(f"k must be a whole number >= 1, got {k!r}")
+    logp = context_log_probs(model, vocab, prime.context_ids(vocab))[0]     # (V,)
+    ids = np.arange(len(logp))
+    if k < len(logp):
+        ids = np.argpartition(-logp, k - 1)[:k]              # the k largest, in any order
+    order = ids[np.lexsort((ids, -logp[ids]))]
+    return [(vocab.tokens[i], float(logp[i])) for i in order.tolist()]
+
+
+def read_prime_file(path) -> str:
+    """The whole text of a priming file (UTF-8; "-" is stdin). DataError for a missing,
+    unreadable, binary or non-UTF-8 file."""
+    try:
+        return "".join(read_text(os.fspath(path)))
+    except DataError as err:
+        raise DataError(f"prime file: {err}") from None
+
+
+# -- sampling ---------------------------------------------------------------------------------
+
 def sample(model, vocab, *, num: int = 1, length: int = 200, temperature: float = 1.0,
            top_k: int | None = None, top_p: float | None = None,
            prime: Sequence[str] = (), rng: np.random.Generator | None = None,
-           on_token: TokenCallback | None = None) -> list[list[str]]:
+           on_token: TokenCallback | None = None,
+           stop_at: Sequence[str] = ()) -> list[list[str]]:
     """Generate `num` samples together as one batch; returns their tokens (prime excluded).
 
     prime: tokens fed before sampling (out-of-vocabulary ones become <UNK>).
     length: the maximum number of generated tokens per sample (<EOS> ends a sample early in lines
       mode and is not included).
+    stop_at: strings that end a sample with the token that completes one of them.
     on_token(t, ids (B,), emitted (B,) bool): called after step t's draw; emitted[b] says ids[b]
       is a real new token of sample b (False once the sample ended).
     Same rng state, same samples.
     """
     check_options(temperature, top_k, top_p, length, num)
+    stops = check_stop_at(stop_at)
     rng = rng if rng is not None else np.random.default_rng()
     mode = tokenizer_mode(vocab)
     eos, unk = vocab.eos_id, vocab.unk_id
@@ -139,44 +276,78 @@ def sample(model, vocab, *, num: int = 1, length: int = 200, temperature: float 
     if len(vocab) <= len(banned):
         raise UsageError("the model's vocabulary has no tokens to sample")
 
-    # the context fed before the first draw: start symbol + prime
-    start = [eos] if mode == "lines" else ([vocab.index[NEWLINE]] if NEWLINE in vocab.index else [])
-    context = start + [int(i) for i in vocab.encode(list(prime))]
+    context = Prime(list(prime), "").context_ids(vocab)
+    logp, state1 = context_log_probs(model, vocab, context)     # (V,) float64
+    logits = np.repeat(logp[None, :], num, axis=0)                 # (B, V); log-softmax ~ logits
+    state = repeat_state(state1, num)
     out = np.empty((length, num), dtype=np.int64)  # (length, B) generated ids
-    state1 = model.init_state(1)
-    if context:
-        x = np.asarray(context, dtype=np.int64)[:, None]  # (T, 1)
-        logp, state1 = model.log_probs(x, state1)  # (T, 1, V)
-        logits = np.repeat(np.asarray(logp)[-1], num, axis=0)  # (B, V); log-softmax ~ logits
-        state = _repeat_state(state1, num)
-    else:  # stream mode, no "\n", no prime: first token from the unigram counts
-        counts = np.asarray(vocab.counts, dtype=np.float64).copy()
-        counts[banned] = 0.0
-        if counts.sum() <= 0:
-            counts[:] = 1.0
-            counts[banned] = 0.0
-        with np.errstate(divide="ignore"):
-            logits = np.repeat(np.log(counts)[None, :], num, axis=0)  # log of 0 -> -inf
-        state = model.init_state(num)
-
     drawer = Drawer(num, len(vocab), rng, temperature, top_k, top_p, banned)
+    tokenizer = Tokenizer(vocab.tokenizer) if stops else None
+    generated: list[list[str]] = [[] for _ in range(num)]          # kept only with stop strings
     stop_at_eos = mode == "lines"
     alive = np.ones(num, dtype=bool)
     ends = np.full(num, length)  # number of generated tokens per sample
     for t in range(length):
         ids = drawer(logits)  # (B,) y^<t>
         out[t] = ids
-        if stop_at_eos:
-            ended = alive & (ids == eos)
-            if on_token is not None:
-                on_token(t, ids, alive & ~ended)
-            if ended.any():
-                ends[ended] = t
-                alive &= ~ended
-                if not alive.any():
-                    break
-        elif on_token is not None:
-            on_token(t, ids, alive)
+        ended = alive & (ids == eos) if stop_at_eos else np.zeros(num, dtype=bool)
+        emitted = alive & ~ended
+        stopped = np.zeros(num, dtype=bool)
+        if stops:
+            for b in np.flatnonzero(emitted):
+                generated[b].append(vocab.tokens[ids[b]])
+                stopped[b] = hits_stop(tokenizer, generated[b], stops)
+        if on_token is not None:
+            on_token(t, ids, emitted)
+        if ended.any() or stopped.any():
+            ends[ended] = t
+            ends[stopped] = t + 1  # the completing token is part of the sample
+            alive &= ~(ended | stopped)
+            if not alive.any():
+                break
         if t + 1 < length:
             logits, state = model.step(ids, state)  # x<t+1> = y^<t>
     return [vocab.decode(out[:ends[b], b].tolist()) for b in range(num)]
+
+
+def stop_reason(tokenizer: Tokenizer, tokens: Sequence[str], length: int,
+                stop_at: Sequence[str] = ()) -> str:
+    """Why a sample of `tokens` ended: "stop-at", "length" (reached `length`) or "eos"."""
+    if stop_at and tokens and hits_stop(tokenizer, tokens, stop_at):
+        return "stop-at"
+    return "length" if len(tokens) >= length else "eos"
+
+
+@dataclass
+class Sample:
+    """One generated text: `text` is the prime's text followed by the continuation, `tokens`
+    the generated tokens alone, `stop` why it ended ("eos", "length" or "stop-at")."""
+
+    index: int
+    prime: str
+    text: str
+    tokens: list[str]
+    stop: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    def to_dict(self) -> dict:
+        """The record `charlm sample --json` prints."""
+        return {"sample": self.index, "prime": self.prime, "text": self.text,
+                "tokens": list(self.tokens), "stop": self.stop}
+
+
+def samples(model, vocab, tokenizer: Tokenizer, prime: Prime, *, num: int = 1,
+            length: int | None = None, temperature: float = 1.0, top_k: int | None = None,
+            top_p: float | None = None, stop_at: Sequence[str] = (),
+            rng: np.random.Generator | None = None,
+            on_token: TokenCallback | None = None) -> list[Sample]:
+    """`sample` with its results as `Sample` records (length None: `default_length`)."""
+    length = default_length(vocab) if length is None else length
+    stops = check_stop_at(stop_at)
+    out = sample(model, vocab, num=num, length=length, temperature=temperature, top_k=top_k,
+                 top_p=top_p, prime=prime.tokens, rng=rng, on_token=on_token, stop_at=stops)
+    return [Sample(i, prime.text, prime.continued(tokenizer, tokens), tokens,
+                   stop_reason(tokenizer, tokens, length, stops))
+            for i, tokens in enumerate(out)]

@@ -99,6 +99,7 @@ class SentenceScore:
         return _perplexity(self.logprob, self.n_tokens)
 
     def to_dict(self, per_token: bool = False) -> dict:
+        """The record `charlm score --json` prints (with `per_token` under --per-token)."""
         d = {
             "text": self.text,
             "tokens": list(self.tokens),
@@ -163,6 +164,7 @@ class CorpusSummary:
         return None if npc is None else npc / LN2
 
     def to_dict(self) -> dict:
+        """The summary record `charlm score --file F --json` prints last."""
         d = {
             "summary": True,
             "tokens": self.tokens,
@@ -199,7 +201,7 @@ def _inputs_targets(ids: np.ndarray, mode: str, eos_id: int, start_id: int | Non
     return x.astype(np.int64), y.astype(np.int64)
 
 
-def _start_id(vocab, mode: str) -> int | None:
+def start_id(vocab, mode: str) -> int | None:
     """The id the first token is conditioned on: EOS (lines), "\\n" if known (stream), else None."""
     if mode == "lines":
         return vocab.eos_id
@@ -207,7 +209,7 @@ def _start_id(vocab, mode: str) -> int | None:
 
 
 def score_token_lists(model, vocab, token_lists: Sequence[Sequence[str]], batch_size: int = 64,
-                      texts: Sequence[str] | None = None) -> list[SentenceScore]:
+                      texts: Sequence[str] | None = None, comm=None) -> list[SentenceScore]:
     """Score already-tokenized sentences; returns one SentenceScore per list, in input order.
 
     Sentences are sorted by length and scored `batch_size` at a time: inputs padded to (T, B)
@@ -215,11 +217,15 @@ def score_token_lists(model, vocab, token_lists: Sequence[Sequence[str]], batch_
     masked out. Padding comes after each sentence's last token, and the recurrence is causal, so
     a sentence's numbers do not depend on its batch-mates (up to float rounding).
     An empty token list scores just "<EOS>" in lines mode (P(empty sentence)).
+
+    With a process group `comm` of several processes (charlm.parallel), process r scores
+    batches r, r + comm.size, ... and every process returns all the scores (the same batches
+    as one process, so the same numbers).
     """
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {batch_size}")
     mode = tokenizer_mode(vocab)
-    start = _start_id(vocab, mode)
+    start = start_id(vocab, mode)
     eos, unk = vocab.eos_id, vocab.unk_id
     n = len(token_lists)
     pairs = []
@@ -228,7 +234,9 @@ def score_token_lists(model, vocab, token_lists: Sequence[Sequence[str]], batch_
         pairs.append(_inputs_targets(ids, mode, eos, start))
     results: list[SentenceScore | None] = [None] * n
     order = sorted(range(n), key=lambda i: len(pairs[i][1]))
-    for b0 in range(0, n, batch_size):
+    for k, b0 in enumerate(range(0, n, batch_size)):
+        if comm is not None and k % comm.size != comm.rank:
+            continue
         idx = order[b0:b0 + batch_size]
         lengths = np.array([len(pairs[i][1]) for i in idx])
         T, B = int(lengths.max(initial=0)), len(idx)
@@ -250,11 +258,13 @@ def score_token_lists(model, vocab, token_lists: Sequence[Sequence[str]], batch_
                 logprob=float(math.fsum(per_token)),
                 oov=int(np.count_nonzero(yi == unk)),
             )
+    if comm is not None and comm.size > 1:
+        results = [next(s for s in mine if s is not None) for mine in zip(*comm.allgather(results))]
     return results  # type: ignore[return-value]
 
 
 def score_sentences(model, vocab, tokenizer, sentences: Sequence[str],
-                    batch_size: int = 64) -> list[SentenceScore]:
+                    batch_size: int = 64, comm=None) -> list[SentenceScore]:
     """Tokenize each sentence with the model's tokenizer and score it (see module conventions).
 
     A sentence that tokenizes to nothing raises UsageError (there is nothing to score).
@@ -266,7 +276,7 @@ def score_sentences(model, vocab, tokenizer, sentences: Sequence[str],
             what = "empty" if not text else "nothing but whitespace"
             raise UsageError(f"sentence {k} is {what}: nothing to score")
         token_lists.append(tokens)
-    return score_token_lists(model, vocab, token_lists, batch_size, texts=list(sentences))
+    return score_token_lists(model, vocab, token_lists, batch_size, texts=list(sentences), comm=comm)
 
 
 def iter_lines(source) -> Iterator[str]:
@@ -291,18 +301,19 @@ def iter_lines(source) -> Iterator[str]:
 
 
 def score_lines(model, vocab, tokenizer, lines: Iterable[str], batch_size: int = 64,
-                chunk: int | None = None) -> Iterator[SentenceScore]:
+                chunk: int | None = None, comm=None) -> Iterator[SentenceScore]:
     """Score every non-empty line as a sentence, yielding scores in line order.
 
     Lines are taken `chunk` at a time (default 16 batches) so a large file is never held whole;
     empty and whitespace-only lines are skipped (as the training corpus reader does).
+    `comm`: the batches of each chunk are shared among processes (see `score_token_lists`).
     """
     chunk = chunk or max(1, 16 * batch_size)
     texts: list[str] = []
     token_lists: list[list[str]] = []
 
     def flush():
-        out = score_token_lists(model, vocab, token_lists, batch_size, texts=texts)
+        out = score_token_lists(model, vocab, token_lists, batch_size, texts=texts, comm=comm)
         texts.clear()
         token_lists.clear()
         return out
@@ -352,7 +363,7 @@ def score_stream(model, vocab, pieces: Iterable[Sequence[str]], window: int = 20
     eos, unk = vocab.eos_id, vocab.unk_id
     summary = CorpusSummary(chars=0 if char_level else None)
     state = model.init_state(1)
-    prev = _start_id(vocab, mode)  # id fed before the next target; None: no context yet
+    prev = start_id(vocab, mode)  # id fed before the next target; None: no context yet
     buf: list[np.ndarray] = []
     buffered = 0
 

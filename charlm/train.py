@@ -9,6 +9,8 @@ A run is a model, an optimizer, a batch source with a validation set (`charlm.ba
                                                               process; an all-reduce under MPI)
     clip_grad_norm(grads, clip);  optimizer.step(params, grads)                    update
 
+(with --accumulate K, forward and backward run for K batches and their gradients are averaged).
+
 Every --eval-every steps the model is evaluated: the best one (lowest validation objective) is
 written to --output, and everything an exact resume needs to NAME.last.npz — parameters,
 optimizer state, the `TrainState` (step, epoch, data position, best/patience counters, metrics,
@@ -38,7 +40,7 @@ import numpy as np
 
 from charlm import __version__
 from charlm import checkpoint as ckpt
-from charlm.batches import SentenceBatches, SentenceValidation, StreamBatches, StreamValidation
+from charlm.batches import Accumulated, SentenceBatches, SentenceValidation, StreamBatches, StreamValidation
 from charlm.corpus import prepare_lm_data
 from charlm.errors import CharlmError, CheckpointError, DataError, UsageError
 from charlm.files import CHECKPOINT, METRICS, Output, check_outputs, is_foreign
@@ -92,6 +94,7 @@ class TrainOptions:
     model: dict = field(default_factory=dict)  # ModelConfig fields except vocab_size
     seq_len: int | None = None  # language model: None means 100; the sentence tasks have none
     batch_size: int = 32
+    accumulate: int = 1  # batches per update: the gradient is their token-weighted mean
     optimizer: str = "adam"
     lr: float | None = None
     clip: float = 5.0
@@ -120,7 +123,7 @@ class TrainOptions:
         self._check_task()
         if self.optimizer not in OPTIMIZERS:
             raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
-        for name in ("seq_len", "batch_size", "epochs", "eval_every", "patience", "min_count"):
+        for name in ("seq_len", "batch_size", "accumulate", "epochs", "eval_every", "patience", "min_count"):
             _int_at_least("--" + name.replace("_", "-"), getattr(self, name), 1, allow_none=name == "seq_len")
         _int_at_least("--max-steps", self.max_steps, 1, allow_none=True)
         _int_at_least("--max-vocab", self.max_vocab, 2, allow_none=True)
@@ -176,6 +179,29 @@ class TrainOptions:
             self.tag_column = str(parse_tag_column(self.tag_column))
         self.seq_len = None
 
+    # Flat option names (as on the command line) grouped under `tokenizer` and `model`.
+    TOKENIZER_FLAGS = ("level", "mode", "split", "lowercase", "graphemes")
+    MODEL_FLAGS = ("cell", "layers", "hidden", "embedding", "dropout", "tie_weights", "activation", "peephole",
+                   *SENTENCE_MODEL_OPTIONS)
+    # a language model's defaults on the command line (a tagger's or classifier's: TaggerConfig's)
+    LM_MODEL_DEFAULTS = {"cell": "lstm", "layers": 2, "hidden": 256, "embedding": 64, "dropout": 0.1}
+
+    @classmethod
+    def from_flags(cls, **flags) -> "TrainOptions":
+        """Options from flat names, as the command line and `charlm.train()` spell them
+        (`level=`, `cell=`, `seq_len=`, ...; `vocab_path` or `vocab` for --vocab). A tokenizer or
+        model flag that is None (or a False --tie-weights/--peephole) takes the task's default; the
+        level is "char" for a language model and "word" for the sentence tasks unless given."""
+        task = flags.get("task", "lm")
+        tokenizer = {k: v for k in cls.TOKENIZER_FLAGS if (v := flags.pop(k, None)) is not None}
+        tokenizer.setdefault("level", "char" if task == "lm" else "word")
+        model = {k: v for k in cls.MODEL_FLAGS if (v := flags.pop(k, None)) is not None}
+        if task == "lm":
+            model = {**cls.LM_MODEL_DEFAULTS, **model}
+        else:
+            model = {k: v for k, v in model.items() if v is not False or k not in ("tie_weights", "peephole")}
+        return cls(tokenizer=TokenizerConfig(**tokenizer).to_dict(), model=model, **flags)
+
     def outputs(self) -> list[Output]:
         """The files a run writes (checked against the inputs before anything is done)."""
         out = [Output(self.output, CHECKPOINT, "-o/--output"),
@@ -208,7 +234,8 @@ class Reporter:
 
 class SingleProcess:
     """The process group of an ordinary run: one process, so every reduction is the identity.
-    (A data-parallel run passes an object with the same methods that talks to the others.)"""
+    (A data-parallel run passes an object with the same methods that talks to the others:
+    `charlm.parallel.MPIComm`.)"""
 
     rank, size = 0, 1
 
@@ -223,6 +250,18 @@ class SingleProcess:
     def any(self, flag: bool) -> bool:
         """True on every process if it is true on any (collective stop decisions)."""
         return bool(flag)
+
+    def first(self, value):
+        """The value of the lowest-ranked process whose value is not None, on every process."""
+        return value
+
+    def part(self, run: "Run") -> "Run":
+        """This process's share of the run (its streams, its carried state)."""
+        return run
+
+    def gather_state(self, state: "TrainState") -> "TrainState":
+        """On rank 0, the state with every process's carried hidden state (for the last file)."""
+        return state
 
 
 def last_path(output: str | os.PathLike) -> Path:
@@ -494,8 +533,7 @@ class Trainer:
     def step(self, batch) -> None:
         """Forward, backward, gradient hook, clip, update (or skip a non-finite step)."""
         run, st = self.run, self.run.state
-        loss, hidden, cache = run.model.loss(*batch.inputs, st.hidden, train=True, rng=st.rng)
-        grads = run.model.backward(cache)
+        loss, hidden, grads = self._gradients(batch)
         grads, loss, tokens = self.comm.reduce_gradients(grads, loss, batch.tokens)
         norm = clip_grad_norm(grads, run.opts.clip)
         if math.isfinite(loss) and math.isfinite(norm):
@@ -512,6 +550,27 @@ class Trainer:
         self.tick_tokens += tokens
         self.rep.step(st.step, loss, run.optimizer.lr,
                       self.tick_tokens / max(time.perf_counter() - self.tick, 1e-9))
+
+    def _gradients(self, batch) -> tuple[float, list | None, dict]:
+        """(mean loss, carried state after the batch, gradient of the mean loss) of one batch. A
+        batch of --accumulate parts takes one forward/backward per part, the state carried from
+        part to part, and returns the means over the parts weighted by their tokens."""
+        model, st = self.run.model, self.run.state
+        parts = batch.parts or (batch,)
+        hidden, mean_loss, mean_grads = st.hidden, 0.0, None
+        for part in parts:
+            loss, hidden, cache = model.loss(*part.inputs, hidden, train=True, rng=st.rng)
+            grads = model.backward(cache)
+            if len(parts) == 1:
+                return loss, hidden, grads
+            w = part.tokens / batch.tokens
+            mean_loss += w * loss
+            if mean_grads is None:
+                mean_grads = {k: g * w for k, g in grads.items()}
+            else:
+                for k, g in grads.items():
+                    mean_grads[k] += g * w
+        return mean_loss, hidden, mean_grads
 
     def _skip_step(self) -> None:
         opt = self.run.optimizer
@@ -532,8 +591,10 @@ class Trainer:
 
     def should_stop(self, flag: _SignalFlag) -> str | None:
         """The reason to stop after this step (a signal or --time-limit), decided by all processes."""
-        if self.comm.any(flag.name is not None):
-            return f"interrupted by {flag.name or 'a signal'}"
+        name = self.comm.first(flag.name)  # the signal any process caught: all stop and say so
+        if name is not None:
+            flag.name = name
+            return f"interrupted by {name}"
         limit = self.run.opts.time_limit
         if self.comm.any(limit is not None and time.perf_counter() - self.started >= limit):
             return "reached --time-limit"
@@ -573,7 +634,7 @@ class Trainer:
         run = self.run
         return {"format": ckpt.FORMAT, "format_version": ckpt.FORMAT_VERSION, "charlm_version": __version__,
                 "kind": kind, "task": run.opts.task, "model": run.model.config.to_dict(),
-                "vocab": run.vocab.to_dict(), **run.extra_meta, "train": train}
+                "vocab": run.vocab.to_dict(), **run.extra_meta, "train": dict(train, processes=self.comm.size)}
 
     def _check_finite(self) -> None:
         """Never overwrite a good checkpoint with parameters that are inf/NaN (the loader would
@@ -595,7 +656,7 @@ class Trainer:
     def save_last(self) -> None:
         run = self.run
         self._check_finite()
-        record, state_arrays = run.state.to_checkpoint()
+        record, state_arrays = self.comm.gather_state(run.state).to_checkpoint()
         scalars, opt_arrays = run.optimizer.state_dict()
         record.update(options=asdict(run.opts), optimizer=scalars,
                       schedule={"factor": run.opts.lr_decay, "min_lr": run.opts.lr * MIN_LR_FRACTION})
@@ -632,7 +693,10 @@ def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = 
     rep, comm = reporter or Reporter(), comm or SingleProcess()
     if not resume:
         _check_files(opts)
-    run = _resume(opts) if resume else _start(opts)
+    run = comm.part(_resume(opts) if resume else _start(opts))
+    if run.opts.accumulate > 1:  # one update per --accumulate batches
+        run.source = Accumulated(run.source, run.opts.accumulate)
+        run.info["steps_per_epoch"] = run.source.steps_per_epoch()
     if resume:
         _check_files(run.opts)  # checked against the resumed run's own inputs
         rep.message(f"resuming from {last_path(opts.output)} at step {run.state.step} "

@@ -719,6 +719,184 @@ def test_tokenize_force_replaces_a_foreign_file_and_overwrites_a_vocabulary(run,
     assert run("tokenize", "-q", files["corpus"], "--vocab-out", files["vocab"]).exit_code == 0
 
 
+# ------------------------------------------- next, info, plot and the new sample options
+
+@pytest.mark.parametrize("command", ["next", "info", "sample-beam", "plot"])
+@pytest.mark.parametrize("kind", sorted(BAD_MODELS))
+def test_bad_model_file_new_commands(run, models, tmp_path, monkeypatch, kind, command):
+    bad = _bad_model(kind, models, tmp_path, monkeypatch)
+    args = {"next": ["next", "-m", bad, "the"], "info": ["info", bad],
+            "sample-beam": ["sample", "-m", bad, "--beam", "2", "-l", "5"],
+            "plot": ["plot", bad, "-o", tmp_path / "c.png"]}[command]
+    r = run(*args)
+    if command == "plot":  # a checkpoint's metadata, or else a metrics file: neither is usable
+        line = clean_error(r, 1, *BAD_MODELS[kind], "metrics", "binary", "not utf-8", "no such file")
+    else:
+        line = clean_error(r, 1, *BAD_MODELS[kind])
+    if kind != "missing":
+        assert str(bad) in line
+    assert not (tmp_path / "c.png").exists()
+
+
+def _last_with_metrics(models, tmp_path, metrics) -> Path:
+    out = tmp_path / "r.npz"
+    r = CliRunner().invoke(cli, ["train", str(models["corpus"]), "-o", str(out), *TINY, "--max-steps", "2"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    last = tmp_path / "r.last.npz"
+    arrays, meta = checkpoint.load_checkpoint(last)
+    meta["train"]["metrics"] = metrics
+    checkpoint.save_checkpoint(last, arrays, meta)
+    return last
+
+
+def test_plot_of_a_run_with_no_metrics_yet(run, models, tmp_path):
+    last = _last_with_metrics(models, tmp_path, [])
+    line = clean_error(run("plot", last, "-o", tmp_path / "c.png"), 1, "no metrics yet")
+    assert str(last) in line and "--eval-every" in line
+    clean_error(run("plot", tmp_path / "r.npz", "-o", tmp_path / "c.png"), 1, "without a metrics history")
+    assert not (tmp_path / "c.png").exists()
+
+
+@pytest.mark.parametrize("content,needles", [
+    (b"", ("no metrics records",)),
+    (b"\n\n", ("no metrics records",)),
+    (b"{not json\n[1, 2]\n\"x\"\n{\"step\": \"one\"}\n{\"step\": NaN}\n", ("5 broken lines",)),
+    (b"caf\xe9\n", ("not utf-8",)),
+    (b"\x00\x01\x02", ("nul", "binary")),
+])
+def test_plot_of_a_metrics_file_with_nothing_usable(run, tmp_path, content, needles):
+    m = tmp_path / "m.jsonl"
+    m.write_bytes(content)
+    clean_error(run("plot", m, "-o", tmp_path / "c.png"), 1, *needles)
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_plot_of_a_metrics_file_with_some_broken_lines_says_how_many(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    m = tmp_path / "m.jsonl"
+    m.write_text('{"step": 1, "val_loss": 2.0, "lr": 0.1, "elapsed": 1}\n{"step": 2, "val_l\n'
+                 'garbage\n{"step": 3, "val_loss": 1.5, "lr": 0.1, "elapsed": 2}\n')
+    r = run("plot", m, "-o", tmp_path / "c.png")
+    assert r.exit_code == 0 and "Traceback" not in r.output
+    assert r.stderr.splitlines()[0] == f"charlm: warning: skipped 2 broken lines in {m}"
+    assert (tmp_path / "c.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("args,code,needles", [
+    (["-o", "c.jpg"], 2, ("cannot tell the image format",)),
+    (["-o", "c"], 2, (".png or .svg",)),
+    (["-o", "nodir/c.png"], 2, ("does not exist",)),
+    (["--size", "big"], 2, ("widthxheight",)),
+    (["--size", "10x10"], 2, ("between",)),
+    (["--size", "100000x800"], 2, ("between",)),
+    (["--size", "-1x-1"], 2, ("--size",)),
+])
+def test_plot_bad_options(run, models, tmp_path, monkeypatch, args, code, needles):
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    metrics = tmp_path / "m.jsonl"
+    metrics.write_text('{"step": 1, "val_loss": 2.0}\n')
+    clean_error(run("plot", metrics, *args), code, *needles)
+
+
+def test_plot_of_a_missing_run(run, tmp_path):
+    clean_error(run("plot", tmp_path / "nope.jsonl"), 1, "no such file")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--beam", "0"], "--beam"), (["--beam", "-1"], "--beam"), (["--beam", "x"], "--beam"),
+    (["--beam", "2", "--nbest", "3"], "--nbest"), (["--beam", "2", "--nbest", "0"], "--nbest"),
+    (["--nbest", "2"], "--nbest"), (["--length-penalty", "1"], "--length-penalty"),
+    (["--beam", "2", "--length-penalty", "-1"], "--length-penalty"),
+    (["--beam", "2", "--length-penalty", "nan"], "--length-penalty"),
+    (["--beam", "2", "--temperature", "0.5"], "--temperature"),
+    (["--stop-at", ""], "--stop-at"), (["--stop-at", "x", "--stop-at", ""], "--stop-at"),
+    (["--prime", "a", "--prime-file", "p.txt"], "--prime-file"),
+])
+def test_sample_new_option_errors(run, models, tmp_path, monkeypatch, args, needle):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.txt").write_text("the")
+    line = clean_error(run("sample", "-m", models["word"], *args), 2)
+    assert needle in line
+
+
+@pytest.mark.parametrize("make,code,needles", [
+    (lambda p: p, 1, ("prime file", "no such file")),
+    (lambda p: (p.mkdir(), p)[1], 2, ("directory",)),
+    (lambda p: (p.write_bytes("caf\xe9\n".encode("latin-1")), p)[1], 1, ("not utf-8",)),
+    (lambda p: (p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00"), p)[1], 1, ("binary", "nul")),
+])
+@pytest.mark.parametrize("beam", [False, True])
+def test_sample_prime_file_that_cannot_be_read(run, models, tmp_path, make, code, needles, beam):
+    p = make(tmp_path / "prime.txt")
+    line = clean_error(run("sample", "-m", models["char"], "--prime-file", p, *(["--beam", "2"] if beam else [])),
+                       code, *needles)
+    assert "prime" in line.lower()
+
+
+def test_sample_prime_file_not_utf8_on_stdin(run, models):
+    clean_error(run("sample", "-m", models["char"], "--prime-file", "-", input=b"caf\xe9"), 1, "not utf-8")
+
+
+@pytest.mark.parametrize("args", [["-k", "0"], ["-k", "-3"], ["-k", "x"]])
+def test_next_bad_k(run, models, args):
+    line = clean_error(run("next", "-m", models["word"], "the", *args), 2)
+    assert "-k" in line
+
+
+def test_next_and_info_unknown_model_path(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    clean_error(run("next", "the"), 1, "no model at charlm.npz")
+    clean_error(run("next", "-m", tmp_path / "gone.npz", "the"), 1, "no model at")
+    clean_error(run("info", tmp_path / "gone.npz"), 1, "no model at")
+    clean_error(run("info"), 2, "missing argument")
+    clean_error(run("plot"), 2, "missing argument")
+
+
+def test_next_k_beyond_the_vocabulary_is_the_whole_vocabulary(run, models):
+    r = run("next", "-m", models["word"], "the", "-k", "99999999999999999999", "--json")
+    assert r.exit_code == 0 and r.stderr == "", r.output
+    rec = json.loads(r.stdout)
+    assert abs(sum(x["prob"] for x in rec["next"]) - 1) < 1e-6
+
+
+def test_python_api_bad_inputs_raise_charlm_errors(models, tmp_path):
+    """The library raises CharlmError subclasses (never prints or exits) for the same mistakes."""
+    import charlm
+
+    with pytest.raises(charlm.CheckpointError, match="no such model file"):
+        charlm.load(tmp_path / "gone.npz")
+    lm = charlm.load(models["word"])
+    for call in (lambda: lm.next_tokens("the", k=0), lambda: lm.complete("the", beam=0),
+                 lambda: lm.complete("the", beam=2, nbest=3), lambda: lm.sample(stop_at=[""]),
+                 lambda: lm.sample(stop_at=""), lambda: lm.complete("x", length_penalty=-1.0)):
+        with pytest.raises(charlm.UsageError):
+            call()
+    with pytest.raises(charlm.DataError, match="prime file"):
+        lm.sample(prime_file=tmp_path / "gone.txt")
+
+
+def test_plot_never_writes_over_the_run_or_a_foreign_image(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    metrics = tmp_path / "m.jsonl"
+    metrics.write_text('{"step": 1, "val_loss": 2.0, "lr": 0.1, "elapsed": 1}\n')
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n my holiday picture")
+    clean_error(run("plot", metrics, "-o", photo), 2, "not a charlm plot", "--force")
+    assert photo.read_bytes() == b"\x89PNG\r\n\x1a\n my holiday picture"
+    assert run("plot", metrics, "-o", photo, "--force").exit_code == 0  # asked for: replaced
+    assert photo.read_bytes()[:4] == b"\x89PNG" and b"holiday" not in photo.read_bytes()
+    for name in ("again.png", "again.svg"):  # charlm's own plots are simply replaced
+        for _ in range(2):
+            r = run("plot", metrics, "-o", tmp_path / name)
+            assert r.exit_code == 0, r.output
+    named_png = tmp_path / "run.png"  # a metrics log that happens to end in .png
+    named_png.write_bytes(metrics.read_bytes())
+    clean_error(run("plot", named_png, "-o", named_png, "--force"), 2, "is the run")
+    assert named_png.read_bytes() == metrics.read_bytes()
+
+
 # ------------------------------------------------------ tagging and classification inputs (issue 10)
 
 TASK_TINY = ["--hidden", "6", "--embedding", "4", "--char-embedding", "3", "--char-hidden", "3", "--layers", "1",

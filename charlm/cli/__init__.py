@@ -1,8 +1,9 @@
-"""The `charlm` command: a click group with four subcommands.
+"""The `charlm` command: a click group of subcommands.
 
 Each subcommand lives in its own module of this package (`tokenize`, `train`, `score`,
-`sample`). This module owns what they share: the group, `--version`, `--debug`, and the
-rule that a user mistake is one line on stderr and a non-zero exit, never a traceback.
+`sample`, `nexttoken`, `info`, `plot`). This module owns what they share: the group, `--version`,
+`--debug`, and the rule that a user mistake is one line on stderr and a non-zero exit, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 import click
 import numpy as np
 
-from charlm import __version__
+from charlm import __version__, launch, parallel
 from charlm.errors import CharlmError
 
 
@@ -89,6 +90,7 @@ _MEMORY_HINTS = {
     "tag": "a smaller --batch-size or shorter sentences",
     "classify": "a smaller --batch-size or shorter texts",
     "eval": "a smaller --batch-size",
+    "next": "a shorter PREFIX",
 }
 
 
@@ -98,9 +100,18 @@ def _debug(ctx: click.Context) -> bool:
 
 
 def fail(message: str, code: int = 1) -> None:
-    """Print `charlm: error: MESSAGE` on stderr and exit with `code`."""
+    """Print `charlm: error: MESSAGE` on stderr and exit with `code`.
+
+    Under mpiexec one process prints: rank 0 when every process failed alike; a process that
+    failed alone prints with its rank and ends the whole job (the others would wait forever).
+    """
     message = " ".join(str(message).split())  # always one line
-    click.echo(f"charlm: error: {message}", err=True)
+    group = parallel.current()
+    if group.size > 1 and not group.all_failed():
+        click.echo(f"charlm: error: process {group.rank}: {message}", err=True)
+        group.abort(code)
+    if (group.rank if group.size > 1 else launch.rank()) == 0:
+        click.echo(f"charlm: error: {message}", err=True)
     sys.exit(code)
 
 
@@ -143,4 +154,5 @@ def main() -> None:
 
 # Each subcommand module registers itself on `cli` when imported.
 from charlm.cli import tokenize, train, score, sample  # noqa: E402,F401
+from charlm.cli import nexttoken, info, plot  # noqa: E402,F401
 from charlm.cli import tag, classify, evaluate  # noqa: E402,F401

@@ -7,11 +7,11 @@ import os
 
 import click
 
-from charlm.checkpoint import load_model
+from charlm.checkpoint import load_checkpoint, model_from_checkpoint
 from charlm.errors import CheckpointError
 from charlm.nn.alloc import keep_freed_memory
 from charlm.predict import Predictor
-from charlm.tokenizer import Tokenizer, TokenizerConfig
+from charlm.tokenizer import TokenizerConfig
 
 DEFAULT_MODEL = "charlm.npz"
 
@@ -94,28 +94,60 @@ TASK_COMMANDS = {"lm": ("a language model", "`charlm score` or `charlm sample`")
                  "tag": ("a tagger", "`charlm tag`"), "classify": ("a classifier", "`charlm classify`")}
 
 
-def load_checked(model_path: str, tasks=("lm",)):
-    """The `checkpoint.Loaded` model file at model_path, which must hold a model of one of `tasks`;
-    otherwise a CheckpointError names the model's task and the command to use (or how to make one)."""
+def _check_path(model_path: str) -> None:
     if not os.path.exists(model_path):
         raise CheckpointError(
             f"no model at {model_path}: train one with `charlm train CORPUS` or pass -m PATH")
     if os.path.isdir(model_path):
         raise CheckpointError(f"{model_path} is a directory, not a model file")
-    loaded = load_model(model_path)
-    if loaded.task not in tasks:
+
+
+def read_model_file(model_path: str, tasks) -> tuple[dict, dict]:
+    """(arrays, meta) of the model file at model_path (`checkpoint.load_checkpoint`), which must
+    hold a model of one of `tasks`: otherwise a CheckpointError names the model's task and the
+    command to use instead (and no file: how to make one)."""
+    _check_path(model_path)
+    arrays, meta = load_checkpoint(model_path)
+    task = meta.get("task", "lm")
+    if task not in tasks:
         ctx = click.get_current_context(silent=True)
         here = f"`charlm {ctx.info_name}`" if ctx is not None else "this command"
-        what, use = TASK_COMMANDS.get(loaded.task, (f"a {loaded.task} model", "another command"))
-        raise CheckpointError(f"{model_path} is {what} (task {loaded.task}): use {use}, not {here}")
+        what, use = TASK_COMMANDS.get(task, (f"a {task} model", "another command"))
+        raise CheckpointError(f"{model_path} is {what} (task {task}): use {use}, not {here}")
+    return arrays, meta
+
+
+def load_model_file(model_path: str):
+    """The model (`charlm.Model`, any task) at `model_path`; no file -> CheckpointError saying
+    how to make one."""
+    from charlm.api import load as api_load
+
+    _check_path(model_path)
+    model = api_load(model_path)
+    keep_freed_memory()  # the command computes with the model: reuse freed memory (nn/alloc.py)
+    return model
+
+
+def load_lm(model_path: str):
+    """The language model (`charlm.LM`) at `model_path` (CheckpointError for another task)."""
+    from charlm.api import LM
+
+    lm = LM.from_checkpoint(*read_model_file(model_path, ("lm",)), model_path)
+    keep_freed_memory()  # the command computes with the model: reuse freed memory (nn/alloc.py)
+    return lm
+
+
+def load(model_path: str):
+    """Load (model, vocab, tokenizer, meta) from a language-model file (see `load_lm`)."""
+    lm = load_lm(model_path)
+    return lm.network, lm.vocab, lm.tokenizer, lm.meta
+
+
+def load_checked(model_path: str, tasks):
+    """The `checkpoint.Loaded` model at model_path, a model of one of `tasks` (see `read_model_file`)."""
+    loaded = model_from_checkpoint(*read_model_file(model_path, tasks), model_path)
     keep_freed_memory()  # the command computes with the model: reuse freed memory (nn/alloc.py)
     return loaded
-
-
-def load(model_path: str, tasks=("lm",)):
-    """Load (model, vocab, tokenizer, meta) from a model file (see `load_checked`)."""
-    model, vocab, meta = load_checked(model_path, tasks)
-    return model, vocab, Tokenizer(vocab.tokenizer), meta
 
 
 def load_predictor(model_path: str, task: str, batch_size: int):

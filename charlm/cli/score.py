@@ -7,7 +7,7 @@ import math
 
 import click
 
-from charlm import scoring
+from charlm import parallel, scoring
 from charlm.cli import cli
 from charlm.cli.options import load, model_option
 from charlm.errors import DataError
@@ -122,7 +122,9 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
       charlm score --file test.txt --stream        # as the training's validation sees it
       cat lines.txt | charlm score --file - --json
       charlm score -- "-5 degrees and falling"   # -- before a sentence that starts with -
+      mpiexec -n 4 charlm score --file big.txt    # 4 processes share the lines (charlm[mpi])
     """
+    comm = parallel.world()
     if file is None and not sentences:
         raise click.UsageError("nothing to score: give one or more SENTENCE arguments or --file PATH")
     if file is not None and sentences:
@@ -131,14 +133,20 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
         raise click.UsageError("--stream needs --file PATH")
     if stream and per_token:
         raise click.UsageError("--per-token cannot be combined with --stream")
+    if comm.size > 1 and stream:
+        raise click.UsageError("--stream scores one running text, which cannot be shared among "
+                               "processes: run it without mpiexec")
+    if comm.size > 1 and file == "-":
+        raise click.UsageError("under mpiexec standard input reaches only the first process: give "
+                               "--file a file name")
 
     model, vocab, tokenizer, _ = load(model_path)
     char_level = scoring.is_char_level(vocab)
-    echo = click.echo
+    echo = click.echo if comm.rank == 0 else (lambda *args, **kwargs: None)  # one process prints
 
     if file is None:
         # a sentence that tokenizes to nothing -> charlm UsageError: one line, exit 2
-        results = scoring.score_sentences(model, vocab, tokenizer, list(sentences), batch_size)
+        results = scoring.score_sentences(model, vocab, tokenizer, list(sentences), batch_size, comm)
         if as_json:
             for s in results:
                 echo(_json(s.to_dict(per_token)))
@@ -160,7 +168,7 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
     else:
         summary = scoring.CorpusSummary(chars=0 if char_level else None)
         for s in scoring.score_lines(model, vocab, tokenizer, scoring.iter_lines(file),
-                                          batch_size):
+                                     batch_size, comm=comm):
             summary.add(s, char_level)
             if as_json:
                 echo(_json(s.to_dict(per_token)))

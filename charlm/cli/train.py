@@ -9,8 +9,9 @@ import click
 from click.core import ParameterSource
 from tqdm import tqdm
 
+from charlm import parallel
 from charlm.cli import cli, warn
-from charlm.cli.options import tokenizer_options, tokenizer_settings, vocab_options
+from charlm.cli.options import tokenizer_options, vocab_options
 from charlm.nn.alloc import keep_freed_memory
 from charlm.nn.cells import CELLS
 from charlm.optim import DEFAULT_LR
@@ -18,9 +19,6 @@ from charlm.tagdata import LABEL_FORMATS, TAG_FORMATS
 from charlm.train import TASKS, Reporter, TrainOptions, last_path, train
 
 LN2 = math.log(2)
-# --task lm model defaults (a tagger's or classifier's are TaggerConfig's: hidden 128 per direction,
-# embedding 100, dropout 0.5)
-LM_MODEL = {"cell": "lstm", "layers": 2, "hidden": 256, "embedding": 64, "dropout": 0.1}
 
 
 def _task_quality(record: dict | None) -> str:
@@ -108,7 +106,7 @@ class BarReporter(Reporter):
 @click.option("--task", type=click.Choice(list(TASKS)), default="lm", show_default=True,
               help="lm: a language model on running text; tag: a tagger (a tag per token, e.g. named "
                    "entities or parts of speech); classify: a classifier (a label per line).")
-@click.option("--format", "fmt", type=click.Choice(list(TAG_FORMATS + LABEL_FORMATS)), default=None,
+@click.option("--format", type=click.Choice(list(TAG_FORMATS + LABEL_FORMATS)), default=None,
               help="tag: conllu or columns; classify: tab (LABEL<TAB>TEXT) or fasttext (__label__LABEL "
                    "TEXT) [default: detected from the file].")
 @click.option("--tag-column", default=None, metavar="upos|xpos|N",
@@ -116,7 +114,7 @@ class BarReporter(Reporter):
                    "column file [default: the last column].")
 @tokenizer_options
 @vocab_options
-@click.option("--vocab", "vocab_path", type=click.Path(), default=None,
+@click.option("--vocab", type=click.Path(), default=None,
               help="Use a vocabulary made by `charlm tokenize --vocab-out` (its tokenizer settings win).")
 @click.option("--cell", type=click.Choice(list(CELLS)), default="lstm", show_default=True)
 @click.option("--layers", type=click.IntRange(1, 16), default=2, show_default=True)
@@ -130,8 +128,9 @@ class BarReporter(Reporter):
               help="tag/classify: character embedding size of the character encoder [default: 25].")
 @click.option("--char-hidden", type=click.IntRange(0, 1024), default=None,
               help="tag/classify: units per direction of the character encoder, 0 for none [default: 25].")
-@click.option("--no-bidirectional", "one_way", is_flag=True,
-              help="tag/classify: left-to-right layers only (the notes' one-directional comparison).")
+@click.option("--bidirectional/--no-bidirectional", default=None,
+              help="tag/classify: --no-bidirectional keeps the left-to-right layers only (the notes' "
+                   "one-directional comparison) [default: bidirectional].")
 @click.option("--pool", type=click.Choice(["last", "mean", "max"]), default=None,
               help="classify: the sentence vector: the last step of each direction, or the mean or max "
                    "over time [default: last].")
@@ -143,6 +142,9 @@ class BarReporter(Reporter):
               help="lm: truncated-BPTT window, in tokens [default: 100].")
 @click.option("--batch-size", type=click.IntRange(min=1, max=100000), default=32, show_default=True,
               help="Parallel streams (lm) or sentences (tag, classify) per step.")
+@click.option("--accumulate", type=click.IntRange(min=1, max=100000), default=1, show_default=True, metavar="K",
+              help="Update once per K batches, with their mean gradient (an effective batch K times "
+                   "--batch-size; under mpiexec, one all-reduce per K batches).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adagrad", "rmsprop"]), default="adam", show_default=True)
 @click.option("--lr", type=float, default=None,
               help="Learning rate [default: " + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + "].")
@@ -167,10 +169,7 @@ class BarReporter(Reporter):
 @click.option("--force", is_flag=True,
               help="Replace an existing -o/--metrics file that is not a charlm file (never an input).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation lines.")
-def train_command(corpus, output, task, fmt, tag_column, min_count, max_vocab, vocab_path, cell, layers, hidden,
-                  embedding, dropout, char_embedding, char_hidden, one_way, pool, tie_weights, activation,
-                  peephole, seq_len, batch_size, optimizer, lr, clip, epochs, max_steps, time_limit,
-                  val_fraction, val_file, eval_every, patience, seed, resume, metrics, force, quiet, **tok):
+def train_command(corpus, resume, quiet, **flags):
     """Train a recurrent language model, tagger or classifier on CORPUS (a UTF-8 text file).
 
     \b
@@ -193,34 +192,29 @@ def train_command(corpus, output, task, fmt, tag_column, min_count, max_vocab, v
     The best model by validation loss (lm), entity F1 (entity tags), token accuracy (other tags)
     or accuracy (classify) is written to --output; `charlm sample`/`score`, `charlm tag` and
     `charlm classify` read charlm.npz by default. Ctrl-C saves and tells you how to resume.
+
+    \b
+    On several processes or machines (`pip install 'charlm[mpi]'`), one model, data-parallel:
+      mpiexec -n 4 charlm train corpus.txt --batch-size 64   # 16 of the 64 streams each
+      mpiexec -n 4 charlm train corpus.txt --batch-size 64 --resume
     """
-    ctx = click.get_current_context()
-    if task != "lm" and ctx.get_parameter_source("level") == ParameterSource.DEFAULT:
-        tok["level"] = "word"  # taggers and classifiers read words unless told otherwise
-    tok_config = tokenizer_settings(**tok)
+    comm = parallel.world()
+    if comm.size > 1 and comm.rank == 0 and not quiet:
+        click.echo(f"charlm: data-parallel over {comm.size} processes", err=True)
     keep_freed_memory()  # every step allocates the same large arrays: reuse them (nn/alloc.py)
-    given = dict(cell=cell, layers=layers, hidden=hidden, embedding=embedding, dropout=dropout,
-                 char_embedding=char_embedding, char_hidden=char_hidden, pool=pool,
-                 bidirectional=False if one_way else None, tie_weights=tie_weights or None,
-                 activation=activation, peephole=peephole or None)
-    model = {k: v for k, v in given.items() if v is not None}
-    if task == "lm":
-        model = {**LM_MODEL, "tie_weights": tie_weights, "peephole": peephole, **model}
-    opts = TrainOptions(
-        corpus=corpus, output=output, task=task, tokenizer=tok_config.to_dict(), min_count=min_count,
-        max_vocab=max_vocab, vocab=vocab_path, model=model,
-        seq_len=seq_len, batch_size=batch_size, optimizer=optimizer, lr=lr, clip=clip, epochs=epochs,
-        max_steps=max_steps, time_limit=time_limit, val_fraction=val_fraction, val_file=val_file,
-        eval_every=eval_every, patience=patience, seed=seed, metrics=metrics, force=force,
-        format=fmt, tag_column=tag_column,
-    )
-    summary = train(opts, resume=resume, reporter=BarReporter(quiet))
+    if click.get_current_context().get_parameter_source("level") == ParameterSource.DEFAULT:
+        flags["level"] = None  # the task's default: characters for lm, words for tag and classify
+    opts = TrainOptions.from_flags(corpus=corpus, **flags)
+    summary = train(opts, resume=resume, reporter=BarReporter(quiet) if comm.rank == 0 else Reporter(),
+                    comm=comm)
     where = f"best model (step {summary['best_step']}) in {summary['output']}; resumable state in {summary['last']}"
     if summary["interrupted"]:
-        click.echo(f"charlm: {summary['reason']} at step {summary['step']}; saved. {where}", err=True)
-        click.echo(f"charlm: resume with: charlm train {corpus} -o {output} --resume", err=True)
+        if comm.rank == 0:
+            launcher = f"mpiexec -n {comm.size} " if comm.size > 1 else ""
+            click.echo(f"charlm: {summary['reason']} at step {summary['step']}; saved. {where}", err=True)
+            click.echo(f"charlm: resume with: {launcher}charlm train {corpus} -o {opts.output} --resume", err=True)
         sys.exit(130 if summary["interrupted"] == "SIGINT" else 143)
-    if not quiet:
+    if not quiet and comm.rank == 0:
         best = summary["best_record"] or {}
         loss = summary["best_val_loss"] if summary["task"] == "lm" else best.get("val_loss")
         quality = _quality(loss, summary["level"]) if summary["task"] == "lm" else _task_quality(best)

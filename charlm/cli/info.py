@@ -1,0 +1,106 @@
+"""`charlm info`: what a model file holds (settings, vocabulary, training, where a run stands)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import click
+
+from charlm.cli import cli
+from charlm.cli.options import load_model_file
+
+
+def _figures(d: dict) -> str:
+    """"1.4875 nats (2.146 bits/char)" or "4.47 nats (perplexity 87.67)" from loss figures."""
+    if "val_loss" not in d:
+        return "-"
+    extra = (f"{d['bits_per_char']:.3f} bits/char" if "bits_per_char" in d
+             else f"perplexity {d['perplexity']:.2f}")
+    return f"{d['val_loss']:.4f} nats ({extra})"
+
+
+def _options(options: dict) -> str:
+    """The run's options as "key=value" pairs (model and tokenizer settings flattened)."""
+    flat = {}
+    for k, v in options.items():
+        if isinstance(v, dict):
+            flat.update(v)
+        elif v is not None:
+            flat[k] = v
+    return " ".join(f"{k}={v}" for k, v in flat.items())
+
+
+def _lines(info: dict) -> list[str]:
+    m, voc = info["model"], info["vocabulary"]
+    sizes = ", ".join(f"{k} {m[k]}" for k in ("layers", "hidden", "embedding") if k in m)
+    flags = [k for k in ("tie_weights", "peephole") if m.get(k)]
+    top = " ".join(f"{json.dumps(t, ensure_ascii=False)}:{c}" for t, c in voc["top"])
+    lines = [
+        f"file:        {info['file']} ({info['kind'] or 'unknown kind'}, format "
+        f"{info['format_version']}, charlm {info['charlm_version'] or '?'})",
+        f"task:        {info['task']}",
+        f"model:       {m.get('cell', '?')}, {sizes}, dropout {m.get('dropout', 0)}"
+        + (f", activation {m['activation']}" if m.get("cell") == "rnn" else "")
+        + "".join(f", {f}" for f in flags) + f", {m.get('dtype', '?')}",
+        f"parameters:  {m['parameters']:,}",
+        f"vocabulary:  {voc['size']:,} tokens (min_count {voc['min_count']}, max_vocab "
+        f"{voc['max_vocab']}); most frequent: {top}",
+        "tokenizer:   " + " ".join(f"{k}={v}" for k, v in info["tokenizer"].items()),
+    ]
+    t = info.get("training")
+    if t is None:
+        lines.append("training:    no record (not written by charlm train)")
+    else:
+        seen = t.get("tokens_seen")
+        lines.append(f"training:    step {t.get('step')}, epoch {t.get('epoch')}, "
+                     f"{seen:,} tokens seen" if isinstance(seen, int) else
+                     f"training:    step {t.get('step')}, epoch {t.get('epoch')}")
+        lines.append(f"best val:    {_figures(t)}")
+        if t.get("options"):
+            lines.append(f"options:     {_options(t['options'])}")
+    r = info.get("run")
+    if r is not None:
+        done = r.get("epochs_done")
+        lr = r.get("lr")
+        stand = [f"step {r['step']}"]
+        if done is not None:
+            stand.append(f"{done:.2f} of {r.get('epochs')} epochs")
+        if r.get("max_steps"):
+            stand.append(f"max steps {r['max_steps']}")
+        if isinstance(lr, (int, float)) and math.isfinite(lr):
+            stand.append(f"learning rate {lr:.3g}")
+        lines.append("run:         " + ", ".join(stand))
+        lines.append(f"evaluations: {r['evaluations']}, best at step {r.get('best_step')}: "
+                     f"{_figures(r.get('best') or {})}; {r.get('without_improvement')} without "
+                     f"improvement (patience {r.get('patience')})")
+        if r.get("resume"):
+            lines.append(f"continue:    {r['resume']}")
+    return lines
+
+
+@cli.command("info")
+@click.argument("model_path", metavar="MODEL")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with every field.")
+def info_command(model_path, as_json) -> None:
+    """Show what a model file holds.
+
+    MODEL's task, cell, layers and sizes, parameter count, vocabulary and its most frequent
+    tokens, tokenizer settings, the training summary (steps, epochs, tokens seen, best
+    validation loss, the options it was trained with) and the file format.
+
+    For a NAME.last.npz (a run's resumable state) it also shows where the run stands: the
+    step, epochs done, learning rate, evaluations without improvement, and the command that
+    continues it.
+
+    \b
+    Examples:
+      charlm info charlm.npz
+      charlm info charlm.last.npz        # where the run stands
+      charlm info ptb.npz --json
+    """
+    info = load_model_file(model_path).info()
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False))
+    else:
+        click.echo("\n".join(_lines(info)))

@@ -1,0 +1,57 @@
+"""`charlm next`: the likeliest next tokens after a prefix, with their probabilities."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import click
+
+from charlm.cli import cli
+from charlm.cli.options import load, model_option
+from charlm.vocab import EOS, UNK
+
+
+def show_token(tok: str) -> str:
+    """<EOS> and <UNK> as they are, any other token quoted (spaces and newlines visible)."""
+    return tok if tok in (EOS, UNK) else json.dumps(tok, ensure_ascii=False)
+
+
+@cli.command("next")
+@click.argument("prefix", default="", metavar="[PREFIX]")
+@model_option
+@click.option("-k", "top", type=int, default=10, show_default=True, metavar="K",
+              help="How many tokens to show, likeliest first.")
+@click.option("--json", "as_json", is_flag=True,
+              help='One JSON object: {"prefix", "next": [{"token", "prob", "logprob"}, ...]}.')
+def next_command(prefix, model_path, top, as_json) -> None:
+    """The K likeliest tokens to come after PREFIX, with their probabilities.
+
+    This is the model's distribution P(y<t> | y<1>, ..., y<t-1>) for the next token: <EOS>
+    (the end of a sentence) is one of the candidates and <UNK> stands for every token the
+    vocabulary does not know. The prefix is read as `charlm score` reads a sentence: after
+    <EOS> in a lines-mode model, after a newline in a stream-mode one. No PREFIX: the first
+    token of a text.
+
+    \b
+    Examples:
+      charlm next "The apple and p"             # character model: the next character
+      charlm next -m ptb.npz "the stock market" -k 5
+      charlm next -m dinos.npz ""               # how names start
+      charlm next "To be, or not to" --json
+    """
+    from charlm import generate
+
+    if top < 1:
+        raise click.BadParameter(f"must be at least 1, got {top}", param_hint="-k")
+    model, vocab, tokenizer, _ = load(model_path)
+    prime = generate.Prime.from_text(tokenizer, prefix)
+    best = generate.next_tokens(model, vocab, prime, top)
+    if as_json:
+        click.echo(json.dumps({"prefix": prefix, "next": [
+            {"token": tok, "prob": math.exp(lp), "logprob": lp} for tok, lp in best]},
+            ensure_ascii=False))
+        return
+    click.echo(f"{'probability':>11} {'logprob':>9}  token")
+    for tok, lp in best:
+        click.echo(f"{math.exp(lp):11.6f} {lp:9.4f}  {show_token(tok)}")

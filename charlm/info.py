@@ -1,0 +1,99 @@
+"""What a model file holds, as one JSON-able dict (`charlm info`, `charlm.Model.info()`).
+
+Read from the checkpoint's metadata (`meta`, see `charlm.checkpoint`) and the loaded network:
+
+    file, kind ("best" model or "last" training state), format_version, charlm_version, task
+    model:      the network's settings (cell, layers, hidden, embedding, ...) and `parameters`
+    vocabulary: size, min_count, max_vocab, `top`: the most frequent tokens [[token, count], ...]
+    tokenizer:  the tokenizer settings the model re-creates
+    training:   step, epoch, tokens_seen, val_loss (nats/token) with bits_per_char (character
+                level) or perplexity (word level), and the options the run was given
+    run:        only for a NAME.last.npz: where the run stands (step, epochs done, learning rate,
+                evaluations without improvement against the patience, the last evaluation, and
+                the command that continues it)
+
+The `train` record of a checkpoint is read defensively: a file made by other code (or an older
+charlm) may lack any of its keys, and then the figure is left out.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+
+LN2 = math.log(2.0)
+TOP_TOKENS = 10
+
+
+def _number(x) -> float | None:
+    """x as a float when it is a finite number, else None."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return float(x) if math.isfinite(x) else None
+
+
+def loss_figures(val_loss, level: str) -> dict:
+    """{"val_loss": nats} plus bits_per_char (char level) or perplexity (word level)."""
+    loss = _number(val_loss)
+    if loss is None:
+        return {}
+    if level == "char":
+        return {"val_loss": loss, "bits_per_char": loss / LN2}
+    return {"val_loss": loss, "perplexity": math.exp(min(loss, 700.0))}
+
+
+def describe(path: str, meta: dict, num_params: int, top: int = TOP_TOKENS) -> dict:
+    """The description of the model file at `path` (see the module docstring)."""
+    vocab = meta.get("vocab") or {}
+    tokenizer = vocab.get("tokenizer") or {}
+    tokens, counts = vocab.get("tokens") or [], vocab.get("counts") or []
+    ranked = sorted(zip(tokens, counts), key=lambda tc: -tc[1])[:top]
+    info = {
+        "file": path,
+        "kind": meta.get("kind"),
+        "format_version": meta.get("format_version"),
+        "charlm_version": meta.get("charlm_version"),
+        "task": meta.get("task", "lm"),
+        "model": dict(meta.get("model") or {}, parameters=num_params),
+        "vocabulary": {"size": len(tokens), "min_count": vocab.get("min_count"),
+                       "max_vocab": vocab.get("max_vocab"), "top": [list(tc) for tc in ranked]},
+        "tokenizer": dict(tokenizer),
+    }
+    train = meta.get("train") or {}
+    level = tokenizer.get("level", "char")
+    if train:
+        best = train.get("val_loss", train.get("saved_val_loss"))
+        info["training"] = {
+            "step": train.get("step"),
+            "epoch": train.get("epoch"),
+            "tokens_seen": train.get("tokens_seen", train.get("train_tokens")),
+            **loss_figures(best, level),
+            "options": train.get("options"),
+        }
+    if meta.get("kind") == "last" and train:
+        info["run"] = _run_state(train, level)
+    return info
+
+
+def _run_state(train: dict, level: str) -> dict:
+    """Where a resumable run stands, from the `train` record of a NAME.last.npz."""
+    options = train.get("options") or {}
+    metrics = train.get("metrics") or []
+    n_train, seen = train.get("n_train"), train.get("tokens_seen")
+    run = {
+        "step": train.get("step"),
+        "epochs_done": seen / n_train if _number(seen) is not None and _number(n_train) else None,
+        "epochs": options.get("epochs"),
+        "max_steps": options.get("max_steps"),
+        "lr": (train.get("optimizer") or {}).get("lr"),
+        "best_step": train.get("best_step"),
+        "best": loss_figures(train.get("best_val_loss"), level),
+        "evaluations": len(metrics),
+        "without_improvement": train.get("bad_evals"),
+        "patience": options.get("patience"),
+        "last_evaluation": metrics[-1] if metrics else None,
+    }
+    if options.get("corpus") and options.get("output"):
+        run["resume"] = "charlm train {} -o {} --resume".format(
+            shlex.quote(str(options["corpus"])), shlex.quote(str(options["output"])))
+    return run
