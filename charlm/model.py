@@ -88,14 +88,17 @@ def config_from_dict(cls, d, required=()):
 
 
 def checked_params(params: dict, shapes: dict, dtype) -> dict:
-    """Given parameters checked against a model's param_shapes() (names and shapes; CharlmError on
-    a mismatch) and made contiguous arrays of `dtype`, in the shapes' order."""
-    if set(params) != set(shapes):
-        raise CharlmError(f"model parameters {sorted(params)} do not match the "
-                          f"configuration's {sorted(shapes)}")
-    for k, shape in shapes.items():
-        if tuple(np.shape(params[k])) != shape:
-            raise CharlmError(f"parameter {k} has shape {np.shape(params[k])}, expected {shape}")
+    """Given parameters checked against a model's param_shapes() (names and shapes; a CharlmError
+    names what is missing, unexpected or of the wrong shape) and made contiguous arrays of `dtype`,
+    in the shapes' order."""
+    missing = sorted(set(shapes) - set(params))
+    extra = sorted(set(params) - set(shapes))
+    wrong = sorted(f"{k} {np.shape(params[k])} (expected {shapes[k]})" for k in set(shapes) & set(params)
+                   if tuple(np.shape(params[k])) != tuple(shapes[k]))
+    if missing or extra or wrong:
+        raise CharlmError("; ".join(x for x in (missing and f"missing {', '.join(missing)}",
+                                                extra and f"unexpected {', '.join(extra)}",
+                                                wrong and f"wrong shape {', '.join(wrong)}") if x))
     return {k: np.ascontiguousarray(params[k], dtype=dtype) for k in shapes}
 
 
@@ -135,6 +138,8 @@ class ModelConfig:
 
 class LanguageModel:
     """Left-to-right recurrent language model over token ids (time-major (T,B) arrays)."""
+
+    task = "lm"
 
     def __init__(self, config: ModelConfig, params: dict | None = None, seed: int = 0):
         self.config = config

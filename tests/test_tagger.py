@@ -448,3 +448,79 @@ def test_bidirectional_tagger_learns_what_only_the_right_context_tells():
         has_next = test.mask[1:] > 0                                       # tokens with a word after them
         accuracy[bidirectional] = (pred[:-1] == test.labels[:-1])[has_next].mean()
     assert accuracy[True] > 0.95 and accuracy[False] < 0.7, accuracy
+
+
+# -- checkpoints ----------------------------------------------------------------------------------------------
+def saved(tmp_path, m, **meta_changes):
+    """Save a tagger/classifier as the training engine does; -> path."""
+    from charlm import checkpoint as ckpt
+    from charlm.vocab import Vocab
+
+    c = m.config
+    words = Vocab.from_counts({f"w{i}": 100 - i for i in range(c.vocab_size - 2)})
+    chars = Vocab.from_counts({chr(97 + i): 50 - i for i in range(c.char_vocab_size - 2)})
+    meta = {"kind": "best", "task": c.task, "model": c.to_dict(), "vocab": words.to_dict(),
+            "char_vocab": chars.to_dict() if c.char_hidden else None,
+            "labels": [f"L{i}" for i in range(c.num_labels)], "train": {}}
+    meta.update(meta_changes)
+    path = tmp_path / "m.npz"
+    ckpt.save_checkpoint(path, ckpt.model_arrays(m), meta)
+    return path
+
+
+@pytest.mark.parametrize("task,kw", [("tag", {}), ("classify", {"pool": "max", "char_hidden": 0}),
+                                     ("tag", {"bidirectional": False})])
+def test_checkpoint_round_trip(tmp_path, task, kw):
+    from charlm import checkpoint as ckpt
+
+    m = model(task, **kw)
+    loaded = ckpt.load_model(saved(tmp_path, m))
+    assert loaded.task == task and type(loaded.model) is type(m) and loaded.model.task == task
+    assert loaded.labels == ["L0", "L1", "L2"] and loaded.model.config == m.config
+    assert (loaded.char_vocab is None) == (m.config.char_hidden == 0)
+    if loaded.char_vocab is not None:
+        assert len(loaded.char_vocab) == m.config.char_vocab_size
+    model2, vocab, meta = loaded                                   # unpacks as load_model always did
+    assert len(vocab) == m.config.vocab_size and meta["task"] == task
+    b = batch_for(task)
+    np.testing.assert_array_equal(model2.log_probs(b), m.log_probs(b))
+
+
+def test_checkpoint_of_a_language_model_has_task_lm(tmp_path):
+    from charlm import checkpoint as ckpt
+    from charlm.model import LanguageModel, ModelConfig
+    from charlm.vocab import Vocab
+
+    vocab = Vocab.from_counts({"a": 3, "b": 2})
+    lm = LanguageModel(ModelConfig(vocab_size=len(vocab), hidden=4, embedding=3))
+    ckpt.save_checkpoint(tmp_path / "lm.npz", ckpt.model_arrays(lm),
+                         {"kind": "best", "model": lm.config.to_dict(), "vocab": vocab.to_dict()})  # no task
+    loaded = ckpt.load_model(tmp_path / "lm.npz")
+    assert loaded.task == "lm" and loaded.labels is None and loaded.char_vocab is None
+    assert isinstance(loaded.model, LanguageModel) and loaded.model.task == "lm"
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"labels": ["A", "B"]}, "predicts 3 labels but the file names 2"),
+    ({"labels": None}, "names no labels"),
+    ({"char_vocab": None}, "character vocabulary has none"),
+    ({"task": "classify"}, "settings for 'tag'"),
+    ({"task": "translate"}, "task 'translate'"),
+    ({"char_vocab": {"tokens": 3}}, "bad character vocabulary"),
+])
+def test_checkpoint_refuses_inconsistent_files(tmp_path, change, message):
+    from charlm import checkpoint as ckpt
+    from charlm.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match=message):
+        ckpt.load_model(saved(tmp_path, model("tag"), **change))
+
+
+def test_checkpoint_refuses_parameters_of_another_model(tmp_path):
+    from charlm import checkpoint as ckpt
+    from charlm.errors import CheckpointError
+
+    m = model("tag")
+    path = saved(tmp_path, m, model=dict(m.config.to_dict(), bidirectional=False))
+    with pytest.raises(CheckpointError, match="does not match its model settings: missing rnn.0.W"):
+        ckpt.load_model(path)
