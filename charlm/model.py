@@ -72,19 +72,35 @@ def check_settings(config, ints=(), flags=()) -> None:
         raise CharlmError("peephole connections need --cell lstm")
 
 
-def config_from_dict(cls, d, required=()):
-    """A configuration dataclass from a mapping (a checkpoint's settings): unknown or missing keys
-    are a CharlmError."""
-    if not isinstance(d, dict):
-        raise CharlmError("model settings must be a mapping")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise CharlmError(f"unknown model setting(s): {', '.join(map(str, unknown))}")
-    for key in required:
-        if key not in d:
-            raise CharlmError(f"model settings lack {key}")
-    return cls(**d)
+class Settings:
+    """Base of the model configuration dataclasses (ModelConfig, tagger.TaggerConfig): validated on
+    construction (`validate`, CharlmError on nonsense), written to and read from a plain dict (a
+    checkpoint's settings). `REQUIRED` lists the fields a dict must have."""
+
+    REQUIRED: tuple = ()
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        """The configuration a mapping describes; unknown or missing keys are a CharlmError."""
+        if not isinstance(d, dict):
+            raise CharlmError("model settings must be a mapping")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise CharlmError(f"unknown model setting(s): {', '.join(map(str, unknown))}")
+        for key in cls.REQUIRED:
+            if key not in d:
+                raise CharlmError(f"model settings lack {key}")
+        return cls(**d)
 
 
 def checked_params(params: dict, shapes: dict, dtype) -> dict:
@@ -103,7 +119,7 @@ def checked_params(params: dict, shapes: dict, dtype) -> dict:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Settings):
     """Hyper-parameters of a LanguageModel. Construction validates (CharlmError on nonsense)."""
 
     vocab_size: int
@@ -117,8 +133,7 @@ class ModelConfig:
     peephole: bool = False
     dtype: str = "float32"
 
-    def __post_init__(self) -> None:
-        self.validate()
+    REQUIRED = ("vocab_size",)
 
     def validate(self) -> None:
         check_settings(self, ("vocab_size", "layers", "hidden", "embedding"), ("tie_weights", "peephole"))
@@ -127,13 +142,6 @@ class ModelConfig:
         if self.tie_weights and self.embedding != self.hidden:
             raise CharlmError(f"tie_weights needs embedding == hidden "
                               f"(got embedding {self.embedding}, hidden {self.hidden})")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d) -> "ModelConfig":
-        return config_from_dict(cls, d, ("vocab_size",))
 
 
 class LanguageModel:

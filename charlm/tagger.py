@@ -24,12 +24,12 @@ batch, bit for bit in float64 (tests/test_tagger.py). It costs nothing for batch
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from charlm.errors import CharlmError, DataError
-from charlm.model import _is_int, check_settings, checked_params, config_from_dict
+from charlm.model import Settings, _is_int, check_settings, checked_params
 from charlm.nn.cells import cell_from_config
 from charlm.nn.layers import (
     POOLS,
@@ -183,7 +183,7 @@ def _aligned(batch: SentenceBatch) -> SentenceBatch:
 
 # -- configuration ----------------------------------------------------------------------------------------
 @dataclass
-class TaggerConfig:
+class TaggerConfig(Settings):
     """Hyper-parameters of a Tagger or Classifier. Construction validates (CharlmError on nonsense).
 
     hidden and char_hidden are per direction; char_hidden = 0 turns the character encoder off;
@@ -191,25 +191,24 @@ class TaggerConfig:
     classifier's read-out ("last": [→a<Tx>, ←a<1>], "mean", "max").
     """
 
-    task: str
-    vocab_size: int
-    char_vocab_size: int
-    num_labels: int
-    cell: str = "lstm"
-    layers: int = 2
-    hidden: int = 128
-    embedding: int = 100
-    char_embedding: int = 25
-    char_hidden: int = 25
+    task: str                   # "tag" (Tagger) or "classify" (Classifier)
+    vocab_size: int             # V, words
+    char_vocab_size: int        # characters (0 is fine without a character encoder)
+    num_labels: int             # K, tags or classes
+    cell: str = "lstm"          # rnn | gru | lstm, for the sentence and the character RNNs
+    layers: int = 2             # stacked (bidirectional) layers
+    hidden: int = 128           # H per direction
+    embedding: int = 100        # word embedding size
+    char_embedding: int = 25    # character embedding size
+    char_hidden: int = 25       # Hc per direction; 0: no character encoder
     bidirectional: bool = True
-    dropout: float = 0.5
-    pool: str = "last"
-    activation: str = "tanh"
-    peephole: bool = False
+    dropout: float = 0.5        # on x<t>, between layers, before W_y
+    pool: str = "last"          # the classifier's read-out: last | mean | max
+    activation: str = "tanh"    # rnn cell only: tanh | relu
+    peephole: bool = False      # lstm only
     dtype: str = "float32"
 
-    def __post_init__(self) -> None:
-        self.validate()
+    REQUIRED = ("task", "vocab_size", "char_vocab_size", "num_labels")
 
     def validate(self) -> None:
         if self.task not in TASKS:
@@ -229,13 +228,6 @@ class TaggerConfig:
             raise CharlmError(f"the character encoder needs char_vocab_size >= 2, got {self.char_vocab_size}")
         if self.pool not in POOLS:
             raise CharlmError(f"unknown pool {self.pool!r}; choose one of {', '.join(POOLS)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d) -> "TaggerConfig":
-        return config_from_dict(cls, d, ("task", "vocab_size", "char_vocab_size", "num_labels"))
 
 
 # -- models ---------------------------------------------------------------------------------------------------

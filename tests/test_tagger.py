@@ -11,16 +11,7 @@ from charlm.nn import cells as C
 from charlm.nn import layers as L
 from charlm.tagger import Classifier, SentenceBatch, Tagger, TaggerConfig, make_model, pad_sentences
 from gradcheck import check_grad
-
-TOL = 1e-6
-CASES = [
-    ("rnn", {"activation": "tanh"}),
-    ("rnn", {"activation": "relu"}),
-    ("gru", {}),
-    ("lstm", {}),
-    ("lstm", {"peephole": True}),
-]
-IDS = ["rnn-tanh", "rnn-relu", "gru", "lstm", "lstm-peephole"]
+from test_cells import CASES, IDS, TOL
 LENGTHS = [4, 9, 1, 6, 3, 12, 2, 5, 7, 10]      # 10 sentences: more than one block of 8 rows
 D, H = 5, 4
 
