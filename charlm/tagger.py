@@ -12,14 +12,20 @@
 
 A batch (`SentenceBatch`, made by `pad_sentences`) holds sentences padded to the longest, with
 their lengths; ←a starts at each sentence's own last word, so padding never reaches a real
-position. Dropout (inverted, training only) sits on x<t>, between layers and on what W_y reads.
+position. Dropout (inverted, training only) sits on x<t>, between layers and on what W_y reads;
+word dropout (training only) gives a random share of the words <UNK>'s embedding (id 0) while
+the character encoder still reads their spelling, so that the model learns to tag unknown words.
 
 Every matrix product of these models has a multiple of ROW_ALIGN rows: a batch is widened with
 dummy one-word sentences (and dummy one-character words) that no loss or output sees. BLAS
 computes a row of a product in a way that depends on how many rows there are (OpenBLAS: one row is
 a matrix-vector product; rows after the last full block of its kernel go through an edge kernel;
 each adds in another order). With whole blocks a sentence gets the same numbers alone as in any
-batch, bit for bit in float64 (tests/test_tagger.py). It costs nothing for batches of 8k sentences.
+batch, bit for bit in float64 (tests/test_tagger.py), at no cost for batches of 8k sentences. One
+case remains: OpenBLAS's AVX-512 (SkylakeX) kernels send many products with M·N·K <= 10^6 to a
+small-matrix kernel, so at full size a sentence alone (a small product) and in a batch of 32 (a
+large one) can differ in the last bits (measured: at most 8.9e-16 in a log-probability, default
+model, float64); the Haswell kernels, and the small sizes of the tests, have no such switch.
 """
 
 from __future__ import annotations
@@ -203,6 +209,7 @@ class TaggerConfig(Settings):
     char_hidden: int = 25       # Hc per direction; 0: no character encoder
     bidirectional: bool = True
     dropout: float = 0.5        # on x<t>, between layers, before W_y
+    word_dropout: float = 0.1   # training: a word's embedding is <UNK>'s (id 0), its spelling kept
     pool: str = "last"          # the classifier's read-out: last | mean | max
     activation: str = "tanh"    # rnn cell only: tanh | relu
     peephole: bool = False      # lstm only
@@ -226,6 +233,10 @@ class TaggerConfig(Settings):
             raise CharlmError(f"num_labels must be at least 2, got {self.num_labels}")
         if self.char_hidden and self.char_vocab_size < 2:
             raise CharlmError(f"the character encoder needs char_vocab_size >= 2, got {self.char_vocab_size}")
+        w = self.word_dropout
+        if isinstance(w, bool) or not isinstance(w, (int, float, np.floating, np.integer)) or not 0 <= w < 1:
+            raise CharlmError(f"word_dropout must be a number in [0, 1), got {w!r}")
+        self.word_dropout = float(w)
         if self.pool not in POOLS:
             raise CharlmError(f"unknown pool {self.pool!r}; choose one of {', '.join(POOLS)}")
 
@@ -317,8 +328,8 @@ class _SentenceModel:
 
     # -- the encoder -------------------------------------------------------------------------------
     def _dropout(self, train: bool, rng):
-        rate = self.config.dropout if train else 0.0
-        return rate, (self._rng if rate > 0.0 and rng is None else rng)
+        """-> (dropout rate, generator of the masks): no dropout unless training."""
+        return (self.config.dropout, self._rng if rng is None else rng) if train else (0.0, None)
 
     def _check(self, batch: SentenceBatch, need_labels: bool) -> SentenceBatch:
         """The batch, checked against the model and widened to whole row blocks."""
@@ -338,10 +349,14 @@ class _SentenceModel:
         return _aligned(batch)
 
     def _encode(self, batch: SentenceBatch, rate: float, rng):
-        """An aligned batch -> (a (T,B,2H) = [→a<t>, ←a<t>] of the top layer, cache)."""
+        """An aligned batch -> (a (T,B,2H) = [→a<t>, ←a<t>] of the top layer, cache). Training when
+        rng is given (dropout at `rate`, word dropout), evaluation when it is None."""
         c, p = self.config, self.params
         T, B = batch.words.shape
-        x = p["embed.W"][batch.words]                           # E[w<t>]   (T,B,Emb)
+        words = batch.words
+        if rng is not None and c.word_dropout > 0.0:            # word dropout: <UNK>'s embedding instead
+            words = np.where(rng.random(words.shape) < c.word_dropout, 0, words)
+        x = p["embed.W"][words]                                 # E[w<t>]   (T,B,Emb)
         char_cache = None
         if self.chars is not None:
             codes, char_cache = self.chars.forward(p["char.embed.W"], self._group("char", ("fwd", "bwd")),
@@ -355,16 +370,16 @@ class _SentenceModel:
         layer_params = self._layer_params()
         a, _, rnn_cache = self.rnn.forward(layer_params, x, state, rate, rng,
                                            batch.lengths if c.bidirectional else None)
-        return a, (batch, char_cache, m_in, layer_params, rnn_cache)
+        return a, (batch, words, char_cache, m_in, layer_params, rnn_cache)
 
     def _encode_backward(self, da: np.ndarray, cache) -> dict:
         """da (T,B,2H) -> gradients of every parameter but out.*."""
-        batch, char_cache, m_in, layer_params, rnn_cache = cache
+        batch, words, char_cache, m_in, layer_params, rnn_cache = cache
         c = self.config
         dx, rgrads, _ = self.rnn.backward(layer_params, da, rnn_cache)
         if m_in is not None:
             dx *= m_in
-        grads = {"embed.W": embedding_backward(dx[..., :c.embedding], batch.words, c.vocab_size)}
+        grads = {"embed.W": embedding_backward(dx[..., :c.embedding], words, c.vocab_size)}
         if self.chars is not None:
             dcodes = embedding_backward(dx[..., c.embedding:], batch.word_index, batch.char_lengths.shape[0])
             grads["char.embed.W"], pair = self.chars.backward(self._group("char", ("fwd", "bwd")), dcodes,
