@@ -5,10 +5,10 @@ metric, for the side-by-side NER comparison of bench_tasks.py (needs the `bench`
 
 What is the same as charlm's run with the same options:
   * data: charlm's readers, vocabularies (`Encoder.build`: words, characters, labels in IOB2) and
-    batches (`SentenceBatches`: the same sentences in the same order, padded the same way, the
-    same words seen once read as <UNK>);
-  * model: word embedding E concatenated with a character BiLSTM's final states (embedding Ec,
-    Hc per direction, over each distinct word of the batch), dropout, an L-layer bidirectional
+    batches (`SentenceBatches`: the same sentences in the same order, padded the same way);
+  * model: word embedding E (in training a --word-dropout share of the words gets <UNK>'s, as
+    charlm's TaggerConfig.word_dropout) concatenated with a character BiLSTM's final states
+    (embedding Ec, Hc per direction, over each distinct word of the batch), dropout, an L-layer bidirectional
     LSTM with H per direction (dropout between layers), dropout, a linear layer to the K tags,
     log-softmax; the mean −log ŷ<t>[tag] over the real tokens (packed sequences: no padding is read);
   * training: Adam (lr), global-norm clipping, evaluation every --eval-every steps on the
@@ -44,13 +44,13 @@ from charlm.labels import detect_scheme  # noqa: E402
 from charlm.metrics import conlleval_counts  # noqa: E402
 from charlm.sentences import Encoder  # noqa: E402
 from charlm.tagdata import read_tagged  # noqa: E402
-from charlm.taskdata import UNK_RATE  # noqa: E402
 from charlm.tokenizer import TokenizerConfig  # noqa: E402
 
 
 class BiLSTMTagger(nn.Module):
-    def __init__(self, V, C, K, E, Ec, Hc, H, L, dropout):
+    def __init__(self, V, C, K, E, Ec, Hc, H, L, dropout, word_dropout):
         super().__init__()
+        self.word_dropout = word_dropout
         self.embed = nn.Embedding(V, E)
         self.char_embed = nn.Embedding(C, Ec) if Hc else None
         self.char_rnn = nn.LSTM(Ec, Hc, bidirectional=True) if Hc else None
@@ -60,7 +60,10 @@ class BiLSTMTagger(nn.Module):
 
     def forward(self, b):
         """b: a charlm SentenceBatch -> log-probabilities (T, B, K)."""
-        x = self.embed(torch.from_numpy(b.words))
+        words = torch.from_numpy(b.words)
+        if self.training and self.word_dropout > 0:
+            words = torch.where(torch.rand(words.shape) < self.word_dropout, torch.zeros_like(words), words)
+        x = self.embed(words)
         if self.char_rnn is not None:
             packed = pack_padded_sequence(self.char_embed(torch.from_numpy(b.chars)),
                                           torch.from_numpy(b.char_lengths), enforce_sorted=False)
@@ -102,7 +105,7 @@ def main() -> int:
     p.add_argument("--test-file", required=True)
     p.add_argument("--time-limit", type=float, required=True)
     for name, default in (("embedding", 100), ("char-embedding", 25), ("char-hidden", 25), ("hidden", 128),
-                          ("layers", 2), ("dropout", 0.5), ("lr", 3e-3), ("clip", 5.0), ("batch-size", 32),
+                          ("layers", 2), ("dropout", 0.5), ("word-dropout", 0.1), ("lr", 3e-3), ("clip", 5.0), ("batch-size", 32),
                           ("epochs", 1000), ("eval-every", 100), ("patience", 5), ("seed", 0), ("threads", 2)):
         p.add_argument(f"--{name}", type=type(default), default=default)
     a = p.parse_args()
@@ -116,10 +119,9 @@ def main() -> int:
                         scheme)
     encoded = [enc.encode(s.tokens, s.tags) for s in train]
     clock = Clock()
-    source = SentenceBatches(encoded, enc.batch, a.batch_size, a.seed, clock, rare=enc.singletons(),
-                             unk_rate=UNK_RATE)
+    source = SentenceBatches(encoded, enc.batch, a.batch_size, a.seed, clock)
     model = BiLSTMTagger(len(enc.vocab), len(enc.chars), len(enc.labels), a.embedding, a.char_embedding,
-                         a.char_hidden, a.hidden, a.layers, a.dropout)
+                         a.char_hidden, a.hidden, a.layers, a.dropout, a.word_dropout)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     best_f1, best_state, best_step, bad, step, tokens, position = -1.0, None, 0, 0, 0, 0, 0
     started = time.perf_counter()

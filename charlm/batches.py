@@ -28,7 +28,7 @@ carried state) for tagging and classification implement the same interface.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
@@ -145,11 +145,6 @@ class SentenceBatches:
     and a resumed run continues at exactly the batch it stopped before. `clock.epoch` (the run's
     `TrainState`) says which epoch `batches` serves.
 
-    With `rare` ((V,) bool over word ids, e.g. the words seen once) each occurrence of a rare word
-    is read as <UNK> (id 0) with probability `unk_rate` (drawn from a generator seeded with
-    (seed, epoch, batch)), so the <UNK> embedding is trained for the unknown words of new text;
-    the character ids stay those of the word.
-
     sentences: EncodedSentence list (`charlm.sentences`); to_batch(list) -> SentenceBatch.
     Batch.inputs = (SentenceBatch,); Batch.tokens = real tokens (tagging) or sentences
     (classification): the predictions the batch trains on.
@@ -157,13 +152,11 @@ class SentenceBatches:
 
     carries_state = False
 
-    def __init__(self, sentences: list, to_batch, batch_size: int, seed: int, clock, per_sentence: bool = False,
-                 rare: np.ndarray | None = None, unk_rate: float = 0.0):
+    def __init__(self, sentences: list, to_batch, batch_size: int, seed: int, clock, per_sentence: bool = False):
         self.sentences, self.to_batch = sentences, to_batch
         self.batch_size = int(batch_size)
         self.seed, self.clock, self.per_sentence = int(seed), clock, per_sentence
         self.lengths = np.array([len(s) for s in sentences], dtype=np.int64)
-        self.rare, self.unk_rate = rare, float(unk_rate)
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.sentences) / self.batch_size)
@@ -180,22 +173,11 @@ class SentenceBatches:
         return [groups[i] for i in rng.permutation(len(groups))]
 
     def batches(self, position: int = 0) -> Iterator[Batch]:
-        epoch = self.clock.epoch
-        groups = self.order(epoch)
+        groups = self.order(self.clock.epoch)
         for k in range(int(position), len(groups)):
             chosen = [self.sentences[i] for i in groups[k]]
-            if self.rare is not None and self.unk_rate > 0:
-                chosen = self._unk(chosen, np.random.default_rng([self.seed, int(epoch), k]))
             tokens = len(chosen) if self.per_sentence else int(self.lengths[groups[k]].sum())
             yield Batch((self.to_batch(chosen),), k + 1, tokens)
-
-    def _unk(self, chosen: list, rng: np.random.Generator) -> list:
-        """The sentences with each rare word replaced by <UNK> (id 0) with probability unk_rate."""
-        out = []
-        for s in chosen:
-            drop = self.rare[s.words] & (rng.random(len(s.words)) < self.unk_rate)
-            out.append(replace(s, words=np.where(drop, 0, s.words)) if drop.any() else s)
-        return out
 
 
 class SentenceValidation:

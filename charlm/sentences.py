@@ -110,10 +110,6 @@ class Encoder:
                 labels = self._label_id(gold)
         return EncodedSentence(self.word_ids(tokens), [self.char_ids(t) for t in tokens], labels)
 
-    def singletons(self) -> np.ndarray:
-        """(V,) bool: the words seen exactly once in the training data (`SentenceBatches`' rare words)."""
-        return np.array(self.vocab.counts, dtype=np.int64) == 1
-
     def unknown_labels(self, gold) -> list[str]:
         """Gold tags (a list per sentence, data scheme) or labels the model cannot predict, sorted."""
         seen = {t for tags in gold for t in self.model_labels(tags)} if self.task == "tag" else set(gold)

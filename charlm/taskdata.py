@@ -23,10 +23,6 @@ from charlm.sentences import Encoder
 from charlm.tagdata import read_labelled, read_tagged
 from charlm.tokenizer import TokenizerConfig
 
-# Training reads a word seen once as <UNK> with this probability (SentenceBatches), so that the
-# <UNK> embedding the unknown words of new text get is a trained one (Lample et al. 2016 use 0.5).
-UNK_RATE = 0.5
-
 
 def read_task_file(task: str, path, tokenizer: TokenizerConfig, format: str | None = None,
                    tag_column=None) -> tuple[list, list, str]:

@@ -50,7 +50,7 @@ from charlm.optim import OPTIMIZERS, clip_grad_norm, make_optimizer
 from charlm.sentences import Encoder
 from charlm.tagdata import LABEL_FORMATS, TAG_FORMATS, parse_tag_column
 from charlm.tagger import TaggerConfig, make_model
-from charlm.taskdata import UNK_RATE, prepare_task_data
+from charlm.taskdata import prepare_task_data
 from charlm.tokenizer import TokenizerConfig
 from charlm.vocab import Vocab
 
@@ -398,7 +398,7 @@ def _sentence_data(opts: TrainOptions, state: TrainState, encoder: Encoder | Non
                              seed=opts.seed, min_count=opts.min_count, max_vocab=opts.max_vocab, encoder=encoder)
     enc = data.encoder
     source = SentenceBatches(data.train, enc.batch, opts.batch_size, opts.seed, state,
-                             per_sentence=opts.task == "classify", rare=enc.singletons(), unk_rate=UNK_RATE)
+                             per_sentence=opts.task == "classify")
     validation = SentenceValidation(data.val, data.val_gold, enc) if data.val else None
     info = {"vocab": len(enc.vocab), "train_tokens": data.n_train_tokens, "val_tokens": data.n_val_tokens,
             "batch": source.batch_size, "seq_len": None, "steps_per_epoch": source.steps_per_epoch(),
