@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlm.errors import CharlmError, DataError
-from charlm.model import Settings, _is_int, check_settings, checked_params
+from charlm.model import Settings, _is_int, check_rate, check_settings, checked_params
 from charlm.nn.cells import cell_from_config
 from charlm.nn.layers import (
     POOLS,
@@ -233,10 +233,7 @@ class TaggerConfig(Settings):
             raise CharlmError(f"num_labels must be at least 2, got {self.num_labels}")
         if self.char_hidden and self.char_vocab_size < 2:
             raise CharlmError(f"the character encoder needs char_vocab_size >= 2, got {self.char_vocab_size}")
-        w = self.word_dropout
-        if isinstance(w, bool) or not isinstance(w, (int, float, np.floating, np.integer)) or not 0 <= w < 1:
-            raise CharlmError(f"word_dropout must be a number in [0, 1), got {w!r}")
-        self.word_dropout = float(w)
+        check_rate(self, "word_dropout")
         if self.pool not in POOLS:
             raise CharlmError(f"unknown pool {self.pool!r}; choose one of {', '.join(POOLS)}")
 
