@@ -3,8 +3,9 @@
 The model of the issue: word embedding 100 + a character BiLSTM (embedding 25, 25 per direction)
 -> 2 bidirectional LSTM layers, 128 per direction -> softmax over 17 tags; dropout (charlm's default
 rate, on both sides) on the word input, between the layers and before the output layer; charlm's
-word dropout is off (PyTorch has no counterpart; its cost is one random draw per word). One training step per batch of 32 sentences:
-forward, mean cross-entropy over the real tokens, backward, global gradient-norm clipping at 5, Adam.
+word dropout is off (PyTorch has no counterpart; its cost is one random draw per word).
+One training step per batch of 32 sentences: forward, mean cross-entropy over the real tokens,
+backward, global gradient-norm clipping at 5, Adam.
 
     charlm:  loss, _, cache = tagger.loss(batch, None, train=True, rng=rng)
              grads = tagger.backward(cache); clip_grad_norm(grads, 5.0); opt.step(params, grads)
@@ -107,7 +108,8 @@ def charlm_fn(batches):
     from charlm.optim import clip_grad_norm, make_optimizer
     from charlm.tagger import Tagger
 
-    model = Tagger(TaggerConfig(task="tag", vocab_size=V, char_vocab_size=C, num_labels=K, word_dropout=0.0), seed=0)
+    config = TaggerConfig(task="tag", vocab_size=V, char_vocab_size=C, num_labels=K, word_dropout=0.0)
+    model = Tagger(config, seed=0)
     opt = make_optimizer("adam", 1e-3)
     rng = np.random.default_rng(0)
 
@@ -193,7 +195,8 @@ def run(args, log=print) -> tuple[list[dict], list[str]]:
         log(f"[tagger] {case}: {tokens} tokens ({100 * tokens / padded:.0f} % of padded positions) in "
             f"{PER_CALL} batches: charlm {med['charlm']:.3f} s" +
             (f", PyTorch {med['torch']:.3f} s" if "torch" in med else ""))
-        rows.append(dict(benchmark="tagger train", case=f"{case} B={BATCH} bilstm 2×128 char 25{common.cut_short(times, steps)}",
+        label = f"{case} B={BATCH} bilstm 2×128 char 25{common.cut_short(times, steps)}"
+        rows.append(dict(benchmark="tagger train", case=label,
                          charlm=tps["charlm"], torch=tps.get("torch"), ratio=rt, target=target,
                          met=None if rt is None or target.startswith("(") else rt >= 1.0))
         if case == "bucketed":

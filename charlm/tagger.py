@@ -274,8 +274,9 @@ class _SentenceModel:
                 for k, s in self.cell.param_shapes(c.char_embedding, c.char_hidden).items():
                     shapes[f"char.{d}.{k}"] = tuple(s)
         for l in range(c.layers):
+            D = self._input_width() if l == 0 else self._width()       # layer l+1 reads [→a, ←a]
             for d in self.directions:
-                for k, s in self.cell.param_shapes(self._input_width() if l == 0 else self._width(), c.hidden).items():
+                for k, s in self.cell.param_shapes(D, c.hidden).items():
                     shapes[_name(f"rnn.{l}", d, k)] = tuple(s)
         shapes["out.W"] = (self._width(), c.num_labels)
         shapes["out.b"] = (c.num_labels,)
