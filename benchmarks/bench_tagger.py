@@ -41,11 +41,11 @@ from charlm.tagger import TaggerConfig
 
 V, C, K = 20000, 100, 17          # word ids, character ids, tags
 BATCH, PER_CALL = 32, 8           # sentences per batch, batches per timed call
-# ../shared/data from the main checkout, ../../shared/data from a worktree in /work/wt/NAME
 DROPOUT = next(f.default for f in fields(TaggerConfig) if f.name == "dropout")   # charlm's default rate
-EWT = next((d / "ud-ewt" / "en_ewt-ud-train.conllu" for d in (common.SHARED_DATA, common.ROOT.parent.parent / "shared"
-                                                               / "data") if (d / "ud-ewt").is_dir()),
-           common.SHARED_DATA / "ud-ewt" / "en_ewt-ud-train.conllu")
+# ../shared/data from the main checkout, ../../shared/data from a worktree in /work/wt/NAME
+DATA = next((d for d in (common.SHARED_DATA, common.ROOT.parent.parent / "shared" / "data")
+             if (d / "ud-ewt").is_dir()), common.SHARED_DATA)
+EWT = DATA / "ud-ewt" / "en_ewt-ud-train.conllu"
 
 
 def ewt_lengths(path: Path = EWT):
