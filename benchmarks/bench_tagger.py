@@ -1,14 +1,16 @@
 """Tagger training throughput: charlm vs PyTorch (bidirectional LSTM tagger with a character encoder).
 
 The model of the issue: word embedding 100 + a character BiLSTM (embedding 25, 25 per direction)
--> 2 bidirectional LSTM layers, 128 per direction -> softmax over 17 tags; dropout 0.5 on the word
-input, between the layers and before the output layer. One training step per batch of 32 sentences:
-forward, mean cross-entropy over the real tokens, backward, global gradient-norm clipping at 5, Adam.
+-> 2 bidirectional LSTM layers, 128 per direction -> softmax over 17 tags; dropout (charlm's default
+rate, on both sides) on the word input, between the layers and before the output layer; charlm's
+word dropout is off (PyTorch has no counterpart; its cost is one random draw per word).
+One training step per batch of 32 sentences: forward, mean cross-entropy over the real tokens,
+backward, global gradient-norm clipping at 5, Adam.
 
     charlm:  loss, _, cache = tagger.loss(batch, None, train=True, rng=rng)
              grads = tagger.backward(cache); clip_grad_norm(grads, 5.0); opt.step(params, grads)
     PyTorch: the same sizes: nn.Embedding + char nn.LSTM(bidirectional=True) on packed words,
-             nn.LSTM(2 layers, bidirectional=True, dropout=0.5) on packed sentences
+             nn.LSTM(2 layers, bidirectional=True, dropout) on packed sentences
              (pack_padded_sequence), nn.Linear, F.cross_entropy over real tokens, backward,
              clip_grad_norm_(…, 5.0), torch.optim.Adam; torch.set_num_threads(2), float32.
 
@@ -29,18 +31,21 @@ Usage:  python benchmarks/bench_tagger.py [--quick] [--steps N] [--no-torch]
 from __future__ import annotations
 
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
 import common
+from charlm.tagger import TaggerConfig
 
 V, C, K = 20000, 100, 17          # word ids, character ids, tags
 BATCH, PER_CALL = 32, 8           # sentences per batch, batches per timed call
+DROPOUT = next(f.default for f in fields(TaggerConfig) if f.name == "dropout")   # charlm's default rate
 # ../shared/data from the main checkout, ../../shared/data from a worktree in /work/wt/NAME
-EWT = next((d / "ud-ewt" / "en_ewt-ud-train.conllu" for d in (common.SHARED_DATA, common.ROOT.parent.parent / "shared"
-                                                               / "data") if (d / "ud-ewt").is_dir()),
-           common.SHARED_DATA / "ud-ewt" / "en_ewt-ud-train.conllu")
+DATA = next((d for d in (common.SHARED_DATA, common.ROOT.parent.parent / "shared" / "data")
+             if (d / "ud-ewt").is_dir()), common.SHARED_DATA)
+EWT = DATA / "ud-ewt" / "en_ewt-ud-train.conllu"
 
 
 def ewt_lengths(path: Path = EWT):
@@ -101,9 +106,10 @@ def make_batches(sentences, spelling, order, seed: int):
 
 def charlm_fn(batches):
     from charlm.optim import clip_grad_norm, make_optimizer
-    from charlm.tagger import Tagger, TaggerConfig
+    from charlm.tagger import Tagger
 
-    model = Tagger(TaggerConfig(task="tag", vocab_size=V, char_vocab_size=C, num_labels=K), seed=0)
+    config = TaggerConfig(task="tag", vocab_size=V, char_vocab_size=C, num_labels=K, word_dropout=0.0)
+    model = Tagger(config, seed=0)
     opt = make_optimizer("adam", 1e-3)
     rng = np.random.default_rng(0)
 
@@ -127,8 +133,8 @@ def torch_tagger(torch):
             self.embed = nn.Embedding(V, 100)
             self.char_embed = nn.Embedding(C, 25)
             self.char_rnn = nn.LSTM(25, 25, bidirectional=True)
-            self.rnn = nn.LSTM(150, 128, num_layers=2, bidirectional=True, dropout=0.5)
-            self.drop = nn.Dropout(0.5)
+            self.rnn = nn.LSTM(150, 128, num_layers=2, bidirectional=True, dropout=DROPOUT)
+            self.drop = nn.Dropout(DROPOUT)
             self.out = nn.Linear(256, K)
 
         def forward(self, words, lengths, chars, char_lengths, word_index):
@@ -189,7 +195,8 @@ def run(args, log=print) -> tuple[list[dict], list[str]]:
         log(f"[tagger] {case}: {tokens} tokens ({100 * tokens / padded:.0f} % of padded positions) in "
             f"{PER_CALL} batches: charlm {med['charlm']:.3f} s" +
             (f", PyTorch {med['torch']:.3f} s" if "torch" in med else ""))
-        rows.append(dict(benchmark="tagger train", case=f"{case} B={BATCH} bilstm 2×128 char 25{common.cut_short(times, steps)}",
+        label = f"{case} B={BATCH} bilstm 2×128 char 25{common.cut_short(times, steps)}"
+        rows.append(dict(benchmark="tagger train", case=label,
                          charlm=tps["charlm"], torch=tps.get("torch"), ratio=rt, target=target,
                          met=None if rt is None or target.startswith("(") else rt >= 1.0))
         if case == "bucketed":

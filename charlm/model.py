@@ -58,11 +58,7 @@ def check_settings(config, ints=(), flags=()) -> None:
         raise CharlmError(f"activation {config.activation!r} applies only to the rnn cell")
     if config.dtype not in DTYPES:
         raise CharlmError(f"dtype must be float32 or float64, got {config.dtype!r}")
-    d = config.dropout
-    if isinstance(d, bool) or not isinstance(d, (int, float, np.floating, np.integer)) \
-            or not 0.0 <= float(d) < 1.0:
-        raise CharlmError(f"dropout must be a number in [0, 1), got {d!r}")
-    config.dropout = float(d)
+    check_rate(config, "dropout")
     for name in flags:
         if not isinstance(getattr(config, name), (bool, np.bool_)):
             raise CharlmError(f"model setting {name} must be true or false, "
@@ -70,6 +66,15 @@ def check_settings(config, ints=(), flags=()) -> None:
         setattr(config, name, bool(getattr(config, name)))
     if config.peephole and config.cell != "lstm":
         raise CharlmError("peephole connections need --cell lstm")
+
+
+def check_rate(config, name: str) -> None:
+    """config.<name> is a probability in [0, 1) (a dropout rate): made a float, or CharlmError."""
+    d = getattr(config, name)
+    if isinstance(d, bool) or not isinstance(d, (int, float, np.floating, np.integer)) \
+            or not 0.0 <= float(d) < 1.0:
+        raise CharlmError(f"{name} must be a number in [0, 1), got {d!r}")
+    setattr(config, name, float(d))
 
 
 class Settings:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlm.errors import CharlmError, DataError
-from charlm.model import Settings, _is_int, check_settings, checked_params
+from charlm.model import Settings, _is_int, check_rate, check_settings, checked_params
 from charlm.nn.cells import cell_from_config
 from charlm.nn.layers import (
     POOLS,
@@ -208,7 +208,7 @@ class TaggerConfig(Settings):
     char_embedding: int = 25    # character embedding size
     char_hidden: int = 25       # Hc per direction; 0: no character encoder
     bidirectional: bool = True
-    dropout: float = 0.5        # on x<t>, between layers, before W_y
+    dropout: float = 0.25       # on x<t>, between layers, before W_y (0.5 was worse on UD EWT)
     word_dropout: float = 0.1   # training: a word's embedding is <UNK>'s (id 0), its spelling kept
     pool: str = "last"          # the classifier's read-out: last | mean | max
     activation: str = "tanh"    # rnn cell only: tanh | relu
@@ -233,10 +233,7 @@ class TaggerConfig(Settings):
             raise CharlmError(f"num_labels must be at least 2, got {self.num_labels}")
         if self.char_hidden and self.char_vocab_size < 2:
             raise CharlmError(f"the character encoder needs char_vocab_size >= 2, got {self.char_vocab_size}")
-        w = self.word_dropout
-        if isinstance(w, bool) or not isinstance(w, (int, float, np.floating, np.integer)) or not 0 <= w < 1:
-            raise CharlmError(f"word_dropout must be a number in [0, 1), got {w!r}")
-        self.word_dropout = float(w)
+        check_rate(self, "word_dropout")
         if self.pool not in POOLS:
             raise CharlmError(f"unknown pool {self.pool!r}; choose one of {', '.join(POOLS)}")
 
@@ -277,8 +274,9 @@ class _SentenceModel:
                 for k, s in self.cell.param_shapes(c.char_embedding, c.char_hidden).items():
                     shapes[f"char.{d}.{k}"] = tuple(s)
         for l in range(c.layers):
+            D = self._input_width() if l == 0 else self._width()       # layer l+1 reads [→a, ←a]
             for d in self.directions:
-                for k, s in self.cell.param_shapes(self._input_width() if l == 0 else self._width(), c.hidden).items():
+                for k, s in self.cell.param_shapes(D, c.hidden).items():
                     shapes[_name(f"rnn.{l}", d, k)] = tuple(s)
         shapes["out.W"] = (self._width(), c.num_labels)
         shapes["out.b"] = (c.num_labels,)

@@ -9,7 +9,7 @@ import pytest
 from charlm.errors import CharlmError, DataError
 from charlm.nn import cells as C
 from charlm.nn import layers as L
-from charlm.tagger import Classifier, SentenceBatch, Tagger, TaggerConfig, make_model, pad_sentences
+from charlm.tagger import Classifier, Tagger, TaggerConfig, make_model, pad_sentences
 from gradcheck import check_grad
 from test_cells import CASES, IDS, TOL
 LENGTHS = [4, 9, 1, 6, 3, 12, 2, 5, 7, 10]      # 10 sentences: more than one block of 8 rows
@@ -397,7 +397,7 @@ def test_model_refuses_bad_batches():
 def test_config_defaults_and_round_trip():
     c = TaggerConfig(task="tag", vocab_size=100, char_vocab_size=40, num_labels=17)
     assert (c.cell, c.layers, c.hidden, c.embedding, c.char_embedding, c.char_hidden, c.bidirectional,
-            c.dropout, c.word_dropout, c.pool, c.dtype) == ("lstm", 2, 128, 100, 25, 25, True, 0.5, 0.1, "last",
+            c.dropout, c.word_dropout, c.pool, c.dtype) == ("lstm", 2, 128, 100, 25, 25, True, 0.25, 0.1, "last",
                                                             "float32")
     assert TaggerConfig.from_dict(c.to_dict()) == c
     m = Tagger(c)
