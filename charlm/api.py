@@ -279,8 +279,9 @@ def train(corpus: str | os.PathLike, *, output: str | os.PathLike = "charlm.npz"
           optimizer: str = "adam", lr: float | None = None, clip: float = 5.0, epochs: int = 20,
           max_steps: int | None = None, time_limit: float | None = None,
           val_fraction: float = 0.1, val_file: str | os.PathLike | None = None,
-          eval_every: int = 200, patience: int = 5, seed: int = 0,
+          val_tokens: int | None = None, eval_every: int = 200, patience: int = 5, seed: int = 0,
           metrics: str | os.PathLike | None = None, resume: bool = False, force: bool = False,
+          cache_dir: str | os.PathLike | None = None, no_cache: bool = False,
           progress: bool = False) -> LM:
     """Train a language model on `corpus` as `charlm train` does, and return the best one.
 
@@ -297,7 +298,7 @@ def train(corpus: str | os.PathLike, *, output: str | os.PathLike = "charlm.npz"
         raise UsageError(f"charlm.train(task={task!r}) is not in the Python API yet: use "
                          f"`charlm train --task {task}`")
     flags = dict(locals())
-    for name in ("corpus", "output", "vocab", "val_file", "metrics"):
+    for name in ("corpus", "output", "vocab", "val_file", "metrics", "cache_dir"):
         flags[name] = _path(flags[name])
     resume, progress = flags.pop("resume"), flags.pop("progress")
     opts = TrainOptions.from_flags(**flags)

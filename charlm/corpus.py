@@ -1,13 +1,21 @@
-"""Corpus file -> token ids -> train/validation split -> time-major (T, B) windows.
+"""Token ids -> train/validation split -> vocabulary -> time-major (T, B) windows.
 
 The pipeline, for a corpus of n tokens and B parallel streams:
 
-    read_corpus(source, tokenizer) -> ids (n,) int32 provisional ids, types (distinct tokens)
-    split_point(n, val_fraction)   -> k: train = ids[:k], validation = ids[k:]
-    build_vocab(ids, types, k, ...) -> Vocab (from the training part only), ids (n,) final ids
-    fit_batch(k, B, T)             -> (B, T, warning) shrunk to fit a small corpus
-    batchify(ids[:k], B)           -> data (N, B), N = k // B; column b = ids[b*N:(b+1)*N]
-    iter_windows(data, T)          -> (pos, x (T, B), y (T, B)) with y[t] = x[t+1] = data[pos+t+1]
+    token_ids(corpus, config, folder)  -> TokenIds: ids (n,) provisional ids (uint8/uint16/int32,
+                                         memory-mapped from the token cache or a temporary file
+                                         when large), types, counts (charlm.tokenids, .tokencache)
+    split_point(n, val_fraction, cap)  -> k: train = ids[:k], validation = ids[k:] (at most cap)
+    training_counts(tids, k)           -> counts of each type in ids[:k], in chunks
+    build_vocab(counts, types, ...)    -> Vocab (from the training part only)
+    lookup_table(vocab, types)         -> lookup (n_types,): provisional id -> vocabulary id
+    fit_batch(k, B, T)                 -> (B, T, warning) shrunk to fit a small corpus
+    batchify(ids[:k], B)               -> data (N, B), N = k // B; column b = ids[b*N:(b+1)*N]
+    MappedStreams(data, lookup)        -> the same streams, rows read as vocabulary ids
+    iter_windows(data, T)              -> (pos, x (T, B), y (T, B)) with y[t] = x[t+1] = data[pos+t+1]
+
+The vocabulary is applied by the lookup table as windows are read, so the corpus is never
+materialised in memory (nor rewritten on disk): a window costs one gather of T*B ids.
 
 The hidden state a<t> is carried from one window to the next (truncated BPTT), which is
 why the B streams are contiguous runs of the corpus: window i+1 of column b continues
@@ -18,146 +26,26 @@ Nothing here prints or exits; problems raise `DataError` / `UsageError`.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
 from charlm.errors import DataError, UsageError
-from charlm.tokenizer import Tokenizer
+from charlm.tokencache import token_ids
+from charlm.tokenids import TokenIds
 from charlm.vocab import EOS, UNK_LITERALS, Vocab
 
-# Ids are collected in fixed-size int32 chunks (overhead: at most one chunk); beyond
-# SPILL_TOKENS they are written to a temporary file and returned as a np.memmap.
-CHUNK_TOKENS = 1 << 20
-SPILL_TOKENS = 64 << 20
+COUNT_CHUNK = 1 << 24  # ids counted at a time
+DEFAULT_VAL_TOKENS = 1 << 17  # validation taken from the corpus: at most this many tokens (--val-tokens)
 
 
-class _IdSink:
-    """Append-only int32 id store: in-memory chunks, spilled to a temporary file when large."""
-
-    def __init__(self, chunk: int | None = None, spill: int | None = None):
-        self.chunk_size = max(1, int(CHUNK_TOKENS if chunk is None else chunk))
-        self.spill = int(SPILL_TOKENS if spill is None else spill)
-        self.full: list[np.ndarray] = []  # complete chunks kept in memory (before spilling)
-        self.buf = np.empty(self.chunk_size, dtype=np.int32)  # the chunk being filled
-        self.fill = 0
-        self.n = 0
-        self.file = None  # open temporary file once spilled
-        self.path = None
-
-    def extend(self, ids: list[int]) -> None:
-        k, m = 0, len(ids)
-        while k < m:
-            take = min(m - k, self.chunk_size - self.fill)
-            self.buf[self.fill:self.fill + take] = ids[k:k + take]
-            self.fill += take
-            self.n += take
-            k += take
-            if self.fill == self.chunk_size:
-                self._flush_chunk()
-
-    def _flush_chunk(self) -> None:
-        chunk = self.buf[:self.fill].copy() if self.file is None else self.buf[:self.fill]
-        if self.file is None and self.n > self.spill:
-            fd, self.path = tempfile.mkstemp(prefix="charlm-ids-", suffix=".int32")
-            self.file = os.fdopen(fd, "wb")
-            for c in self.full:
-                c.tofile(self.file)
-            self.full = []
-        if self.file is not None:
-            chunk.tofile(self.file)
-        else:
-            self.full.append(chunk)
-        self.fill = 0
-
-    def finish(self) -> np.ndarray:
-        """Return all ids, shape (n,) int32: an in-memory array or a np.memmap (spilled)."""
-        if self.file is None and self.n <= self.spill:
-            parts = self.full + [self.buf[:self.fill]]
-            out = np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
-            self.full, self.buf = [], np.empty(0, np.int32)
-            return out
-        if self.fill:
-            self._flush_chunk()
-        self.file.close()
-        ids = np.memmap(self.path, dtype=np.int32, mode="r+", shape=(self.n,))
-        try:  # the mapping keeps the data alive; the name can go now (POSIX)
-            os.unlink(self.path)
-        except OSError:  # pragma: no cover - e.g. Windows; the OS temp dir cleans up
-            pass
-        return ids
-
-    def discard(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            try:
-                os.unlink(self.path)
-            except OSError:  # pragma: no cover
-                pass
-
-
-def _mode(config) -> str:
-    """The effective tokenizer mode: "lines" or "stream" (None -> char: stream, word: lines)."""
-    mode = getattr(config, "mode", None)
-    if mode is None:
-        mode = "stream" if getattr(config, "level", "char") == "char" else "lines"
-    return mode
-
-
-def _name(source) -> str:
-    if source == "-":
-        return "<stdin>"
-    return str(getattr(source, "name", source))
-
-
-def read_corpus(source, tokenizer) -> tuple[np.ndarray, list[str]]:
-    """Read and tokenize a whole corpus into provisional ids, streaming.
-
-    Args:
-        source: a path, "-" (stdin) or a text file object (passed to tokenizer.iter_pieces).
-        tokenizer: a `charlm.tokenizer.Tokenizer`.
-    Returns:
-        ids: (n,) int32 (a np.memmap for very large corpora); ids[i] indexes `types`.
-        types: list[str], the distinct tokens in first-seen order.
-    Layout: lines mode -> [EOS, s1..., EOS, s2..., EOS, ...] (EOS is types[0]);
-            stream mode -> just the tokens, "\\n" tokens included.
-    Raises DataError for an empty or whitespace-only corpus (and whatever the tokenizer
-    raises for a missing, binary or non-UTF-8 file).
-    """
-    lines = _mode(tokenizer.config) == "lines"
-    index: dict[str, int] = {}
-    sink = _IdSink()
-    try:
-        if lines:
-            index[EOS] = 0
-            sink.extend([0])
-        setdefault = index.setdefault
-        # Pieces of bounded size, so even a corpus on one 50 MB line streams; in lines
-        # mode `end` marks the end of a sentence, which gets its <EOS>.
-        for piece, end in tokenizer.iter_pieces(source):
-            # setdefault(tok, len(index)) gives a new token the next free id.
-            ids = [setdefault(tok, len(index)) for tok in piece]
-            if lines and end:
-                ids.append(0)
-            sink.extend(ids)
-        types = list(index)
-        if all(t == EOS or t.isspace() for t in types[1 if lines else 0:]):
-            raise DataError(f"corpus {_name(source)} is empty (no tokens other than whitespace): "
-                            "give a text file with some text in it")
-    except BaseException:
-        sink.discard()
-        raise
-    return sink.finish(), types
-
-
-def split_point(n: int, val_fraction: float) -> int:
+def split_point(n: int, val_fraction: float, val_tokens: int | None = None) -> int:
     """Where validation starts: train = ids[:k], validation = ids[k:] (taken from the END).
 
-    val_fraction in [0, 1). With val_fraction > 0 each side gets at least 2 tokens (one
-    input and one target), otherwise DataError; with 0, k = n (no validation).
+    val_fraction in [0, 1): validation is round(n * val_fraction) tokens, but at least 2 (one
+    input and one target; otherwise DataError) and at most `val_tokens` (None: no limit);
+    with 0, k = n (no validation).
     """
     try:
         frac = float(val_fraction)
@@ -171,6 +59,8 @@ def split_point(n: int, val_fraction: float) -> int:
     if frac == 0.0:
         return n
     n_val = max(2, int(round(n * frac)))
+    if val_tokens is not None:
+        n_val = max(2, min(n_val, int(val_tokens)))
     k = n - n_val
     if k < 2:
         raise DataError(f"corpus too small to hold out validation data: {n} tokens; "
@@ -178,38 +68,45 @@ def split_point(n: int, val_fraction: float) -> int:
     return k
 
 
-def build_vocab(ids: np.ndarray, types: list[str], n_train: int, min_count: int = 1,
-                max_vocab: int | None = None, tokenizer_config=None):
-    """Build the Vocab from the training part and re-encode all ids with it.
+def _bincount(ids: np.ndarray, start: int, stop: int, n_types: int) -> np.ndarray:
+    counts = np.zeros(n_types, np.int64)
+    for s in range(start, stop, COUNT_CHUNK):
+        counts += np.bincount(ids[s:min(s + COUNT_CHUNK, stop)], minlength=n_types)
+    return counts
 
-    Args:
-        ids: (n,) int provisional ids from `read_corpus`; types: their tokens.
-        n_train: only ids[:n_train] are counted (tokens seen only in validation -> UNK).
-    Returns:
-        vocab: `charlm.vocab.Vocab` (UNK and EOS always present).
-        ids: (n,) int32 final ids. A new array, except that a np.memmap input (huge
-             corpus) is remapped in place, chunk by chunk, and returned.
-    Literal "<unk>"/"<UNK>" tokens map to UNK (word level; Vocab.from_counts counts them as UNK).
-    """
+
+def training_counts(tids: TokenIds, n_train: int) -> np.ndarray:
+    """How often each type occurs in ids[:n_train] (counted chunk by chunk, from whichever side
+    of the split is shorter). In lines mode the leading EOS, which opens the stream, is not
+    counted: EOS counts sentences."""
+    n, n_types = len(tids.ids), len(tids.types)
     n_train = int(n_train)
-    if not 0 < n_train <= len(ids):
-        raise DataError(f"no training tokens (n_train={n_train} of {len(ids)})")
-    counts = np.bincount(ids[:n_train], minlength=len(types))
-    if types and types[0] == EOS and ids[0] == 0 and _mode(tokenizer_config) == "lines":
-        counts[0] -= 1  # the leading EOS opens the stream; EOS counts sentences
-    vocab = Vocab.from_counts({t: c for t, c in zip(types, counts.tolist()) if c > 0},
-                              min_count=min_count, max_vocab=max_vocab, tokenizer=tokenizer_config)
-    # lookup[provisional id] = final id. Tokens cut by min_count/max_vocab, tokens seen only
-    # in validation and literal "<unk>"/"<UNK>" (counted as UNK by Vocab) all map to UNK.
-    unk = vocab.unk_id
-    lookup = np.array([vocab.index.get(t, unk) for t in types], dtype=np.int32)
-    if isinstance(ids, np.memmap):
-        for s in range(0, len(ids), CHUNK_TOKENS):
-            part = ids[s:s + CHUNK_TOKENS]
-            np.take(lookup, part, out=part)
-        ids.flush()
-        return vocab, ids
-    return vocab, lookup[ids]
+    if not 0 < n_train <= n:
+        raise DataError(f"no training tokens (n_train={n_train} of {n})")
+    if n_train <= n // 2:
+        counts = _bincount(tids.ids, 0, n_train, n_types)
+    else:
+        counts = tids.counts - _bincount(tids.ids, n_train, n, n_types)
+    if tids.mode == "lines" and tids.types[:1] == [EOS] and tids.ids[0] == 0:
+        counts[0] -= 1
+    return counts
+
+
+def build_vocab(counts: np.ndarray, types: list[str], min_count: int = 1, max_vocab: int | None = None,
+                tokenizer_config=None) -> Vocab:
+    """The Vocab of the training part: counts[i] = occurrences of types[i] in it (see
+    `training_counts`). Literal "<unk>"/"<UNK>" tokens count as UNK (Vocab.from_counts)."""
+    return Vocab.from_counts({t: c for t, c in zip(types, np.asarray(counts).tolist()) if c > 0},
+                             min_count=min_count, max_vocab=max_vocab, tokenizer=tokenizer_config)
+
+
+def lookup_table(vocab: Vocab, types: list[str]) -> np.ndarray:
+    """lookup (len(types),) int32: provisional id -> `vocab` id. Tokens the vocabulary does not
+    know (cut by min_count/max_vocab, seen only in validation) and, at word level, literal
+    "<unk>"/"<UNK>" become <UNK>."""
+    whitespace = vocab.tokenizer.split == "whitespace"
+    get, unk = vocab.index.get, vocab.unk_id
+    return np.array([unk if whitespace and t in UNK_LITERALS else get(t, unk) for t in types], dtype=np.int32)
 
 
 def fit_batch(n_tokens: int, batch: int, seq_len: int) -> tuple[int, int, str | None]:
@@ -253,13 +150,42 @@ def batchify(ids: np.ndarray, batch: int) -> np.ndarray:
     return data if isinstance(ids, np.memmap) else np.ascontiguousarray(data)
 
 
+class MappedStreams:
+    """B token streams (N, B) of provisional ids read through a lookup table (see `batchify`).
+
+    `ids` is a view of the id file (nothing copied); `lookup` maps its ids to vocabulary ids.
+    data[a:b] reads rows now: (b - a, B) int32 vocabulary ids; data[:, cols] selects streams and
+    stays lazy (a MappedStreams). np.asarray(data) reads everything.
+    """
+
+    ndim = 2
+
+    def __init__(self, ids: np.ndarray, lookup: np.ndarray):
+        self.ids, self.lookup = ids, lookup
+        self.shape = ids.shape
+        self.dtype = lookup.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple) and len(key) == 2 and key[0] == slice(None):
+            return MappedStreams(self.ids[key], self.lookup)
+        return self.lookup[self.ids[key]]
+
+    def __array__(self, dtype=None, copy=None):
+        out = self.lookup[self.ids]
+        return out if dtype is None else out.astype(dtype)
+
+
 def iter_windows(data: np.ndarray, seq_len: int, start: int = 0
                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield (pos, x, y) windows of truncated BPTT over data (N, B).
 
     x = data[pos:pos+T] (T, B) inputs, y = data[pos+1:pos+1+T] (T, B) next-token targets,
     for pos = start, start+seq_len, ... while pos < N-1; the last window may be shorter.
-    `start` resumes an epoch exactly at a saved pos. x and y are views of data.
+    `start` resumes an epoch exactly at a saved pos. x and y are views of an ndarray `data`,
+    new arrays of vocabulary ids for a `MappedStreams`.
     """
     seq_len, start = int(seq_len), int(start)
     if seq_len < 1:
@@ -275,55 +201,64 @@ def iter_windows(data: np.ndarray, seq_len: int, start: int = 0
 # ------------------------------------------------------------------------------------------
 # A language model's training data, ready for the engine
 
-EVAL_STREAMS = 16  # parallel streams the validation text is cut into (evaluation speed)
+EVAL_STREAMS = 16  # parallel streams the validation text is cut into (evaluation speed) ...
+LONG_EVAL_STREAMS, LONG_EVAL = 64, 1 << 17  # ... and for validation texts of LONG_EVAL tokens or more
+
+
+def eval_streams(n_val: int) -> int:
+    """Streams for a validation text of n_val tokens (each at least 2 tokens long)."""
+    return max(1, min(LONG_EVAL_STREAMS if n_val >= LONG_EVAL else EVAL_STREAMS, (n_val - 1) // 2))
 
 
 @dataclass
 class LMData:
-    """An encoded corpus: `train` (N, B) and `val` (Nv, Bv) streams (or None), see `batchify`."""
+    """An encoded corpus: `train` (N, B) and `val` (Nv, Bv) streams (or None), see `MappedStreams`."""
 
     vocab: Vocab
-    train: np.ndarray
-    val: np.ndarray | None
+    train: MappedStreams
+    val: MappedStreams | None
     n_train_tokens: int
     n_val_tokens: int
     batch_size: int
     seq_len: int
     warning: str | None = None
+    val_note: str = ""  # where the validation text comes from, for the first lines of output
 
 
-def encode_with(vocab, ids: np.ndarray, types: list[str]) -> np.ndarray:
-    """Map provisional ids (indices into `types`, from `read_corpus`) to `vocab` ids; tokens the
-    vocabulary does not know, and literal "<unk>"/"<UNK>" at word level, become <UNK>."""
-    whitespace = vocab.tokenizer.split == "whitespace"
-    lookup = np.array([vocab.unk_id if whitespace and t in UNK_LITERALS else vocab.index.get(t, vocab.unk_id)
-                       for t in types], dtype=np.int32)
-    return lookup[ids]
+def prepare_lm_data(corpus, tokenizer_config, *, vocab=None, val_file=None, val_fraction=0.1, val_tokens=None,
+                    min_count=1, max_vocab=None, batch_size=32, seq_len=100, n_train=None,
+                    cache_dir=None, report=None) -> LMData:
+    """Tokenize (or map from the token cache in `cache_dir`) a corpus, split off validation, build
+    (or use) the vocabulary and lay out B streams for training and `eval_streams` for validation.
 
-
-def prepare_lm_data(corpus, tokenizer_config, *, vocab=None, val_file=None, val_fraction=0.1,
-                    min_count=1, max_vocab=None, batch_size=32, seq_len=100,
-                    n_train=None) -> LMData:
-    """Tokenize and encode a corpus, split off validation, build (or use) the vocabulary and lay
-    out B streams for training and EVAL_STREAMS for validation.
-
+    val_tokens: None = at most DEFAULT_VAL_TOKENS taken from the corpus, a --val-file whole;
+    0 = no limit; N = at most N (the last N of the corpus, the first N of a --val-file).
     `vocab` and `n_train` are given when resuming, so the data is encoded exactly as before.
+    `report`: see `charlm.tokencache.token_ids` (progress and cache messages).
     """
-    tokenizer = Tokenizer(vocab.tokenizer if vocab is not None else tokenizer_config)
-    ids, types = read_corpus(corpus, tokenizer)
+    config = vocab.tokenizer if vocab is not None else tokenizer_config
+    tids = token_ids(corpus, config, cache_dir, report=report)
+    cap = DEFAULT_VAL_TOKENS if val_tokens is None else (val_tokens or None)
     if val_file:
-        n_train = len(ids)
-        val_ids, val_types = read_corpus(val_file, tokenizer)
+        n_train = len(tids.ids)
+        val_tids = token_ids(val_file, config, cache_dir, report=report)
     elif n_train is None:
-        n_train = split_point(len(ids), val_fraction)
+        n_train = split_point(len(tids.ids), val_fraction, cap)
     if vocab is None:
-        vocab, ids = build_vocab(ids, types, n_train, min_count, max_vocab, tokenizer.config)
+        vocab = build_vocab(training_counts(tids, n_train), tids.types, min_count, max_vocab, config)
+    if val_file:
+        val_ids, val_lookup = val_tids.ids[:val_tokens or None], lookup_table(vocab, val_tids.types)
+        note = f"the first {len(val_ids):,} tokens of {val_file}" if len(val_ids) < len(val_tids.ids) else val_file
     else:
-        ids = encode_with(vocab, ids, types)
-    val = encode_with(vocab, val_ids, val_types) if val_file else ids[n_train:]
+        val_ids, val_lookup = tids.ids[n_train:], None
+        note = f"the last {len(val_ids):,} tokens of the corpus" if len(val_ids) else ""
+        if cap is not None and len(val_ids) == cap and round(len(tids.ids) * val_fraction) > cap:
+            note += " (at most --val-tokens)"
+    lookup = lookup_table(vocab, tids.types)
     batch, seq_len, warning = fit_batch(n_train, batch_size, seq_len)
-    val_data = None
-    if len(val) >= 2:
-        val_data = batchify(val, max(1, min(EVAL_STREAMS, (len(val) - 1) // 2)))
-    return LMData(vocab, batchify(ids[:n_train], batch), val_data, n_train, len(val), batch, seq_len,
-                  warning)
+    val = None
+    if len(val_ids) >= 2:
+        val = MappedStreams(batchify(val_ids, eval_streams(len(val_ids))),
+                            lookup if val_lookup is None else val_lookup)
+    return LMData(vocab, MappedStreams(batchify(tids.ids[:n_train], batch), lookup), val, n_train,
+                  len(val_ids), batch, seq_len, warning, note)

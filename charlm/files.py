@@ -7,7 +7,8 @@
 * No two outputs may be the same file.
 * An existing output is replaced (or appended to) only when it is already a file of the kind
   the command writes: a charlm checkpoint, a charlm metrics log, a charlm vocabulary, a charlm
-  plot (an image whose metadata names `PLOT_MARK`). Anything
+  plot (an image whose metadata names `PLOT_MARK`), a charlm token cache (`charlm.tokencache`:
+  its record or its .npy id file). Anything
   else is refused unless `force` is given, which allows replacing it (never an input).
 * An output cannot be a directory, and its folder must exist and be writable.
 
@@ -28,6 +29,8 @@ from charlm.vocab import VOCAB_FORMAT
 CHECKPOINT, METRICS, VOCAB = "charlm checkpoint", "charlm metrics log", "charlm vocabulary"
 PLOT = "charlm plot"
 PLOT_MARK = "charlm plot"  # `charlm plot` writes it in the image's metadata (PNG Software, SVG Creator)
+TOKEN_CACHE = "charlm token cache"
+TOKEN_CACHE_FORMAT = "charlm-token-cache"
 
 
 @dataclass(frozen=True)
@@ -66,13 +69,14 @@ def _is_metrics_log(path: str) -> bool:
     return True
 
 
-def _is_vocab(path: str) -> bool:
+def _json_format(path: str):
+    """The "format" of a JSON object file (None for anything else)."""
     try:
         with open(path, encoding="utf-8") as f:
             d = json.load(f)
     except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(d, dict) and d.get("format") == VOCAB_FORMAT
+        return None
+    return d.get("format") if isinstance(d, dict) else None
 
 
 def _is_plot(path: str) -> bool:
@@ -86,7 +90,23 @@ def _is_plot(path: str) -> bool:
     return image and PLOT_MARK.encode() in head
 
 
-_RECOGNISE = {CHECKPOINT: _is_checkpoint, METRICS: _is_metrics_log, VOCAB: _is_vocab, PLOT: _is_plot}
+def _is_vocab(path: str) -> bool:
+    return _json_format(path) == VOCAB_FORMAT
+
+
+def _is_token_cache(path: str) -> bool:
+    """A token cache's JSON record, or its id file (a .npy array, recognised by its magic bytes)."""
+    if path.endswith(".npy"):
+        try:
+            with open(path, "rb") as f:
+                return f.read(6) == b"\x93NUMPY"
+        except OSError:
+            return False
+    return _json_format(path) == TOKEN_CACHE_FORMAT
+
+
+_RECOGNISE = {CHECKPOINT: _is_checkpoint, METRICS: _is_metrics_log, VOCAB: _is_vocab, PLOT: _is_plot,
+              TOKEN_CACHE: _is_token_cache}
 
 
 def _same_file(a: str, b: str) -> bool:

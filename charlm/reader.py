@@ -12,7 +12,7 @@ import codecs
 import io
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from charlm.errors import DataError
@@ -21,18 +21,21 @@ CHUNK_SIZE = 1 << 20  # bytes (or characters, for text file objects) read at a t
 # chunk_size=None means this value, looked up at call time (tests shrink it)
 
 
-def read_text(source, *, chunk_size: int | None = None) -> Iterator[str]:
+def read_text(source, *, chunk_size: int | None = None,
+              on_bytes: Callable[[bytes], None] | None = None) -> Iterator[str]:
     """Decoded text of `source` in pieces of about `chunk_size`, with universal newlines.
 
-    `source`: a path, "-" for stdin, or a binary or text file object. Raises DataError
-    for a missing file, a directory, an unreadable file, NUL bytes (a binary file) or
-    bytes that are not UTF-8 (saying at which line and byte offset)."""
+    `source`: a path, "-" for stdin, or a binary or text file object. `on_bytes`, if given,
+    sees every chunk of raw bytes before it is decoded (progress, a content hash; not called
+    for a text file object). Raises DataError for a missing file, a directory, an unreadable
+    file, NUL bytes (a binary file) or bytes that are not UTF-8 (saying at which line and
+    byte offset)."""
     chunk_size = CHUNK_SIZE if chunk_size is None else chunk_size
     if chunk_size < 1:
         raise ValueError("chunk_size must be positive")
     if isinstance(source, (str, os.PathLike)) and str(source) == "-":
         stream = getattr(sys.stdin, "buffer", sys.stdin)
-        yield from _decode(stream, "<stdin>", chunk_size)
+        yield from _decode(stream, "<stdin>", chunk_size, on_bytes)
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
@@ -46,13 +49,13 @@ def read_text(source, *, chunk_size: int | None = None) -> Iterator[str]:
         except OSError as err:
             raise DataError(f"cannot read {path}: {err.strerror or err}") from None
         with f:
-            yield from _decode(f, str(path), chunk_size)
+            yield from _decode(f, str(path), chunk_size, on_bytes)
     else:
         name = getattr(source, "name", None)
-        yield from _decode(source, name if isinstance(name, str) else "<input>", chunk_size)
+        yield from _decode(source, name if isinstance(name, str) else "<input>", chunk_size, on_bytes)
 
 
-def _decode(f, name: str, chunk_size: int) -> Iterator[str]:
+def _decode(f, name: str, chunk_size: int, on_bytes=None) -> Iterator[str]:
     """The text of the binary or text file object `f`, in pieces, with universal newlines
     and no byte-order mark; `name` is what error messages call it."""
     read = getattr(f, "read1", f.read)  # read1: whatever is available (pipes, ttys)
@@ -72,6 +75,8 @@ def _decode(f, name: str, chunk_size: int) -> Iterator[str]:
         except OSError as err:
             raise DataError(f"cannot read {name}: {err.strerror or err}") from None
         final = not data  # end of input: flush both decoders
+        if on_bytes is not None and data and isinstance(data, bytes):
+            on_bytes(data)
         text = newlines.decode(decode(data, final), final=final)
         if first and text:
             first = False

@@ -38,7 +38,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from charlm.corpus import iter_windows
+from charlm.corpus import iter_windows, lookup_table
 from charlm.errors import UsageError
 from charlm.reader import read_text
 
@@ -349,6 +349,34 @@ def stream_loss_sums(model, data: np.ndarray, seq_len: int) -> np.ndarray:
     return np.array([total, count], dtype=np.float64)
 
 
+class _RunningScore:
+    """A text scored as one running stream, window by window, the state a<t> carried: `run(ids)`
+    scores the next window of ids (the targets; each is predicted from all before it)."""
+
+    def __init__(self, model, vocab):
+        self.model, self.unk = model, vocab.unk_id
+        self.char_level = is_char_level(vocab)
+        self.summary = CorpusSummary(chars=0 if self.char_level else None)
+        self.state = model.init_state(1)
+        self.prev = start_id(vocab, tokenizer_mode(vocab))  # id fed before the next target; None: no context yet
+
+    def run(self, ids: np.ndarray) -> None:
+        if self.prev is None:  # stream mode without "\n": the very first token only becomes context
+            self.prev, ids = int(ids[0]), ids[1:]
+        if len(ids) == 0:
+            return
+        x = np.concatenate(([self.prev], ids[:-1])).astype(np.int64)[:, None]  # (T, 1)
+        y = ids.astype(np.int64)[:, None]
+        lp, self.state = self.model.target_log_probs(x, y, self.state)
+        s = self.summary
+        s.nats -= float(np.sum(np.asarray(lp, dtype=np.float64)))
+        s.tokens += len(ids)
+        s.oov += int(np.count_nonzero(ids == self.unk))
+        if self.char_level:
+            s.chars += len(ids)
+        self.prev = int(ids[-1])
+
+
 def score_stream(model, vocab, pieces: Iterable[Sequence[str]], window: int = 2048) -> CorpusSummary:
     """Score a text as one running stream, the state a<t> carried from token to token.
 
@@ -358,45 +386,39 @@ def score_stream(model, vocab, pieces: Iterable[Sequence[str]], window: int = 20
     Tokens are buffered and scored `window` at a time with `model.target_log_probs` on (T, 1),
     so memory stays bounded whatever the file size.
     """
-    mode = tokenizer_mode(vocab)
-    char_level = is_char_level(vocab)
-    eos, unk = vocab.eos_id, vocab.unk_id
-    summary = CorpusSummary(chars=0 if char_level else None)
-    state = model.init_state(1)
-    prev = start_id(vocab, mode)  # id fed before the next target; None: no context yet
+    lines = tokenizer_mode(vocab) == "lines"
+    scorer = _RunningScore(model, vocab)
     buf: list[np.ndarray] = []
     buffered = 0
-
-    def run(ids: np.ndarray) -> None:
-        nonlocal state, prev
-        if prev is None:  # stream mode without "\n": the very first token only becomes context
-            prev, ids = int(ids[0]), ids[1:]
-        if len(ids) == 0:
-            return
-        x = np.concatenate(([prev], ids[:-1])).astype(np.int64)[:, None]  # (T, 1)
-        y = ids.astype(np.int64)[:, None]
-        lp, state = model.target_log_probs(x, y, state)
-        summary.nats -= float(np.sum(np.asarray(lp, dtype=np.float64)))
-        summary.tokens += len(ids)
-        summary.oov += int(np.count_nonzero(ids == unk))
-        if char_level:
-            summary.chars += len(ids)
-        prev = int(ids[-1])
-
     for tokens in pieces:
         ids = np.asarray(vocab.encode(list(tokens)), dtype=np.int64).reshape(-1)
-        if mode == "lines":
-            ids = np.concatenate((ids, [eos]))
-            summary.sentences += 1
+        if lines:
+            ids = np.concatenate((ids, [vocab.eos_id]))
+            scorer.summary.sentences += 1
         if len(ids) == 0:
             continue
         buf.append(ids)
         buffered += len(ids)
         while buffered >= window:
             allids = np.concatenate(buf)
-            run(allids[:window])
+            scorer.run(allids[:window])
             rest = allids[window:]
             buf, buffered = ([rest] if len(rest) else []), len(rest)
     if buffered:
-        run(np.concatenate(buf))
-    return summary
+        scorer.run(np.concatenate(buf))
+    return scorer.summary
+
+
+def score_ids(model, vocab, tids, window: int = 2048) -> CorpusSummary:
+    """`score_stream` of a tokenized text (`charlm.tokenids.TokenIds`, e.g. from the token cache),
+    read `window` ids at a time through the lookup to the model's vocabulary: the same figures.
+    (Lines mode: the leading EOS of the ids is the start symbol; sentences = the other EOS.)"""
+    lookup = lookup_table(vocab, tids.types)
+    scorer = _RunningScore(model, vocab)
+    ids = tids.ids
+    if tokenizer_mode(vocab) == "lines":
+        ids = ids[1:]
+        scorer.summary.sentences = int(tids.counts[0]) - 1
+    for s in range(0, len(ids), window):
+        scorer.run(lookup[ids[s:s + window]])
+    return scorer.summary

@@ -187,13 +187,15 @@ class Tokenizer:
         return self._raw_tokens(buf[:cut]), buf[cut:]
 
     # a whole corpus -------------------------------------------------------------------
-    def iter_tokens(self, source, *, chunk_size: int | None = None) -> Iterator[list[str]]:
+    def iter_tokens(self, source, *, chunk_size: int | None = None,
+                    on_bytes=None) -> Iterator[list[str]]:
         """Stream-mode token lists whose concatenation is the tokens of the whole text
         (including "\\n" tokens), read in chunks of `chunk_size` with bounded memory.
         (Only a text with no safe cut point at all, such as megabytes without any
-        whitespace at word level, is held until one comes.)"""
+        whitespace at word level, is held until one comes.) `on_bytes`: see
+        `charlm.reader.read_text`."""
         buf = ""
-        for text in read_text(source, chunk_size=chunk_size):
+        for text in read_text(source, chunk_size=chunk_size, on_bytes=on_bytes):
             tokens, buf = self._cut(buf + text)
             if tokens:
                 yield self._lower(tokens)

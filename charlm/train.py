@@ -103,17 +103,20 @@ class TrainOptions:
     time_limit: float | None = None
     val_fraction: float = 0.1
     val_file: str | None = None
+    val_tokens: int | None = None  # None: corpus.DEFAULT_VAL_TOKENS from the corpus, a --val-file whole; 0: no limit
     eval_every: int = 200
     patience: int = 5
     lr_decay: float = 0.5
     seed: int = 0
     metrics: str | None = None
     force: bool = False  # replace an existing output that is not a charlm file
+    cache_dir: str | None = None  # the token cache's folder (None: the output's folder)
+    no_cache: bool = False
     format: str | None = None  # tag/classify: the training file's format (None: detected)
     tag_column: str | None = None  # tag: upos, xpos or a column number (None: the format's default)
 
     # Options that a resumed run takes from the command that resumes it; all others are the run's own.
-    PER_INVOCATION = ("epochs", "max_steps", "time_limit", "patience", "metrics", "force")
+    PER_INVOCATION = ("epochs", "max_steps", "time_limit", "patience", "metrics", "force", "cache_dir", "no_cache")
 
     def __post_init__(self) -> None:
         if not isinstance(self.corpus, str) or not self.corpus:
@@ -127,6 +130,9 @@ class TrainOptions:
             _int_at_least("--" + name.replace("_", "-"), getattr(self, name), 1, allow_none=name == "seq_len")
         _int_at_least("--max-steps", self.max_steps, 1, allow_none=True)
         _int_at_least("--max-vocab", self.max_vocab, 2, allow_none=True)
+        _int_at_least("--val-tokens", self.val_tokens, 0, allow_none=True)
+        if self.val_tokens == 1:
+            raise UsageError("--val-tokens must be 0 (no limit) or at least 2 (got 1)")
         _int_at_least("--seed", self.seed, 0)
         if self.lr is None:
             self.lr = OPTIMIZERS[self.optimizer].default_lr
@@ -162,6 +168,9 @@ class TrainOptions:
             ("--seq-len", self.seq_len is not None, "it reads whole sentences"),
             ("--tie-weights", self.model.get("tie_weights"), "its output layer predicts labels, not words"),
             ("--vocab", self.vocab is not None, "it builds its vocabularies from the training file"),
+            ("--val-tokens", self.val_tokens is not None, "it holds out whole sentences (--val-fraction)"),
+            ("--cache-dir", self.cache_dir is not None, "it keeps no token cache"),
+            ("--no-cache", self.no_cache, "it keeps no token cache"),
             ("--pool", self.task == "tag" and "pool" in self.model, "it predicts a tag at every token"),
             ("--tag-column", self.task == "classify" and self.tag_column is not None, "it reads labelled lines"),
             ("--level char", self.task == "tag" and tok.get("level") == "char", "it tags words"),
@@ -228,6 +237,13 @@ class Reporter:
     def evaluate(self, record: dict, improved: bool) -> None: ...
 
     def message(self, text: str) -> None: ...
+
+    def reading(self, done_bytes: int, total_bytes: int | None) -> None:
+        """Progress while a corpus is tokenized (before `start`)."""
+
+    def note(self, text: str) -> None:
+        """Information that is not a warning (e.g. the token cache was used)."""
+        self.message(text)
 
     def close(self) -> None: ...
 
@@ -374,19 +390,20 @@ class Run:
         return self.model.init_state(self.source.batch_size) if self.source.carries_state else None
 
 
-def _lm_data(opts: TrainOptions, vocab: Vocab | None = None, n_train: int | None = None):
+def _lm_data(opts: TrainOptions, vocab: Vocab | None = None, n_train: int | None = None, reporter=None):
     """(source, validation, vocab, info, warning) of a language-model run."""
     if vocab is None and opts.vocab:
         vocab = Vocab.load(opts.vocab)
+    cache_dir = None if opts.no_cache else (opts.cache_dir or os.path.dirname(os.path.abspath(opts.output)))
     data = prepare_lm_data(opts.corpus, TokenizerConfig.from_dict(opts.tokenizer), vocab=vocab,
-                           val_file=opts.val_file, val_fraction=opts.val_fraction, min_count=opts.min_count,
-                           max_vocab=opts.max_vocab, batch_size=opts.batch_size, seq_len=opts.seq_len,
-                           n_train=n_train)
+                           val_file=opts.val_file, val_fraction=opts.val_fraction, val_tokens=opts.val_tokens,
+                           min_count=opts.min_count, max_vocab=opts.max_vocab, batch_size=opts.batch_size,
+                           seq_len=opts.seq_len, n_train=n_train, cache_dir=cache_dir, report=reporter)
     source = StreamBatches(data.train, data.seq_len)
     validation = StreamValidation(data.val, data.seq_len) if data.val is not None else None
     info = {"vocab": len(data.vocab), "train_tokens": data.n_train_tokens, "val_tokens": data.n_val_tokens,
             "batch": data.batch_size, "seq_len": data.seq_len, "steps_per_epoch": source.steps_per_epoch(),
-            "level": data.vocab.tokenizer.level}
+            "level": data.vocab.tokenizer.level, "val_note": data.val_note}
     return source, validation, data.vocab, info, data.warning
 
 
@@ -418,10 +435,10 @@ def _start_sentences(opts: TrainOptions) -> Run:
                dict(info, params=model.num_params()), warning, enc.to_meta())
 
 
-def _start(opts: TrainOptions) -> Run:
+def _start(opts: TrainOptions, reporter=None) -> Run:
     if opts.task != "lm":
         return _start_sentences(opts)
-    source, validation, vocab, info, warning = _lm_data(opts)
+    source, validation, vocab, info, warning = _lm_data(opts, reporter=reporter)
     config = ModelConfig(vocab_size=len(vocab), **opts.model)
     _check_memory(config, source.batch_size, source.seq_len, opts.optimizer)
     model = LanguageModel(config, seed=opts.seed)
@@ -432,7 +449,7 @@ def _start(opts: TrainOptions) -> Run:
     return run
 
 
-def _resume(opts: TrainOptions) -> Run:
+def _resume(opts: TrainOptions, reporter=None) -> Run:
     """Read the run saved next to opts.output. It continues with its own options; only the
     per-invocation ones (stopping rules, metrics path, --force) come from `opts`."""
     last_file = last_path(opts.output)
@@ -464,7 +481,8 @@ def _resume(opts: TrainOptions) -> Run:
                               "train again without --resume") from None
     extra = {}
     if saved.task == "lm":
-        source, validation, vocab, info, warning = _lm_data(saved, vocab=vocab, n_train=record["n_train"])
+        source, validation, vocab, info, warning = _lm_data(saved, vocab=vocab, n_train=record["n_train"],
+                                                            reporter=reporter)
     else:
         try:
             encoder = Encoder.from_meta(saved.task, vocab, meta, loaded.char_vocab)
@@ -607,6 +625,7 @@ class Trainer:
         towards --patience; any evaluation may replace the model at --output.
         """
         run, st, opts = self.run, self.run.state, self.run.opts
+        tick = time.perf_counter()
         ev = run.validation.evaluate(run.model, self.comm) if run.validation is not None else None
         elapsed = time.perf_counter() - self.started
         record = {
@@ -614,7 +633,7 @@ class Trainer:
             "train_loss": self.window_loss / self.window_count if self.window_count else None,
             "val_loss": None if ev is None else ev.loss, **({} if ev is None else ev.metrics),
             "lr": run.optimizer.lr, "tokens_per_s": self.tick_tokens / elapsed if elapsed > 0 else None,
-            "elapsed": elapsed,
+            "elapsed": elapsed, "eval_seconds": elapsed - (tick - self.started),
         }
         self.window_loss, self.window_count = 0.0, 0
         save, plateau = st.observe(None if ev is None else ev.objective, scheduled)
@@ -693,7 +712,7 @@ def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = 
     rep, comm = reporter or Reporter(), comm or SingleProcess()
     if not resume:
         _check_files(opts)
-    run = comm.part(_resume(opts) if resume else _start(opts))
+    run = comm.part(_resume(opts, rep) if resume else _start(opts, rep))
     if run.opts.accumulate > 1:  # one update per --accumulate batches
         run.source = Accumulated(run.source, run.opts.accumulate)
         run.info["steps_per_epoch"] = run.source.steps_per_epoch()

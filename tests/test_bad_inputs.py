@@ -897,6 +897,43 @@ def test_plot_never_writes_over_the_run_or_a_foreign_image(run, tmp_path):
     assert named_png.read_bytes() == metrics.read_bytes()
 
 
+# -- the token cache ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("damage,says", [
+    (lambda f: f.ids.write_bytes(f.ids.read_bytes()[:-3]), "its id file is truncated"),
+    (lambda f: f.ids.write_bytes(b"\x93NUMPY" + bytes(200)), "its id file"),
+    (lambda f: f.record.write_text('{"format": "charlm-token-cache", "version": 1}'), "its record is damaged"),
+    (lambda f: f.record.write_text("not json at all"), "is not a charlm token cache: left alone"),
+])
+def test_corrupt_token_cache(run, models, tmp_path, monkeypatch, damage, says):
+    """A damaged token cache is never trusted: the run says so in one warning line and tokenizes
+    again (rebuilding the cache when it is charlm's, leaving a file that is not alone)."""
+    from charlm import tokencache
+    from charlm.tokenizer import TokenizerConfig
+
+    monkeypatch.setattr(tokencache, "MIN_BYTES", 0)
+    cmd = ["train", models["corpus"], "-o", tmp_path / "m.npz", *TINY[:-1], "--max-steps", "2",
+           "--cache-dir", tmp_path / "cache"]  # not -q: that would hide the warning
+    assert run(*cmd).exit_code == 0
+    files = tokencache.cache_files(models["corpus"], TokenizerConfig(), tmp_path / "cache")
+    damage(files)
+    kept = files.record.read_bytes()
+    r = run(*cmd)
+    assert r.exit_code == 0 and "Traceback" not in r.output
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("charlm: warning:")]
+    assert len(warnings) == 1 and says in warnings[0], r.stderr
+    if "left alone" in says:
+        assert files.record.read_bytes() == kept
+    else:
+        assert run(*cmd).stderr.count("warning") == 0  # rebuilt: the next run uses it
+
+
+def test_bad_cache_dir(run, models, tmp_path):
+    (tmp_path / "file").write_text("x")
+    base = ["train", models["corpus"], "-o", tmp_path / "m.npz", *TINY, "--max-steps", "2"]
+    clean_error(run(*base, "--cache-dir", tmp_path / "file"), 2, "--cache-dir")
+
+
 # ------------------------------------------------------ tagging and classification inputs (issue 10)
 
 TASK_TINY = ["--hidden", "6", "--embedding", "4", "--char-embedding", "3", "--char-hidden", "3", "--layers", "1",

@@ -325,3 +325,17 @@ def test_sample_help_has_examples(run):
     for opt in ("--temperature", "--top-k", "--top-p", "--prime", "--length", "--num", "--seed",
                 "--json", "CHARLM_MODEL"):
         assert opt in r.stdout
+
+
+def test_score_file_stream_uses_the_token_cache(run, models, tmp_path, monkeypatch):
+    from charlm import tokencache
+
+    monkeypatch.setattr(tokencache, "MIN_BYTES", 0)
+    f = tmp_path / "run.txt"
+    f.write_text("the cat sat\non the mat\n" * 20, encoding="utf-8")
+    args = ("score", "-m", models["char"], "--file", str(f), "--stream", "--cache-dir", str(tmp_path / "c"))
+    first, second = run(*args), run(*args)
+    assert first.exit_code == second.exit_code == 0
+    assert "charlm: tokenized" in first.stderr and "charlm: token cache used" in second.stderr
+    assert first.stdout == second.stdout == run(*args, "--no-cache").stdout
+    assert len(list((tmp_path / "c").glob("run.txt-*.tokens.npy"))) == 1

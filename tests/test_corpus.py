@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from charlm import corpus
-from charlm.corpus import batchify, build_vocab, fit_batch, iter_windows, read_corpus, split_point
+from charlm import reader, tokenids
+from charlm.corpus import (MappedStreams, batchify, build_vocab, fit_batch, iter_windows, lookup_table, split_point,
+                           training_counts)
+from charlm.tokenids import tokenize_ids
 from charlm.errors import DataError, UsageError
 from charlm.tokenizer import Tokenizer, TokenizerConfig
 from charlm.vocab import EOS, UNK
@@ -28,32 +30,34 @@ def write(tmp_path, text, name="c.txt"):
     return path
 
 
-# -- read_corpus --------------------------------------------------------------------
+# -- tokenize_ids: layout --------------------------------------------------------------
+
+def decoded(tids):
+    return [tids.types[i] for i in tids.ids]
+
 
 def test_lines_mode_layout(tmp_path):
     path = write(tmp_path, "ab\n\ncab\n")
-    ids, types = read_corpus(path, tok(level="char", mode="lines"))
-    assert types == [EOS, "a", "b", "c"]
-    assert ids.dtype == np.int32
-    assert ids.tolist() == [0, 1, 2, 0, 3, 1, 2, 0]  # [EOS, a b, EOS, c a b, EOS]
+    tids = tokenize_ids(path, tok(level="char", mode="lines"))
+    assert tids.ids.dtype == np.uint8 and tids.types[0] == EOS
+    assert decoded(tids) == [EOS, "a", "b", EOS, "c", "a", "b", EOS]
+    np.testing.assert_array_equal(tids.counts, np.bincount(tids.ids, minlength=len(tids.types)))
 
 
 def test_word_lines_mode(tmp_path):
     path = write(tmp_path, "the cat sat\nthe dog\n")
-    ids, types = read_corpus(str(path), tok(level="word"))
-    assert [types[i] for i in ids] == [EOS, "the", "cat", "sat", EOS, "the", "dog", EOS]
+    assert decoded(tokenize_ids(str(path), tok(level="word"))) == [EOS, "the", "cat", "sat", EOS, "the", "dog", EOS]
 
 
 def test_stream_mode_keeps_newlines(tmp_path):
     text = "ab\nba\n\nc"
-    ids, types = read_corpus(write(tmp_path, text), tok(level="char"))
-    assert "".join(types[i] for i in ids) == text
-    assert types == ["a", "b", "\n", "c"]
+    tids = tokenize_ids(write(tmp_path, text), tok(level="char"))
+    assert "".join(decoded(tids)) == text
+    assert tids.types == ["a", "b", "\n", "c"] and tids.mode == "stream"
 
 
 def test_file_object_source():
-    ids, types = read_corpus(io.StringIO("xyx\n"), tok(level="char", mode="lines"))
-    assert [types[i] for i in ids] == [EOS, "x", "y", "x", EOS]
+    assert decoded(tokenize_ids(io.StringIO("xyx\n"), tok(level="char", mode="lines"))) == [EOS, "x", "y", "x", EOS]
 
 
 @pytest.mark.parametrize("text", ["", "   \n\n \t\n", "\n"])
@@ -61,75 +65,108 @@ def test_file_object_source():
                                 {"level": "word"}, {"level": "word", "mode": "stream"}])
 def test_empty_or_blank_corpus_is_refused(tmp_path, text, kw):
     with pytest.raises(DataError, match="empty"):
-        read_corpus(write(tmp_path, text), tok(**kw))
+        tokenize_ids(write(tmp_path, text), tok(**kw))
 
 
-def test_chunked_and_spilled_reads_agree(tmp_path, monkeypatch):
-    text = "".join(f"line {i} of the corpus\n" for i in range(60))
+def reference_stream(source, tokenizer) -> list[str]:
+    """The token stream as the tokenizer defines it, sentence by sentence (the in-memory path):
+    lines mode [EOS, s1..., EOS, s2..., EOS], stream mode the tokens ("\n" included)."""
+    if tokenizer.config.mode == "lines":
+        return [EOS] + [t for s in tokenizer.iter_sentences(source) for t in s + [EOS]]
+    return [t for s in tokenizer.iter_sentences(source) for t in s]
+
+
+TRICKY = ("Hello World\r\n\u0130stanbul \u03a3\u0391\u03a3 \u03c2 <unk> a\n\n   \n\t x\n<EOS> b <UNK>\n"
+          "e\u0301 \U0001F44D\U0001F3FD  no-final-newline's 3.14")
+CONFIGS = [dict(level="char"), dict(level="char", mode="lines"), dict(level="char", lowercase=True),
+           dict(level="char", graphemes=True, mode="lines"), dict(level="word"),
+           dict(level="word", mode="stream", lowercase=True), dict(level="word", split="whitespace")]
+
+
+@pytest.mark.parametrize("kw", CONFIGS)
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1 << 20])
+def test_ids_equal_the_reference_at_every_chunk_boundary(tmp_path, monkeypatch, kw, chunk):
+    """Tiny reading chunks (every boundary), tiny id buffers (flushed every 3 ids, spilled to a
+    file after 5): the same tokens, counts and ids in memory, in a temporary file, in a given file."""
+    path = write(tmp_path, TRICKY * 3)
+    want = reference_stream(path, tok(**kw))
+    monkeypatch.setattr(reader, "CHUNK_SIZE", chunk)
+    monkeypatch.setattr(tokenids, "FLUSH_TOKENS", 3)
+    for spill in (1 << 30, 5):
+        monkeypatch.setattr(tokenids, "SPILL_TOKENS", spill)
+        tids = tokenize_ids(path, tok(**kw))
+        assert isinstance(tids.ids, np.memmap) == (spill == 5)
+        assert decoded(tids) == want
+        np.testing.assert_array_equal(tids.counts, np.bincount(tids.ids, minlength=len(tids.types)))
+    on_disk = tokenize_ids(path, tok(**kw), path=str(tmp_path / "ids.npy"))
+    np.testing.assert_array_equal(np.load(tmp_path / "ids.npy", mmap_mode="r"), on_disk.ids)
+    assert decoded(on_disk) == want
+
+
+@pytest.mark.parametrize("n_types,dtype", [(256, np.uint8), (257, np.uint16), (65_536, np.uint16),
+                                           (65_537, np.int32)])
+def test_smallest_id_type_widened_on_the_way(tmp_path, monkeypatch, n_types, dtype):
+    """Word level, n_types distinct words, written 1,000 ids at a time: the file starts as uint8
+    and is widened as types arrive; the ids stay exact."""
+    words = [f"w{i}" for i in range(n_types - 1)]
+    text = " ".join(words[:200]) + "\n" + " ".join(words) + "\n" + " ".join(words[:50])
     path = write(tmp_path, text)
-    plain, types = read_corpus(path, tok(level="char"))
-    assert not isinstance(plain, np.memmap)
-
-    monkeypatch.setattr(corpus, "CHUNK_TOKENS", 7)
-    chunked, types2 = read_corpus(path, tok(level="char"))
-    assert not isinstance(chunked, np.memmap)
-    np.testing.assert_array_equal(chunked, plain)
-
-    spill_dir = tmp_path / "spill"
-    spill_dir.mkdir()
-    monkeypatch.setattr(corpus.tempfile, "tempdir", str(spill_dir))
-    monkeypatch.setattr(corpus, "SPILL_TOKENS", 50)
-    spilled, types3 = read_corpus(path, tok(level="char"))
-    assert isinstance(spilled, np.memmap) and spilled.dtype == np.int32
-    np.testing.assert_array_equal(spilled, plain)
-    assert types == types2 == types3 and len(plain) == len(text)
-    assert os.listdir(spill_dir) == []  # the temporary file is unlinked (mapping stays valid)
-
-    # build_vocab remaps a memmap in place, chunk by chunk
-    vocab, ids = build_vocab(spilled, types3, len(spilled), 1, None, TokenizerConfig())
-    _, ids_plain = build_vocab(plain, types, len(plain), 1, None, TokenizerConfig())
-    assert ids is spilled
-    np.testing.assert_array_equal(np.asarray(ids), ids_plain)
+    monkeypatch.setattr(tokenids, "FLUSH_TOKENS", 1000)
+    tids = tokenize_ids(path, tok(level="word", mode="stream", split="whitespace"), path=str(tmp_path / "ids.npy"))
+    assert len(tids.types) == n_types and tids.ids.dtype == dtype  # the words and "\n"
+    assert decoded(tids) == reference_stream(path, tok(level="word", mode="stream", split="whitespace"))
+    assert np.load(tmp_path / "ids.npy").dtype == dtype
+    assert tokenids.id_dtype(n_types) == dtype
 
 
 def test_real_corpus_file():
-    ids, types = read_corpus(DATA / "dinos.txt", tok(level="char", mode="lines"))
+    tids = tokenize_ids(DATA / "dinos.txt", tok(level="char", mode="lines"))
     n_lines = sum(1 for line in (DATA / "dinos.txt").read_text().splitlines() if line.strip())
-    assert int((ids == 0).sum()) == n_lines + 1
-    assert ids[0] == 0 and ids[-1] == 0
+    assert int((tids.ids == 0).sum()) == n_lines + 1
+    assert tids.ids[0] == 0 and tids.ids[-1] == 0
 
 
-# -- build_vocab --------------------------------------------------------------------
+# -- training_counts / build_vocab / lookup_table -------------------------------------------
+
+def vocab_and_ids(tids, n_train, min_count=1, max_vocab=None, cfg=None):
+    vocab = build_vocab(training_counts(tids, n_train), tids.types, min_count, max_vocab, cfg)
+    return vocab, lookup_table(vocab, tids.types)[tids.ids]
+
 
 def test_build_vocab_counts_training_part_only(tmp_path):
     # training: "aab" + EOS tokens; validation adds "z" (never seen in training) -> UNK
     cfg = TokenizerConfig(level="char", mode="lines")
-    ids, types = read_corpus(write(tmp_path, "aab\nab\nzza\n"), Tokenizer(cfg))
+    tids = tokenize_ids(write(tmp_path, "aab\nab\nzza\n"), Tokenizer(cfg))
     n_train = 8  # [EOS a a b EOS a b EOS] | z z a EOS
-    vocab, out = build_vocab(ids, types, n_train, 1, None, cfg)
+    vocab, out = vocab_and_ids(tids, n_train, cfg=cfg)
     assert vocab.tokens == [UNK, EOS, "a", "b"]
     assert vocab.counts[1:] == [2, 3, 2]  # EOS counts sentences (2 in training)
     assert out.dtype == np.int32
     assert vocab.decode(out) == [EOS, "a", "a", "b", EOS, "a", "b", EOS, UNK, UNK, "a", EOS]
     assert vocab.tokenizer == cfg
+    for n_train in range(1, len(tids.ids) + 1):  # counted from either side of the split
+        want = np.bincount(tids.ids[:n_train], minlength=len(tids.types))
+        want[0] -= 1
+        np.testing.assert_array_equal(training_counts(tids, n_train), want)
 
 
 def test_build_vocab_min_count_max_vocab_and_stream_eos(tmp_path):
     cfg = TokenizerConfig(level="char")
-    ids, types = read_corpus(write(tmp_path, "aaaabbbcc d"), Tokenizer(cfg))
-    vocab, out = build_vocab(ids, types, len(ids), 2, None, cfg)
+    tids = tokenize_ids(write(tmp_path, "aaaabbbcc d"), Tokenizer(cfg))
+    n = len(tids.ids)
+    vocab, out = vocab_and_ids(tids, n, 2, None, cfg)
     assert vocab.tokens == [UNK, EOS, "a", "b", "c"]  # EOS present though never seen
     assert vocab.decode(out)[-3:] == ["c", UNK, UNK]  # " " and "d" are seen only once
-    vocab, out = build_vocab(ids, types, len(ids), 1, 3, cfg)
+    vocab, out = vocab_and_ids(tids, n, 1, 3, cfg)
     assert vocab.tokens == [UNK, EOS, "a"]
-    assert int((out == vocab.unk_id).sum()) == len(ids) - 4
+    assert int((out == vocab.unk_id).sum()) == n - 4
 
 
 @pytest.mark.parametrize("split", ["whitespace", "regex"])
 def test_literal_unk_maps_to_unk(tmp_path, split):
     cfg = TokenizerConfig(level="word", split=split)
-    ids, types = read_corpus(write(tmp_path, "a <unk> b\n<UNK> a\n"), Tokenizer(cfg))
-    vocab, out = build_vocab(ids, types, len(ids), 1, None, cfg)
+    tids = tokenize_ids(write(tmp_path, "a <unk> b\n<UNK> a\n"), Tokenizer(cfg))
+    vocab, out = vocab_and_ids(tids, len(tids.ids), cfg=cfg)
     assert "<unk>" not in vocab.tokens
     assert vocab.decode(out) == [EOS, "a", UNK, "b", EOS, UNK, "a", EOS]
     assert vocab.counts[0] == 2
@@ -220,3 +257,90 @@ def test_iter_windows_targets_and_resume():
     assert list(iter_windows(data, 7, start=19)) == []
     with pytest.raises(UsageError):
         list(iter_windows(data, 0))
+
+
+def test_mapped_streams_read_rows_through_the_lookup():
+    ids = np.arange(24, dtype=np.uint8) % 5
+    lookup = np.array([7, 8, 9, 10, 11], dtype=np.int32)
+    data = MappedStreams(batchify(ids, 4), lookup)
+    plain = lookup[batchify(ids, 4)]
+    assert data.shape == (6, 4) and len(data) == 6
+    np.testing.assert_array_equal(data[1:4], plain[1:4])
+    cols = data[:, 1::2]
+    assert isinstance(cols, MappedStreams) and cols.shape == (6, 2)
+    np.testing.assert_array_equal(np.asarray(cols), plain[:, 1::2])
+    windows = list(iter_windows(data, 4))
+    np.testing.assert_array_equal(np.concatenate([x for _, x, _ in windows]), plain[:-1])
+
+
+# -- prepare_lm_data: the same data as the in-memory path --------------------------------------
+
+def reference_data(corpus_path, cfg, n_train=None, val_fraction=0.1, val_tokens=None, min_count=1,
+                   max_vocab=None, val_file=None, batch=4):
+    """What the in-memory path computed: tokens -> counts of the training part -> Vocab ->
+    final ids -> (N, B) training streams and (Nv, Bv) validation streams."""
+    from collections import Counter
+
+    from charlm.corpus import DEFAULT_VAL_TOKENS, eval_streams
+    from charlm.vocab import Vocab
+
+    tokenizer = Tokenizer(cfg)
+    stream = reference_stream(corpus_path, tokenizer)
+    if n_train is None:
+        cap = DEFAULT_VAL_TOKENS if val_tokens is None else (val_tokens or None)
+        n_train = len(stream) if val_file else split_point(len(stream), val_fraction, cap)
+    counts = Counter(stream[:n_train])
+    if cfg.mode == "lines":
+        counts[EOS] -= 1
+    vocab = Vocab.from_counts(counts, min_count=min_count, max_vocab=max_vocab, tokenizer=cfg)
+    encode = lambda toks: np.array([vocab.index.get(t, vocab.unk_id) for t in toks], np.int32)  # noqa: E731
+    ids = encode(stream)
+    val = encode(reference_stream(val_file, tokenizer))[:val_tokens or None] if val_file else ids[n_train:]
+    return vocab, batchify(ids[:n_train], batch), batchify(val, eval_streams(len(val)))
+
+
+@pytest.mark.parametrize("kw,opts", [
+    (dict(level="char"), {}),
+    (dict(level="char", mode="lines"), dict(val_tokens=9)),
+    (dict(level="char"), dict(min_count=3, val_fraction=0.3)),
+    (dict(level="word"), dict(max_vocab=6, val_tokens=0)),
+    (dict(level="word", split="whitespace"), dict(val_file=True)),
+    (dict(level="word", split="whitespace"), dict(val_file=True, val_tokens=5)),
+])
+def test_prepared_data_equals_the_in_memory_path(tmp_path, monkeypatch, kw, opts):
+    """Tiny chunks, tiny buffers, the token cache on (written, then read back): vocabulary,
+    training and validation streams equal the in-memory path's, value for value."""
+    from charlm import tokencache
+    from charlm.corpus import prepare_lm_data
+
+    path = write(tmp_path, TRICKY * 4 + "more words here\n" * 5)
+    opts = dict(opts)
+    if opts.pop("val_file", False):
+        opts["val_file"] = str(write(tmp_path, "a b <unk> x\nthe end\n" * 3, "val.txt"))
+    cfg = TokenizerConfig(**kw)
+    vocab, train_want, val_want = reference_data(path, cfg, **opts)
+    monkeypatch.setattr(reader, "CHUNK_SIZE", 3)
+    monkeypatch.setattr(tokenids, "FLUSH_TOKENS", 4)
+    monkeypatch.setattr(tokencache, "MIN_BYTES", 0)
+    for _ in range(2):  # built, then used
+        data = prepare_lm_data(str(path), cfg, batch_size=4, seq_len=5, cache_dir=str(tmp_path / "cache"), **opts)
+        assert data.vocab.tokens == vocab.tokens and data.vocab.counts == vocab.counts
+        np.testing.assert_array_equal(np.asarray(data.train), train_want)
+        np.testing.assert_array_equal(np.asarray(data.val), val_want)
+        assert isinstance(data.train.ids, np.memmap)
+    assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()).count(".npy") == (2 if "val_file" in opts else 1)
+
+
+def test_split_point_with_a_limit():
+    assert split_point(1000, 0.1, 50) == 950
+    assert split_point(1000, 0.1, 500) == 900
+    assert split_point(1000, 0.1, None) == 900
+    assert split_point(1000, 0.0, 50) == 1000
+    assert split_point(1000, 0.1, 1) == 998  # at least 2
+
+
+def test_eval_streams():
+    from charlm.corpus import LONG_EVAL, eval_streams
+
+    assert eval_streams(2) == 1 and eval_streams(100) == 16 and eval_streams(111_539) == 16
+    assert eval_streams(LONG_EVAL) == 64

@@ -226,12 +226,13 @@ def test_iter_lines(tmp_path):
 def test_score_stream_equals_single_stream_validation(which, request, tmp_path):
     """--stream gives the training's validation figure for the same text (evaluated as one stream)."""
     from charlm import corpus
+    from charlm.tokenids import tokenize_ids
 
     model, vocab, tok = request.getfixturevalue(which)
     p = tmp_path / "val.txt"
     p.write_text("the cat sat on the log\n\na dog and the zebra\nthe mat\n", encoding="utf-8")
-    ids, types = corpus.read_corpus(str(p), tok)
-    ids = np.array([vocab.index.get(types[i], vocab.unk_id) for i in ids])
+    tids = tokenize_ids(str(p), tok)
+    ids = np.array([vocab.index.get(tids.types[i], vocab.unk_id) for i in tids.ids])
     if tok.config.mode == "stream":  # our convention: the first token is conditioned on "\n"
         ids = np.concatenate(([vocab.index["\n"]], ids))
     nats, count = scoring.stream_loss_sums(model, corpus.batchify(ids, 1), 5)
@@ -239,3 +240,17 @@ def test_score_stream_equals_single_stream_validation(which, request, tmp_path):
     summary = scoring.score_stream(model, vocab, tok.iter_sentences(str(p)), window=7)
     assert summary.nats_per_token == pytest.approx(want, abs=1e-6)
     assert summary.tokens == len(ids) - 1
+
+
+@pytest.mark.parametrize("which", ["word_lines", "char_stream", "char_lines"])
+@pytest.mark.parametrize("window", [1, 5, 2048])
+def test_score_ids_equals_score_stream(which, window, request, tmp_path):
+    """The token-cache path (ids read through the lookup) gives score_stream's figures exactly."""
+    from charlm.tokenids import tokenize_ids
+
+    model, vocab, tok = request.getfixturevalue(which)
+    p = tmp_path / "text.txt"
+    p.write_text("the cat sat on the log\n\n  \na dog and the zebra Q\nthe mat", encoding="utf-8")
+    want = scoring.score_stream(model, vocab, tok.iter_sentences(str(p)), window=window)
+    got = scoring.score_ids(model, vocab, tokenize_ids(str(p), tok), window=window)
+    assert got.to_dict() == want.to_dict() and got.sentences == want.sentences

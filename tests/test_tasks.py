@@ -57,7 +57,7 @@ def params_of(path) -> dict:
 def records_of(output) -> list[dict]:
     """The evaluation records in a run's last state, without the timings."""
     _, meta = ckpt.load_checkpoint(last_path(output))
-    drop = ("elapsed", "tokens_per_s", "train_loss")  # timings; the training-loss window restarts on resume
+    drop = ("elapsed", "tokens_per_s", "eval_seconds", "train_loss")  # timings; the loss window restarts on resume
     return [{k: v for k, v in r.items() if k not in drop} for r in meta["train"]["metrics"]]
 
 
@@ -141,6 +141,8 @@ def test_time_limit_stops_a_tagger_cleanly(files, tmp_path):
     ("tag", {"tokenizer": {"level": "char"}}, "--level char"),
     ("tag", {"format": "tab"}, "--format must be one of conllu, columns"),
     ("tag", {"vocab": "v.json"}, "--vocab"),
+    ("tag", {"val_tokens": 1000}, "--val-tokens does not apply"),
+    ("classify", {"cache_dir": "c"}, "--cache-dir does not apply"),
     ("classify", {"tag_column": "upos"}, "--tag-column does not apply"),
     ("classify", {"format": "conllu"}, "--format must be one of tab, fasttext"),
     ("classify", {"tokenizer": {"level": "word", "mode": "stream"}}, "--mode stream"),

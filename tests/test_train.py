@@ -285,3 +285,41 @@ def test_resumed_word_level_run_reports_perplexity(tmp_path):
     resumed = runner.invoke(cli, [*common, "--resume", "--max-steps", "4"])
     assert resumed.exit_code == 0, resumed.output
     assert "perplexity" in resumed.output and "bits/char" not in resumed.output and "bpc" not in resumed.output
+
+
+def test_second_run_and_resume_use_the_token_cache_and_resume_exactly(corpus, tmp_path, monkeypatch):
+    """With the cache built by the first run, a second run and --resume do not tokenize again, and
+    the resumed run ends bit-exactly where an uninterrupted one does."""
+    from charlm import tokencache
+
+    monkeypatch.setattr(tokencache, "MIN_BYTES", 0)
+    (tmp_path / "straight").mkdir(), (tmp_path / "broken").mkdir()
+    cache = str(tmp_path / "cache")
+    straight = options(corpus, tmp_path / "straight", max_steps=16, cache_dir=cache)
+    train(straight)
+    assert len(list((tmp_path / "cache").glob("*.tokens.npy"))) == 1
+
+    def refuse(*a, **kw):
+        raise AssertionError("tokenized again")
+
+    monkeypatch.setattr(tokencache, "tokenize_ids", refuse)
+    train(options(corpus, tmp_path / "broken", max_steps=7, cache_dir=cache))
+    resumed = train(options(corpus, tmp_path / "broken", max_steps=16, cache_dir=cache), resume=True)
+    assert resumed["step"] == 16
+    assert_same_params(params_of(last_path(straight.output)), params_of(last_path(options(
+        corpus, tmp_path / "broken").output)))
+
+
+def test_validation_is_bounded_and_each_evaluation_is_timed(corpus, tmp_path):
+    opts = options(corpus, tmp_path, max_steps=5, val_tokens=40, metrics=str(tmp_path / "m.jsonl"))
+
+    class Info(Reporter):
+        def start(self, total, done, info):
+            self.info = info
+
+    rep = Info()
+    train(opts, reporter=rep)
+    assert rep.info["val_tokens"] == 40 and rep.info["val_note"].startswith("the last 40 tokens")
+    assert rep.info["train_tokens"] == len(TEXT) - 40
+    record = json.loads(open(opts.metrics).readline())
+    assert 0 < record["eval_seconds"] <= record["elapsed"]

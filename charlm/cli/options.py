@@ -46,6 +46,14 @@ def vocab_options(f):
                         help="Vocabulary: tokens seen fewer than N times become <UNK>.")(f)
 
 
+def cache_options(f):
+    """Add --cache-dir DIR and --no-cache (the token cache of a large corpus, charlm.tokencache)."""
+    f = click.option("--no-cache", is_flag=True, help="Neither use nor write a token cache.")(f)
+    return click.option("--cache-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
+                        help="Where the token cache of a corpus of 16 MB or more is kept "
+                             "[default: the model's folder].")(f)
+
+
 def tokenizer_settings(level, mode, split, lowercase, graphemes):
     """The `TokenizerConfig` the options describe (bad mixes raise UsageError: exit 2)."""
     return TokenizerConfig(level=level, mode=mode, split=split, lowercase=lowercase, graphemes=graphemes)

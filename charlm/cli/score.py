@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import click
 
 from charlm import parallel, scoring
-from charlm.cli import cli
-from charlm.cli.options import load, model_option
+from charlm.cli import cli, warn
+from charlm.cli.options import cache_options, load, model_option
+from charlm.cli.progress import ReadingBar
 from charlm.errors import DataError
+from charlm.tokencache import token_ids
 
 # -- formatting ------------------------------------------------------------------------------------
 
@@ -87,6 +90,24 @@ def _summary_lines(summary) -> list[str]:
     return lines
 
 
+class _Report:
+    """Progress bar and token-cache lines on stderr while a large file is tokenized."""
+
+    def __init__(self):
+        self.bar = ReadingBar()
+
+    def reading(self, done, total):
+        self.bar.update(done, total)
+
+    def note(self, text):
+        self.bar.close()
+        click.echo(f"charlm: {text}", err=True)
+
+    def message(self, text):
+        self.bar.close()
+        warn(text)
+
+
 # -- the command -----------------------------------------------------------------------------------
 
 @cli.command("score")
@@ -102,7 +123,8 @@ def _summary_lines(summary) -> list[str]:
               help="One JSON object per sentence (and a final summary object with --file).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Sentences scored together (sorted by length, padded, masked).")
-def score_command(sentences, model_path, file, stream, per_token, as_json, batch_size) -> None:
+@cache_options
+def score_command(sentences, model_path, file, stream, per_token, as_json, batch_size, cache_dir, no_cache) -> None:
     """Give each SENTENCE a probability under the model: which one is likelier?
 
     Each argument is one sentence. For each: the tokens scored (with <EOS> when the model was
@@ -120,6 +142,10 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
       charlm score --per-token "Hello there"
       charlm score -m shakespeare.npz --file test.txt
       charlm score --file test.txt --stream        # as the training's validation sees it
+      charlm score --file big.txt --stream --cache-dir cache/   # tokenized once, cached
+
+    With --stream, a file of 16 MB or more is tokenized once into a token cache (next to the
+    model, or in --cache-dir) that later scoring and training runs with the same tokenizer use.
       cat lines.txt | charlm score --file - --json
       charlm score -- "-5 degrees and falling"   # -- before a sentence that starts with -
       mpiexec -n 4 charlm score --file big.txt    # 4 processes share the lines (charlm[mpi])
@@ -164,7 +190,8 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
         return
 
     if stream:
-        summary = scoring.score_stream(model, vocab, tokenizer.iter_sentences(file))
+        folder = None if no_cache else (cache_dir or os.path.dirname(os.path.abspath(model_path)))
+        summary = scoring.score_ids(model, vocab, token_ids(file, vocab.tokenizer, folder, report=_Report()))
     else:
         summary = scoring.CorpusSummary(chars=0 if char_level else None)
         for s in scoring.score_lines(model, vocab, tokenizer, scoring.iter_lines(file),

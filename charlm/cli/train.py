@@ -11,7 +11,8 @@ from tqdm import tqdm
 
 from charlm import parallel
 from charlm.cli import cli, warn
-from charlm.cli.options import tokenizer_options, vocab_options
+from charlm.cli.options import cache_options, tokenizer_options, vocab_options
+from charlm.cli.progress import ReadingBar
 from charlm.nn.alloc import keep_freed_memory
 from charlm.nn.cells import CELLS
 from charlm.optim import DEFAULT_LR
@@ -43,8 +44,13 @@ class BarReporter(Reporter):
 
     def __init__(self, quiet: bool):
         self.level, self.quiet, self.bar, self.task = "char", quiet, None, "lm"
+        self.reading_bar = ReadingBar(quiet)
+
+    def reading(self, done_bytes, total_bytes):
+        self.reading_bar.update(done_bytes, total_bytes)
 
     def start(self, total_steps, done_steps, info):
+        self.reading_bar.close()
         self.level = info["level"]  # the run's own unit, also when resumed without --level
         self.task = info.get("task", "lm")
         if self.quiet:
@@ -63,6 +69,8 @@ class BarReporter(Reporter):
             vocab = f"{info['vocab']:,} words, {info['chars']:,} characters, {info['labels']} {what}{scheme}"
         click.echo(f"charlm: {info['params']:,} parameters, {vocab}, {data}, {shape}, "
                    f"{info['steps_per_epoch']:,} steps/epoch", err=True)
+        if info.get("val_note"):
+            click.echo(f"charlm: validation text: {info['val_note']}", err=True)
         self.bar = tqdm(total=total_steps, initial=done_steps, unit="step", dynamic_ncols=True,
                         file=sys.stderr, smoothing=0.1)
 
@@ -88,12 +96,19 @@ class BarReporter(Reporter):
         (self.bar.write if self.bar is not None else click.echo)(line, file=sys.stderr)
 
     def message(self, text):
+        self.reading_bar.close()
         if self.bar is not None:
             self.bar.write(f"charlm: {text}", file=sys.stderr)
         elif not self.quiet:
             warn(text)
 
+    def note(self, text):
+        self.reading_bar.close()
+        if not self.quiet:
+            (self.bar.write if self.bar is not None else click.echo)(f"charlm: {text}", file=sys.stderr)
+
     def close(self):
+        self.reading_bar.close()
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -154,9 +169,13 @@ class BarReporter(Reporter):
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Stop cleanly when this much wall-clock time is spent.")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
-              help="Share of the corpus held out for validation: from its end (lm), or a seeded random "
-                   "share of the sentences (tag, classify).")
-@click.option("--val-file", type=click.Path(), default=None, help="Validate on this file instead.")
+              help="Share of the corpus held out for validation: from its end (lm, at most --val-tokens), "
+                   "or a seeded random share of the sentences (tag, classify).")
+@click.option("--val-file", type=click.Path(), default=None, help="Validate on this file instead (all of it, "
+              "unless --val-tokens is given).")
+@click.option("--val-tokens", type=click.IntRange(min=0), default=None, metavar="N",
+              help="lm: at most N validation tokens: the last N of the corpus, or the first N of --val-file "
+                   "(0: no limit) [default: 131072 from the corpus, a --val-file whole].")
 @click.option("--eval-every", type=click.IntRange(min=1), default=200, show_default=True, metavar="STEPS")
 @click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True,
               help="Stop after this many evaluations without improvement (the learning rate halves at each). "
@@ -168,6 +187,7 @@ class BarReporter(Reporter):
               help="Append one JSON line per evaluation to this file.")
 @click.option("--force", is_flag=True,
               help="Replace an existing -o/--metrics file that is not a charlm file (never an input).")
+@cache_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation lines.")
 def train_command(corpus, resume, quiet, **flags):
     """Train a recurrent language model, tagger or classifier on CORPUS (a UTF-8 text file).
@@ -179,9 +199,16 @@ def train_command(corpus, resume, quiet, **flags):
       charlm train ptb.train.txt --level word --split whitespace --val-file ptb.valid.txt
       charlm train corpus.txt --time-limit 600               # stop after ten minutes
       charlm train corpus.txt --resume                       # continue an interrupted run
+      charlm train big.txt --cache-dir ~/.cache/charlm       # keep the token cache there
+      charlm train big.txt --val-tokens 1000000              # a larger validation text
       charlm train --task tag data/wikigold.train.txt --val-file data/wikigold.dev.txt -o ner.npz
       charlm train --task tag en_ewt-ud-train.conllu --val-file en_ewt-ud-dev.conllu -o pos.npz
       charlm train --task classify reviews.tsv --split whitespace -o sentiment.npz
+
+    A corpus of 16 MB or more is tokenized once into a token cache (NAME-KEY.tokens.npy and
+    .json, next to the model or in --cache-dir); later runs, --resume and `charlm score
+    --file --stream` map it instead of reading the corpus again. Training reads its windows
+    from the memory-mapped ids, so memory does not grow with the corpus.
 
     \b
     --task tag reads CoNLL-U (10 TAB-separated columns; --tag-column upos|xpos) or column files
