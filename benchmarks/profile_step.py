@@ -38,32 +38,32 @@ def _median_time(fn, reps: int) -> float:
 
 
 def gemm_replay(cfg: dict, cell: str, reps: int = 3) -> dict:
-    """Seconds per step spent in the step's GEMMs alone: {"loop": ..., "bulk_cells": ..., "bulk_out": ...}."""
+    """Seconds per step spent in the step's GEMMs alone, in the cells' column layout
+    (see nn/cells.py): {"loop": ..., "bulk_cells": ..., "bulk_out": ...}."""
     V, E, H, L, B, T = (cfg[k] for k in "VEHLBT")
     N, G = B * T, GATES[cell]
     rng = np.random.default_rng(0)
     f32 = lambda *s: rng.standard_normal(s, dtype=np.float32)  # noqa: E731
-    loop_a, loop_W, loop_out = f32(B, H), f32(H, G * H), np.empty((B, G * H), np.float32)
-    loop_g, loop_WT, loop_dh = f32(B, G * H), f32(G * H, H), np.empty((B, H), np.float32)
-
-    def loop():                       # per layer: T forward + T backward recurrent products
-        for _ in range(L):
-            for _ in range(T):
-                np.matmul(loop_a, loop_W, out=loop_out)
-            for _ in range(T):
-                np.matmul(loop_g, loop_WT, out=loop_dh)
-
     layer_mats = []
     for l in range(L):
         D = E if l == 0 else H
-        layer_mats.append((f32(N, D), f32(D, G * H), f32(N, G * H), f32(N, H), f32(G * H, D)))
+        K = H + D + 1
+        layer_mats.append(dict(Ws=f32(G * H, K), u=f32(K, T + 1, B), z=np.empty((G * H, B), np.float32),
+                               Wa=f32(H, G * H), dz=f32(G * H, T, B), dh=np.empty((H, B), np.float32),
+                               Wx=f32(D, G * H)))
 
-    def bulk_cells():                 # input projection; dW (a and x parts); dx
-        for x, Wx, dz, a, WxT in layer_mats:
-            x @ Wx
-            a.T @ dz
-            x.T @ dz
-            dz @ WxT
+    def loop():                       # per layer: T forward z<t> = Wsᵀ u<t>, T backward W[:H] dz<t>
+        for m in layer_mats:
+            for t in range(T):
+                np.matmul(m["Ws"], m["u"][:, t], out=m["z"])
+            for t in range(T):
+                np.matmul(m["Wa"], m["dz"][:, t], out=m["dh"])
+
+    def bulk_cells():                 # [dW; db] = Σ u<t> dz<t>ᵀ and dx = W[H:] dz, all T·B columns
+        for m in layer_mats:
+            K = m["u"].shape[0]
+            m["u"][:, :T].reshape(K, N) @ m["dz"].reshape(G * H, N).T
+            m["Wx"] @ m["dz"].reshape(G * H, N)
 
     a2, Wy, dlog, WyT = f32(N, H), f32(H, V), f32(N, V), f32(V, H)
 
@@ -139,9 +139,10 @@ def profile(name: str, cell: str, steps: int) -> list[str]:
         lines.append(f"{label:<28}{pct(phase[label])}")
     lines.append(f"{'other (model glue)':<28}{pct(prof_total - sum(phase.values()))}")
     lines.append("-- inside the cells (forward + backward) --")
-    lines.append(f"{'GEMM, per-step recurrent':<28}{pct(gem['loop'])}   ({2 * cfg['L'] * cfg['T']} products of "
-                 f"({cfg['B']},{cfg['H']})x({cfg['H']},{GATES[cell] * cfg['H']}) and back)")
-    lines.append(f"{'GEMM, bulk (in/dW/dx)':<28}{pct(gem['bulk_cells'])}")
+    lines.append(f"{'GEMM, per-step':<28}{pct(gem['loop'])}   ({2 * cfg['L'] * cfg['T']} products: "
+                 f"({GATES[cell] * cfg['H']},H+D+1)x(H+D+1,{cfg['B']}) forward, "
+                 f"({cfg['H']},{GATES[cell] * cfg['H']})x(..,{cfg['B']}) back)")
+    lines.append(f"{'GEMM, bulk (dW/dx)':<28}{pct(gem['bulk_cells'])}")
     lines.append(f"{'per-call overhead (B=1,H=8)':<28}{pct(ovh)}")
     lines.append(f"{'elementwise (remainder)':<28}{pct(elementwise)}")
     lines.append(f"{'GEMM, output layer (replay)':<28}{pct(gem['bulk_out'])}")
