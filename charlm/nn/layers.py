@@ -168,14 +168,22 @@ class StackedRecurrent:
                 dh *= masks[l]
         return dh, grads, dstate0
 
+    def _layerwise(self, fn, x):
+        """Feed x up the stack with fn(l, h) -> (layer l's output, its new state)."""
+        new_state = []
+        for l in range(self.layers):
+            x, s = fn(l, x)
+            new_state.append(s)
+        return x, new_state
+
+    def run(self, params, x, state):
+        """x (T,B,D) -> (a (T,B,H) of the top layer, new state list); evaluation only: no dropout
+        and no caches (each cell keeps one step of its gates instead of the whole sequence)."""
+        return self._layerwise(lambda l, h: self.cell.forward(params[l], h, state[l], keep_cache=False)[:2], x)
+
     def step(self, params, x, state):
         """x (B,D) -> (a (B,H) of the top layer, new state list); evaluation mode."""
-        new_state = []
-        h = x
-        for l in range(self.layers):
-            h, s = self.cell.step(params[l], h, state[l])
-            new_state.append(s)
-        return h, new_state
+        return self._layerwise(lambda l, h: self.cell.step(params[l], h, state[l]), x)
 
 
 class Bidirectional:
