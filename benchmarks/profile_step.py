@@ -151,6 +151,7 @@ def profile(name: str, cell: str, steps: int) -> list[str]:
 
 
 def main(argv=None) -> int:
+    common.prepare()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cells", default="lstm,gru")
     p.add_argument("--configs", default="a,c")

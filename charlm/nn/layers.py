@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "embedding_forward", "embedding_backward", "dropout_mask", "dense_forward", "dense_backward",
-    "StackedRecurrent", "Bidirectional", "softmax_cross_entropy", "softmax_cross_entropy_backward",
+    "embedding_forward", "embedding_backward", "dropout_mask", "dropout_mask_like", "dense_forward",
+    "dense_backward", "StackedRecurrent", "Bidirectional", "softmax_cross_entropy", "softmax_cross_entropy_backward",
     "log_softmax", "target_log_probs",
 ]
 
@@ -50,6 +50,14 @@ def dropout_mask(shape, rate: float, rng: np.random.Generator, dtype="float32"):
     keep = 1.0 - rate
     return (rng.random(shape, dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
             < keep).astype(dtype) * np.asarray(1.0 / keep, dtype=dtype)
+
+
+def dropout_mask_like(h: np.ndarray, rate: float, rng: np.random.Generator):
+    """`dropout_mask` of h's shape, laid out in memory as h is (the cells return views whose
+    strides are not C order): h * mask and dh *= mask then run through memory in one order."""
+    order = sorted(range(h.ndim), key=lambda i: -abs(h.strides[i]))   # outermost axis first
+    m = dropout_mask(tuple(h.shape[i] for i in order), rate, rng, h.dtype)
+    return None if m is None else m.transpose(np.argsort(order))
 
 
 # -- dense -----------------------------------------------------------------------------------------------
@@ -148,7 +156,7 @@ class StackedRecurrent:
         for l in range(self.layers):
             mask = None
             if l > 0 and dropout > 0.0:
-                mask = dropout_mask(h.shape, dropout, rng, h.dtype)
+                mask = dropout_mask_like(h, dropout, rng)
                 h = h * mask
             h, final, cache = self.cell.forward(params[l], h, state[l])
             caches.append(cache)
