@@ -10,7 +10,7 @@ For one configuration and cell it reports, per step (medians over a few steps af
     which is ~all Python and NumPy dispatch cost of the time loop;
   * elementwise ≈ cells' time − loop GEMMs − bulk GEMMs of the cells − overhead.
 
-    python benchmarks/profile_step.py --configs a,c --cells lstm,gru
+    python benchmarks/profile_step.py --configs a,c --cells lstm,gru [--torch]
     OPENBLAS_NUM_THREADS=1 python benchmarks/profile_step.py --configs a   # compare BLAS threads
 """
 
@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 import common
-from bench_train_step import CONFIGS, GATES, charlm_step_fn, random_batches, step_flops
+from bench_train_step import CONFIGS, GATES, charlm_step_fn, random_batches, step_flops, torch_step_fn
 
 
 def _median_time(fn, reps: int) -> float:
@@ -107,12 +107,19 @@ PHASES = [  # (label, predicate on (file, function name))
 ]
 
 
-def profile(name: str, cell: str, steps: int) -> list[str]:
+def profile(name: str, cell: str, steps: int, torch=None) -> list[str]:
     cfg = CONFIGS[name]
-    step = charlm_step_fn(cfg, cell, random_batches(cfg["V"], cfg["B"], cfg["T"]))
+    batches = random_batches(cfg["V"], cfg["B"], cfg["T"])
+    step = charlm_step_fn(cfg, cell, batches)
     for _ in range(3):
         step()
     total = _median_time(step, steps)
+    peer = ""
+    if torch is not None:
+        tstep = torch_step_fn(torch, cfg, cell, batches)
+        for _ in range(3):
+            tstep()
+        peer = f"; PyTorch's whole step {1e3 * _median_time(tstep, steps):.1f} ms"
     pr = cProfile.Profile()
     pr.enable()
     for _ in range(steps):
@@ -134,7 +141,7 @@ def profile(name: str, cell: str, steps: int) -> list[str]:
 
     lines = [f"## {common.config_label(name)} {cell}: step {1e3 * total:.1f} ms "
              f"({cfg['B'] * cfg['T'] / total:,.0f} tok/s, {flops / total / 1e9:.1f} GFLOP/s); "
-             f"under cProfile {1e3 * prof_total:.1f} ms", "```"]
+             f"under cProfile {1e3 * prof_total:.1f} ms{peer}", "```"]
     for label, _ in PHASES:
         lines.append(f"{label:<28}{pct(phase[label])}")
     lines.append(f"{'other (model glue)':<28}{pct(prof_total - sum(phase.values()))}")
@@ -156,12 +163,14 @@ def main(argv=None) -> int:
     p.add_argument("--cells", default="lstm,gru")
     p.add_argument("--configs", default="a,c")
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--torch", action="store_true", help="also time PyTorch's whole step (bench extra)")
     args = p.parse_args(argv)
+    torch = common.torch_or_none(not args.torch)
     for line in common.machine_lines(None)[:4]:
         print(f"- {line}")
     for name in common.parse_list(args.configs, list(CONFIGS), "configuration"):
         for cell in common.parse_list(args.cells, common.CELLS, "cell"):
-            print("\n".join(profile(name, cell, args.steps)), flush=True)
+            print("\n".join(profile(name, cell, args.steps, torch)), flush=True)
     return 0
 
 
