@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "embedding_forward", "embedding_backward", "dropout_mask", "dropout_mask_like", "dense_forward",
-    "dense_backward", "StackedRecurrent", "Bidirectional", "softmax_cross_entropy", "softmax_cross_entropy_backward",
+    "embedding_forward", "embedding_backward", "dropout_mask", "dense_forward", "dense_backward",
+    "StackedRecurrent", "Bidirectional", "softmax_cross_entropy", "softmax_cross_entropy_backward",
     "log_softmax", "target_log_probs",
 ]
 
@@ -40,24 +40,22 @@ def embedding_backward(dx: np.ndarray, ids: np.ndarray, V: int) -> np.ndarray:
 
 
 # -- dropout ------------------------------------------------------------------------------------------
-def dropout_mask(shape, rate: float, rng: np.random.Generator, dtype="float32"):
+def dropout_mask(shape, rate: float, rng: np.random.Generator, dtype="float32", like=None):
     """Inverted-dropout mask: 0 with probability `rate`, else 1/(1-rate); None when rate == 0.
 
     Apply as y = x * mask (forward) and dx = dy * mask (backward); at evaluation time no mask.
+    The draws fill `shape` in C order; with `like` (an array of that shape) the mask is stored
+    in like's memory layout (the same values), so x * mask runs through memory in one order
+    when x is laid out as `like` (the cells return views whose strides are not C order).
     """
     if rate <= 0.0:
         return None
     keep = 1.0 - rate
-    return (rng.random(shape, dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
-            < keep).astype(dtype) * np.asarray(1.0 / keep, dtype=dtype)
-
-
-def dropout_mask_like(h: np.ndarray, rate: float, rng: np.random.Generator):
-    """`dropout_mask` of h's shape, laid out in memory as h is (the cells return views whose
-    strides are not C order): h * mask and dh *= mask then run through memory in one order."""
-    order = sorted(range(h.ndim), key=lambda i: -abs(h.strides[i]))   # outermost axis first
-    m = dropout_mask(tuple(h.shape[i] for i in order), rate, rng, h.dtype)
-    return None if m is None else m.transpose(np.argsort(order))
+    draws = rng.random(shape, dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
+    mask = np.empty(shape, dtype=dtype) if like is None else np.empty_like(like, dtype=dtype)
+    np.less(draws, keep, out=mask)
+    mask *= np.asarray(1.0 / keep, dtype=dtype)
+    return mask
 
 
 # -- dense -----------------------------------------------------------------------------------------------
@@ -156,7 +154,7 @@ class StackedRecurrent:
         for l in range(self.layers):
             mask = None
             if l > 0 and dropout > 0.0:
-                mask = dropout_mask_like(h, dropout, rng)
+                mask = dropout_mask(h.shape, dropout, rng, h.dtype, like=h)
                 h = h * mask
             h, final, cache = self.cell.forward(params[l], h, state[l])
             caches.append(cache)
