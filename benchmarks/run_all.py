@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main(argv=None) -> int:
+    common.prepare()
     p = common.add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     p.add_argument("--only", choices=("train", "score", "api"), default=None,
                    help="run only the training-step, the score/sample or the Python API benchmark")

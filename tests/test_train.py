@@ -219,7 +219,14 @@ def test_a_last_file_written_by_charlm_0_1_0_resumes_exactly(tmp_path, monkeypat
     (tmp_path / "v1.last.npz").write_bytes((COMPAT / "compat-v0.1.0.last.npz").read_bytes())
     summary = train(TrainOptions(corpus="corpus.txt", output="v1.npz", max_steps=16), resume=True)
     assert summary["step"] == 16
-    assert_same_params(params_of(tmp_path / "v1.last.npz"), params_of(COMPAT / "compat-v0.1.0-straight.last.npz"))
+    # Steps 7-16 run on the current core, whose products sum in another order than 0.1.0's (the
+    # column layout of nn/cells.py): that moves the last float32 bit (measured: |Δ| <= 3e-8), so
+    # the comparison allows 1e-6. Restore errors move far more (measured on this file: hidden state
+    # not carried 8e-3, Adam's v off by 0.1 % 1e-5); resuming within one version stays bit for bit.
+    resumed, straight = params_of(tmp_path / "v1.last.npz"), params_of(COMPAT / "compat-v0.1.0-straight.last.npz")
+    assert resumed.keys() == straight.keys()
+    for k in resumed:
+        np.testing.assert_allclose(resumed[k], straight[k], rtol=0, atol=1e-6, err_msg=k)
 
 
 def test_train_state_decides_on_scheduled_evaluations_only():
