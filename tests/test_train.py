@@ -208,9 +208,9 @@ def test_cli_train_missing_corpus(tmp_path):
 COMPAT = Path(__file__).parent / "data"
 
 
-def test_a_last_file_written_by_charlm_0_1_0_resumes_exactly(tmp_path, monkeypatch):
+def test_a_last_file_written_by_charlm_0_1_0_resumes_where_0_1_0_ended(tmp_path, monkeypatch):
     """tests/data/compat-v0.1.0.last.npz was written by charlm 0.1.0 (the engine before TrainState)
-    after 6 of 16 steps; resuming it must end where 0.1.0's uninterrupted run ended, bit for bit.
+    after 6 of 16 steps; resuming it must end where 0.1.0's uninterrupted run ended.
     (Made with TrainOptions(corpus="corpus.txt", tokenizer={"level": "char"}, model=dict(cell="lstm",
     layers=1, hidden=8, embedding=4, dropout=0.1), seq_len=10, batch_size=3, lr=5e-3, epochs=50,
     eval_every=4, seed=5) and max_steps=6, resp. 16.)"""
