@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main(argv=None) -> int:
+    common.prepare()
     p = common.add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     p.add_argument("--only", choices=("train", "score", "api", "tagger"), default=None,
                    help="run only the training-step, the score/sample, the Python API or the tagger benchmark")

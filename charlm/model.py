@@ -287,10 +287,9 @@ class LanguageModel:
 
     # -- evaluation ----------------------------------------------------------------------------------
     def _hidden(self, x, state):
-        x = np.asarray(x)
-        e = self.params["embed.W"][x]
-        a, new_state, _ = self.rnn.forward(self._layer_params(), e, state)
-        return a, new_state
+        """x (T,B) -> (a (T,B,H) of the top layer, new state): the evaluation-only forward."""
+        e = self.params["embed.W"][np.asarray(x)]
+        return self.rnn.run(self._layer_params(), e, state)
 
     def log_probs(self, x, state: State):
         """x (T,B) -> (log ŷ (T,B,V), new state); evaluation mode (no dropout)."""

@@ -8,6 +8,7 @@ traceback.
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -113,6 +114,17 @@ def fail(message: str, code: int = 1) -> None:
     if (group.rank if group.size > 1 else launch.rank()) == 0:
         click.echo(f"charlm: error: {message}", err=True)
     sys.exit(code)
+
+
+def json_line(obj) -> str:
+    """`obj` as one line of JSON, UTF-8 text as is. Strings with lone surrogates (arguments that
+    were not UTF-8, or strings from Python) are written as \\u escapes, so the line stays valid."""
+    text = json.dumps(obj, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(obj)
+    return text
 
 
 def warn(message: str) -> None:

@@ -40,16 +40,22 @@ def embedding_backward(dx: np.ndarray, ids: np.ndarray, V: int) -> np.ndarray:
 
 
 # -- dropout ------------------------------------------------------------------------------------------
-def dropout_mask(shape, rate: float, rng: np.random.Generator, dtype="float32"):
+def dropout_mask(shape, rate: float, rng: np.random.Generator, dtype="float32", like=None):
     """Inverted-dropout mask: 0 with probability `rate`, else 1/(1-rate); None when rate == 0.
 
     Apply as y = x * mask (forward) and dx = dy * mask (backward); at evaluation time no mask.
+    The draws fill `shape` in C order; with `like` (an array of that shape) the mask is stored
+    in like's memory layout (the same values), so x * mask runs through memory in one order
+    when x is laid out as `like` (the cells return views whose strides are not C order).
     """
     if rate <= 0.0:
         return None
     keep = 1.0 - rate
-    return (rng.random(shape, dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
-            < keep).astype(dtype) * np.asarray(1.0 / keep, dtype=dtype)
+    draws = rng.random(shape, dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
+    mask = np.empty(shape, dtype=dtype) if like is None else np.empty_like(like, dtype=dtype)
+    np.less(draws, keep, out=mask)
+    mask *= np.asarray(1.0 / keep, dtype=dtype)
+    return mask
 
 
 # -- dense -----------------------------------------------------------------------------------------------
@@ -153,7 +159,7 @@ class StackedRecurrent:
         for l in range(self.layers):
             mask = None
             if l > 0 and dropout > 0.0:
-                mask = dropout_mask(h.shape, dropout, rng, h.dtype)
+                mask = dropout_mask(h.shape, dropout, rng, h.dtype, like=h)
                 h = h * mask
             h, final, cache = self.cell.forward(params[l], h, state[l], *extra)
             caches.append(cache)
@@ -173,14 +179,22 @@ class StackedRecurrent:
                 dh *= masks[l]
         return dh, grads, dstate0
 
-    def step(self, params, x, state):
-        """x (B,D) -> (a (B,H) of the top layer, new state list); evaluation mode (cells only)."""
+    def _layerwise(self, fn, x):
+        """Feed x up the stack with fn(l, h) -> (layer l's output, its new state)."""
         new_state = []
-        h = x
         for l in range(self.layers):
-            h, s = self.cell.step(params[l], h, state[l])
+            x, s = fn(l, x)
             new_state.append(s)
-        return h, new_state
+        return x, new_state
+
+    def run(self, params, x, state):
+        """x (T,B,D) -> (a (T,B,H) of the top layer, new state list); evaluation only: no dropout
+        and no caches (each cell keeps one step of its gates instead of the whole sequence)."""
+        return self._layerwise(lambda l, h: self.cell.forward(params[l], h, state[l], keep_cache=False)[:2], x)
+
+    def step(self, params, x, state):
+        """x (B,D) -> (a (B,H) of the top layer, new state list); evaluation mode."""
+        return self._layerwise(lambda l, h: self.cell.step(params[l], h, state[l]), x)
 
 
 def reverse_within(lengths: np.ndarray, T: int) -> tuple:
