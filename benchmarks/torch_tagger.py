@@ -105,7 +105,7 @@ def main() -> int:
     p.add_argument("--test-file", required=True)
     p.add_argument("--time-limit", type=float, required=True)
     for name, default in (("embedding", 100), ("char-embedding", 25), ("char-hidden", 25), ("hidden", 128),
-                          ("layers", 2), ("dropout", 0.5), ("word-dropout", 0.1), ("lr", 3e-3), ("clip", 5.0), ("batch-size", 32),
+                          ("layers", 2), ("dropout", 0.25), ("word-dropout", 0.1), ("lr", 3e-3), ("clip", 5.0), ("batch-size", 32),
                           ("epochs", 1000), ("eval-every", 100), ("patience", 5), ("seed", 0), ("threads", 2)):
         p.add_argument(f"--{name}", type=type(default), default=default)
     a = p.parse_args()

@@ -138,7 +138,7 @@ class BarReporter(Reporter):
 @click.option("--embedding", type=click.IntRange(1, 8192), default=None,
               help="Embedding size [default: 64 (lm), 100 (tag, classify)].")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
-              help="Inverted dropout between layers and before the output [default: 0.1 (lm), 0.5 (tag, classify)].")
+              help="Inverted dropout between layers and before the output [default: 0.1 (lm), 0.25 (tag, classify)].")
 @click.option("--char-embedding", type=click.IntRange(1, 1024), default=None,
               help="tag/classify: character embedding size of the character encoder [default: 25].")
 @click.option("--char-hidden", type=click.IntRange(0, 1024), default=None,
