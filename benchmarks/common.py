@@ -8,6 +8,14 @@ Timing protocol (the machine is shared and noisy, ±20 %):
 
 Nothing here needs PyTorch: `torch_or_none()` returns None when it is not installed, and the
 benchmarks then report charlm alone.
+
+Every benchmark calls `prepare()` first. It measures the machine a user would have:
+  * OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (set in some workplaces for old OpenBLAS builds; on an
+    AVX-512 machine they pin NumPy's OpenBLAS to its AVX2 kernels) are removed for this benchmark
+    process and its children only, by re-executing the script without them: OpenBLAS reads them
+    once, when NumPy is imported, so removing them later would change nothing;
+  * freed memory is kept for reuse (charlm.nn.alloc.keep_freed_memory, as the charlm commands do);
+  * the report header names the CPU and the BLAS kernel that is then in use.
 """
 
 from __future__ import annotations
@@ -29,6 +37,23 @@ if str(ROOT) not in sys.path:           # run from a checkout without `pip insta
     sys.path.insert(0, str(ROOT))
 
 SHARED_DATA = ROOT.parent / "shared" / "data"   # optional; never required
+
+BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+_REMOVED = "CHARLM_BENCH_REMOVED"                # what the re-executed process was started without
+
+
+def prepare() -> None:
+    """Start-up of every benchmark script (see the module docstring): re-execute without the
+    OpenBLAS overrides if they are set, then keep freed memory for reuse."""
+    found = {v: os.environ[v] for v in BLAS_OVERRIDES if v in os.environ}
+    if found:
+        env = {k: v for k, v in os.environ.items() if k not in found}
+        env[_REMOVED] = " ".join(f"{k}={v}" for k, v in found.items())
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    from charlm.nn.alloc import keep_freed_memory
+    keep_freed_memory()
 
 # configurations of the issue: vocabulary / embedding / hidden / layers / batch / sequence length
 CONFIGS = {
@@ -200,16 +225,30 @@ def blas_info() -> dict:
                 info.update(library="openblas", threads=int(nthreads()),
                             core=corename().decode(errors="replace"))
                 break
-    if "library" not in info:
-        try:
-            cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-            info.update(library=cfg.get("name"), version=cfg.get("version"))
-        except Exception:  # noqa: BLE001 - informational only
-            pass
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    try:                                     # the build numpy reports (numpy.show_config)
+        cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        info.setdefault("library", cfg.get("name"))
+        info.setdefault("version", cfg.get("version"))
+    except Exception:  # noqa: BLE001 - informational only
+        pass
+    for var in (*BLAS_OVERRIDES, "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         if os.environ.get(var):
             info[var] = os.environ[var]
     return info
+
+
+def cpu_name() -> str:
+    """The CPU's model name and its widest x86 vector extension (from /proc/cpuinfo), or the platform."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((l.split(":", 1)[1].strip() for l in text.splitlines() if l.startswith("model name")),
+                platform.machine())
+    flags = next((l.split(":", 1)[1].split() for l in text.splitlines() if l.startswith("flags")), [])
+    widest = next((f for f in ("avx512f", "avx2", "avx") if f in flags), None)
+    return f"{name}" + (f" ({widest})" if widest else "")
 
 
 def machine_lines(torch=None) -> list[str]:
@@ -217,11 +256,15 @@ def machine_lines(torch=None) -> list[str]:
     b = blas_info()
     blas = ", ".join(f"{k}={v}" for k, v in b.items())
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    removed = os.environ.get(_REMOVED)
     lines = [
-        f"python {platform.python_version()}, numpy {np.__version__}, "
-        f"{os.cpu_count()} logical CPUs ({platform.machine()})",
-        f"numpy BLAS: {blas or 'unknown'}",
-        "OPENBLAS_CORETYPE: " + os.environ.get("OPENBLAS_CORETYPE", "(not set)"),
+        f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; python {platform.python_version()}, "
+        f"numpy {np.__version__}",
+        f"numpy BLAS: {blas or 'unknown'}  (core = the OpenBLAS kernel in use)",
+        "OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: "
+        + (f"removed for this run (the environment had {removed})" if removed
+           else "not set" if not any(v in os.environ for v in BLAS_OVERRIDES)
+           else "SET: " + ", ".join(f"{v}={os.environ[v]}" for v in BLAS_OVERRIDES if v in os.environ)),
     ]
     if load is not None:
         lines.append("load average (1/5/15 min): " + " / ".join(f"{x:.2f}" for x in load)
@@ -320,6 +363,7 @@ def ratio(a, b):
 def bench_main(run, argv=None) -> int:
     """Command-line entry of one benchmark script: parse the common options, print the machine,
     call `run(args, log) -> (rows, notes)`, print the table and the notes."""
+    prepare()
     p = add_common_args(argparse.ArgumentParser(description=(sys.modules[run.__module__].__doc__ or "").split("\n")[0]))
     args = p.parse_args(argv)
     torch = torch_or_none(args.no_torch, args.torch_threads)

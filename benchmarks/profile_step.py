@@ -10,7 +10,7 @@ For one configuration and cell it reports, per step (medians over a few steps af
     which is ~all Python and NumPy dispatch cost of the time loop;
   * elementwise ≈ cells' time − loop GEMMs − bulk GEMMs of the cells − overhead.
 
-    python benchmarks/profile_step.py --configs a,c --cells lstm,gru
+    python benchmarks/profile_step.py --configs a,c --cells lstm,gru [--torch]
     OPENBLAS_NUM_THREADS=1 python benchmarks/profile_step.py --configs a   # compare BLAS threads
 """
 
@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 import common
-from bench_train_step import CONFIGS, GATES, charlm_step_fn, random_batches, step_flops
+from bench_train_step import CONFIGS, GATES, charlm_step_fn, random_batches, step_flops, torch_step_fn
 
 
 def _median_time(fn, reps: int) -> float:
@@ -38,32 +38,32 @@ def _median_time(fn, reps: int) -> float:
 
 
 def gemm_replay(cfg: dict, cell: str, reps: int = 3) -> dict:
-    """Seconds per step spent in the step's GEMMs alone: {"loop": ..., "bulk_cells": ..., "bulk_out": ...}."""
+    """Seconds per step spent in the step's GEMMs alone, in the cells' column layout
+    (see nn/cells.py): {"loop": ..., "bulk_cells": ..., "bulk_out": ...}."""
     V, E, H, L, B, T = (cfg[k] for k in "VEHLBT")
     N, G = B * T, GATES[cell]
     rng = np.random.default_rng(0)
     f32 = lambda *s: rng.standard_normal(s, dtype=np.float32)  # noqa: E731
-    loop_a, loop_W, loop_out = f32(B, H), f32(H, G * H), np.empty((B, G * H), np.float32)
-    loop_g, loop_WT, loop_dh = f32(B, G * H), f32(G * H, H), np.empty((B, H), np.float32)
-
-    def loop():                       # per layer: T forward + T backward recurrent products
-        for _ in range(L):
-            for _ in range(T):
-                np.matmul(loop_a, loop_W, out=loop_out)
-            for _ in range(T):
-                np.matmul(loop_g, loop_WT, out=loop_dh)
-
     layer_mats = []
     for l in range(L):
         D = E if l == 0 else H
-        layer_mats.append((f32(N, D), f32(D, G * H), f32(N, G * H), f32(N, H), f32(G * H, D)))
+        K = H + D + 1
+        layer_mats.append(dict(Ws=f32(G * H, K), u=f32(K, T + 1, B), z=np.empty((G * H, B), np.float32),
+                               Wa=f32(H, G * H), dz=f32(G * H, T, B), dh=np.empty((H, B), np.float32),
+                               Wx=f32(D, G * H)))
 
-    def bulk_cells():                 # input projection; dW (a and x parts); dx
-        for x, Wx, dz, a, WxT in layer_mats:
-            x @ Wx
-            a.T @ dz
-            x.T @ dz
-            dz @ WxT
+    def loop():                       # per layer: T forward z<t> = Wsᵀ u<t>, T backward W[:H] dz<t>
+        for m in layer_mats:
+            for t in range(T):
+                np.matmul(m["Ws"], m["u"][:, t], out=m["z"])
+            for t in range(T):
+                np.matmul(m["Wa"], m["dz"][:, t], out=m["dh"])
+
+    def bulk_cells():                 # [dW; db] = Σ u<t> dz<t>ᵀ and dx = W[H:] dz, all T·B columns
+        for m in layer_mats:
+            K = m["u"].shape[0]
+            m["u"][:, :T].reshape(K, N) @ m["dz"].reshape(G * H, N).T
+            m["Wx"] @ m["dz"].reshape(G * H, N)
 
     a2, Wy, dlog, WyT = f32(N, H), f32(H, V), f32(N, V), f32(V, H)
 
@@ -107,12 +107,19 @@ PHASES = [  # (label, predicate on (file, function name))
 ]
 
 
-def profile(name: str, cell: str, steps: int) -> list[str]:
+def profile(name: str, cell: str, steps: int, torch=None) -> list[str]:
     cfg = CONFIGS[name]
-    step = charlm_step_fn(cfg, cell, random_batches(cfg["V"], cfg["B"], cfg["T"]))
+    batches = random_batches(cfg["V"], cfg["B"], cfg["T"])
+    step = charlm_step_fn(cfg, cell, batches)
     for _ in range(3):
         step()
     total = _median_time(step, steps)
+    peer = ""
+    if torch is not None:
+        tstep = torch_step_fn(torch, cfg, cell, batches)
+        for _ in range(3):
+            tstep()
+        peer = f"; PyTorch's whole step {1e3 * _median_time(tstep, steps):.1f} ms"
     pr = cProfile.Profile()
     pr.enable()
     for _ in range(steps):
@@ -134,14 +141,15 @@ def profile(name: str, cell: str, steps: int) -> list[str]:
 
     lines = [f"## {common.config_label(name)} {cell}: step {1e3 * total:.1f} ms "
              f"({cfg['B'] * cfg['T'] / total:,.0f} tok/s, {flops / total / 1e9:.1f} GFLOP/s); "
-             f"under cProfile {1e3 * prof_total:.1f} ms", "```"]
+             f"under cProfile {1e3 * prof_total:.1f} ms{peer}", "```"]
     for label, _ in PHASES:
         lines.append(f"{label:<28}{pct(phase[label])}")
     lines.append(f"{'other (model glue)':<28}{pct(prof_total - sum(phase.values()))}")
     lines.append("-- inside the cells (forward + backward) --")
-    lines.append(f"{'GEMM, per-step recurrent':<28}{pct(gem['loop'])}   ({2 * cfg['L'] * cfg['T']} products of "
-                 f"({cfg['B']},{cfg['H']})x({cfg['H']},{GATES[cell] * cfg['H']}) and back)")
-    lines.append(f"{'GEMM, bulk (in/dW/dx)':<28}{pct(gem['bulk_cells'])}")
+    lines.append(f"{'GEMM, per-step':<28}{pct(gem['loop'])}   ({2 * cfg['L'] * cfg['T']} products: "
+                 f"({GATES[cell] * cfg['H']},H+D+1)x(H+D+1,{cfg['B']}) forward, "
+                 f"({cfg['H']},{GATES[cell] * cfg['H']})x(..,{cfg['B']}) back)")
+    lines.append(f"{'GEMM, bulk (dW/dx)':<28}{pct(gem['bulk_cells'])}")
     lines.append(f"{'per-call overhead (B=1,H=8)':<28}{pct(ovh)}")
     lines.append(f"{'elementwise (remainder)':<28}{pct(elementwise)}")
     lines.append(f"{'GEMM, output layer (replay)':<28}{pct(gem['bulk_out'])}")
@@ -150,16 +158,19 @@ def profile(name: str, cell: str, steps: int) -> list[str]:
 
 
 def main(argv=None) -> int:
+    common.prepare()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cells", default="lstm,gru")
     p.add_argument("--configs", default="a,c")
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--torch", action="store_true", help="also time PyTorch's whole step (bench extra)")
     args = p.parse_args(argv)
+    torch = common.torch_or_none(not args.torch)
     for line in common.machine_lines(None)[:4]:
         print(f"- {line}")
     for name in common.parse_list(args.configs, list(CONFIGS), "configuration"):
         for cell in common.parse_list(args.cells, common.CELLS, "cell"):
-            print("\n".join(profile(name, cell, args.steps)), flush=True)
+            print("\n".join(profile(name, cell, args.steps, torch)), flush=True)
     return 0
 
 

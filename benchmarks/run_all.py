@@ -1,7 +1,7 @@
 """Run every charlm speed benchmark and write one markdown report to stdout and benchmarks/results.md.
 
     python benchmarks/run_all.py [--quick] [--cells lstm,gru] [--configs a,b,c,d] [--no-torch]
-                                 [--only train|score|api] [--output PATH]
+                                 [--only train|score|api|tagger] [--output PATH]
 
 Progress lines go to stderr; the report (machine header, table, notes) to stdout and the file.
 """
@@ -18,15 +18,17 @@ from pathlib import Path
 import common
 import bench_api
 import bench_score_sample
+import bench_tagger
 import bench_train_step
 
 HERE = Path(__file__).resolve().parent
 
 
 def main(argv=None) -> int:
+    common.prepare()
     p = common.add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
-    p.add_argument("--only", choices=("train", "score", "api"), default=None,
-                   help="run only the training-step, the score/sample or the Python API benchmark")
+    p.add_argument("--only", choices=("train", "score", "api", "tagger"), default=None,
+                   help="run only the training-step, the score/sample, the Python API or the tagger benchmark")
     p.add_argument("--output", default=str(HERE / "results.md"),
                    help="markdown file to write (default benchmarks/results.md; '-' for none)")
     args = p.parse_args(argv)
@@ -50,6 +52,10 @@ def main(argv=None) -> int:
         notes += n
     if args.only in (None, "api"):
         r, n = bench_api.run(args, log=log)
+        rows += r
+        notes += n
+    if args.only in (None, "tagger"):
+        r, n = bench_tagger.run(args, log=log)
         rows += r
         notes += n
     elapsed = time.perf_counter() - t0

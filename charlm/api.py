@@ -266,13 +266,16 @@ def _progress_reporter() -> Reporter:
     return BarReporter(quiet=False)
 
 
-def train(corpus: str | os.PathLike, *, output: str | os.PathLike = "charlm.npz",
-          level: str = "char", mode: str | None = None, split: str = "regex",
+def train(corpus: str | os.PathLike, *, output: str | os.PathLike = "charlm.npz", task: str = "lm",
+          format: str | None = None, tag_column: str | None = None,
+          level: str | None = None, mode: str | None = None, split: str = "regex",
           lowercase: bool = False, graphemes: bool = False, min_count: int = 1,
           max_vocab: int | None = None, vocab: str | os.PathLike | None = None,
-          cell: str = "lstm", layers: int = 2, hidden: int = 256, embedding: int = 64,
-          dropout: float = 0.1, tie_weights: bool = False, activation: str = "tanh",
-          peephole: bool = False, seq_len: int = 100, batch_size: int = 32, accumulate: int = 1,
+          cell: str = "lstm", layers: int = 2, hidden: int | None = None, embedding: int | None = None,
+          dropout: float | None = None, char_embedding: int | None = None, char_hidden: int | None = None,
+          bidirectional: bool | None = None, pool: str | None = None, tie_weights: bool = False,
+          activation: str = "tanh", peephole: bool = False, seq_len: int | None = None,
+          batch_size: int = 32, accumulate: int = 1,
           optimizer: str = "adam", lr: float | None = None, clip: float = 5.0, epochs: int = 20,
           max_steps: int | None = None, time_limit: float | None = None,
           val_fraction: float = 0.1, val_file: str | os.PathLike | None = None,
@@ -283,12 +286,17 @@ def train(corpus: str | os.PathLike, *, output: str | os.PathLike = "charlm.npz"
     """Train a language model on `corpus` as `charlm train` does, and return the best one.
 
     The options are those of `charlm train`, with the same names (`--seq-len` is `seq_len`,
-    `--vocab` is `vocab`) and defaults; `lr` None means the optimizer's default. The best model
+    `--vocab` is `vocab`) and defaults (None: the task's default); `lr` None means the
+    optimizer's default. Only `task="lm"` is available here so far (taggers and classifiers:
+    `charlm train --task tag|classify`). The best model
     is written to `output` and the resumable state beside it (NAME.last.npz); `resume=True`
     continues that run; `force=True` lets it replace an output that is not a charlm file (never
     an input). No progress bar unless `progress=True`; the engine's messages go to the
     "charlm" logger. Ctrl-C saves the run, then raises KeyboardInterrupt.
     """
+    if task != "lm":
+        raise UsageError(f"charlm.train(task={task!r}) is not in the Python API yet: use "
+                         f"`charlm train --task {task}`")
     flags = dict(locals())
     for name in ("corpus", "output", "vocab", "val_file", "metrics", "cache_dir"):
         flags[name] = _path(flags[name])

@@ -34,6 +34,8 @@ from typing import Iterator
 import numpy as np
 
 from charlm.corpus import iter_windows
+from charlm.metrics import confusion_report, prf
+from charlm.predict import Predictor, sentence_counts
 from charlm.scoring import stream_loss_sums
 
 
@@ -129,3 +131,85 @@ class StreamValidation:
         nats, count = comm.allreduce(sums)
         loss = float(nats / max(count, 1.0))
         return Evaluation(loss, loss)
+
+
+# ------------------------------------------------------------------------ sentence batches
+
+
+class SentenceBatches:
+    """Batches of whole sentences for a tagger or classifier (no state carried).
+
+    Each epoch the sentences are shuffled, stably sorted by length and cut into batches of
+    `batch_size` neighbours (little padding), and the batches are shuffled; both shuffles use a
+    generator seeded with (seed, epoch), so the order of an epoch is a function of the epoch alone
+    and a resumed run continues at exactly the batch it stopped before. `clock.epoch` (the run's
+    `TrainState`) says which epoch `batches` serves.
+
+    sentences: EncodedSentence list (`charlm.sentences`); to_batch(list) -> SentenceBatch.
+    Batch.inputs = (SentenceBatch,); Batch.tokens = real tokens (tagging) or sentences
+    (classification): the predictions the batch trains on.
+    """
+
+    carries_state = False
+
+    def __init__(self, sentences: list, to_batch, batch_size: int, seed: int, clock, per_sentence: bool = False):
+        self.sentences, self.to_batch = sentences, to_batch
+        self.batch_size = int(batch_size)
+        self.seed, self.clock, self.per_sentence = int(seed), clock, per_sentence
+        self.lengths = np.array([len(s) for s in sentences], dtype=np.int64)
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.sentences) / self.batch_size)
+
+    def epoch_fraction(self, position: int) -> float:
+        return position / max(self.steps_per_epoch(), 1)
+
+    def order(self, epoch: int) -> list[np.ndarray]:
+        """The sentence indices of each batch of `epoch`, in the order they are trained on."""
+        rng = np.random.default_rng([self.seed, int(epoch)])
+        shuffled = rng.permutation(len(self.sentences))
+        by_length = shuffled[np.argsort(self.lengths[shuffled], kind="stable")]
+        groups = [by_length[i:i + self.batch_size] for i in range(0, len(by_length), self.batch_size)]
+        return [groups[i] for i in rng.permutation(len(groups))]
+
+    def batches(self, position: int = 0) -> Iterator[Batch]:
+        groups = self.order(self.clock.epoch)
+        for k in range(int(position), len(groups)):
+            chosen = [self.sentences[i] for i in groups[k]]
+            tokens = len(chosen) if self.per_sentence else int(self.lengths[groups[k]].sum())
+            yield Batch((self.to_batch(chosen),), k + 1, tokens)
+
+
+class SentenceValidation:
+    """Validation sentences of a tagger or classifier, scored by the task's metric.
+
+    Evaluation.loss: mean −log ŷ of the gold labels (per token, or per sentence); objective (what
+    "best" minimises): −entity F1 for entity tags (conlleval's count, in the data's scheme),
+    −token accuracy for other tags, −accuracy for classification; metrics: val_accuracy and
+    val_f1 (entity F1, or macro-F1). With several processes each scores every comm.size-th
+    sentence and the counts are summed.
+    """
+
+    def __init__(self, sentences: list, gold: list, encoder, batch_size: int = 64):
+        self.sentences, self.gold, self.encoder, self.batch_size = sentences, gold, encoder, batch_size
+        # classification: the confusion matrix's classes (the model's, then unknown gold labels)
+        self.classes = None if encoder.task == "tag" else \
+            list(encoder.labels) + sorted(set(gold) - set(encoder.labels))
+
+    def evaluate(self, model, comm) -> Evaluation:
+        mine = range(comm.rank, len(self.sentences), comm.size)
+        predictor = Predictor(model, self.encoder, self.batch_size)
+        counts = sentence_counts(predictor, [self.sentences[i] for i in mine], [self.gold[i] for i in mine],
+                                 self.classes)
+        counts = comm.allreduce(counts)
+        loss = float(counts[0] / max(counts[1], 1.0))
+        if self.classes is None:
+            accuracy = float(counts[3] / max(counts[2], 1.0))
+            if not self.encoder.model_scheme:
+                return Evaluation(loss, -accuracy, {"val_accuracy": accuracy})
+            f1 = prf(*(int(c) for c in counts[4:7]))["f1"]
+            return Evaluation(loss, -f1, {"val_accuracy": accuracy, "val_f1": f1})
+        k = len(self.classes)
+        report = confusion_report(self.classes, counts[2:].reshape(k, k))
+        return Evaluation(loss, -report["accuracy"],
+                          {"val_accuracy": report["accuracy"], "val_f1": report["macro_f1"]})

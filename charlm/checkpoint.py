@@ -19,12 +19,14 @@ import json
 import os
 import tempfile
 import zipfile
+from dataclasses import dataclass
 
 import numpy as np
 
 from charlm import __version__
 from charlm.errors import CharlmError, CheckpointError
 from charlm.model import LanguageModel, ModelConfig
+from charlm.tagger import MODELS, TaggerConfig
 from charlm.vocab import Vocab
 
 FORMAT = "charlm-checkpoint"
@@ -194,7 +196,7 @@ def _read_meta(path: str, raw: np.ndarray) -> dict:
 
 
 def model_arrays(model) -> dict:
-    """{"param/<name>": array} for every parameter of a LanguageModel (no copies)."""
+    """{"param/<name>": array} for every parameter of a model of any task (no copies)."""
     return {f"param/{name}": arr for name, arr in model.params.items()}
 
 
@@ -207,50 +209,111 @@ def arrays_under(arrays: dict, prefix: str) -> dict:
     return {k[len(p):]: v for k, v in arrays.items() if k.startswith(p)}
 
 
-def load_model(path):
-    """Load a model file: returns (LanguageModel, Vocab, meta). See `model_from_checkpoint`."""
+@dataclass
+class Loaded:
+    """A model file, loaded. Unpacks as `model, vocab, meta = load_model(path)` for every task.
+
+    task: "lm", "tag" or "classify" (files without a task are language models); char_vocab: the
+    character Vocab of a tagger/classifier (None without a character encoder, and for language
+    models); labels: the names of label ids 0..K-1 (None for language models).
+    """
+
+    model: object
+    vocab: Vocab
+    meta: dict
+    task: str = "lm"
+    char_vocab: Vocab | None = None
+    labels: list | None = None
+
+    def __iter__(self):
+        return iter((self.model, self.vocab, self.meta))
+
+
+def load_model(path) -> Loaded:
+    """Load a model file of any task: a `Loaded` (unpacks as (model, vocab, meta)). See
+    `model_from_checkpoint`."""
     path = os.fspath(path)
     arrays, meta = load_checkpoint(path)
     return model_from_checkpoint(arrays, meta, path)
 
 
-def model_from_checkpoint(arrays: dict, meta: dict, path: str):
-    """(LanguageModel, Vocab, meta) from what `load_checkpoint(path)` returned.
+def model_from_checkpoint(arrays: dict, meta: dict, path: str) -> Loaded:
+    """A `Loaded` model from what `load_checkpoint(path)` returned, built by the loader of
+    meta["task"] (TASK_LOADERS; no task: a language model).
 
     The "param/*" arrays must match model.param_shapes() exactly (names and shapes; float
-    dtypes are cast to the config dtype) and len(vocab) must equal config.vocab_size.
+    dtypes are cast to the config dtype) and the vocabularies and labels must fit the settings.
     """
+    task = meta.get("task", "lm")
+    if task not in TASK_LOADERS:
+        raise CheckpointError(f"{path} holds a model for task {task!r}, which this version of charlm "
+                              "does not know: upgrade charlm")
     for key in ("model", "vocab"):
         if not isinstance(meta.get(key), dict):
             raise CheckpointError(f"{path} has no {key} settings: not a model file (or corrupt)")
-    try:
-        config = ModelConfig.from_dict(meta["model"])
-    except (CharlmError, KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path} has bad model settings: {err}") from None
-    try:
-        vocab = Vocab.from_dict(meta["vocab"])
-    except (CharlmError, KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path} has a bad vocabulary: {err}") from None
-    if len(vocab) != config.vocab_size:
-        raise CheckpointError(f"{path} is inconsistent: vocabulary has {len(vocab)} tokens but "
-                              f"the model expects {config.vocab_size}")
+    vocab = _vocab(meta["vocab"], path, "vocabulary")
     params = arrays_under(arrays, "param")
-    dtype = np.dtype(config.dtype)
     for name, arr in params.items():
         if arr.dtype.kind != "f":
             raise CheckpointError(f"{path}: param/{name} has dtype {arr.dtype}, expected float")
-        params[name] = arr.astype(dtype, copy=False)
+    return TASK_LOADERS[task](meta, params, vocab, path)
+
+
+def _vocab(d, path: str, what: str) -> Vocab:
+    try:
+        return Vocab.from_dict(d)
+    except (CharlmError, KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{path} has a bad {what}: {err}") from None
+
+
+def _settings(cls, meta: dict, vocab: Vocab, path: str):
+    """The model's configuration from meta["model"], checked against the word vocabulary."""
+    try:
+        config = cls.from_dict(meta["model"])
+    except (CharlmError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} has bad model settings: {err}") from None
+    if len(vocab) != config.vocab_size:
+        raise CheckpointError(f"{path} is inconsistent: vocabulary has {len(vocab)} tokens but "
+                              f"the model expects {config.vocab_size}")
+    return config
+
+
+def _build(cls, config, params: dict, path: str):
+    """cls(config, params), the params cast to the config's dtype; names and shapes that do not fit
+    the settings are a CheckpointError."""
+    dtype = np.dtype(config.dtype)
     try:  # the constructor checks names and shapes against the config
-        model = LanguageModel(config, params=params)
+        return cls(config, params={k: v.astype(dtype, copy=False) for k, v in params.items()})
     except (CharlmError, KeyError, ValueError, TypeError) as err:
         raise CheckpointError(f"{path} does not match its model settings: {err}") from None
-    expected = {k: tuple(v) for k, v in model.param_shapes().items()}
-    missing = sorted(set(expected) - set(params))
-    extra = sorted(set(params) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(params) if params[k].shape != expected[k])
-    if missing or extra or wrong:
-        what = "; ".join(x for x in (missing and f"missing {', '.join(missing)}",
-                                     extra and f"unexpected {', '.join(extra)}",
-                                     wrong and f"wrong shape {', '.join(wrong)}") if x)
-        raise CheckpointError(f"{path} does not match its model settings: {what}")
-    return model, vocab, meta
+
+
+def _language_model(meta: dict, params: dict, vocab: Vocab, path: str) -> Loaded:
+    config = _settings(ModelConfig, meta, vocab, path)
+    return Loaded(_build(LanguageModel, config, params, path), vocab, meta)
+
+
+def _sentence_model(meta: dict, params: dict, vocab: Vocab, path: str) -> Loaded:
+    """A tagger or classifier: meta also holds "char_vocab" (a Vocab; may be absent or null without a
+    character encoder) and "labels" (the names of label ids 0..K-1)."""
+    config = _settings(TaggerConfig, meta, vocab, path)
+    if config.task != meta["task"]:
+        raise CheckpointError(f"{path} is inconsistent: a {meta['task']!r} file with settings for "
+                              f"{config.task!r}")
+    char_vocab = None if meta.get("char_vocab") is None else _vocab(meta["char_vocab"], path,
+                                                                   "character vocabulary")
+    if config.char_hidden and (char_vocab is None or len(char_vocab) != config.char_vocab_size):
+        have = "none" if char_vocab is None else f"{len(char_vocab)} characters"
+        raise CheckpointError(f"{path} is inconsistent: the model reads {config.char_vocab_size} "
+                              f"characters but the character vocabulary has {have}")
+    labels = meta.get("labels")
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels) \
+            or len(labels) != config.num_labels:
+        raise CheckpointError(f"{path} is inconsistent: the model predicts {config.num_labels} labels "
+                              f"but the file names {len(labels) if isinstance(labels, list) else 'no'} labels")
+    model = _build(MODELS[config.task], config, params, path)
+    return Loaded(model, vocab, meta, config.task, char_vocab, list(labels))
+
+
+# How each task's model is built from a checkpoint: (meta, params, word vocab, path) -> Loaded.
+TASK_LOADERS = {"lm": _language_model, "tag": _sentence_model, "classify": _sentence_model}

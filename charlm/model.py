@@ -41,8 +41,90 @@ def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
+def check_settings(config, ints=(), flags=()) -> None:
+    """The checks every model configuration shares (ModelConfig, tagger.TaggerConfig), in place:
+    `ints` are positive integers, `flags` true/false; cell, activation, peephole, dtype, dropout.
+    Raises CharlmError naming the setting."""
+    for name in ints:
+        v = getattr(config, name)
+        if not _is_int(v) or v < 1:
+            raise CharlmError(f"model setting {name} must be a positive integer, got {v!r}")
+        setattr(config, name, int(v))
+    if config.cell not in CELLS:
+        raise CharlmError(f"unknown cell {config.cell!r}; choose one of {', '.join(CELLS)}")
+    if config.activation not in ACTIVATIONS:
+        raise CharlmError(f"unknown activation {config.activation!r}; choose tanh or relu")
+    if config.activation != "tanh" and config.cell != "rnn":
+        raise CharlmError(f"activation {config.activation!r} applies only to the rnn cell")
+    if config.dtype not in DTYPES:
+        raise CharlmError(f"dtype must be float32 or float64, got {config.dtype!r}")
+    check_rate(config, "dropout")
+    for name in flags:
+        if not isinstance(getattr(config, name), (bool, np.bool_)):
+            raise CharlmError(f"model setting {name} must be true or false, "
+                              f"got {getattr(config, name)!r}")
+        setattr(config, name, bool(getattr(config, name)))
+    if config.peephole and config.cell != "lstm":
+        raise CharlmError("peephole connections need --cell lstm")
+
+
+def check_rate(config, name: str) -> None:
+    """config.<name> is a probability in [0, 1) (a dropout rate): made a float, or CharlmError."""
+    d = getattr(config, name)
+    if isinstance(d, bool) or not isinstance(d, (int, float, np.floating, np.integer)) \
+            or not 0.0 <= float(d) < 1.0:
+        raise CharlmError(f"{name} must be a number in [0, 1), got {d!r}")
+    setattr(config, name, float(d))
+
+
+class Settings:
+    """Base of the model configuration dataclasses (ModelConfig, tagger.TaggerConfig): validated on
+    construction (`validate`, CharlmError on nonsense), written to and read from a plain dict (a
+    checkpoint's settings). `REQUIRED` lists the fields a dict must have."""
+
+    REQUIRED: tuple = ()
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        """The configuration a mapping describes; unknown or missing keys are a CharlmError."""
+        if not isinstance(d, dict):
+            raise CharlmError("model settings must be a mapping")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise CharlmError(f"unknown model setting(s): {', '.join(map(str, unknown))}")
+        for key in cls.REQUIRED:
+            if key not in d:
+                raise CharlmError(f"model settings lack {key}")
+        return cls(**d)
+
+
+def checked_params(params: dict, shapes: dict, dtype) -> dict:
+    """Given parameters checked against a model's param_shapes() (names and shapes; a CharlmError
+    names what is missing, unexpected or of the wrong shape) and made contiguous arrays of `dtype`,
+    in the shapes' order."""
+    missing = sorted(set(shapes) - set(params))
+    extra = sorted(set(params) - set(shapes))
+    wrong = sorted(f"{k} {np.shape(params[k])} (expected {shapes[k]})" for k in set(shapes) & set(params)
+                   if tuple(np.shape(params[k])) != tuple(shapes[k]))
+    if missing or extra or wrong:
+        raise CharlmError("; ".join(x for x in (missing and f"missing {', '.join(missing)}",
+                                                extra and f"unexpected {', '.join(extra)}",
+                                                wrong and f"wrong shape {', '.join(wrong)}") if x))
+    return {k: np.ascontiguousarray(params[k], dtype=dtype) for k in shapes}
+
+
 @dataclass
-class ModelConfig:
+class ModelConfig(Settings):
     """Hyper-parameters of a LanguageModel. Construction validates (CharlmError on nonsense)."""
 
     vocab_size: int
@@ -56,59 +138,21 @@ class ModelConfig:
     peephole: bool = False
     dtype: str = "float32"
 
-    def __post_init__(self) -> None:
-        self.validate()
+    REQUIRED = ("vocab_size",)
 
     def validate(self) -> None:
-        for name in ("vocab_size", "layers", "hidden", "embedding"):
-            v = getattr(self, name)
-            if not _is_int(v) or v < 1:
-                raise CharlmError(f"model setting {name} must be a positive integer, got {v!r}")
-            setattr(self, name, int(v))
+        check_settings(self, ("vocab_size", "layers", "hidden", "embedding"), ("tie_weights", "peephole"))
         if self.vocab_size < 2:
             raise CharlmError(f"vocab_size must be at least 2, got {self.vocab_size}")
-        if self.cell not in CELLS:
-            raise CharlmError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
-        if self.activation not in ACTIVATIONS:
-            raise CharlmError(f"unknown activation {self.activation!r}; choose tanh or relu")
-        if self.activation != "tanh" and self.cell != "rnn":
-            raise CharlmError(f"activation {self.activation!r} applies only to the rnn cell")
-        if self.dtype not in DTYPES:
-            raise CharlmError(f"dtype must be float32 or float64, got {self.dtype!r}")
-        d = self.dropout
-        if isinstance(d, bool) or not isinstance(d, (int, float, np.floating, np.integer)) \
-                or not 0.0 <= float(d) < 1.0:
-            raise CharlmError(f"dropout must be a number in [0, 1), got {d!r}")
-        self.dropout = float(d)
-        for name in ("tie_weights", "peephole"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise CharlmError(f"model setting {name} must be true or false, "
-                                  f"got {getattr(self, name)!r}")
-            setattr(self, name, bool(getattr(self, name)))
-        if self.peephole and self.cell != "lstm":
-            raise CharlmError("peephole connections need --cell lstm")
         if self.tie_weights and self.embedding != self.hidden:
             raise CharlmError(f"tie_weights needs embedding == hidden "
                               f"(got embedding {self.embedding}, hidden {self.hidden})")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d) -> "ModelConfig":
-        if not isinstance(d, dict):
-            raise CharlmError("model settings must be a mapping")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise CharlmError(f"unknown model setting(s): {', '.join(map(str, unknown))}")
-        if "vocab_size" not in d:
-            raise CharlmError("model settings lack vocab_size")
-        return cls(**d)
-
 
 class LanguageModel:
     """Left-to-right recurrent language model over token ids (time-major (T,B) arrays)."""
+
+    task = "lm"
 
     def __init__(self, config: ModelConfig, params: dict | None = None, seed: int = 0):
         self.config = config
@@ -119,15 +163,7 @@ class LanguageModel:
         if params is None:
             params = self._init_params(np.random.default_rng(seed))
         else:
-            shapes = self.param_shapes()
-            if set(params) != set(shapes):
-                raise CharlmError(f"model parameters {sorted(params)} do not match the "
-                                  f"configuration's {sorted(shapes)}")
-            for k, shape in shapes.items():
-                if tuple(np.shape(params[k])) != shape:
-                    raise CharlmError(f"parameter {k} has shape {np.shape(params[k])}, "
-                                      f"expected {shape}")
-            params = {k: np.ascontiguousarray(params[k], dtype=self.dtype) for k in shapes}
+            params = checked_params(params, self.param_shapes(), self.dtype)
         self.params: dict[str, np.ndarray] = params
 
     # -- parameters ----------------------------------------------------------------------------------
@@ -251,10 +287,9 @@ class LanguageModel:
 
     # -- evaluation ----------------------------------------------------------------------------------
     def _hidden(self, x, state):
-        x = np.asarray(x)
-        e = self.params["embed.W"][x]
-        a, new_state, _ = self.rnn.forward(self._layer_params(), e, state)
-        return a, new_state
+        """x (T,B) -> (a (T,B,H) of the top layer, new state): the evaluation-only forward."""
+        e = self.params["embed.W"][np.asarray(x)]
+        return self.rnn.run(self._layer_params(), e, state)
 
     def log_probs(self, x, state: State):
         """x (T,B) -> (log ŷ (T,B,V), new state); evaluation mode (no dropout)."""

@@ -40,19 +40,26 @@ import numpy as np
 
 from charlm import __version__
 from charlm import checkpoint as ckpt
-from charlm.batches import Accumulated, StreamBatches, StreamValidation
+from charlm.batches import Accumulated, SentenceBatches, SentenceValidation, StreamBatches, StreamValidation
 from charlm.corpus import prepare_lm_data
 from charlm.errors import CharlmError, CheckpointError, DataError, UsageError
 from charlm.files import CHECKPOINT, METRICS, Output, check_outputs, is_foreign
 from charlm.model import LanguageModel, ModelConfig
 from charlm.nn.cells import cell_from_config
 from charlm.optim import OPTIMIZERS, clip_grad_norm, make_optimizer
+from charlm.sentences import Encoder
+from charlm.tagdata import LABEL_FORMATS, TAG_FORMATS, parse_tag_column
+from charlm.tagger import TaggerConfig, make_model
+from charlm.taskdata import prepare_task_data
 from charlm.tokenizer import TokenizerConfig
 from charlm.vocab import Vocab
 
 MAX_BAD_STEPS = 5  # consecutive non-finite steps before training gives up
 MIN_LR_FRACTION = 1e-3  # the learning rate never decays below this fraction of --lr
-TASKS = ("lm",)
+TASKS = ("lm", "tag", "classify")
+# model settings of the sentence tasks (tagger, classifier) only, with their options
+SENTENCE_MODEL_OPTIONS = {"char_embedding": "--char-embedding", "char_hidden": "--char-hidden",
+                          "bidirectional": "--no-bidirectional", "pool": "--pool"}
 
 
 def _int_at_least(name: str, value, low: int, allow_none: bool = False) -> None:
@@ -85,7 +92,7 @@ class TrainOptions:
     max_vocab: int | None = None
     vocab: str | None = None  # a vocabulary file made by `charlm tokenize --vocab-out`
     model: dict = field(default_factory=dict)  # ModelConfig fields except vocab_size
-    seq_len: int = 100
+    seq_len: int | None = None  # language model: None means 100; the sentence tasks have none
     batch_size: int = 32
     accumulate: int = 1  # batches per update: the gradient is their token-weighted mean
     optimizer: str = "adam"
@@ -105,6 +112,8 @@ class TrainOptions:
     force: bool = False  # replace an existing output that is not a charlm file
     cache_dir: str | None = None  # the token cache's folder (None: the output's folder)
     no_cache: bool = False
+    format: str | None = None  # tag/classify: the training file's format (None: detected)
+    tag_column: str | None = None  # tag: upos, xpos or a column number (None: the format's default)
 
     # Options that a resumed run takes from the command that resumes it; all others are the run's own.
     PER_INVOCATION = ("epochs", "max_steps", "time_limit", "patience", "metrics", "force", "cache_dir", "no_cache")
@@ -114,10 +123,11 @@ class TrainOptions:
             raise UsageError("the corpus must be a file name")
         if self.task not in TASKS:
             raise UsageError(f"--task must be one of {', '.join(TASKS)} (got {self.task!r})")
+        self._check_task()
         if self.optimizer not in OPTIMIZERS:
             raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
         for name in ("seq_len", "batch_size", "accumulate", "epochs", "eval_every", "patience", "min_count"):
-            _int_at_least("--" + name.replace("_", "-"), getattr(self, name), 1)
+            _int_at_least("--" + name.replace("_", "-"), getattr(self, name), 1, allow_none=name == "seq_len")
         _int_at_least("--max-steps", self.max_steps, 1, allow_none=True)
         _int_at_least("--max-vocab", self.max_vocab, 2, allow_none=True)
         _int_at_least("--val-tokens", self.val_tokens, 0, allow_none=True)
@@ -144,16 +154,61 @@ class TrainOptions:
                              f"({self.model.get('embedding')} != {self.model.get('hidden')})")
         self.lr, self.clip, self.val_fraction = float(self.lr), float(self.clip), float(self.val_fraction)
 
+    def _check_task(self) -> None:
+        """Refuse the options that make no sense for the task (UsageError naming the option)."""
+        if self.task == "lm":
+            given = [flag for key, flag in SENTENCE_MODEL_OPTIONS.items() if key in self.model]
+            given += [flag for flag, v in (("--format", self.format), ("--tag-column", self.tag_column)) if v]
+            if given:
+                raise UsageError(f"{given[0]} applies to --task tag and --task classify, not to a language model")
+            self.seq_len = 100 if self.seq_len is None else self.seq_len
+            return
+        tok = self.tokenizer
+        refused = (
+            ("--seq-len", self.seq_len is not None, "it reads whole sentences"),
+            ("--tie-weights", self.model.get("tie_weights"), "its output layer predicts labels, not words"),
+            ("--vocab", self.vocab is not None, "it builds its vocabularies from the training file"),
+            ("--val-tokens", self.val_tokens is not None, "it holds out whole sentences (--val-fraction)"),
+            ("--cache-dir", self.cache_dir is not None, "it keeps no token cache"),
+            ("--no-cache", self.no_cache, "it keeps no token cache"),
+            ("--pool", self.task == "tag" and "pool" in self.model, "it predicts a tag at every token"),
+            ("--tag-column", self.task == "classify" and self.tag_column is not None, "it reads labelled lines"),
+            ("--level char", self.task == "tag" and tok.get("level") == "char", "it tags words"),
+            ("--mode stream", tok.get("level") == "word" and tok.get("mode") == "stream",
+             "it reads one example per line"),
+        )
+        for flag, bad, why in refused:
+            if bad:
+                raise UsageError(f"{flag} does not apply to --task {self.task}: {why}")
+        formats = TAG_FORMATS if self.task == "tag" else LABEL_FORMATS
+        if self.format is not None and self.format not in formats:
+            raise UsageError(f"--format must be one of {', '.join(formats)} for --task {self.task} "
+                             f"(got {self.format!r})")
+        if self.tag_column is not None:
+            self.tag_column = str(parse_tag_column(self.tag_column))
+        self.seq_len = None
+
     # Flat option names (as on the command line) grouped under `tokenizer` and `model`.
     TOKENIZER_FLAGS = ("level", "mode", "split", "lowercase", "graphemes")
-    MODEL_FLAGS = ("cell", "layers", "hidden", "embedding", "dropout", "tie_weights", "activation", "peephole")
+    MODEL_FLAGS = ("cell", "layers", "hidden", "embedding", "dropout", "tie_weights", "activation", "peephole",
+                   *SENTENCE_MODEL_OPTIONS)
+    # a language model's defaults on the command line (a tagger's or classifier's: TaggerConfig's)
+    LM_MODEL_DEFAULTS = {"cell": "lstm", "layers": 2, "hidden": 256, "embedding": 64, "dropout": 0.1}
 
     @classmethod
     def from_flags(cls, **flags) -> "TrainOptions":
         """Options from flat names, as the command line and `charlm.train()` spell them
-        (`level=`, `cell=`, `seq_len=`, ...; `vocab_path` or `vocab` for --vocab)."""
-        tokenizer = {k: flags.pop(k) for k in cls.TOKENIZER_FLAGS if k in flags}
-        model = {k: flags.pop(k) for k in cls.MODEL_FLAGS if k in flags}
+        (`level=`, `cell=`, `seq_len=`, ...; `vocab_path` or `vocab` for --vocab). A tokenizer or
+        model flag that is None (or a False --tie-weights/--peephole) takes the task's default; the
+        level is "char" for a language model and "word" for the sentence tasks unless given."""
+        task = flags.get("task", "lm")
+        tokenizer = {k: v for k in cls.TOKENIZER_FLAGS if (v := flags.pop(k, None)) is not None}
+        tokenizer.setdefault("level", "char" if task == "lm" else "word")
+        model = {k: v for k in cls.MODEL_FLAGS if (v := flags.pop(k, None)) is not None}
+        if task == "lm":
+            model = {**cls.LM_MODEL_DEFAULTS, **model}
+        else:
+            model = {k: v for k, v in model.items() if v is not False or k not in ("tie_weights", "peephole")}
         return cls(tokenizer=TokenizerConfig(**tokenizer).to_dict(), model=model, **flags)
 
     def outputs(self) -> list[Output]:
@@ -172,7 +227,8 @@ class Reporter:
     """Progress callbacks; the CLI subclasses this to draw a progress bar. All are optional.
 
     `start`'s info: params, vocab, train_tokens, val_tokens, batch, seq_len, steps_per_epoch, and
-    level ("char"/"word": the unit losses are quoted in — the run's own, also when resumed)."""
+    level ("char"/"word": the unit losses are quoted in — the run's own, also when resumed); for
+    the sentence tasks also task, sentences, val_sentences, labels, chars and scheme (seq_len None)."""
 
     def start(self, total_steps: int | None, done_steps: int, info: dict) -> None: ...
 
@@ -253,7 +309,7 @@ class TrainState:
     epoch: int = 0
     position: int = 0  # where the next batch starts in the epoch (Batch.end of the last one)
     tokens_seen: int = 0
-    n_train: int = 0  # training tokens: how the corpus was split
+    n_train: int = 0  # training tokens (sentences for tag/classify): how the corpus was split
     best_val_loss: float | None = None  # best of the scheduled evaluations (drives decay/stopping)
     bad_evals: int = 0  # scheduled evaluations in a row without improvement
     saved_val_loss: float | None = None  # the model at --output: its objective ...
@@ -333,6 +389,7 @@ class Run:
     state: TrainState
     info: dict  # for Reporter.start
     warning: str | None = None
+    extra_meta: dict = field(default_factory=dict)  # more checkpoint metadata (tag/classify: Encoder.to_meta)
 
     def initial_hidden(self):
         return self.model.init_state(self.source.batch_size) if self.source.carries_state else None
@@ -358,7 +415,37 @@ def _lm_data(opts: TrainOptions, vocab: Vocab | None = None, n_train: int | None
     return source, validation, data.vocab, info, data.warning
 
 
+def _sentence_data(opts: TrainOptions, state: TrainState, encoder: Encoder | None = None):
+    """(source, validation, encoder, info, warning) of a tagging or classification run; `encoder`
+    is given when resuming (the vocabularies and labels of the saved run)."""
+    data = prepare_task_data(opts.task, opts.corpus, TokenizerConfig.from_dict(opts.tokenizer), format=opts.format,
+                             tag_column=opts.tag_column, val_file=opts.val_file, val_fraction=opts.val_fraction,
+                             seed=opts.seed, min_count=opts.min_count, max_vocab=opts.max_vocab, encoder=encoder)
+    enc = data.encoder
+    source = SentenceBatches(data.train, enc.batch, opts.batch_size, opts.seed, state,
+                             per_sentence=opts.task == "classify")
+    validation = SentenceValidation(data.val, data.val_gold, enc) if data.val else None
+    info = {"vocab": len(enc.vocab), "train_tokens": data.n_train_tokens, "val_tokens": data.n_val_tokens,
+            "batch": source.batch_size, "seq_len": None, "steps_per_epoch": source.steps_per_epoch(),
+            "level": enc.vocab.tokenizer.level, "task": opts.task, "sentences": len(data.train),
+            "val_sentences": len(data.val), "labels": len(enc.labels), "chars": len(enc.chars), "scheme": enc.scheme}
+    return source, validation, enc, info, data.warning
+
+
+def _start_sentences(opts: TrainOptions) -> Run:
+    state = TrainState(rng=np.random.default_rng(opts.seed + 1))
+    source, validation, enc, info, warning = _sentence_data(opts, state)
+    state.n_train = info["sentences"]
+    config = TaggerConfig.from_dict(dict(opts.model, task=opts.task, vocab_size=len(enc.vocab),
+                                         char_vocab_size=len(enc.chars), num_labels=len(enc.labels)))
+    model = make_model(config, seed=opts.seed)
+    return Run(opts, model, enc.vocab, source, validation, make_optimizer(opts.optimizer, opts.lr), state,
+               dict(info, params=model.num_params()), warning, enc.to_meta())
+
+
 def _start(opts: TrainOptions, reporter=None, verify: bool = True) -> Run:
+    if opts.task != "lm":
+        return _start_sentences(opts)
     source, validation, vocab, info, warning = _lm_data(opts, reporter=reporter, verify=verify)
     config = ModelConfig(vocab_size=len(vocab), **opts.model)
     _check_memory(config, source.batch_size, source.seq_len, opts.optimizer)
@@ -391,7 +478,8 @@ def _resume(opts: TrainOptions, reporter=None, verify: bool = True) -> Run:
     saved = replace(saved, **{k: getattr(opts, k) for k in TrainOptions.PER_INVOCATION})
     if Path(saved.corpus).resolve() != Path(opts.corpus).resolve():
         raise UsageError(f"--resume continues the run on {saved.corpus}, not {opts.corpus}")
-    model, vocab, _ = ckpt.model_from_checkpoint(arrays, meta, str(last_file))
+    loaded = ckpt.model_from_checkpoint(arrays, meta, str(last_file))
+    model, vocab, _ = loaded
     try:
         optimizer = make_optimizer(saved.optimizer, saved.lr)
         optimizer.load_state_dict(record["optimizer"], ckpt.arrays_under(arrays, "optim"))
@@ -399,10 +487,22 @@ def _resume(opts: TrainOptions, reporter=None, verify: bool = True) -> Run:
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise CheckpointError(f"{last_file} has a corrupt training state ({type(err).__name__}: {err}): "
                               "train again without --resume") from None
-    source, validation, vocab, info, warning = _lm_data(saved, vocab=vocab, n_train=record["n_train"],
-                                                        reporter=reporter, verify=verify)
+    extra = {}
+    if saved.task == "lm":
+        source, validation, vocab, info, warning = _lm_data(saved, vocab=vocab, n_train=record["n_train"],
+                                                            reporter=reporter, verify=verify)
+    else:
+        try:
+            encoder = Encoder.from_meta(saved.task, vocab, meta, loaded.char_vocab)
+        except CharlmError as err:
+            raise CheckpointError(f"{last_file}: {err}") from None
+        source, validation, encoder, info, warning = _sentence_data(saved, state, encoder)
+        if info["sentences"] != state.n_train:
+            raise DataError(f"{saved.corpus} changed since the run started ({state.n_train} training "
+                            f"sentences then, {info['sentences']} now): train again without --resume")
+        extra = encoder.to_meta()
     run = Run(saved, model, vocab, source, validation, optimizer, state, dict(info, params=model.num_params()),
-              warning)
+              warning, extra)
     _check_hidden(state.hidden, run.initial_hidden(), last_file)
     return run
 
@@ -561,7 +661,7 @@ class Trainer:
         run = self.run
         return {"format": ckpt.FORMAT, "format_version": ckpt.FORMAT_VERSION, "charlm_version": __version__,
                 "kind": kind, "task": run.opts.task, "model": run.model.config.to_dict(),
-                "vocab": run.vocab.to_dict(), "train": dict(train, processes=self.comm.size)}
+                "vocab": run.vocab.to_dict(), **run.extra_meta, "train": dict(train, processes=self.comm.size)}
 
     def _check_finite(self) -> None:
         """Never overwrite a good checkpoint with parameters that are inf/NaN (the loader would
@@ -604,12 +704,14 @@ class Trainer:
         return {"reason": reason, "interrupted": interrupted, "step": st.step, "epoch": st.epoch,
                 "best_val_loss": st.saved_val_loss, "best_step": st.best_step, "output": str(run.opts.output),
                 "last": str(self.last_file), "level": run.vocab.tokenizer.level, "task": run.opts.task,
+                "best_record": next((r for r in st.metrics if r["step"] == st.best_step), None),
                 "elapsed": time.perf_counter() - self.started}
 
 
 def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = None, comm=None) -> dict:
     """Train as `opts` says; return a summary dict (reason, interrupted, step, epoch, best_val_loss
-    and best_step of the model at --output, output, last, level, task, elapsed).
+    (the validation objective) and best_step of the model at --output, best_record (its
+    evaluation record: val_loss, val_accuracy, ...), output, last, level, task, elapsed).
 
     Raises `CharlmError` for user mistakes and for a diverged run; on a signal, saves and returns
     with summary["interrupted"] set to the signal's name. `comm` is the process group

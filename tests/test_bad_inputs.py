@@ -932,3 +932,134 @@ def test_bad_cache_dir(run, models, tmp_path):
     (tmp_path / "file").write_text("x")
     base = ["train", models["corpus"], "-o", tmp_path / "m.npz", *TINY, "--max-steps", "2"]
     clean_error(run(*base, "--cache-dir", tmp_path / "file"), 2, "--cache-dir")
+
+
+# ------------------------------------------------------ tagging and classification inputs (issue 10)
+
+TASK_TINY = ["--hidden", "6", "--embedding", "4", "--char-embedding", "3", "--char-hidden", "3", "--layers", "1",
+             "--batch-size", "4", "-q"]
+NER = "Teddy I-PER\nRoosevelt I-PER\nwas O\nhere O\n\nParis I-LOC\nis O\nbig O\n\n" * 4
+CONLLU = "".join(f"# sent_id = {i}\n1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_\n2\tcat\tcat\tNOUN\tNN\t_\t0\troot\t_\t_\n\n"
+                 for i in range(6))
+LABELLED = "pos\ta great film\nneg\ta dull film\n" * 6
+
+
+@pytest.fixture(scope="module")
+def task_models(tmp_path_factory):
+    """A tiny tagger and classifier trained by `charlm train --task ...`."""
+    d = tmp_path_factory.mktemp("task_models")
+    (d / "ner.txt").write_text(NER)
+    (d / "cls.tsv").write_text(LABELLED)
+    for name, args in (("ner", ["--task", "tag", d / "ner.txt"]), ("cls", ["--task", "classify", d / "cls.tsv"])):
+        r = CliRunner().invoke(cli, ["train", *map(str, args), "-o", str(d / f"{name}.npz"), *TASK_TINY,
+                                     "--max-steps", "3"], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+    return {"ner": d / "ner.npz", "cls": d / "cls.npz", "ner_text": d / "ner.txt", "cls_text": d / "cls.tsv"}
+
+
+def _task_commands(m, bad: Path, tmp_path: Path):
+    return {
+        "train-tag": ["train", "--task", "tag", bad, "-o", tmp_path / "out.npz", *TASK_TINY, "--max-steps", "2"],
+        "train-tag-val": ["train", "--task", "tag", m["ner_text"], "--val-file", bad, "-o", tmp_path / "out.npz",
+                          *TASK_TINY, "--max-steps", "2"],
+        "train-classify": ["train", "--task", "classify", bad, "-o", tmp_path / "out.npz", *TASK_TINY,
+                           "--max-steps", "2"],
+        "tag-file": ["tag", "-m", m["ner"], "--file", bad],
+        "classify-file": ["classify", "-m", m["cls"], "--file", bad],
+        "eval-tag": ["eval", "-m", m["ner"], bad],
+        "eval-classify": ["eval", "-m", m["cls"], bad],
+    }
+
+
+@pytest.mark.parametrize("command", ["train-tag", "train-tag-val", "train-classify", "tag-file", "classify-file",
+                                     "eval-tag", "eval-classify"])
+@pytest.mark.parametrize("case", sorted(BAD_CORPORA))
+def test_bad_task_file(run, task_models, tmp_path, monkeypatch, case, command):
+    make, needles = BAD_CORPORA[case]
+    bad = make(tmp_path / "bad.txt", monkeypatch)
+    clean_error(run(*_task_commands(task_models, bad, tmp_path)[command]), 1, *needles)
+    assert not (tmp_path / "out.npz").exists()
+
+
+BAD_TASK_FILES = {
+    # name: (task, content, exit code, words in the message)
+    "conllu-wrong-columns": ("tag", CONLLU.replace("\tNOUN\tNN\t", "\tNOUN\t", 1), 1, ("line 3", "9 tab-separated")),
+    "columns-wrong-columns": ("tag", "a O\nb O\nc X O\n", 1, ("line 3", "3 columns", "line 1 has 2")),
+    "sentence-without-tags": ("tag", "a O\nb O\n\nc\nd\n", 1, ("line 4", "1 column")),
+    "file-without-tags": ("tag", "Teddy\nRoosevelt\n\nwas\n", 1, ("line 1", "without a tag")),
+    "conllu-missing-tag": ("tag", CONLLU.replace("\tNOUN\tNN", "\t_\tNN", 2), 1, ("line 7", "no tag")),
+    "mixed-conllu-columns": ("tag", CONLLU + "word TAG\n", 1, ("line 19", "mixes formats")),
+    "mixed-columns-conllu": ("tag", "a O\n\n" + CONLLU, 1, ("line 4", "mixes formats")),
+    "label-without-text": ("classify", "pos\tgood\nneg\t \n", 1, ("line 2", "no text")),
+    "text-without-label": ("classify", "pos\tgood\njust some text\n", 1, ("line 2", "no label")),
+    "fasttext-without-text": ("classify", "__label__pos good\n__label__neg\n", 1, ("line 2", "no text")),
+    "mixed-label-formats": ("classify", "pos\tgood\n__label__neg bad\n", 1, ("line 2", "mixes formats")),
+    "single-label": ("classify", "pos\tgood\npos\tfine\npos\tnice\n", 1, ("single label", "at least two")),
+    "single-tag": ("tag", "a O\nb O\n\nc O\n", 1, ("single tag",)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TASK_FILES))
+def test_malformed_task_files(run, tmp_path, case):
+    task, content, code, needles = BAD_TASK_FILES[case]
+    p = tmp_path / "bad.txt"
+    p.write_text(content)
+    r = run("train", "--task", task, p, "-o", tmp_path / "out.npz", "--val-fraction", "0", *TASK_TINY,
+            "--max-steps", "2")
+    clean_error(r, code, *needles)
+    assert not (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["--tag-column", "5"], 2, "--tag-column 5 does not exist"),
+    (["--tag-column", "upos"], 2, "applies to CoNLL-U files"),
+    (["--tag-column", "nope"], 2, "--tag-column must be"),
+    (["--format", "tab"], 2, "--format must be one of conllu, columns"),
+])
+def test_tag_column_or_format_that_does_not_exist(run, task_models, tmp_path, args, code, needle):
+    r = run("train", "--task", "tag", task_models["ner_text"], "-o", tmp_path / "out.npz", *args, *TASK_TINY)
+    clean_error(r, code, needle)
+
+
+def test_xpos_column_that_is_empty(run, tmp_path):
+    p = tmp_path / "x.conllu"
+    p.write_text(CONLLU.replace("\tDT\t", "\t_\t"))
+    clean_error(run("train", "--task", "tag", p, "-o", tmp_path / "o.npz", "--tag-column", "xpos", *TASK_TINY),
+                1, "has no xpos tags")
+
+
+def test_unseen_labels_in_the_evaluation_file_are_reported_and_counted(run, task_models, tmp_path):
+    p = tmp_path / "eval.txt"
+    p.write_text("Teddy I-PER\nRoosevelt I-PER\nsaw O\nRome I-CITY\n\n")
+    r = run("eval", "-m", task_models["ner"], p, "--json")
+    assert r.exit_code == 0 and "Traceback" not in r.output
+    assert "charlm: warning:" in r.stderr and "CITY" in r.stderr and "counted as errors" in r.stderr
+    d = json.loads(r.stdout)
+    assert d["unknown_labels"] == ["B-CITY"] and d["per_type"]["CITY"]["recall"] == 0.0
+    p.write_text("pos\tgreat\nmeh\tso so\nneutral\tfine\n")
+    r = run("eval", "-m", task_models["cls"], p, "--json")
+    assert r.exit_code == 0 and "meh, neutral" in r.stderr
+    d = json.loads(r.stdout)
+    assert d["unknown_labels"] == ["meh", "neutral"] and d["accuracy"] <= 1 / 3
+    # and in training, a validation file with new labels is a warning, not a failure
+    r = run("train", "--task", "classify", task_models["cls_text"], "--val-file", p, "-o", tmp_path / "m.npz",
+            *TASK_TINY[:-1], "--max-steps", "2")
+    assert r.exit_code == 0 and "the validation data has 2 label(s) the training data does not" in r.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["tag"], "nothing to tag"),
+    (["tag", ""], "sentence 1 is empty"),
+    (["classify", "   "], "text 1 is empty"),
+    (["tag", "--spans", "x"], None),
+    (["tag", "--conll", "--json", "x"], "--conll cannot be combined"),
+    (["classify", "--top-k", "0", "x"], "--top-k"),
+    (["tag", "--format", "text", "x"], "--format needs --file"),
+])
+def test_tag_and_classify_usage_errors(run, task_models, args, needle):
+    model = task_models["cls" if args[0] == "classify" else "ner"]
+    r = run(*args, "-m", model)
+    if needle is None:
+        assert r.exit_code == 0, r.output  # --spans on an entity tagger is fine
+    else:
+        clean_error(r, 2, needle)

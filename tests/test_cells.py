@@ -150,6 +150,26 @@ def test_forward_matches_seed_reference(kind, opts):
 
 
 @pytest.mark.parametrize("kind,opts", CASES, ids=IDS)
+def test_evaluation_forward_equals_forward(kind, opts):
+    """keep_cache=False keeps one step of gates instead of all T: same numbers, no cache."""
+    cell, p, x, s0 = setup(kind, opts, seed=20, T=5)
+    a, s, _ = cell.forward(p, x, s0)
+    ae, se, cache = cell.forward(p, x, s0, keep_cache=False)
+    assert cache is None
+    np.testing.assert_array_equal(ae, a)
+    for u, v in zip(se, s):
+        np.testing.assert_array_equal(u, v)
+    stack = L.StackedRecurrent(cell, 2)
+    params = [p, cell.init_params(H, H, np.random.default_rng(21), "float64")]
+    a2, s2, _ = stack.forward(params, x, [s0, s0])
+    ar, sr = stack.run(params, x, [s0, s0])
+    np.testing.assert_array_equal(ar, a2)
+    for lu, lv in zip(sr, s2):
+        for u, v in zip(lu, lv):
+            np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.parametrize("kind,opts", CASES, ids=IDS)
 def test_batch_invariance(kind, opts):
     cell, p, x, s0 = setup(kind, opts, seed=6, B=5)
     a, s, _ = cell.forward(p, x, s0)

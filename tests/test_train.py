@@ -208,9 +208,9 @@ def test_cli_train_missing_corpus(tmp_path):
 COMPAT = Path(__file__).parent / "data"
 
 
-def test_a_last_file_written_by_charlm_0_1_0_resumes_exactly(tmp_path, monkeypatch):
+def test_a_last_file_written_by_charlm_0_1_0_resumes_where_0_1_0_ended(tmp_path, monkeypatch):
     """tests/data/compat-v0.1.0.last.npz was written by charlm 0.1.0 (the engine before TrainState)
-    after 6 of 16 steps; resuming it must end where 0.1.0's uninterrupted run ended, bit for bit.
+    after 6 of 16 steps; resuming it must end where 0.1.0's uninterrupted run ended.
     (Made with TrainOptions(corpus="corpus.txt", tokenizer={"level": "char"}, model=dict(cell="lstm",
     layers=1, hidden=8, embedding=4, dropout=0.1), seq_len=10, batch_size=3, lr=5e-3, epochs=50,
     eval_every=4, seed=5) and max_steps=6, resp. 16.)"""
@@ -219,7 +219,14 @@ def test_a_last_file_written_by_charlm_0_1_0_resumes_exactly(tmp_path, monkeypat
     (tmp_path / "v1.last.npz").write_bytes((COMPAT / "compat-v0.1.0.last.npz").read_bytes())
     summary = train(TrainOptions(corpus="corpus.txt", output="v1.npz", max_steps=16), resume=True)
     assert summary["step"] == 16
-    assert_same_params(params_of(tmp_path / "v1.last.npz"), params_of(COMPAT / "compat-v0.1.0-straight.last.npz"))
+    # Steps 7-16 run on the current core, whose products sum in another order than 0.1.0's (the
+    # column layout of nn/cells.py): that moves the last float32 bit (measured: |Δ| <= 3e-8), so
+    # the comparison allows 1e-6. Restore errors move far more (measured on this file: hidden state
+    # not carried 8e-3, Adam's v off by 0.1 % 1e-5); resuming within one version stays bit for bit.
+    resumed, straight = params_of(tmp_path / "v1.last.npz"), params_of(COMPAT / "compat-v0.1.0-straight.last.npz")
+    assert resumed.keys() == straight.keys()
+    for k in resumed:
+        np.testing.assert_allclose(resumed[k], straight[k], rtol=0, atol=1e-6, err_msg=k)
 
 
 def test_train_state_decides_on_scheduled_evaluations_only():

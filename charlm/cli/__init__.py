@@ -8,6 +8,7 @@ traceback.
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -87,6 +88,9 @@ _MEMORY_HINTS = {
     "sample": "a smaller --length or --num",
     "score": "a smaller --batch-size or shorter sentences",
     "tokenize": "a smaller corpus or --max-vocab",
+    "tag": "a smaller --batch-size or shorter sentences",
+    "classify": "a smaller --batch-size or shorter texts",
+    "eval": "a smaller --batch-size",
     "next": "a shorter PREFIX",
 }
 
@@ -112,6 +116,17 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def json_line(obj) -> str:
+    """`obj` as one line of JSON, UTF-8 text as is. Strings with lone surrogates (arguments that
+    were not UTF-8, or strings from Python) are written as \\u escapes, so the line stays valid."""
+    text = json.dumps(obj, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(obj)
+    return text
+
+
 def warn(message: str) -> None:
     """Print `charlm: warning: MESSAGE` on stderr."""
     click.echo(f"charlm: warning: {message}", err=True)
@@ -121,13 +136,16 @@ def warn(message: str) -> None:
 @click.version_option(__version__, "--version", prog_name="charlm")
 @click.option("--debug", is_flag=True, help="Show a full traceback on errors.")
 def cli(debug: bool) -> None:
-    """Train, score and sample character- and word-level recurrent language models.
+    """Train, score and sample character- and word-level recurrent language models; train and
+    run bidirectional taggers and classifiers.
 
     \b
     Typical use:
       charlm train corpus.txt              # writes charlm.npz
       charlm sample --temperature 0.8      # generate text from charlm.npz
       charlm score "The apple and pear salad" "The apple and pair salad"
+      charlm train --task tag train.conll --val-file dev.conll -o ner.npz
+      charlm tag -m ner.npz "He said, Teddy Roosevelt was a great President"
 
     Run `charlm COMMAND --help` for the options of each command.
     """
@@ -149,3 +167,4 @@ def main() -> None:
 # Each subcommand module registers itself on `cli` when imported.
 from charlm.cli import tokenize, train, score, sample  # noqa: E402,F401
 from charlm.cli import nexttoken, info, plot  # noqa: E402,F401
+from charlm.cli import tag, classify, evaluate  # noqa: E402,F401

@@ -7,7 +7,7 @@ import math
 
 import click
 
-from charlm.cli import cli
+from charlm.cli import cli, json_line
 from charlm.cli.options import load_model_file
 
 
@@ -101,6 +101,6 @@ def info_command(model_path, as_json) -> None:
     """
     info = load_model_file(model_path).info()
     if as_json:
-        click.echo(json.dumps(info, ensure_ascii=False))
+        click.echo(json_line(info))
     else:
         click.echo("\n".join(_lines(info)))

@@ -7,7 +7,7 @@ import math
 
 import click
 
-from charlm.cli import cli
+from charlm.cli import cli, json_line
 from charlm.cli.options import load, model_option
 from charlm.vocab import EOS, UNK
 
@@ -48,9 +48,8 @@ def next_command(prefix, model_path, top, as_json) -> None:
     prime = generate.Prime.from_text(tokenizer, prefix)
     best = generate.next_tokens(model, vocab, prime, top)
     if as_json:
-        click.echo(json.dumps({"prefix": prefix, "next": [
-            {"token": tok, "prob": math.exp(lp), "logprob": lp} for tok, lp in best]},
-            ensure_ascii=False))
+        click.echo(json_line({"prefix": prefix, "next": [
+            {"token": tok, "prob": math.exp(lp), "logprob": lp} for tok, lp in best]}))
         return
     click.echo(f"{'probability':>11} {'logprob':>9}  token")
     for tok, lp in best:

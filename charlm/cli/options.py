@@ -7,8 +7,10 @@ import os
 
 import click
 
+from charlm.checkpoint import load_checkpoint, model_from_checkpoint
 from charlm.errors import CheckpointError
 from charlm.nn.alloc import keep_freed_memory
+from charlm.predict import Predictor
 from charlm.tokenizer import TokenizerConfig
 
 DEFAULT_MODEL = "charlm.npz"
@@ -57,6 +59,36 @@ def tokenizer_settings(level, mode, split, lowercase, graphemes):
     return TokenizerConfig(level=level, mode=mode, split=split, lowercase=lowercase, graphemes=graphemes)
 
 
+def input_options(argument: str, file_help: str, formats: list[str], format_help: str):
+    """The inputs of `charlm tag` / `classify`: ARGUMENT... texts, -m/--model, -f/--file, --format.
+    Check them with `texts_or_file`."""
+    def add(f):
+        f = click.option("--format", "fmt", type=click.Choice(formats), default=None, help=format_help)(f)
+        f = click.option("-f", "--file", "file", metavar="PATH", help=file_help)(f)
+        f = model_option(f)
+        return click.argument("texts", nargs=-1, metavar=f"[{argument}]...")(f)
+    return add
+
+
+def texts_or_file(texts, file, fmt, what: str, tokenize) -> list | None:
+    """Token lists of the command-line texts (None when --file is used); usage errors for neither,
+    both, an empty text, or --format without --file. `what`: "tag" or "classify"."""
+    noun = "SENTENCE" if what == "tag" else "TEXT"
+    if file is None and not texts:
+        raise click.UsageError(f"nothing to {what}: give one or more {noun} arguments or --file PATH")
+    if file is not None and texts:
+        raise click.UsageError(f"give {noun} arguments or --file PATH, not both")
+    if fmt is not None and file is None:
+        raise click.UsageError("--format needs --file PATH")
+    if file is not None:
+        return None
+    token_lists = [tokenize(text) for text in texts]
+    for i, tokens in enumerate(token_lists, 1):
+        if not tokens:
+            raise click.UsageError(f"{'sentence' if what == 'tag' else 'text'} {i} is empty: nothing to {what}")
+    return token_lists
+
+
 def model_option(f):
     """-m/--model PATH (env CHARLM_MODEL, default charlm.npz)."""
     return click.option(
@@ -65,16 +97,40 @@ def model_option(f):
         help="Model file to use.")(f)
 
 
-def load_model_file(model_path: str):
-    """The model (`charlm.Model`, any task) at `model_path`; no file -> CheckpointError saying
-    how to make one."""
-    from charlm.api import load as api_load
+# what each task's model is called, and the commands that use it
+TASK_COMMANDS = {"lm": ("a language model", "`charlm score` or `charlm sample`"),
+                 "tag": ("a tagger", "`charlm tag`"), "classify": ("a classifier", "`charlm classify`")}
 
+
+def _check_path(model_path: str) -> None:
     if not os.path.exists(model_path):
         raise CheckpointError(
             f"no model at {model_path}: train one with `charlm train CORPUS` or pass -m PATH")
     if os.path.isdir(model_path):
         raise CheckpointError(f"{model_path} is a directory, not a model file")
+
+
+def read_model_file(model_path: str, tasks) -> tuple[dict, dict]:
+    """(arrays, meta) of the model file at model_path (`checkpoint.load_checkpoint`), which must
+    hold a model of one of `tasks`: otherwise a CheckpointError names the model's task and the
+    command to use instead (and no file: how to make one)."""
+    _check_path(model_path)
+    arrays, meta = load_checkpoint(model_path)
+    task = meta.get("task", "lm")
+    if task not in tasks:
+        ctx = click.get_current_context(silent=True)
+        here = f"`charlm {ctx.info_name}`" if ctx is not None else "this command"
+        what, use = TASK_COMMANDS.get(task, (f"a {task} model", "another command"))
+        raise CheckpointError(f"{model_path} is {what} (task {task}): use {use}, not {here}")
+    return arrays, meta
+
+
+def load_model_file(model_path: str):
+    """The model (`charlm.Model`, any task) at `model_path`; no file -> CheckpointError saying
+    how to make one."""
+    from charlm.api import load as api_load
+
+    _check_path(model_path)
     model = api_load(model_path)
     keep_freed_memory()  # the command computes with the model: reuse freed memory (nn/alloc.py)
     return model
@@ -84,9 +140,8 @@ def load_lm(model_path: str):
     """The language model (`charlm.LM`) at `model_path` (CheckpointError for another task)."""
     from charlm.api import LM
 
-    lm = load_model_file(model_path)
-    if not isinstance(lm, LM):
-        raise CheckpointError(f"{model_path} is a {lm.task} model, not a language model")
+    lm = LM.from_checkpoint(*read_model_file(model_path, ("lm",)), model_path)
+    keep_freed_memory()  # the command computes with the model: reuse freed memory (nn/alloc.py)
     return lm
 
 
@@ -94,3 +149,15 @@ def load(model_path: str):
     """Load (model, vocab, tokenizer, meta) from a language-model file (see `load_lm`)."""
     lm = load_lm(model_path)
     return lm.network, lm.vocab, lm.tokenizer, lm.meta
+
+
+def load_checked(model_path: str, tasks):
+    """The `checkpoint.Loaded` model at model_path, a model of one of `tasks` (see `read_model_file`)."""
+    loaded = model_from_checkpoint(*read_model_file(model_path, tasks), model_path)
+    keep_freed_memory()  # the command computes with the model: reuse freed memory (nn/alloc.py)
+    return loaded
+
+
+def load_predictor(model_path: str, task: str, batch_size: int):
+    """A `charlm.predict.Predictor` for the tagger ("tag") or classifier ("classify") at model_path."""
+    return Predictor.from_loaded(load_checked(model_path, (task,)), batch_size)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 import numpy as np
 
-from charlm.cli import cli, warn
+from charlm.cli import cli, json_line, warn
 from charlm.cli.options import load, model_option
 
 
@@ -182,7 +181,7 @@ def sample_command(ctx, model_path, temperature, top_k, top_p, prime, prime_file
             return
     for i, result in enumerate(results):
         if as_json:
-            click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+            click.echo(json_line(result.to_dict()))
         else:
             if i and stream_mode:
                 click.echo("")  # a blank line between running-text samples

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
 import click
 
 from charlm import parallel, scoring
-from charlm.cli import cli, warn
+from charlm.cli import cli, json_line, warn
 from charlm.cli.options import cache_options, load, model_option
 from charlm.cli.progress import ReadingBar
 from charlm.errors import DataError
@@ -39,10 +38,6 @@ def _num(x: float, fmt: str = ".3f") -> str:
 
 def _show_token(tok: str) -> str:
     return tok.replace("\n", "\\n").replace("\t", "\\t")
-
-
-def _json(obj) -> str:
-    return json.dumps(obj, ensure_ascii=False)
 
 
 TABLE_HEAD = (f"{'logprob':>12} {'log10prob':>11} {'probability':>12} {'perplexity':>11} "
@@ -175,7 +170,7 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
         results = scoring.score_sentences(model, vocab, tokenizer, list(sentences), batch_size, comm)
         if as_json:
             for s in results:
-                echo(_json(s.to_dict(per_token)))
+                echo(json_line(s.to_dict(per_token)))
         elif len(results) == 1:
             echo("\n".join(_single_block(results[0], per_token)))
         else:
@@ -198,7 +193,7 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
                                      batch_size, comm=comm):
             summary.add(s, char_level)
             if as_json:
-                echo(_json(s.to_dict(per_token)))
+                echo(json_line(s.to_dict(per_token)))
             else:
                 if summary.sentences == 1:
                     echo(TABLE_HEAD)
@@ -210,6 +205,6 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
     if summary.tokens == 0:
         raise DataError(f"{'stdin' if file == '-' else file} has nothing to score")
     if as_json:
-        echo(_json(summary.to_dict()))
+        echo(json_line(summary.to_dict()))
     else:
         echo("\n".join(_summary_lines(summary)))

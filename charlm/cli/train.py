@@ -1,4 +1,4 @@
-"""`charlm train`: train a language model on a text file."""
+"""`charlm train`: train a language model, a tagger or a classifier on a text file."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 import sys
 
 import click
+from click.core import ParameterSource
 from tqdm import tqdm
 
 from charlm import parallel
@@ -15,9 +16,18 @@ from charlm.cli.progress import ReadingBar
 from charlm.nn.alloc import keep_freed_memory
 from charlm.nn.cells import CELLS
 from charlm.optim import DEFAULT_LR
-from charlm.train import Reporter, TrainOptions, last_path, train
+from charlm.tagdata import LABEL_FORMATS, TAG_FORMATS
+from charlm.train import TASKS, Reporter, TrainOptions, last_path, train
 
 LN2 = math.log(2)
+
+
+def _task_quality(record: dict | None) -> str:
+    """A tagger's or classifier's validation figures: accuracy, and F1 when there is one."""
+    if not record or record.get("val_accuracy") is None:
+        return "n/a"
+    text = f"accuracy {100 * record['val_accuracy']:.2f}%"
+    return text + (f", F1 {100 * record['val_f1']:.2f}" if record.get("val_f1") is not None else "")
 
 
 def _quality(loss: float | None, level: str) -> str:
@@ -33,7 +43,7 @@ class BarReporter(Reporter):
     """A tqdm progress bar with loss, bits/char or perplexity, tokens/s and ETA."""
 
     def __init__(self, quiet: bool):
-        self.level, self.quiet, self.bar = "char", quiet, None
+        self.level, self.quiet, self.bar, self.task = "char", quiet, None, "lm"
         self.reading_bar = ReadingBar(quiet)
 
     def reading(self, done_bytes, total_bytes):
@@ -42,14 +52,23 @@ class BarReporter(Reporter):
     def start(self, total_steps, done_steps, info):
         self.reading_bar.close()
         self.level = info["level"]  # the run's own unit, also when resumed without --level
+        self.task = info.get("task", "lm")
         if self.quiet:
             return
-        click.echo(
-            f"charlm: {info['params']:,} parameters, vocabulary {info['vocab']:,}, "
-            f"{info['train_tokens']:,} training and {info['val_tokens']:,} validation tokens, "
-            f"batch {info['batch']} x {info['seq_len']} steps, {info['steps_per_epoch']:,} steps/epoch",
-            err=True,
-        )
+        if self.task == "lm":
+            shape = f"batch {info['batch']} x {info['seq_len']} steps"
+            data = f"{info['train_tokens']:,} training and {info['val_tokens']:,} validation tokens"
+            vocab = f"vocabulary {info['vocab']:,}"
+        else:
+            what = "tags" if self.task == "tag" else "labels"
+            scheme = f" ({info['scheme']})" if info.get("scheme") else ""
+            shape = f"batch {info['batch']} sentences"
+            data = (f"{info['sentences']:,} training and {info['val_sentences']:,} validation "
+                    f"{'sentences' if self.task == 'tag' else 'examples'} ({info['train_tokens']:,} and "
+                    f"{info['val_tokens']:,} words)")
+            vocab = f"{info['vocab']:,} words, {info['chars']:,} characters, {info['labels']} {what}{scheme}"
+        click.echo(f"charlm: {info['params']:,} parameters, {vocab}, {data}, {shape}, "
+                   f"{info['steps_per_epoch']:,} steps/epoch", err=True)
         if info.get("val_note"):
             click.echo(f"charlm: validation text: {info['val_note']}", err=True)
         self.bar = tqdm(total=total_steps, initial=done_steps, unit="step", dynamic_ncols=True,
@@ -61,15 +80,18 @@ class BarReporter(Reporter):
         self.bar.update(1)
         if step % 5 == 0 or step == 1:
             q = f"{loss / LN2:.3f}bpc" if self.level == "char" else f"ppl={math.exp(min(loss, 700)):.1f}"
-            self.bar.set_postfix_str(f"loss={loss:.3f} {q} {tokens_per_s / 1000:.1f}k tok/s", refresh=False)
+            unit = {"lm": "tok", "tag": "tok", "classify": "ex"}[self.task]
+            q = q + " " if self.task == "lm" else ""
+            self.bar.set_postfix_str(f"loss={loss:.3f} {q}{tokens_per_s / 1000:.1f}k {unit}/s", refresh=False)
 
     def evaluate(self, record, improved):
         if self.quiet:
             return
         val = record["val_loss"]
+        quality = _quality(val, self.level) if self.task == "lm" else _task_quality(record)
         line = (f"step {record['step']:>6}  epoch {record['epoch']:.2f}  "
                 f"train {record['train_loss'] if record['train_loss'] is not None else float('nan'):.4f}  "
-                f"val {val if val is not None else float('nan'):.4f} ({_quality(val, self.level)})  "
+                f"val {val if val is not None else float('nan'):.4f} ({quality})  "
                 f"lr {record['lr']:.3g}" + ("  * saved" if improved else ""))
         (self.bar.write if self.bar is not None else click.echo)(line, file=sys.stderr)
 
@@ -96,24 +118,45 @@ class BarReporter(Reporter):
 @click.argument("corpus", metavar="CORPUS")
 @click.option("-o", "--output", default="charlm.npz", show_default=True,
               help="Where to write the best model. The resumable state goes next to it (NAME.last.npz).")
+@click.option("--task", type=click.Choice(list(TASKS)), default="lm", show_default=True,
+              help="lm: a language model on running text; tag: a tagger (a tag per token, e.g. named "
+                   "entities or parts of speech); classify: a classifier (a label per line).")
+@click.option("--format", type=click.Choice(list(TAG_FORMATS + LABEL_FORMATS)), default=None,
+              help="tag: conllu or columns; classify: tab (LABEL<TAB>TEXT) or fasttext (__label__LABEL "
+                   "TEXT) [default: detected from the file].")
+@click.option("--tag-column", default=None, metavar="upos|xpos|N",
+              help="tag: which tag to learn: CoNLL-U upos (default) or xpos, or column N (1-based) of a "
+                   "column file [default: the last column].")
 @tokenizer_options
 @vocab_options
 @click.option("--vocab", type=click.Path(), default=None,
               help="Use a vocabulary made by `charlm tokenize --vocab-out` (its tokenizer settings win).")
 @click.option("--cell", type=click.Choice(list(CELLS)), default="lstm", show_default=True)
 @click.option("--layers", type=click.IntRange(1, 16), default=2, show_default=True)
-@click.option("--hidden", type=click.IntRange(1, 8192), default=256, show_default=True, help="Units per layer.")
-@click.option("--embedding", type=click.IntRange(1, 8192), default=64, show_default=True, help="Embedding size.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
-              help="Inverted dropout between layers and before the output.")
+@click.option("--hidden", type=click.IntRange(1, 8192), default=None,
+              help="Units per layer (per direction for tag/classify) [default: 256 (lm), 128 (tag, classify)].")
+@click.option("--embedding", type=click.IntRange(1, 8192), default=None,
+              help="Embedding size [default: 64 (lm), 100 (tag, classify)].")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Inverted dropout between layers and before the output [default: 0.1 (lm), 0.25 (tag, classify)].")
+@click.option("--char-embedding", type=click.IntRange(1, 1024), default=None,
+              help="tag/classify: character embedding size of the character encoder [default: 25].")
+@click.option("--char-hidden", type=click.IntRange(0, 1024), default=None,
+              help="tag/classify: units per direction of the character encoder, 0 for none [default: 25].")
+@click.option("--bidirectional/--no-bidirectional", default=None,
+              help="tag/classify: --no-bidirectional keeps the left-to-right layers only (the notes' "
+                   "one-directional comparison) [default: bidirectional].")
+@click.option("--pool", type=click.Choice(["last", "mean", "max"]), default=None,
+              help="classify: the sentence vector: the last step of each direction, or the mean or max "
+                   "over time [default: last].")
 @click.option("--tie-weights", is_flag=True, help="Share the embedding and output weights (needs --embedding = --hidden).")
 @click.option("--activation", type=click.Choice(["tanh", "relu"]), default="tanh", show_default=True,
               help="Activation of the vanilla RNN cell.")
 @click.option("--peephole", is_flag=True, help="LSTM peephole connections (c<t-1> feeds the gates).")
-@click.option("--seq-len", type=click.IntRange(min=1, max=100000), default=100, show_default=True,
-              help="Truncated-BPTT window, in tokens.")
+@click.option("--seq-len", type=click.IntRange(min=1, max=100000), default=None,
+              help="lm: truncated-BPTT window, in tokens [default: 100].")
 @click.option("--batch-size", type=click.IntRange(min=1, max=100000), default=32, show_default=True,
-              help="Parallel streams per step.")
+              help="Parallel streams (lm) or sentences (tag, classify) per step.")
 @click.option("--accumulate", type=click.IntRange(min=1, max=100000), default=1, show_default=True, metavar="K",
               help="Update once per K batches, with their mean gradient (an effective batch K times "
                    "--batch-size; under mpiexec, one all-reduce per K batches).")
@@ -126,15 +169,18 @@ class BarReporter(Reporter):
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Stop cleanly when this much wall-clock time is spent.")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
-              help="Share of the corpus, from its end, held out for validation (at most --val-tokens).")
+              help="Share of the corpus held out for validation: from its end (lm, at most --val-tokens), "
+                   "or a seeded random share of the sentences (tag, classify).")
 @click.option("--val-file", type=click.Path(), default=None, help="Validate on this file instead (all of it, "
               "unless --val-tokens is given).")
 @click.option("--val-tokens", type=click.IntRange(min=0), default=None, metavar="N",
-              help="At most N validation tokens: the last N of the corpus, or the first N of --val-file "
+              help="lm: at most N validation tokens: the last N of the corpus, or the first N of --val-file "
                    "(0: no limit) [default: 131072 from the corpus, a --val-file whole].")
 @click.option("--eval-every", type=click.IntRange(min=1), default=200, show_default=True, metavar="STEPS")
 @click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Stop after this many evaluations without improvement (the learning rate halves at each).")
+              help="Stop after this many evaluations without improvement (the learning rate halves at each). "
+                   "Improvement: lower validation loss (lm), higher entity F1 (entity tags), token "
+                   "accuracy (other tags) or accuracy (classify).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run saved next to --output.")
 @click.option("--metrics", type=click.Path(dir_okay=False), default=None,
@@ -144,7 +190,7 @@ class BarReporter(Reporter):
 @cache_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation lines.")
 def train_command(corpus, resume, quiet, **flags):
-    """Train a recurrent language model on CORPUS (a UTF-8 text file).
+    """Train a recurrent language model, tagger or classifier on CORPUS (a UTF-8 text file).
 
     \b
     Examples:
@@ -155,13 +201,24 @@ def train_command(corpus, resume, quiet, **flags):
       charlm train corpus.txt --resume                       # continue an interrupted run
       charlm train big.txt --cache-dir ~/.cache/charlm       # keep the token cache there
       charlm train big.txt --val-tokens 1000000              # a larger validation text
+      charlm train --task tag data/wikigold.train.txt --val-file data/wikigold.dev.txt -o ner.npz
+      charlm train --task tag en_ewt-ud-train.conllu --val-file en_ewt-ud-dev.conllu -o pos.npz
+      charlm train --task classify reviews.tsv --split whitespace -o sentiment.npz
 
     A corpus of 16 MB or more is tokenized once into a token cache (NAME-KEY.tokens.npy and
     .json, next to the model or in --cache-dir); later runs, --resume and `charlm score
     --file --stream` map it instead of reading the corpus again. Training reads its windows
     from the memory-mapped ids, so memory does not grow with the corpus.
-    The best model by validation loss is written to --output; `charlm sample` and
-    `charlm score` read charlm.npz by default. Ctrl-C saves and tells you how to resume.
+
+    \b
+    --task tag reads CoNLL-U (10 TAB-separated columns; --tag-column upos|xpos) or column files
+    (token first, tag last, a blank line between sentences, -DOCSTART- lines ignored) and trains
+    a bidirectional tagger; --task classify reads LABEL<TAB>TEXT or __label__LABEL TEXT lines
+    (the text cut into words by the tokenizer options) and trains a classifier.
+
+    The best model by validation loss (lm), entity F1 (entity tags), token accuracy (other tags)
+    or accuracy (classify) is written to --output; `charlm sample`/`score`, `charlm tag` and
+    `charlm classify` read charlm.npz by default. Ctrl-C saves and tells you how to resume.
 
     \b
     On several processes or machines (`pip install 'charlm[mpi]'`), one model, data-parallel:
@@ -172,6 +229,8 @@ def train_command(corpus, resume, quiet, **flags):
     if comm.size > 1 and comm.rank == 0 and not quiet:
         click.echo(f"charlm: data-parallel over {comm.size} processes", err=True)
     keep_freed_memory()  # every step allocates the same large arrays: reuse them (nn/alloc.py)
+    if click.get_current_context().get_parameter_source("level") == ParameterSource.DEFAULT:
+        flags["level"] = None  # the task's default: characters for lm, words for tag and classify
     opts = TrainOptions.from_flags(corpus=corpus, **flags)
     summary = train(opts, resume=resume, reporter=BarReporter(quiet) if comm.rank == 0 else Reporter(),
                     comm=comm)
@@ -183,9 +242,11 @@ def train_command(corpus, resume, quiet, **flags):
             click.echo(f"charlm: resume with: {launcher}charlm train {corpus} -o {opts.output} --resume", err=True)
         sys.exit(130 if summary["interrupted"] == "SIGINT" else 143)
     if not quiet and comm.rank == 0:
+        best = summary["best_record"] or {}
+        loss = summary["best_val_loss"] if summary["task"] == "lm" else best.get("val_loss")
+        quality = _quality(loss, summary["level"]) if summary["task"] == "lm" else _task_quality(best)
         click.echo(
             f"charlm: {summary['reason']} after {summary['step']} steps in {summary['elapsed']:.0f} s; "
-            f"best validation loss {summary['best_val_loss'] if summary['best_val_loss'] is not None else float('nan'):.4f} "
-            f"({_quality(summary['best_val_loss'], summary['level'])}); {where}",
+            f"best validation loss {loss if loss is not None else float('nan'):.4f} ({quality}); {where}",
             err=True,
         )

@@ -11,8 +11,8 @@ import numpy as np
 
 __all__ = [
     "embedding_forward", "embedding_backward", "dropout_mask", "dense_forward", "dense_backward",
-    "StackedRecurrent", "Bidirectional", "softmax_cross_entropy", "softmax_cross_entropy_backward",
-    "log_softmax", "target_log_probs",
+    "StackedRecurrent", "Bidirectional", "reverse_within", "CharEncoder", "pool_forward", "pool_backward",
+    "POOLS", "softmax_cross_entropy", "softmax_cross_entropy_backward", "log_softmax", "target_log_probs",
 ]
 
 
@@ -40,16 +40,22 @@ def embedding_backward(dx: np.ndarray, ids: np.ndarray, V: int) -> np.ndarray:
 
 
 # -- dropout ------------------------------------------------------------------------------------------
-def dropout_mask(shape, rate: float, rng: np.random.Generator, dtype="float32"):
+def dropout_mask(shape, rate: float, rng: np.random.Generator, dtype="float32", like=None):
     """Inverted-dropout mask: 0 with probability `rate`, else 1/(1-rate); None when rate == 0.
 
     Apply as y = x * mask (forward) and dx = dy * mask (backward); at evaluation time no mask.
+    The draws fill `shape` in C order; with `like` (an array of that shape) the mask is stored
+    in like's memory layout (the same values), so x * mask runs through memory in one order
+    when x is laid out as `like` (the cells return views whose strides are not C order).
     """
     if rate <= 0.0:
         return None
     keep = 1.0 - rate
-    return (rng.random(shape, dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
-            < keep).astype(dtype) * np.asarray(1.0 / keep, dtype=dtype)
+    draws = rng.random(shape, dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
+    mask = np.empty(shape, dtype=dtype) if like is None else np.empty_like(like, dtype=dtype)
+    np.less(draws, keep, out=mask)
+    mask *= np.asarray(1.0 / keep, dtype=dtype)
+    return mask
 
 
 # -- dense -----------------------------------------------------------------------------------------------
@@ -125,39 +131,44 @@ def target_log_probs(a: np.ndarray, W: np.ndarray, b: np.ndarray, y: np.ndarray,
 
 # -- recurrent layers ------------------------------------------------------------------------------------
 class StackedRecurrent:
-    """A deep RNN: `layers` cells stacked, each with its own parameters (the notes, "Deep RNNs"):
+    """A deep RNN: `layers` recurrent layers stacked, each with its own parameters (the notes, "Deep
+    RNNs"):
 
         a[l]<t> = cell(W[l][a[l]<t-1>, a[l-1]<t>] + b[l]),   a[0]<t> = x<t>
 
-    Dropout (inverted, rate `dropout`) is applied to the input of layers 1..L-1 — between layers,
-    never on the recurrent connection a[l]<t-1> -> a[l]<t>.
-    params: list over layers of cell param dicts; state: list over layers of state tuples.
+    A layer is a cell (output width H) or a `Bidirectional` pair of cells (width 2H: layer l+1 reads
+    [→a[l]<t>, ←a[l]<t>]). Dropout (inverted, rate `dropout`) is applied to the input of layers
+    1..L-1 — between layers, never on the recurrent connection a[l]<t-1> -> a[l]<t>.
+    params: list over layers of the layer's params; state: list over layers of its state.
+    `lengths` (B,) (padded sentences, bidirectional layers only) is passed on to every layer.
     """
 
     def __init__(self, cell, layers: int):
         self.cell = cell
         self.layers = layers
 
-    def init_params(self, D: int, H: int, rng, dtype="float32") -> list[dict]:
-        return [self.cell.init_params(D if l == 0 else H, H, rng, dtype) for l in range(self.layers)]
+    def init_params(self, D: int, H: int, rng, dtype="float32") -> list:
+        width = H * getattr(self.cell, "directions", 1)       # what layer l+1 reads
+        return [self.cell.init_params(D if l == 0 else width, H, rng, dtype) for l in range(self.layers)]
 
-    def forward(self, params, x, state, dropout: float = 0.0, rng=None):
-        """x (T,B,D) -> (a (T,B,H) of the top layer, new state list, cache)."""
+    def forward(self, params, x, state, dropout: float = 0.0, rng=None, lengths=None):
+        """x (T,B,D) -> (a (T,B,H or 2H) of the top layer, new state list, cache)."""
         caches, masks, new_state = [], [], []
+        extra = () if lengths is None else (lengths,)
         h = x
         for l in range(self.layers):
             mask = None
             if l > 0 and dropout > 0.0:
-                mask = dropout_mask(h.shape, dropout, rng, h.dtype)
+                mask = dropout_mask(h.shape, dropout, rng, h.dtype, like=h)
                 h = h * mask
-            h, final, cache = self.cell.forward(params[l], h, state[l])
+            h, final, cache = self.cell.forward(params[l], h, state[l], *extra)
             caches.append(cache)
             masks.append(mask)
             new_state.append(final)
         return h, new_state, (caches, masks)
 
     def backward(self, params, da, cache, dstate=None):
-        """da (T,B,H) -> (dx (T,B,D), list of grad dicts, list of dstate0 tuples)."""
+        """da (T,B,H or 2H) -> (dx (T,B,D), list of layer grads, list of dstate0)."""
         caches, masks = cache
         grads, dstate0 = [None] * self.layers, [None] * self.layers
         dh = da
@@ -168,14 +179,33 @@ class StackedRecurrent:
                 dh *= masks[l]
         return dh, grads, dstate0
 
+    def _layerwise(self, fn, x):
+        """Feed x up the stack with fn(l, h) -> (layer l's output, its new state)."""
+        new_state = []
+        for l in range(self.layers):
+            x, s = fn(l, x)
+            new_state.append(s)
+        return x, new_state
+
+    def run(self, params, x, state):
+        """x (T,B,D) -> (a (T,B,H) of the top layer, new state list); evaluation only: no dropout
+        and no caches (each cell keeps one step of its gates instead of the whole sequence)."""
+        return self._layerwise(lambda l, h: self.cell.forward(params[l], h, state[l], keep_cache=False)[:2], x)
+
     def step(self, params, x, state):
         """x (B,D) -> (a (B,H) of the top layer, new state list); evaluation mode."""
-        new_state = []
-        h = x
-        for l in range(self.layers):
-            h, s = self.cell.step(params[l], h, state[l])
-            new_state.append(s)
-        return h, new_state
+        return self._layerwise(lambda l, h: self.cell.step(params[l], h, state[l]), x)
+
+
+def reverse_within(lengths: np.ndarray, T: int) -> tuple:
+    """Index that reverses each column of a padded (T, B, ...) array within its own length.
+
+    lengths (B,) -> (rev (T,B), cols (B,)) for x[rev, cols]:  rev[t, b] = L_b - 1 - t for t < L_b,
+    else t (padding stays at the end). Applying it twice is the identity.
+    """
+    L = np.asarray(lengths)
+    t = np.arange(T)[:, None]
+    return np.where(t < L, L - 1 - t, t), np.arange(L.shape[0])
 
 
 class Bidirectional:
@@ -183,8 +213,13 @@ class Bidirectional:
     time-reversed input; the output is [→a<t>, ←a<t>] on the last axis, (T,B,2H).
 
     params: (p_fwd, p_bwd); state: (state_fwd, state_bwd), ←'s initial state is at t = T.
-    No padding mask: every sequence in the batch is assumed to fill all T steps.
+    Without `lengths` every sequence fills all T steps. With `lengths` (B,) (padded sentences, padding
+    at the end) ←a starts at each column's OWN last real token: the column is reversed within its
+    length, run, and un-reversed, so no real position ever sees padding (→a never does: padding comes
+    after). The final states then include padding steps and are returned as None.
     """
+
+    directions = 2
 
     def __init__(self, cell_fwd, cell_bwd=None):
         self.fwd = cell_fwd
@@ -193,17 +228,102 @@ class Bidirectional:
     def init_params(self, D: int, H: int, rng, dtype="float32"):
         return self.fwd.init_params(D, H, rng, dtype), self.bwd.init_params(D, H, rng, dtype)
 
-    def forward(self, params, x, state):
-        """x (T,B,D) -> (y (T,B,2H), (final_fwd, final_bwd), cache)."""
+    def forward(self, params, x, state, lengths=None):
+        """x (T,B,D), lengths (B,) or None -> (y (T,B,2H), (final_fwd, final_bwd) or None, cache)."""
+        flip = np.s_[::-1] if lengths is None else reverse_within(lengths, x.shape[0])
         af, sf, cf = self.fwd.forward(params[0], x, state[0])
-        ab, sb, cb = self.bwd.forward(params[1], np.ascontiguousarray(x[::-1]), state[1])
-        y = np.concatenate([af, ab[::-1]], axis=-1)          # [→a<t>, ←a<t>]
-        return y, (sf, sb), (cf, cb, af.shape[-1])
+        ab, sb, cb = self.bwd.forward(params[1], np.ascontiguousarray(x[flip]), state[1])
+        y = np.concatenate([af, ab[flip]], axis=-1)           # [→a<t>, ←a<t>]
+        return y, (sf, sb) if lengths is None else None, (cf, cb, af.shape[-1], flip)
 
     def backward(self, params, dy, cache, dstate=None):
         """dy (T,B,2H) -> (dx (T,B,D), (grads_fwd, grads_bwd), (dstate0_fwd, dstate0_bwd))."""
-        cf, cb, H = cache
+        cf, cb, H, flip = cache
         dsf, dsb = (None, None) if dstate is None else dstate
         dxf, gf, d0f = self.fwd.backward(params[0], dy[:, :, :H], cf, dsf)
-        dxb, gb, d0b = self.bwd.backward(params[1], np.ascontiguousarray(dy[::-1, :, H:]), cb, dsb)
-        return dxf + dxb[::-1], (gf, gb), (d0f, d0b)
+        dxb, gb, d0b = self.bwd.backward(params[1], np.ascontiguousarray(dy[:, :, H:][flip]), cb, dsb)
+        return dxf + dxb[flip], (gf, gb), (d0f, d0b)
+
+
+# -- pooling over time -------------------------------------------------------------------------------------
+POOLS = ("last", "mean", "max")
+
+
+def pool_forward(y: np.ndarray, lengths: np.ndarray, how: str, split: int):
+    """Summarise each padded column of y (T,B,F) over its real steps t < L_b -> (p (B,F), cache).
+
+    last: [→a<L_b>, ←a<1>]: features [:split] at the column's last real step, [split:] at its first
+          (the notes' many-to-one read-out of a bidirectional RNN; split = F: the last step only)
+    mean: (1/L_b) Σ_{t<L_b} y<t>
+    max:  max_{t<L_b} y<t>, feature by feature
+    """
+    T, B, F = y.shape
+    L = np.asarray(lengths)
+    cols = np.arange(B)
+    if how == "last":
+        p = np.concatenate([y[L - 1, cols, :split], y[0, :, split:]], axis=1)
+        return p, (how, y.shape, L, split)
+    real = (np.arange(T)[:, None] < L)[:, :, None]            # (T,B,1) True at real steps
+    if how == "mean":
+        p = np.where(real, y, 0).sum(axis=0) / L[:, None].astype(y.dtype)
+        return p, (how, y.shape, L, real)
+    if how == "max":
+        arg = np.where(real, y, -np.inf).argmax(axis=0)      # (B,F) the step holding each maximum
+        return np.take_along_axis(y, arg[None], axis=0)[0], (how, y.shape, L, arg)
+    raise ValueError(f"unknown pooling {how!r} (expected {', '.join(POOLS)})")
+
+
+def pool_backward(dp: np.ndarray, cache) -> np.ndarray:
+    """dp (B,F) -> dy (T,B,F), zero at padding."""
+    how, shape, L, extra = cache
+    dy = np.zeros(shape, dtype=dp.dtype)
+    if how == "last":
+        cols = np.arange(shape[1])
+        dy[L - 1, cols, :extra] = dp[:, :extra]
+        dy[0, :, extra:] = dp[:, extra:]
+    elif how == "mean":
+        dy[...] = dp / L[:, None].astype(dp.dtype)
+        dy *= extra
+    else:
+        np.put_along_axis(dy, extra[None], dp[None], axis=0)
+    return dy
+
+
+# -- character-level word encoder ---------------------------------------------------------------------------
+class CharEncoder:
+    """A word's code from its characters: a small bidirectional RNN over the character embeddings,
+    read out as [→a at the word's last character, ←a at its first] (the final state of each direction).
+
+        e<k> = C[c<k>]                 char.embed.W  C (n_chars, Ec)
+        [→a<k>, ←a<k>] = BRNN(e)       char.fwd.*, char.bwd.*  (any cell; Hc per direction)
+        code = [→a<L>, ←a<1>]          (2Hc,)
+
+    chars (Lc, W) int, padded; lengths (W,) -> codes (W, 2Hc). Each distinct word is encoded once.
+    """
+
+    def __init__(self, cell):
+        self.bi = Bidirectional(cell)
+
+    def init_params(self, n_chars: int, Ec: int, Hc: int, rng, dtype="float32"):
+        """-> (C (n_chars, Ec) ~ N(0, 1), (p_fwd, p_bwd))."""
+        return rng.standard_normal((n_chars, Ec)).astype(dtype), self.bi.init_params(Ec, Hc, rng, dtype)
+
+    def forward(self, C: np.ndarray, params, chars: np.ndarray, lengths: np.ndarray):
+        """-> (codes (W, 2Hc), cache)."""
+        e = C[chars]                                          # (Lc, W, Ec)
+        W = chars.shape[1]
+        state = tuple(self.bi.fwd.init_state(W, _hidden(self.bi.fwd, p), C.dtype) for p in params)
+        y, _, bi_cache = self.bi.forward(params, e, state, lengths)
+        codes, pool_cache = pool_forward(y, lengths, "last", y.shape[-1] // 2)
+        return codes, (chars, C.shape[0], bi_cache, pool_cache)
+
+    def backward(self, params, dcodes: np.ndarray, cache):
+        """dcodes (W, 2Hc) -> (dC (n_chars, Ec), (grads_fwd, grads_bwd))."""
+        chars, n_chars, bi_cache, pool_cache = cache
+        de, grads, _ = self.bi.backward(params, pool_backward(dcodes, pool_cache), bi_cache)
+        return embedding_backward(de, chars, n_chars), grads
+
+
+def _hidden(cell, p: dict) -> int:
+    """H of a cell's parameters: W is (H+D, G*H)."""
+    return p["W"].shape[1] // cell.G

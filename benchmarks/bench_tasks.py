@@ -1,0 +1,208 @@
+"""Quality benchmarks of the tagging and classification tasks: train with `charlm train --task ...`
+under a wall-clock budget, then `charlm eval` on held-out data.
+
+    python benchmarks/bench_tasks.py pos [--time-limit 1200] [--ablations]
+    python benchmarks/bench_tasks.py ner [--time-limit 300] [--seeds 3] [--no-torch]
+    python benchmarks/bench_tasks.py mr  [--time-limit 180] [--folds 10] [--run-folds K]
+
+pos: Universal Dependencies English EWT, UPOS tags: trained on en_ewt-ud-train.conllu, the best
+    model by token accuracy on en_ewt-ud-dev.conllu, then the accuracy on en_ewt-ud-test.conllu.
+    Target: test accuracy >= 95.0 % within 20 minutes of training. --ablations adds the same run
+    with --no-bidirectional and with --char-hidden 0 (no character encoder).
+ner: wikigold (shipped in data/, with its fixed document split): trained on wikigold.train.txt,
+    the best model by entity F1 on wikigold.dev.txt, then conlleval's entity F1 on
+    wikigold.test.txt; side by side with benchmarks/torch_tagger.py, a PyTorch BiLSTM tagger of the
+    same sizes and features on the same batches with the same time budget (the `bench` extra).
+    Both sides train with seeds 0..N-1 (--seeds; a seed fixes the initial weights, dropout and
+    batch order; wikigold's test part has 421 entities, so one run's F1 varies by a few points
+    from seed to seed) and the mean test F1 is compared. Target: charlm >= PyTorch - 1 point.
+mr: movie-review polarity (rt-polarity.pos/.neg), 10-fold cross-validation: the 10662 lines
+    shuffled with a generator seeded with 0, fold i holds every 10th line from the i-th; each fold
+    is tested on after training on the other nine (10 % of them, a seeded share, held out to pick
+    the best model by accuracy). The figure is the mean test accuracy over the folds.
+    Target: >= 77 %.
+
+The EWT and MR files are read from ../shared/data/ (or --data DIR); they are not shipped with
+charlm. Every command run is printed first (processes run without OPENBLAS_CORETYPE and
+OPENBLAS_L2_SIZE), so a result can be reproduced by hand. Any option this script does not know
+is passed on to `charlm train` (not to the PyTorch peer). The run's directory (models, metrics, log.txt, result.json) is
+benchmarks/runs/NAME-DATE/ unless --out says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+# ../shared/data next to the checkout (or next to the folder of worktrees that holds it)
+DEFAULT_DATA = next((p for p in (REPO.parent / "shared" / "data", REPO.parent.parent / "shared" / "data")
+                     if p.exists()), REPO.parent / "shared" / "data")
+ENV = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+
+# The tagger of the issue's figures: 2-layer bidirectional LSTM, 128 per direction, word embedding
+# 100, character encoder 25 + 25 per direction, dropout 0.25 (the default), Adam 3e-3, 32 sentences per batch.
+SIZES = ["--layers", "2", "--hidden", "128", "--embedding", "100", "--char-embedding", "25", "--char-hidden", "25",
+         "--dropout", "0.25", "--batch-size", "32", "--lr", "3e-3"]  # torch_tagger.py takes these too
+MODEL = ["--cell", "lstm", *SIZES, "--epochs", "1000"]
+SETUPS = {
+    "pos": {"time_limit": 1200, "train": ["--eval-every", "400", "--patience", "6"]},
+    "ner": {"time_limit": 300, "train": ["--eval-every", "42", "--patience", "8"]},
+    "mr": {"time_limit": 180, "train": ["--split", "whitespace", "--eval-every", "135", "--patience", "6",
+                                        "--val-fraction", "0.1"]},
+}
+
+
+def run(cmd: list, log) -> subprocess.CompletedProcess:
+    cmd = [str(c) for c in cmd]
+    line = " ".join(shlex.quote(c) for c in cmd)
+    print(f"$ {line}", flush=True)
+    log.write(f"$ {line}\n")
+    log.flush()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    log.write(proc.stdout)
+    log.flush()
+    if proc.returncode != 0:
+        print(proc.stdout)
+        raise SystemExit(proc.returncode)
+    return proc
+
+
+def last_json(proc) -> dict:
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+CHARLM = [sys.executable, "-m", "charlm"]
+
+
+def train_and_eval(name: str, train: Path, test: Path, out: Path, limit: float, args: list, log, val=None) -> dict:
+    """Train one model (best one to out/NAME.npz), evaluate it on `test`; the figures."""
+    model = out / f"{name}.npz"
+    metrics = out / f"{name}.metrics.jsonl"
+    started = time.perf_counter()
+    run(CHARLM + ["train", train, *(["--val-file", val] if val else []), "-o", model, "--time-limit", limit,
+                  "--metrics", metrics, "-q", *args], log)
+    wall = time.perf_counter() - started
+    records = [json.loads(line) for line in open(metrics, encoding="utf-8")]
+    report = last_json(run(CHARLM + ["eval", "-m", model, test, "--json"], log))
+    best = max(records, key=lambda r: r.get("val_f1", r["val_accuracy"]))
+    return {"wall_s": round(wall, 1), "steps": records[-1]["step"], "epochs": round(records[-1]["epoch"], 2),
+            "tokens_per_s": round(records[-1]["tokens_per_s"] or 0), "best_step": best["step"],
+            "dev_accuracy": round(best["val_accuracy"], 4),
+            **({"dev_f1": round(best["val_f1"], 4)} if "val_f1" in best else {}), "test": report}
+
+
+def pos(args, extra, out, log) -> dict:
+    d = args.data / "ud-ewt"
+    runs = {"charlm": []}
+    if args.ablations:
+        runs.update({"one-directional": ["--no-bidirectional"], "no-char-encoder": ["--char-hidden", "0"]})
+    result = {}
+    for name, change in runs.items():
+        r = train_and_eval(name, d / "en_ewt-ud-train.conllu", d / "en_ewt-ud-test.conllu", out, args.limit,
+                           ["--task", "tag", *MODEL, *SETUPS["pos"]["train"], *change, *extra], log,
+                           val=d / "en_ewt-ud-dev.conllu")
+        r["test_accuracy"] = round(r.pop("test")["accuracy"], 4)
+        result[name] = r
+    return result
+
+
+def ner(args, extra, out, log) -> dict:
+    d = REPO / "data"
+    train, dev, test = d / "wikigold.train.txt", d / "wikigold.dev.txt", d / "wikigold.test.txt"
+    sides: dict = {"charlm": []} if args.no_torch else {"charlm": [], "pytorch": []}
+    for seed in range(args.seeds):
+        r = train_and_eval(f"charlm-seed{seed}", train, test, out, args.limit,
+                           ["--task", "tag", *MODEL, *SETUPS["ner"]["train"], "--seed", seed, *extra], log, val=dev)
+        report = r.pop("test")
+        r.update(seed=seed, test_entity_f1=round(report["entity_f1"], 4), test_accuracy=round(report["accuracy"], 4),
+                 test_per_type={k: round(v["f1"], 4) for k, v in report["per_type"].items()})
+        sides["charlm"].append(r)
+        if not args.no_torch:
+            torch_cmd = [sys.executable, HERE / "torch_tagger.py", train, "--val-file", dev, "--test-file", test,
+                         "--time-limit", args.limit, *SIZES, *SETUPS["ner"]["train"], "--seed", seed,
+                         *(["--threads", args.threads] if args.threads else [])]
+            sides["pytorch"].append(dict(last_json(run(torch_cmd, log)), seed=seed))
+    result = {name: {"mean_test_entity_f1": round(float(np.mean([r["test_entity_f1"] for r in runs])), 4),
+                     "runs": runs} for name, runs in sides.items()}
+    if not args.no_torch:
+        result["difference_points"] = round(100 * (result["charlm"]["mean_test_entity_f1"]
+                                                   - result["pytorch"]["mean_test_entity_f1"]), 2)
+    return result
+
+
+def mr_folds(data: Path, folds: int, out: Path) -> list[tuple[Path, Path]]:
+    """Write fold files (LABEL<TAB>TEXT); [(train, test)] per fold (see the module docstring)."""
+    lines = []
+    for label in ("pos", "neg"):
+        with open(data / "mr" / f"rt-polarity.{label}", encoding="utf-8") as f:
+            lines += [f"{label}\t{line.strip()}\n" for line in f if line.strip()]
+    order = np.random.default_rng(0).permutation(len(lines))
+    pairs = []
+    for i in range(folds):
+        test_idx = set(order[i::folds].tolist())
+        train_p, test_p = out / f"fold{i}.train.tsv", out / f"fold{i}.test.tsv"
+        train_p.write_text("".join(l for k, l in enumerate(lines) if k not in test_idx), encoding="utf-8")
+        test_p.write_text("".join(lines[k] for k in sorted(test_idx)), encoding="utf-8")
+        pairs.append((train_p, test_p))
+    return pairs
+
+
+def mr(args, extra, out, log) -> dict:
+    folds = mr_folds(args.data, args.folds, out)[:args.run_folds or args.folds]
+    per_fold = []
+    for i, (train, test) in enumerate(folds):
+        r = train_and_eval(f"fold{i}", train, test, out, args.limit, ["--task", "classify", *MODEL,
+                                                                      *SETUPS["mr"]["train"], *extra], log)
+        r["test_accuracy"] = round(r.pop("test")["accuracy"], 4)
+        per_fold.append(r)
+        print(json.dumps({"fold": i, **r}), flush=True)
+    accs = [r["test_accuracy"] for r in per_fold]
+    return {"folds": len(per_fold), "of": args.folds, "mean_test_accuracy": round(float(np.mean(accs)), 4),
+            "std": round(float(np.std(accs)), 4), "per_fold": per_fold}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("setup", choices=sorted(SETUPS))
+    parser.add_argument("--time-limit", dest="limit", type=float, default=None,
+                        help="seconds of training per model (default: the target's)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with ud-ewt/ and mr/")
+    parser.add_argument("--out", type=Path, default=None, help="run directory")
+    parser.add_argument("--ablations", action="store_true", help="pos: also --no-bidirectional and --char-hidden 0")
+    parser.add_argument("--no-torch", action="store_true", help="ner: charlm alone")
+    parser.add_argument("--seeds", type=int, default=3, help="ner: runs per side, seeds 0..N-1 (the mean is compared)")
+    parser.add_argument("--folds", type=int, default=10, help="mr: folds of the cross-validation")
+    parser.add_argument("--run-folds", type=int, default=None, help="mr: run only the first K folds (a short check)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS/PyTorch threads per training process (default: the libraries' own choice)")
+    args, extra = parser.parse_known_args()
+    args.limit = args.limit or SETUPS[args.setup]["time_limit"]
+    if args.threads:
+        ENV.update(OPENBLAS_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
+    needs = {"pos": args.data / "ud-ewt", "mr": args.data / "mr", "ner": REPO / "data"}[args.setup]
+    if not needs.exists():
+        print(f"bench_tasks: {needs} not found (pass --data DIR)", file=sys.stderr)
+        return 2
+    out = args.out or HERE / "runs" / f"{args.setup}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    extra = [a for a in extra if a != "--"]
+    with open(out / "log.txt", "a", encoding="utf-8") as log:
+        result = {"setup": args.setup, "time_limit_s": args.limit, "threads": args.threads,
+                  **{"pos": pos, "ner": ner, "mr": mr}[args.setup](args, extra, out, log)}
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

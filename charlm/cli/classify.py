@@ -1,0 +1,52 @@
+"""`charlm classify`: the label of each text under a trained classifier (e.g. sentiment)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from charlm.cli import cli
+from charlm.cli.options import input_options, load_predictor, texts_or_file
+from charlm.tagdata import read_labelled
+
+
+@cli.command("classify")
+@input_options("TEXT", file_help="Classify every non-empty line of PATH (- for stdin); LABEL<TAB>TEXT and "
+                                 "__label__ lines have their label removed first.",
+               formats=["tab", "fasttext", "text"], format_help="The --file format [default: detected from its "
+                                                                "first line].")
+@click.option("-k", "--top-k", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Show the N likeliest labels with their probabilities.")
+@click.option("--json", "as_json", is_flag=True,
+              help='One JSON object per text: {"text", "label", "prob", "probs"} (probs: the --top-k labels).')
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Texts classified together (sorted by length, padded, masked).")
+def classify_command(texts, model_path, file, fmt, top_k, as_json, batch_size) -> None:
+    """Give each TEXT the label a model trained by `charlm train --task classify` finds likeliest.
+
+    Each argument is one text, cut into words by the model's tokenizer. The output is one line per
+    text: the label, its probability (the softmax of the notes' many-to-one output ŷ), and the text;
+    with --top-k N the N likeliest labels and their probabilities.
+
+    \b
+    Examples:
+      charlm classify -m sentiment.npz "a gorgeous, witty film" "dull and far too long"
+      charlm classify -m sentiment.npz --top-k 2 --json "not bad at all"
+      charlm classify -m sentiment.npz --file reviews.txt
+      cat reviews.txt | charlm classify -m sentiment.npz --file -
+    """
+    predictor = load_predictor(model_path, "classify", batch_size)
+    cut = predictor.encoder.tokenizer()
+    token_lists, shown = texts_or_file(texts, file, fmt, "classify", cut.tokenize), list(texts)
+    if token_lists is None:
+        examples = read_labelled(file, cut.tokenize, format=fmt, need_labels=False).examples
+        token_lists, shown = [e.tokens for e in examples], [e.text for e in examples]
+    for r in predictor.classify(token_lists, shown):
+        best = list(r.probs.items())[:top_k]
+        if as_json:
+            d = r.to_dict()
+            d["probs"] = {k: round(v, 6) for k, v in best}
+            click.echo(json.dumps(d, ensure_ascii=False))
+        else:
+            click.echo("  ".join(f"{label} {p:.4f}" for label, p in best) + "  " + " ".join(r.text.split()))

@@ -1,0 +1,187 @@
+"""Running a trained tagger or classifier: token lists in, tags or labels (with probabilities) out,
+and the evaluation of a labelled file.
+
+Sentences are encoded (`charlm.sentences.Encoder`), sorted by length into batches (little padding),
+run through `model.log_probs` and put back in input order. Tags are decoded per sentence: entity tags
+with a Viterbi search over the transitions the model's scheme allows (`charlm.decode`), so the
+output is never an invalid sequence such as I-PER right after O in IOB2; other tags by argmax. They
+are reported in the scheme of the training data. The probability given with a tag is the model's
+softmax probability of the tag it decoded at that token (in the model's scheme).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from charlm.errors import CharlmError, CheckpointError
+from charlm.decode import decode_batch, tag_constraints
+from charlm.labels import chunks
+from charlm.metrics import EntityCounts, classification_report, conlleval_counts, tag_report
+from charlm.sentences import EncodedSentence, Encoder
+
+BATCH_SIZE = 64
+
+
+@dataclass
+class Tagged:
+    """One tagged sentence: tokens, tags (data scheme), probs[i] = P(model's tag at token i)."""
+
+    tokens: list
+    tags: list
+    probs: list
+
+    def spans(self) -> list[tuple[str, str, int, int]]:
+        """Entities as (text, type, start, end), tokens start..end-1 (entity tags only)."""
+        return [(" ".join(self.tokens[s:e]), kind, s, e) for kind, s, e in chunks(self.tags)]
+
+    def to_dict(self) -> dict:
+        return {"tokens": self.tokens, "tags": self.tags, "probs": [round(p, 6) for p in self.probs]}
+
+
+@dataclass
+class Classified:
+    """One classified text: the label, its probability and every label's probability (best first)."""
+
+    text: str
+    label: str
+    prob: float
+    probs: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "label": self.label, "prob": round(self.prob, 6),
+                "probs": {k: round(v, 6) for k, v in self.probs.items()}}
+
+
+class Predictor:
+    """A loaded tagger or classifier with its `Encoder`."""
+
+    def __init__(self, model, encoder: Encoder, batch_size: int = BATCH_SIZE, meta: dict | None = None):
+        self.model, self.encoder, self.batch_size = model, encoder, int(batch_size)
+        self.meta = meta or {}  # the model file's metadata, when loaded from one
+        scheme = encoder.model_scheme
+        self.constraints = tag_constraints(encoder.labels, scheme.lower()) if scheme else None
+
+    @classmethod
+    def from_loaded(cls, loaded, batch_size: int = BATCH_SIZE) -> "Predictor":
+        """The predictor of a loaded tagger or classifier (`checkpoint.load_model`'s result)."""
+        try:
+            encoder = Encoder.from_meta(loaded.task, loaded.vocab, loaded.meta, loaded.char_vocab)
+        except CharlmError as err:
+            raise CheckpointError(f"the model file is unusable: {err}") from None
+        return cls(loaded.model, encoder, batch_size, loaded.meta)
+
+    @property
+    def task(self) -> str:
+        return self.encoder.task
+
+    def tag_column(self) -> str | None:
+        """The --tag-column the model was trained with (None: the format's default)."""
+        return ((self.meta.get("train") or {}).get("options") or {}).get("tag_column")
+
+    def log_probs(self, encoded: Sequence[EncodedSentence]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(indices (B,), log_probs, lengths (B,)) for length-sorted batches of `encoded`;
+        log_probs (T, B, K) for a tagger, (B, K) for a classifier."""
+        lengths = np.array([len(s) for s in encoded], dtype=np.int64)
+        order = np.argsort(lengths, kind="stable")
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i:i + self.batch_size]
+            batch = self.encoder.batch([encoded[j] for j in idx], with_labels=False)
+            yield idx, self.model.log_probs(batch), lengths[idx]
+
+    def decode(self, log_probs: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+        """Tag ids of each sentence of a batch: (L_b,) arrays (constrained for entity tags)."""
+        return decode_batch(log_probs, lengths, self.constraints)
+
+    def tag(self, token_lists: Sequence[Sequence[str]]) -> list[Tagged]:
+        """Tags of each sentence (a non-empty token list), in input order."""
+        enc = self.encoder
+        encoded = [enc.encode(tokens) for tokens in token_lists]
+        out: list = [None] * len(encoded)
+        for idx, lp, lengths in self.log_probs(encoded):
+            for b, (i, ids) in enumerate(zip(idx, self.decode(lp, lengths))):
+                names = [enc.labels[k] for k in ids]
+                probs = np.exp(lp[np.arange(len(ids)), b, ids].astype(np.float64))
+                out[i] = Tagged(list(token_lists[i]), enc.report_labels(names), probs.tolist())
+        return out
+
+    def classify(self, token_lists: Sequence[Sequence[str]], texts: Sequence[str] | None = None) -> list[Classified]:
+        """The label of each text (given as its token list), in input order."""
+        enc = self.encoder
+        encoded = [enc.encode(tokens) for tokens in token_lists]
+        texts = texts if texts is not None else [" ".join(t) for t in token_lists]
+        out: list = [None] * len(encoded)
+        for idx, lp, _ in self.log_probs(encoded):
+            probs = np.exp(lp.astype(np.float64))
+            for b, i in enumerate(idx):
+                ranked = np.argsort(-probs[b], kind="stable")
+                out[i] = Classified(texts[i], enc.labels[ranked[0]], float(probs[b, ranked[0]]),
+                                    {enc.labels[k]: float(probs[b, k]) for k in ranked})
+        return out
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+
+def evaluate_tags(predictor: Predictor, token_lists, gold) -> dict:
+    """Tagging metrics of sentences with gold tags (data scheme): token accuracy, per-tag
+    P/R/F1 and, for entity tags, conlleval's entity P/R/F1 overall and per type. Gold tags the
+    model never saw count as errors and are listed under "unknown_labels"."""
+    predicted = [t.tags for t in predictor.tag(token_lists)]
+    report = tag_report(gold, predicted)
+    report["unknown_labels"] = predictor.encoder.unknown_labels(gold)
+    if predictor.encoder.model_scheme:
+        entities = conlleval_counts(gold, predicted).report()
+        report.update({"entity_precision": entities["precision"], "entity_recall": entities["recall"],
+                       "entity_f1": entities["f1"], "entities": entities["entities"],
+                       "predicted_entities": entities["predicted_entities"],
+                       "correct_entities": entities["correct_entities"],
+                       "per_type": entities["per_type"], "scheme": predictor.encoder.scheme})
+    return report
+
+
+def evaluate_labels(predictor: Predictor, token_lists, gold: Sequence[str]) -> dict:
+    """Classification metrics: accuracy, macro-F1, per-class P/R/F1 and the confusion matrix
+    (rows gold, columns predicted; the model's labels first). Gold labels the model never saw
+    count as errors and are listed under "unknown_labels"."""
+    predicted = [c.label for c in predictor.classify(token_lists)]
+    report = classification_report(gold, predicted, predictor.encoder.labels)
+    report["unknown_labels"] = predictor.encoder.unknown_labels(gold)
+    return report
+
+
+def sentence_counts(predictor: Predictor, encoded: Sequence[EncodedSentence], gold, classes=None) -> np.ndarray:
+    """Summable validation counts of sentences (see `batches.SentenceValidation`):
+    tagging        [nll, n, tokens, correct tags, correct entities, guessed entities, gold entities]
+    classification [nll, n, confusion matrix over `classes` (rows gold, columns predicted), flattened]
+    nll sums −log ŷ of the gold labels the model knows; n counts them."""
+    enc = predictor.encoder
+    nll = n = 0.0
+    if enc.task == "tag":
+        entities = EntityCounts()
+        tags_right = tokens = 0
+        for idx, lp, lengths in predictor.log_probs(encoded):
+            for b, (i, ids) in enumerate(zip(idx, predictor.decode(lp, lengths))):
+                g = np.array([enc.label_index.get(t, -1) for t in enc.model_labels(gold[i])])
+                t = np.flatnonzero(g >= 0)
+                nll -= float(lp[t, b, g[t]].astype(np.float64).sum())
+                n += len(t)
+                pred = enc.report_labels([enc.labels[k] for k in ids])
+                tags_right += sum(p == q for p, q in zip(pred, gold[i]))
+                tokens += len(pred)
+                if enc.model_scheme:
+                    entities.add(conlleval_counts([gold[i]], [pred]))
+        return np.array([nll, n, tokens, tags_right, entities.correct, entities.guessed, entities.gold])
+    index = {label: i for i, label in enumerate(classes)}
+    confusion = np.zeros((len(classes), len(classes)))
+    for idx, lp, _ in predictor.log_probs(encoded):
+        best = lp.argmax(axis=1)
+        for b, i in enumerate(idx):
+            confusion[index[gold[i]], best[b]] += 1
+            k = enc.label_index.get(gold[i])
+            if k is not None:
+                nll -= float(lp[b, k])
+                n += 1
+    return np.concatenate([[nll, n], confusion.ravel()])
