@@ -216,8 +216,6 @@ class MPIComm:
         if B < self.size:
             raise UsageError(f"--batch-size {B} is smaller than the {self.size} processes: each needs at "
                              "least one stream (use a larger --batch-size or fewer processes)")
-        if not hasattr(run.source, "part"):
-            raise UsageError(f"--task {run.opts.task} does not train data-parallel yet: run it without mpiexec")
         layout = (B, run.source.steps_per_epoch(), sorted((k, p.shape) for k, p in run.model.params.items()))
         if any(other != layout for other in self.comm.allgather(layout)):
             raise CharlmError("the processes prepared different data or models (did the corpus change while "
@@ -225,11 +223,13 @@ class MPIComm:
         for p in run.model.params.values():
             self.comm.Bcast(p, root=0)
         cols = columns(B, self.rank, self.size)
-        run.source = run.source.part(cols)
+        run.source = run.source.part(lambda n: columns(n, self.rank, self.size))
         st = run.state
         if st.hidden is not None:
             st.hidden = [tuple(np.ascontiguousarray(a[cols]) for a in layer) for layer in st.hidden]
-        st.rng = GlobalBatchRng(st.rng, B, cols)
+        # streams: every batch is B wide, so the masks can be one process's, cut by columns;
+        # sentence batches vary in width and padding, so each process draws its own
+        st.rng = GlobalBatchRng(st.rng, B, cols) if run.source.carries_state else ProcessRng(st.rng, self.rank)
         return run
 
     def gather_state(self, state):
@@ -309,6 +309,27 @@ def wait_until_read(streams, timeout: float = DRAIN_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while any(unread_bytes(fd) for fd in fds) and time.monotonic() < deadline:
         time.sleep(0.002)
+
+
+class ProcessRng:
+    """Dropout draws of one process of a data-parallel run on sentence batches.
+
+    Every `random` call takes one number from the run's generator (the same on every process: the
+    processes make the same calls, one per mask, so it advances alike and is saved as one
+    process's) and draws this process's mask from a generator seeded with that number and the
+    rank. A resumed job (with any number of processes) draws as the uninterrupted one would have.
+    """
+
+    def __init__(self, rng: np.random.Generator, rank: int):
+        self.rng, self.rank = rng, rank
+
+    @property
+    def bit_generator(self):
+        return self.rng.bit_generator
+
+    def random(self, shape, dtype=np.float64) -> np.ndarray:
+        key = int(self.rng.integers(2**63))
+        return np.random.default_rng([key, self.rank]).random(shape, dtype=dtype)
 
 
 class GlobalBatchRng:

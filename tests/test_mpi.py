@@ -272,6 +272,63 @@ def test_resumed_job_equals_uninterrupted_job_and_resumes_with_another_n(corpus,
         assert relative_difference(a[k], b[k]) < 1e-4, k
 
 
+def tagged_files(tmp_path: Path) -> tuple[Path, Path]:
+    """Column files: 9 training sentences (batches of 4: 4, 4 and 1, so one of two processes has
+    no sentence of the last batch) and 3 validation sentences."""
+    words = "the cat sat on a mat while Ada Lovelace wrote in London".split()
+    rng = np.random.default_rng(0)
+
+    def sentence():
+        picked = rng.choice(len(words), size=int(rng.integers(2, 8)))
+        return "".join(f"{words[i]} {'B-PER' if words[i][0].isupper() else 'O'}\n" for i in picked) + "\n"
+
+    train_p, val_p = tmp_path / "train.txt", tmp_path / "dev.txt"
+    train_p.write_text("".join(sentence() for _ in range(9)), encoding="utf-8")
+    val_p.write_text("".join(sentence() for _ in range(3)), encoding="utf-8")
+    return train_p, val_p
+
+
+def sentence_options(task: str, tmp_path: Path, out: str, **model) -> dict:
+    train_p, val_p = tagged_files(tmp_path)
+    if task == "classify":  # LABEL<TAB>TEXT: the sentence, labelled by whether it names a person
+        for p in (train_p, val_p):
+            blocks = [b.split("\n") for b in p.read_text(encoding="utf-8").strip().split("\n\n")]
+            p.write_text("".join(f"{'person' if any('PER' in l for l in b) else 'none'}\t"
+                                 f"{' '.join(l.split()[0] for l in b)}\n" for b in blocks), encoding="utf-8")
+    model = dict(cell="lstm", layers=2, hidden=6, embedding=5, char_embedding=3, char_hidden=3, dtype="float64",
+                 **model)
+    return dict(corpus=str(train_p), val_file=str(val_p), output=str(tmp_path / out), task=task,
+                tokenizer={"level": "word", "split": "whitespace"}, model=model, batch_size=4, lr=1e-2,
+                epochs=10, eval_every=4, seed=3, max_steps=10)
+
+
+@needs_mpi
+@pytest.mark.parametrize("task", ["tag", "classify"])
+def test_sentence_tasks_train_data_parallel(task, tmp_path):
+    """Without dropout two processes train as one (float64, 1e-6 relative; the last batch of
+    each epoch has one sentence, so one process trains on a weightless stand-in). With dropout
+    each process draws its own masks, and an interrupted, resumed job equals the uninterrupted."""
+    plain = dict(dropout=0.0, word_dropout=0.0)
+    one = sentence_options(task, tmp_path, "one.npz", **plain)
+    two = sentence_options(task, tmp_path, "two.npz", **plain)
+    losses = train_one(one)
+    result = train_job(2, two, tmp_path)
+    assert len(result["losses"]) == len(losses) == 10
+    np.testing.assert_allclose(result["losses"], losses, rtol=1e-6)
+    a, b = arrays_of(last_path(two["output"])), arrays_of(last_path(one["output"]))
+    for k in a:
+        assert relative_difference(a[k], b[k]) < 1e-6, k
+    drop = dict(dropout=0.3, word_dropout=0.2)
+    straight = sentence_options(task, tmp_path, "straight.npz", **drop)
+    broken = sentence_options(task, tmp_path, "broken.npz", **drop)
+    train_job(2, straight, tmp_path)
+    assert train_job(2, broken, tmp_path, kill_at=[5, "SIGINT"])["summary"]["step"] == 5
+    assert train_job(2, broken, tmp_path, resume=True)["summary"]["step"] == 10
+    a, b = arrays_of(last_path(straight["output"])), arrays_of(last_path(broken["output"]))
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k  # bit for bit
+
+
 @needs_mpi
 def test_rank_0_builds_the_token_cache_once_and_every_process_maps_it(corpus, tmp_path):
     """The cache forced on for a small corpus: rank 0 builds (or checks) it, then rank 1 maps the
