@@ -9,8 +9,9 @@ position inside an epoch (that is what makes resuming exact):
     source.steps_per_epoch()           batches in one epoch
     source.epoch_fraction(position)    how far into the epoch `position` is, in [0, 1]
     source.batches(position)           Batch objects from `position` to the end of the epoch
-    source.part(cols)                  the same source over the streams `cols` of every batch (one
-                                       process's share under `mpiexec`; see charlm.parallel)
+    source.part(share)                 one process's share under `mpiexec` (see charlm.parallel):
+                                       the same source over the columns share(n) of every batch of
+                                       n streams (or sentences)
 
     Batch.inputs   what `model.loss(*inputs, state, train=True, rng=rng)` takes before the state
     Batch.end      the position right after this batch (where a resumed run starts again)
@@ -82,9 +83,9 @@ class StreamBatches:
         for pos, x, y in iter_windows(self.data, self.seq_len, start=position):
             yield Batch((x, y), pos + x.shape[0], x.size)
 
-    def part(self, cols: slice) -> "StreamBatches":
-        """The streams `cols` of every batch: one process's share of a data-parallel run."""
-        return StreamBatches(self.data[:, cols], self.seq_len)
+    def part(self, share) -> "StreamBatches":
+        """The streams share(B) of every batch: one process's share of a data-parallel run."""
+        return StreamBatches(self.data[:, share(self.batch_size)], self.seq_len)
 
 
 class Accumulated:
@@ -152,11 +153,21 @@ class SentenceBatches:
 
     carries_state = False
 
-    def __init__(self, sentences: list, to_batch, batch_size: int, seed: int, clock, per_sentence: bool = False):
+    def __init__(self, sentences: list, to_batch, batch_size: int, seed: int, clock, per_sentence: bool = False,
+                 share=None):
         self.sentences, self.to_batch = sentences, to_batch
         self.batch_size = int(batch_size)
         self.seed, self.clock, self.per_sentence = int(seed), clock, per_sentence
         self.lengths = np.array([len(s) for s in sentences], dtype=np.int64)
+        self.share = share
+
+    def part(self, share) -> "SentenceBatches":
+        """The sentences share(n) of every batch of n (one process's share of a data-parallel run).
+        A process whose share of a batch is empty (the last, short batch of an epoch, fewer
+        sentences than processes) trains on one of them with weight 0 (tokens 0), so that it
+        still takes part in the step's gradient sum and adds nothing to it."""
+        return SentenceBatches(self.sentences, self.to_batch, self.batch_size, self.seed, self.clock,
+                               self.per_sentence, share)
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.sentences) / self.batch_size)
@@ -175,9 +186,14 @@ class SentenceBatches:
     def batches(self, position: int = 0) -> Iterator[Batch]:
         groups = self.order(self.clock.epoch)
         for k in range(int(position), len(groups)):
-            chosen = [self.sentences[i] for i in groups[k]]
-            tokens = len(chosen) if self.per_sentence else int(self.lengths[groups[k]].sum())
-            yield Batch((self.to_batch(chosen),), k + 1, tokens)
+            mine, weight = groups[k], 1
+            if self.share is not None:
+                mine = mine[self.share(len(mine))]
+                if len(mine) == 0:                   # a weightless stand-in (see `part`)
+                    mine, weight = groups[k][-1:], 0
+            chosen = [self.sentences[i] for i in mine]
+            tokens = len(chosen) if self.per_sentence else int(self.lengths[mine].sum())
+            yield Batch((self.to_batch(chosen),), k + 1, weight * tokens)
 
 
 class SentenceValidation:

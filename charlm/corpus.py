@@ -227,21 +227,22 @@ class LMData:
 
 def prepare_lm_data(corpus, tokenizer_config, *, vocab=None, val_file=None, val_fraction=0.1, val_tokens=None,
                     min_count=1, max_vocab=None, batch_size=32, seq_len=100, n_train=None,
-                    cache_dir=None, report=None) -> LMData:
+                    cache_dir=None, verify=True, report=None) -> LMData:
     """Tokenize (or map from the token cache in `cache_dir`) a corpus, split off validation, build
     (or use) the vocabulary and lay out B streams for training and `eval_streams` for validation.
 
     val_tokens: None = at most DEFAULT_VAL_TOKENS taken from the corpus, a --val-file whole;
     0 = no limit; N = at most N (the last N of the corpus, the first N of a --val-file).
     `vocab` and `n_train` are given when resuming, so the data is encoded exactly as before.
-    `report`: see `charlm.tokencache.token_ids` (progress and cache messages).
+    `verify`, `report`: see `charlm.tokencache.token_ids` (verify=False: another process has
+    just checked or built the cache; progress and cache messages).
     """
     config = vocab.tokenizer if vocab is not None else tokenizer_config
-    tids = token_ids(corpus, config, cache_dir, report=report)
+    tids = token_ids(corpus, config, cache_dir, verify=verify, report=report)
     cap = DEFAULT_VAL_TOKENS if val_tokens is None else (val_tokens or None)
     if val_file:
         n_train = len(tids.ids)
-        val_tids = token_ids(val_file, config, cache_dir, report=report)
+        val_tids = token_ids(val_file, config, cache_dir, verify=verify, report=report)
     elif n_train is None:
         n_train = split_point(len(tids.ids), val_fraction, cap)
     if vocab is None:

@@ -10,6 +10,11 @@ which is the gradient of the mean loss over all B streams: the same maths as one
 process then clips the same g and takes the same update, so the parameters stay identical
 without ever being sent again (they are broadcast from rank 0 once, at the start).
 
+Rank 0 prepares the data first (`root_first`): it reads the corpus and checks or builds the
+one token cache (`charlm.tokencache`); the other processes then map the same id file without
+reading or hashing the corpus again, so N processes on a machine share one copy of the ids
+(file pages, not their own memory). A corpus too small for the cache is read by each process.
+
 `MPIComm` is the process group the engine (`charlm.train`) talks to; `SingleProcess` there has
 the same methods for an ordinary run. Dropout masks are those one process would draw for the
 whole batch (`GlobalBatchRng`), so N processes train exactly as one, up to the order of the
@@ -23,6 +28,9 @@ started this process (`charlm.launch`).
 from __future__ import annotations
 
 import os
+import pickle
+import stat
+import struct
 import sys
 import time
 
@@ -31,7 +39,16 @@ import numpy as np
 from charlm import launch
 from charlm.errors import CharlmError, UsageError
 
+try:
+    import fcntl
+    import termios
+except ImportError:  # pragma: no cover - not POSIX: nothing to wait for
+    fcntl = termios = None
+
 FAIL_TIMEOUT = 10.0  # seconds a failed process waits for the others to fail too (see all_failed)
+DRAIN_TIMEOUT = 5.0  # seconds `abort` waits for the launcher to read this process's last output
+OUTCOME_BYTES = 1 << 16  # room for rank 0's error, pickled, when it shares it (see root_first)
+POLL = 0.005  # seconds between two looks at a collective that others may join late
 INSTALL_HINT = "pip install 'charlm[mpi]'"
 
 _world = None  # the process group of this process, once `world()` has made it
@@ -149,23 +166,70 @@ class MPIComm:
         return next((v for v in self.comm.allgather(value) if v is not None), None)
 
     # -- the run ----------------------------------------------------------------------------------
+    def root_first(self, make):
+        """make(True) on rank 0; once it has returned, make(False) on the others.
+
+        Rank 0 reads the corpus and checks (content hash) or builds the token cache; the others
+        then map the same files without hashing the corpus again. They wait without spinning a
+        core. An exception of rank 0 (a bad corpus, Ctrl-C) is raised on every process, so the
+        job fails as one, with one line (see `all_failed`).
+        """
+        if self.rank == 0:
+            try:
+                result = make(True)
+            except BaseException as err:
+                self._share_outcome(err)
+                raise
+            self._share_outcome(None)
+            return result
+        err = self._share_outcome(None)
+        if err is not None:
+            raise err
+        return make(False)
+
+    def _share_outcome(self, err: BaseException | None) -> BaseException | None:
+        """Rank 0's `err` on every other process (None on rank 0 and when rank 0 succeeded)."""
+        buf = np.zeros(OUTCOME_BYTES, np.uint8)
+        if self.rank == 0 and err is not None:
+            data = _pickled(err)
+            buf[:4] = np.frombuffer(len(data).to_bytes(4, "little"), np.uint8)
+            buf[4:4 + len(data)] = np.frombuffer(data, np.uint8)
+        self._wait(self.comm.Ibcast(buf, root=0))
+        n = int.from_bytes(buf[:4].tobytes(), "little")
+        return pickle.loads(buf[4:4 + n].tobytes()) if n and self.rank != 0 else None
+
+    def _wait(self, request, timeout: float | None = None) -> bool:
+        """Wait for a non-blocking collective, sleeping between looks (a blocking one would keep
+        a core busy while others are late); False when `timeout` seconds passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not request.Test():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(POLL)
+        return True
+
     def part(self, run):
         """This process's share of `run` (charlm.train.Run), in place: rank 0's parameters, its
-        columns of the batch and of the carried state, and the global batch's dropout masks."""
+        columns of the batch and of the carried state, and the global batch's dropout masks.
+        CharlmError when the processes do not hold the same data layout and parameter shapes."""
         B = run.source.batch_size
         if B < self.size:
             raise UsageError(f"--batch-size {B} is smaller than the {self.size} processes: each needs at "
                              "least one stream (use a larger --batch-size or fewer processes)")
-        if not hasattr(run.source, "part"):
-            raise UsageError(f"--task {run.opts.task} does not train data-parallel yet: run it without mpiexec")
+        layout = (B, run.source.steps_per_epoch(), sorted((k, p.shape) for k, p in run.model.params.items()))
+        if any(other != layout for other in self.comm.allgather(layout)):
+            raise CharlmError("the processes prepared different data or models (did the corpus change while "
+                              "the job started, or do the machines hold different copies?)")
         for p in run.model.params.values():
             self.comm.Bcast(p, root=0)
         cols = columns(B, self.rank, self.size)
-        run.source = run.source.part(cols)
+        run.source = run.source.part(lambda n: columns(n, self.rank, self.size))
         st = run.state
         if st.hidden is not None:
             st.hidden = [tuple(np.ascontiguousarray(a[cols]) for a in layer) for layer in st.hidden]
-        st.rng = GlobalBatchRng(st.rng, B, cols)
+        # streams: every batch is B wide, so the masks can be one process's, cut by columns;
+        # sentence batches vary in width and padding, so each process draws its own
+        st.rng = GlobalBatchRng(st.rng, B, cols) if run.source.carries_state else ProcessRng(st.rng, self.rank)
         return run
 
     def gather_state(self, state):
@@ -191,19 +255,81 @@ class MPIComm:
         `timeout` seconds (default FAIL_TIMEOUT; a failure they all share: bad options, a bad
         corpus, divergence, Ctrl-C twice): they can all exit normally. False when the others go
         on or wait in a collective: this process must `abort` the job, or it would hang."""
-        request = self._failures.Ibarrier()
-        deadline = time.monotonic() + (FAIL_TIMEOUT if timeout is None else timeout)
-        while not request.Test():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.005)
-        return True
+        return self._wait(self._failures.Ibarrier(), FAIL_TIMEOUT if timeout is None else timeout)
 
     def abort(self, code: int) -> None:
         """End every process of the job now (MPI_Abort; this process exits even where
-        MPI_Abort returns before the launcher has ended it)."""
+        MPI_Abort returns before the launcher has ended it). What this process printed (its
+        error line, a traceback) reaches the launcher first: see `wait_until_read`."""
+        wait_until_read((sys.stdout, sys.stderr))
         self.comm.Abort(code)
         os._exit(code)
+
+
+def _pickled(err: BaseException) -> bytes:
+    """`err` pickled for the other processes: itself when it pickles, fits OUTCOME_BYTES and
+    unpickles, else a CharlmError with its message."""
+    try:
+        data = pickle.dumps(err)
+        pickle.loads(data)
+        if len(data) <= OUTCOME_BYTES - 4:
+            return data
+    except Exception:  # noqa: BLE001 - any error type may come here
+        pass
+    message = " ".join(f"{type(err).__name__}: {err}".split())[:OUTCOME_BYTES // 8]
+    return pickle.dumps(CharlmError(message))
+
+
+def unread_bytes(fd: int) -> int:
+    """Bytes written to pipe `fd` that its reader has not read yet (0 for anything but a pipe,
+    or where the system cannot say)."""
+    try:
+        if fcntl is None or not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return 0
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except (OSError, ValueError):
+        return 0
+
+
+def wait_until_read(streams, timeout: float = DRAIN_TIMEOUT) -> None:
+    """Flush `streams` and wait (at most `timeout` s) until the launcher has read them.
+
+    A launcher forwards each process's output from a pipe; on MPI_Abort it ends the job
+    without reading what is left there (with MPICH's mpiexec the error line of an aborting
+    process was lost in several jobs in a hundred), so a process about to abort waits for
+    its pipes to be empty.
+    """
+    fds = []
+    for stream in streams:
+        try:
+            stream.flush()
+            fds.append(stream.fileno())
+        except (AttributeError, OSError, ValueError):  # closed, or not a real file
+            continue
+    deadline = time.monotonic() + timeout
+    while any(unread_bytes(fd) for fd in fds) and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+class ProcessRng:
+    """Dropout draws of one process of a data-parallel run on sentence batches.
+
+    Every `random` call takes one number from the run's generator (the same on every process: the
+    processes make the same calls, one per mask, so it advances alike and is saved as one
+    process's) and draws this process's mask from a generator seeded with that number and the
+    rank. A resumed job (with any number of processes) draws as the uninterrupted one would have.
+    """
+
+    def __init__(self, rng: np.random.Generator, rank: int):
+        self.rng, self.rank = rng, rank
+
+    @property
+    def bit_generator(self):
+        return self.rng.bit_generator
+
+    def random(self, shape, dtype=np.float64) -> np.ndarray:
+        key = int(self.rng.integers(2**63))
+        return np.random.default_rng([key, self.rank]).random(shape, dtype=dtype)
 
 
 class GlobalBatchRng:

@@ -271,6 +271,11 @@ class SingleProcess:
         """The value of the lowest-ranked process whose value is not None, on every process."""
         return value
 
+    def root_first(self, make):
+        """make(True) on rank 0 first (it reads the corpus, checks or builds the token cache);
+        once it has returned, make(False) on the others (they map that cache unverified)."""
+        return make(True)
+
     def part(self, run: "Run") -> "Run":
         """This process's share of the run (its streams, its carried state)."""
         return run
@@ -390,15 +395,18 @@ class Run:
         return self.model.init_state(self.source.batch_size) if self.source.carries_state else None
 
 
-def _lm_data(opts: TrainOptions, vocab: Vocab | None = None, n_train: int | None = None, reporter=None):
-    """(source, validation, vocab, info, warning) of a language-model run."""
+def _lm_data(opts: TrainOptions, vocab: Vocab | None = None, n_train: int | None = None, reporter=None,
+             verify: bool = True):
+    """(source, validation, vocab, info, warning) of a language-model run (verify: see
+    `charlm.tokencache.token_ids`)."""
     if vocab is None and opts.vocab:
         vocab = Vocab.load(opts.vocab)
     cache_dir = None if opts.no_cache else (opts.cache_dir or os.path.dirname(os.path.abspath(opts.output)))
     data = prepare_lm_data(opts.corpus, TokenizerConfig.from_dict(opts.tokenizer), vocab=vocab,
                            val_file=opts.val_file, val_fraction=opts.val_fraction, val_tokens=opts.val_tokens,
                            min_count=opts.min_count, max_vocab=opts.max_vocab, batch_size=opts.batch_size,
-                           seq_len=opts.seq_len, n_train=n_train, cache_dir=cache_dir, report=reporter)
+                           seq_len=opts.seq_len, n_train=n_train, cache_dir=cache_dir, verify=verify,
+                           report=reporter)
     source = StreamBatches(data.train, data.seq_len)
     validation = StreamValidation(data.val, data.seq_len) if data.val is not None else None
     info = {"vocab": len(data.vocab), "train_tokens": data.n_train_tokens, "val_tokens": data.n_val_tokens,
@@ -435,10 +443,10 @@ def _start_sentences(opts: TrainOptions) -> Run:
                dict(info, params=model.num_params()), warning, enc.to_meta())
 
 
-def _start(opts: TrainOptions, reporter=None) -> Run:
+def _start(opts: TrainOptions, reporter=None, verify: bool = True) -> Run:
     if opts.task != "lm":
         return _start_sentences(opts)
-    source, validation, vocab, info, warning = _lm_data(opts, reporter=reporter)
+    source, validation, vocab, info, warning = _lm_data(opts, reporter=reporter, verify=verify)
     config = ModelConfig(vocab_size=len(vocab), **opts.model)
     _check_memory(config, source.batch_size, source.seq_len, opts.optimizer)
     model = LanguageModel(config, seed=opts.seed)
@@ -449,7 +457,7 @@ def _start(opts: TrainOptions, reporter=None) -> Run:
     return run
 
 
-def _resume(opts: TrainOptions, reporter=None) -> Run:
+def _resume(opts: TrainOptions, reporter=None, verify: bool = True) -> Run:
     """Read the run saved next to opts.output. It continues with its own options; only the
     per-invocation ones (stopping rules, metrics path, --force) come from `opts`."""
     last_file = last_path(opts.output)
@@ -482,7 +490,7 @@ def _resume(opts: TrainOptions, reporter=None) -> Run:
     extra = {}
     if saved.task == "lm":
         source, validation, vocab, info, warning = _lm_data(saved, vocab=vocab, n_train=record["n_train"],
-                                                            reporter=reporter)
+                                                            reporter=reporter, verify=verify)
     else:
         try:
             encoder = Encoder.from_meta(saved.task, vocab, meta, loaded.char_vocab)
@@ -712,7 +720,8 @@ def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = 
     rep, comm = reporter or Reporter(), comm or SingleProcess()
     if not resume:
         _check_files(opts)
-    run = comm.part(_resume(opts, rep) if resume else _start(opts, rep))
+    prepare = _resume if resume else _start
+    run = comm.part(comm.root_first(lambda first: prepare(opts, rep, verify=first)))
     if run.opts.accumulate > 1:  # one update per --accumulate batches
         run.source = Accumulated(run.source, run.opts.accumulate)
         run.info["steps_per_epoch"] = run.source.steps_per_epoch()

@@ -19,7 +19,7 @@ import signal
 import sys
 from pathlib import Path
 
-from charlm import launch, parallel
+from charlm import launch, parallel, tokencache
 
 
 def run_train(spec_path: str) -> None:
@@ -28,19 +28,33 @@ def run_train(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     comm = parallel.world()
     kill_at = spec.get("kill_at")
+    tokencache.MIN_BYTES = spec.get("min_cache_bytes", tokencache.MIN_BYTES)
+    hashes, file_hash = [], tokencache.file_hash
+
+    def counted_hash(path):
+        hashes.append(str(path))
+        return file_hash(path)
+
+    tokencache.file_hash = counted_hash
 
     class Record(Reporter):
         losses: list = []
+        notes: list = []
 
         def step(self, step, loss, lr, tokens_per_s):
             self.losses.append(loss)
             if kill_at and comm.rank == 0 and step == kill_at[0]:
                 os.kill(os.getpid(), getattr(signal, kill_at[1]))
 
+        def note(self, text):
+            self.notes.append(text)
+
     rep = Record()
     summary = train(TrainOptions(**spec["options"]), resume=spec.get("resume", False), reporter=rep, comm=comm)
+    notes, counts = comm.allgather(rep.notes), comm.allgather(len(hashes))
     if comm.rank == 0:
-        Path(spec["result"]).write_text(json.dumps({"losses": rep.losses, "summary": summary}))
+        Path(spec["result"]).write_text(json.dumps({"losses": rep.losses, "summary": summary, "notes": notes,
+                                                    "hashes": counts}))
 
 
 def run_cli(folder: str, args: list[str]) -> None:

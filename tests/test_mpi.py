@@ -88,11 +88,12 @@ def train_one(opts: dict) -> list[float]:
     return rep.losses
 
 
-def train_job(n: int, opts: dict, tmp_path: Path, resume=False, kill_at=None) -> dict:
-    """n processes (tests/mpirun.py): {"losses": [...], "summary": {...}} from rank 0."""
+def train_job(n: int, opts: dict, tmp_path: Path, resume=False, kill_at=None, **more) -> dict:
+    """n processes (tests/mpirun.py, which says what `more` may hold): {"losses": [...],
+    "summary": {...}, "notes": [[...] of each rank], "hashes": [count of each rank]} from rank 0."""
     spec = tmp_path / f"spec-{time.monotonic_ns()}.json"
     result = spec.with_suffix(".result.json")
-    spec.write_text(json.dumps({"options": opts, "resume": resume, "kill_at": kill_at, "result": str(result)}))
+    spec.write_text(json.dumps({"options": opts, "resume": resume, "kill_at": kill_at, "result": str(result), **more}))
     r = job(n, sys.executable, HERE / "mpirun.py", "train", spec)
     assert r.returncode == 0, r.stderr
     return json.loads(result.read_text())
@@ -158,6 +159,48 @@ def test_blas_threads_are_set_only_for_several_processes_on_a_machine_and_never_
     assert launch.limit_blas_threads(mine) is None and "OPENBLAS_NUM_THREADS" not in mine
     assert launch.limit_blas_threads({"PMI_SIZE": "1", "PMI_RANK": "0"}) is None
     assert launch.limit_blas_threads({}) is None
+
+
+def test_unread_bytes_counts_what_the_reader_of_a_pipe_has_not_read_yet(tmp_path):
+    """What `abort` waits for: a launcher reads each process's output from a pipe, and MPI_Abort
+    would drop what it has not read."""
+    line = b"charlm: error: process 1: the last line\n"
+    r, w = os.pipe()
+    try:
+        os.write(w, line)
+        assert parallel.unread_bytes(w) == len(line)
+        os.read(r, 15)
+        assert parallel.unread_bytes(w) == len(line) - 15
+        os.read(r, len(line))
+        assert parallel.unread_bytes(w) == 0
+    finally:
+        os.close(r)
+        os.close(w)
+    with open(tmp_path / "file", "w") as f:  # not a pipe: nothing to wait for
+        f.write("text")
+        f.flush()
+        assert parallel.unread_bytes(f.fileno()) == 0
+
+
+def test_rank_0s_error_reaches_the_others_as_itself_or_as_its_message():
+    """What `root_first` sends when rank 0's preparation fails: the error itself (its type sets the
+    exit status and the line), or a CharlmError with its message when it cannot travel."""
+    import pickle
+
+    from charlm.errors import CharlmError, UsageError
+
+    class Unpicklable(Exception):
+        def __init__(self, what, *, where):
+            super().__init__(f"{what} at {where}")
+
+    for err in (UsageError("--batch-size 2 is too small"), IsADirectoryError(21, "Is a directory", "log.jsonl"),
+                KeyboardInterrupt()):
+        back = pickle.loads(parallel._pickled(err))
+        assert type(back) is type(err) and str(back) == str(err)
+    back = pickle.loads(parallel._pickled(Unpicklable("a bug", where="step 3")))
+    assert type(back) is CharlmError and str(back) == "Unpicklable: a bug at step 3"
+    back = pickle.loads(parallel._pickled(CharlmError("x" * parallel.OUTCOME_BYTES)))
+    assert type(back) is CharlmError and len(pickle.dumps(back)) < parallel.OUTCOME_BYTES
 
 
 def test_without_mpi4py_mpiexec_stops_with_one_line(corpus, tmp_path):
@@ -227,6 +270,86 @@ def test_resumed_job_equals_uninterrupted_job_and_resumes_with_another_n(corpus,
     a, b = arrays_of(last_path(broken["output"])), arrays_of(last_path(straight["output"]))
     for k in a:
         assert relative_difference(a[k], b[k]) < 1e-4, k
+
+
+def tagged_files(tmp_path: Path) -> tuple[Path, Path]:
+    """Column files: 9 training sentences (batches of 4: 4, 4 and 1, so one of two processes has
+    no sentence of the last batch) and 3 validation sentences."""
+    words = "the cat sat on a mat while Ada Lovelace wrote in London".split()
+    rng = np.random.default_rng(0)
+
+    def sentence():
+        picked = rng.choice(len(words), size=int(rng.integers(2, 8)))
+        return "".join(f"{words[i]} {'B-PER' if words[i][0].isupper() else 'O'}\n" for i in picked) + "\n"
+
+    train_p, val_p = tmp_path / "train.txt", tmp_path / "dev.txt"
+    train_p.write_text("".join(sentence() for _ in range(9)), encoding="utf-8")
+    val_p.write_text("".join(sentence() for _ in range(3)), encoding="utf-8")
+    return train_p, val_p
+
+
+def sentence_options(task: str, tmp_path: Path, out: str, **model) -> dict:
+    train_p, val_p = tagged_files(tmp_path)
+    if task == "classify":  # LABEL<TAB>TEXT: the sentence, labelled by whether it names a person
+        for p in (train_p, val_p):
+            blocks = [b.split("\n") for b in p.read_text(encoding="utf-8").strip().split("\n\n")]
+            p.write_text("".join(f"{'person' if any('PER' in l for l in b) else 'none'}\t"
+                                 f"{' '.join(l.split()[0] for l in b)}\n" for b in blocks), encoding="utf-8")
+    model = dict(cell="lstm", layers=2, hidden=6, embedding=5, char_embedding=3, char_hidden=3, dtype="float64",
+                 **model)
+    return dict(corpus=str(train_p), val_file=str(val_p), output=str(tmp_path / out), task=task,
+                tokenizer={"level": "word", "split": "whitespace"}, model=model, batch_size=4, lr=1e-2,
+                epochs=10, eval_every=4, seed=3, max_steps=10)
+
+
+@needs_mpi
+@pytest.mark.parametrize("task", ["tag", "classify"])
+def test_sentence_tasks_train_data_parallel(task, tmp_path):
+    """Without dropout two processes train as one (float64, 1e-6 relative; the last batch of
+    each epoch has one sentence, so one process trains on a weightless stand-in). With dropout
+    each process draws its own masks, and an interrupted, resumed job equals the uninterrupted."""
+    plain = dict(dropout=0.0, word_dropout=0.0)
+    one = sentence_options(task, tmp_path, "one.npz", **plain)
+    two = sentence_options(task, tmp_path, "two.npz", **plain)
+    losses = train_one(one)
+    result = train_job(2, two, tmp_path)
+    assert len(result["losses"]) == len(losses) == 10
+    np.testing.assert_allclose(result["losses"], losses, rtol=1e-6)
+    a, b = arrays_of(last_path(two["output"])), arrays_of(last_path(one["output"]))
+    for k in a:
+        assert relative_difference(a[k], b[k]) < 1e-6, k
+    drop = dict(dropout=0.3, word_dropout=0.2)
+    straight = sentence_options(task, tmp_path, "straight.npz", **drop)
+    broken = sentence_options(task, tmp_path, "broken.npz", **drop)
+    train_job(2, straight, tmp_path)
+    assert train_job(2, broken, tmp_path, kill_at=[5, "SIGINT"])["summary"]["step"] == 5
+    assert train_job(2, broken, tmp_path, resume=True)["summary"]["step"] == 10
+    a, b = arrays_of(last_path(straight["output"])), arrays_of(last_path(broken["output"]))
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k  # bit for bit
+
+
+@needs_mpi
+def test_rank_0_builds_the_token_cache_once_and_every_process_maps_it(corpus, tmp_path):
+    """The cache forced on for a small corpus: rank 0 builds (or checks) it, then rank 1 maps the
+    same files without hashing the corpus; training from it equals training without a cache."""
+    cache = tmp_path / "cache"
+    cached = options(corpus, tmp_path / "cached.npz", cache_dir=str(cache), max_steps=10)
+    first = train_job(2, cached, tmp_path, min_cache_bytes=1)
+    (built,), (used,) = first["notes"]
+    assert built.startswith(f"tokenized {corpus}") and "cached in" in built, built
+    assert used.startswith("token cache used"), used
+    assert first["hashes"] == [0, 0]  # rank 0 hashed while it tokenized; rank 1 trusted it
+    assert len(list(cache.glob("*.tokens.npy"))) == 1
+    again = train_job(2, dict(cached, output=str(tmp_path / "again.npz")), tmp_path, min_cache_bytes=1)
+    resumed = train_job(2, dict(cached, max_steps=14), tmp_path, resume=True, min_cache_bytes=1)
+    for job_ in (again, resumed):
+        assert all(notes[0].startswith("token cache used") for notes in job_["notes"]), job_["notes"]
+        assert job_["hashes"] == [1, 0]  # only rank 0 checks the content
+    plain = options(corpus, tmp_path / "plain.npz", no_cache=True, max_steps=10)
+    train_job(2, plain, tmp_path, min_cache_bytes=1)
+    a, b = arrays_of(last_path(plain["output"])), arrays_of(tmp_path / "again.last.npz")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def _start_cli_job(tmp_path: Path, n: int, *args) -> subprocess.Popen:
