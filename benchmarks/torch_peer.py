@@ -21,7 +21,7 @@ What is the same, and how it is made the same:
     improvement multiplies the learning rate by --lr-decay (floor: --lr/1000), --patience of them
     in a row stop the run; the time limit counts from the first step and includes evaluations.
   * `check_same_scores` scores validation windows with both models on identical weights first.
-PyTorch runs with torch.set_num_threads(2), float32.
+PyTorch runs with torch.set_num_threads(2) (or OMP_NUM_THREADS when set, as charlm's BLAS does), float32.
 
 One difference is the cell's, not the recipe's: PyTorch's GRU applies its reset gate after the
 recurrent product, r * (W_hn h + b_hn); the notes' GRU (charlm) before it, W_c[Γr * c<t-1>, x<t>].
@@ -31,6 +31,7 @@ scores on identical weights agree for the LSTM only.
 
 from __future__ import annotations
 
+import os
 import copy
 import json
 import math
@@ -168,7 +169,7 @@ def train_peer(argv: list[str], out: Path, log) -> dict:
     "vocab": the run's vocabulary, "check": (charlm, PyTorch) nats of check_same_scores}."""
     from charlm.train import MIN_LR_FRACTION, SingleProcess, _start
 
-    torch = common.torch_or_none(threads=2)
+    torch = common.torch_or_none(threads=int(os.environ.get("OMP_NUM_THREADS") or 2))
     if torch is None:
         raise SystemExit("bench_quality --peer torch needs PyTorch: pip install -e '.[bench]'")
     opts = train_options(argv)
