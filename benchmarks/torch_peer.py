@@ -31,10 +31,10 @@ scores on identical weights agree for the LSTM only.
 
 from __future__ import annotations
 
-import os
 import copy
 import json
 import math
+import os
 import time
 from pathlib import Path
 
