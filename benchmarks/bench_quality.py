@@ -45,7 +45,7 @@ SETUPS = {
     "shakespeare": {
         "corpus": "tinyshakespeare/input.txt",
         "time_limit": 600,
-        "train": ["--level", "char", "--cell", "lstm", "--layers", "2", "--hidden", "256",
+        "train": ["--level", "char", "--cell", "gru", "--layers", "2", "--hidden", "256",
                   "--embedding", "64", "--dropout", "0.1", "--seq-len", "100", "--batch-size", "32",
                   "--lr", "3e-3", "--eval-every", "200", "--epochs", "1000"],
         "score": [],

@@ -271,7 +271,7 @@ def train(corpus: str | os.PathLike, *, output: str | os.PathLike = "charlm.npz"
           level: str | None = None, mode: str | None = None, split: str = "regex",
           lowercase: bool = False, graphemes: bool = False, min_count: int = 1,
           max_vocab: int | None = None, vocab: str | os.PathLike | None = None,
-          cell: str = "lstm", layers: int = 2, hidden: int | None = None, embedding: int | None = None,
+          cell: str | None = None, layers: int = 2, hidden: int | None = None, embedding: int | None = None,
           dropout: float | None = None, char_embedding: int | None = None, char_hidden: int | None = None,
           bidirectional: bool | None = None, pool: str | None = None, tie_weights: bool = False,
           activation: str = "tanh", peephole: bool = False, seq_len: int | None = None,

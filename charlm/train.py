@@ -193,7 +193,7 @@ class TrainOptions:
     MODEL_FLAGS = ("cell", "layers", "hidden", "embedding", "dropout", "tie_weights", "activation", "peephole",
                    *SENTENCE_MODEL_OPTIONS)
     # a language model's defaults on the command line (a tagger's or classifier's: TaggerConfig's)
-    LM_MODEL_DEFAULTS = {"cell": "lstm", "layers": 2, "hidden": 256, "embedding": 64, "dropout": 0.1}
+    LM_MODEL_DEFAULTS = {"cell": "gru", "layers": 2, "hidden": 256, "embedding": 64, "dropout": 0.1}
 
     @classmethod
     def from_flags(cls, **flags) -> "TrainOptions":

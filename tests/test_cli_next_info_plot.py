@@ -92,7 +92,7 @@ def test_next_help_has_examples(run):
 
 def test_info_of_a_best_model(run, models):
     out = ok(run("info", models["dir"] / "run.npz"))
-    for field in ("file:", "task:        lm", "model:       lstm", "parameters:", "vocabulary:",
+    for field in ("file:", "task:        lm", "model:       gru", "parameters:", "vocabulary:",
                   "tokenizer:   level=char", "training:    step 9", "best val:", "bits/char",
                   "options:", "seq_len=8"):
         assert field in out, field

@@ -38,6 +38,18 @@ def _train_cmd(corpus, out, *extra):
     return [sys.executable, "-m", "charlm", "train", str(corpus), "-o", str(out), *TINY, "-q", *extra]
 
 
+def _wait_for_cpu(p: subprocess.Popen, seconds: float, timeout: float = 60.0) -> None:
+    """Wait until process p has used `seconds` of CPU time (user + system): on a busy machine,
+    wall time says little about how far a process has come."""
+    tick = os.sysconf("SC_CLK_TCK")
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and p.poll() is None:
+        fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if (int(fields[11]) + int(fields[12])) / tick >= seconds:  # utime, stime
+            return
+        time.sleep(0.05)
+
+
 def _check_on_disk(out: Path) -> dict:
     """Every checkpoint present loads; returns which ones exist."""
     found = {}
@@ -213,7 +225,7 @@ def test_sigint_sigterm_save_and_exit_cleanly(tmp_path, sig, code):
     out = tmp_path / "m.npz"
     p = subprocess.Popen(_train_cmd(corpus, out, "--eval-every", "1000", "--max-steps", "1000000"),
                          cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.2)  # well into training (startup takes ~0.4 s), no save yet
+    _wait_for_cpu(p, 1.2)  # well into training (startup takes ~0.4 s of CPU), no save yet
     assert p.poll() is None
     p.send_signal(sig)
     _, err = p.communicate(timeout=30)

@@ -131,7 +131,8 @@ class BarReporter(Reporter):
 @vocab_options
 @click.option("--vocab", type=click.Path(), default=None,
               help="Use a vocabulary made by `charlm tokenize --vocab-out` (its tokenizer settings win).")
-@click.option("--cell", type=click.Choice(list(CELLS)), default="lstm", show_default=True)
+@click.option("--cell", type=click.Choice(list(CELLS)), default=None,
+              help="Recurrent cell [default: gru (lm), lstm (tag, classify)].")
 @click.option("--layers", type=click.IntRange(1, 16), default=2, show_default=True)
 @click.option("--hidden", type=click.IntRange(1, 8192), default=None,
               help="Units per layer (per direction for tag/classify) [default: 256 (lm), 128 (tag, classify)].")
@@ -195,7 +196,7 @@ def train_command(corpus, resume, quiet, **flags):
     \b
     Examples:
       charlm train data/tinyshakespeare.txt                  # char-level LSTM -> charlm.npz
-      charlm train names.txt --mode lines --cell gru         # one name per line
+      charlm train names.txt --mode lines --cell lstm        # one name per line
       charlm train ptb.train.txt --level word --split whitespace --val-file ptb.valid.txt
       charlm train corpus.txt --time-limit 600               # stop after ten minutes
       charlm train corpus.txt --resume                       # continue an interrupted run
