@@ -41,18 +41,6 @@ def models(tmp_path_factory):
     return out
 
 
-@pytest.fixture
-def stdout_of(run):
-    """stdout_of(*args): what `charlm ARGS` prints, which must succeed."""
-
-    def invoke(*args):
-        r = run(*args)
-        assert r.exit_code == 0, r.output
-        return r.stdout
-
-    return invoke
-
-
 def jsonl(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
