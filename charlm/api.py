@@ -125,9 +125,8 @@ class Model:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         mine = [n for n in dir(type(self)) if not n.startswith("_") and callable(getattr(type(self), n))
                 and n not in ("from_checkpoint", "num_params")]
-        raise AttributeError(f"{self.__dict__.get('path', '')} is a {type(self).__name__} (task {self.task}): "
-                             f"{name}() is a method of {' and '.join(owners)}; a {type(self).__name__} has "
-                             f"{', '.join(mine)}")
+        raise AttributeError(f"{self.__dict__.get('path', '')}: a {type(self).__name__} (task {self.task}) has no "
+                             f"{name}(), a method of {' and '.join(owners)}; it has {', '.join(mine)}")
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.path!r}, {self.num_params():,} parameters, "

@@ -125,11 +125,12 @@ def test_evaluate_equals_charlm_eval_json(models, stdout_of, name, data):
 # -- wrong task, bad input ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,method,needles", [
-    ("ner", "sample", ["ner.npz is a Tagger (task tag)", "sample() is a method of LM", "evaluate, info, spans, tag"]),
-    ("ner", "classify", ["is a Tagger", "classify() is a method of Classifier"]),
-    ("cls", "tag", ["cls.npz is a Classifier (task classify)", "tag() is a method of Tagger"]),
-    ("cls", "next_tokens", ["is a Classifier", "next_tokens() is a method of LM"]),
-    ("lm", "spans", ["lm.npz is a LM (task lm)", "spans() is a method of Tagger", "sample"]),
+    ("ner", "sample", ["ner.npz: a Tagger (task tag) has no sample(), a method of LM",
+                       "it has evaluate, info, spans, tag"]),
+    ("ner", "classify", ["a Tagger", "no classify(), a method of Classifier"]),
+    ("cls", "tag", ["cls.npz: a Classifier (task classify) has no tag(), a method of Tagger"]),
+    ("cls", "next_tokens", ["a Classifier", "no next_tokens(), a method of LM"]),
+    ("lm", "spans", ["lm.npz: a LM (task lm) has no spans(), a method of Tagger", "sample"]),
 ])
 def test_a_method_of_another_task_says_what_the_model_is(models, name, method, needles):
     model = models[name]

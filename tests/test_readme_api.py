@@ -49,4 +49,4 @@ def test_the_examples_run(tmp_path, monkeypatch, data_dir, capsys):
     assert isinstance(ner, charlm.Tagger) and isinstance(clf, charlm.Classifier)
     assert (tmp_path / "ner.npz").exists() and (tmp_path / "reviews.npz").exists()
     assert "['Teddy', 'bears', 'are', 'on', 'sale', '!']" in out
-    assert "ner.npz is a Tagger (task tag): sample() is a method of LM" in out
+    assert "ner.npz: a Tagger (task tag) has no sample(), a method of LM" in out
