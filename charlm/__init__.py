@@ -2,8 +2,8 @@
 
 The public Python API is what `__all__` lists (see `charlm.api` and the README's "Python API"):
 
-    lm = charlm.load("charlm.npz")       # a model file -> charlm.LM (any task: charlm.Model)
-    lm = charlm.train("corpus.txt", ...)  # train as `charlm train` does -> charlm.LM
+    lm = charlm.load("charlm.npz")       # a model file -> charlm.LM, charlm.Tagger or charlm.Classifier
+    lm = charlm.train("corpus.txt", ...)  # train as `charlm train` does (task="tag"|"classify" too)
 
 Everything else, the submodules included, is internal and may change between versions.
 """
@@ -20,10 +20,11 @@ _limit_blas_threads()
 # module first, so `from charlm.train import TrainOptions` finds it in sys.modules, then let
 # the package attribute be the function (see charlm/api.py).
 from charlm import train as _engine  # noqa: E402,F401
-from charlm.api import LM, Model, load, train  # noqa: E402
+from charlm.api import LM, Classifier, Model, Tagger, load, train  # noqa: E402
 from charlm.beam import Candidate  # noqa: E402
 from charlm.errors import CharlmError, CheckpointError, DataError, UsageError  # noqa: E402
 from charlm.generate import Sample  # noqa: E402
+from charlm.predict import Classified, Tagged  # noqa: E402
 from charlm.scoring import CorpusSummary, SentenceScore  # noqa: E402
 
 __all__ = [
@@ -32,10 +33,14 @@ __all__ = [
     "train",
     "Model",
     "LM",
+    "Tagger",
+    "Classifier",
     "SentenceScore",
     "CorpusSummary",
     "Sample",
     "Candidate",
+    "Tagged",
+    "Classified",
     "CharlmError",
     "UsageError",
     "DataError",

@@ -10,12 +10,19 @@
     lm.info()                                   # as `charlm info --json`
     lm = charlm.train("corpus.txt", hidden=128, max_steps=500)   # options as on the command line
 
+    ner = charlm.load("ner.npz")                # a charlm.Tagger (task "tag")
+    ner.tag("Teddy Roosevelt was a President")  # [Tagged]: as `charlm tag --json`
+    ner.spans("Teddy bears are on sale!")       # [[(text, type, start, end)]]: `charlm tag --spans`
+    ner.evaluate("test.txt")                    # as `charlm eval --json`
+    clf = charlm.load("sentiment.npz")          # a charlm.Classifier (task "classify")
+    clf.classify(["a witty film"], top_k=2)     # [Classified]: as `charlm classify --json`
+
 The methods compute with the same functions as the commands (`charlm.scoring`,
-`charlm.generate`, `charlm.beam`, `charlm.info`); the commands only format.
+`charlm.generate`, `charlm.beam`, `charlm.info`, `charlm.predict`); the commands only format.
 
 Tasks. `load` reads the file's task (`meta["task"]`, "lm" when absent) and builds the `Model`
-subclass registered for it with `@register_task(name)`: a tagger or classifier class can be
-added in its own module (imported by `charlm/__init__.py`) without changing this one.
+subclass registered for it with `@register_task(name)`: `LM`, `Tagger`, `Classifier`. A method
+of another task's class (`sample` on a tagger) is an AttributeError that names the model's task.
 
 `charlm.train` is two things: the package attribute is `train()` below, while the module
 `charlm/train.py` is the training engine. `charlm/__init__.py` imports the engine module first,
@@ -36,7 +43,7 @@ from typing import IO, Callable, ClassVar, Iterable, Sequence, TypeVar
 import numpy as np
 
 from charlm.beam import Candidate, search
-from charlm.checkpoint import load_checkpoint, model_from_checkpoint
+from charlm.checkpoint import Loaded, load_checkpoint, model_from_checkpoint
 from charlm.errors import CheckpointError, DataError, UsageError
 from charlm.generate import (
     Prime,
@@ -46,6 +53,7 @@ from charlm.generate import (
     samples,
 )
 from charlm.info import describe
+from charlm.predict import BATCH_SIZE, Classified, Predictor, Tagged, evaluate_file
 from charlm.scoring import (
     CorpusSummary,
     SentenceScore,
@@ -59,7 +67,7 @@ from charlm.tokenizer import Tokenizer
 from charlm.train import Reporter, TrainOptions
 from charlm.train import train as _train_engine
 
-__all__ = ["Model", "LM", "load", "train", "register_task", "TASKS"]
+__all__ = ["Model", "LM", "Tagger", "Classifier", "load", "train", "register_task", "TASKS"]
 
 log = logging.getLogger("charlm")
 
@@ -109,6 +117,17 @@ class Model:
         """What the file holds: settings, vocabulary, training summary (see `charlm.info`)."""
         return describe(self.path, self.meta, self.num_params())
 
+    def __getattr__(self, name: str):
+        """Only for names the class lacks: a method of another task's model says which it is."""
+        owners = [c.__name__ for c in TASKS.values() if not name.startswith("_")
+                  and callable(getattr(c, name, None)) and not isinstance(self, c)]
+        if not owners:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        mine = [n for n in dir(type(self)) if not n.startswith("_") and callable(getattr(type(self), n))
+                and n not in ("from_checkpoint", "num_params")]
+        raise AttributeError(f"{self.__dict__.get('path', '')}: a {type(self).__name__} (task {self.task}) has no "
+                             f"{name}(), a method of {' and '.join(owners)}; it has {', '.join(mine)}")
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.path!r}, {self.num_params():,} parameters, "
                 f"{len(self.vocab)} tokens, {self.vocab.tokenizer.describe()})")
@@ -131,9 +150,14 @@ def load(path: str | os.PathLike) -> Model:
     return cls.from_checkpoint(arrays, meta, path)
 
 
+def _items(texts) -> list:
+    """A lone str is one text (or sentence); any other iterable gives one text per item."""
+    return [texts] if isinstance(texts, str) else list(texts)
+
+
 def _texts(texts: str | Iterable[str]) -> list[str]:
     """One text or an iterable of texts, as a list (a lone string is one sentence)."""
-    items = [texts] if isinstance(texts, str) else list(texts)
+    items = _items(texts)
     for t in items:
         if not isinstance(t, str):
             raise UsageError(f"expected text (str), got {type(t).__name__}")
@@ -148,7 +172,9 @@ def _source(path_or_text: str | os.PathLike | IO[str]):
     if isinstance(path_or_text, str):
         if "\n" not in path_or_text and os.path.isfile(path_or_text):
             return path_or_text
-        return io.StringIO(path_or_text)
+        text = io.StringIO(path_or_text)
+        text.name = "<text>"  # in messages
+        return text
     if hasattr(path_or_text, "read"):
         return path_or_text
     raise UsageError(f"expected a path, a file or a text, got {type(path_or_text).__name__}")
@@ -247,6 +273,88 @@ class LM(Model):
                       length=length, length_penalty=length_penalty, stop_at=stop_at)
 
 
+class _SentenceModel(Model):
+    """A tagger or classifier: its `predictor` (`charlm.predict.Predictor`, the commands' code)
+    computes; `tokenizer` cuts a text into words as `charlm tag` / `classify` do; `labels` are
+    the tags or classes it predicts (entity tags in the scheme it decodes in)."""
+
+    def __init__(self, loaded: Loaded, path: str = "") -> None:
+        super().__init__(loaded.model, loaded.vocab, loaded.meta, path)
+        self.predictor = Predictor.from_loaded(loaded)
+        self.tokenizer = self.predictor.encoder.tokenizer()
+        self.labels = list(self.predictor.encoder.labels)
+
+    @classmethod
+    def from_checkpoint(cls, arrays: dict, meta: dict, path: str) -> "_SentenceModel":
+        return cls(model_from_checkpoint(arrays, meta, path), path)
+
+    def _predictor(self, batch_size: int) -> Predictor:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise UsageError(f"batch_size must be a positive integer (got {batch_size!r})")
+        p = self.predictor
+        return p if batch_size == p.batch_size else Predictor(p.model, p.encoder, batch_size, p.meta)
+
+    def _evaluate(self, path_or_text, format, tag_column, batch_size: int) -> dict:
+        return evaluate_file(self._predictor(batch_size), _source(path_or_text), format, tag_column)
+
+
+@register_task("tag")
+class Tagger(_SentenceModel):
+    """A tagger (many-to-many, Tx = Ty): ŷ<t> = softmax(W_y[a→<t>, a←<t>] + b_y) at every token.
+
+    A sentence is a str, cut into words by the model's tokenizer as `charlm tag` cuts it, or a
+    list of tokens (pre-tokenized). Entity tags are decoded with the constrained Viterbi search of
+    `charlm tag` (never an invalid sequence) and given in the training data's scheme.
+    """
+
+    def tag(self, sentences: str | Iterable[str] | Iterable[Sequence[str]], *, scheme: str | None = None,
+            batch_size: int = BATCH_SIZE) -> list[Tagged]:
+        """Tag each sentence (a lone str is one sentence): one `Tagged` (tokens, tags, probs =
+        the probability of each token's tag) per sentence, in order; `to_dict()` is a line of
+        `charlm tag --json`. scheme "iob1", "iob2" or "iobes" rewrites entity tags (`--scheme`)."""
+        return self._predictor(batch_size).tag(self.predictor.token_lists(_items(sentences)), scheme)
+
+    def spans(self, sentences: str | Iterable[str] | Iterable[Sequence[str]], *,
+              batch_size: int = BATCH_SIZE) -> list[list[tuple[str, str, int, int]]]:
+        """The entities of each sentence, as `charlm tag --spans` lists them: (text, type, start,
+        end), tokens start..end-1. Only for entity tags (else UsageError)."""
+        self.predictor.need_entity_tags("spans")
+        return [t.spans() for t in self.tag(sentences, batch_size=batch_size)]
+
+    def evaluate(self, path_or_text: str | os.PathLike | IO[str], *, format: str | None = None,
+                 tag_column: str | int | None = None, batch_size: int = BATCH_SIZE) -> dict:
+        """Token accuracy, per-tag P/R/F1 and, for entity tags, entity P/R/F1 overall and per type
+        (counted as conlleval counts them) of a CoNLL-U or column file (or text): the dict
+        `charlm eval --json` prints. tag_column: the gold tags' column (default: the model's)."""
+        return self._evaluate(path_or_text, format, tag_column, batch_size)
+
+
+@register_task("classify")
+class Classifier(_SentenceModel):
+    """A classifier (many-to-one): ŷ = softmax(W_y[a→<Tx>, a←<1>] + b_y) (or pooled over t).
+
+    A text is a str, cut into words by the model's tokenizer as `charlm classify` cuts it, or a
+    list of tokens."""
+
+    def classify(self, texts: str | Iterable[str] | Iterable[Sequence[str]], top_k: int | None = 1, *,
+                 batch_size: int = BATCH_SIZE) -> list[Classified]:
+        """The likeliest label of each text (a lone str is one text): one `Classified` (text,
+        label, prob, probs) per text, in order; `probs` holds the top_k likeliest labels, best
+        first (None: every label), and `to_dict()` is a line of `charlm classify --json --top-k`."""
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise UsageError(f"top_k must be a positive integer or None (got {top_k!r})")
+        items = _items(texts)
+        token_lists = self.predictor.token_lists(items)
+        shown = [t if isinstance(t, str) else " ".join(t) for t in items]
+        return self._predictor(batch_size).classify(token_lists, shown, top_k)
+
+    def evaluate(self, path_or_text: str | os.PathLike | IO[str], *, format: str | None = None,
+                 batch_size: int = BATCH_SIZE) -> dict:
+        """Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix of a LABEL<TAB>TEXT or
+        fastText file (or text): the dict `charlm eval --json` prints."""
+        return self._evaluate(path_or_text, format, None, batch_size)
+
+
 # -- training -------------------------------------------------------------------------------
 
 class _LogReporter(Reporter):
@@ -282,21 +390,18 @@ def train(corpus: str | os.PathLike, *, output: str | os.PathLike = "charlm.npz"
           val_tokens: int | None = None, eval_every: int = 200, patience: int = 5, seed: int = 0,
           metrics: str | os.PathLike | None = None, resume: bool = False, force: bool = False,
           cache_dir: str | os.PathLike | None = None, no_cache: bool = False,
-          progress: bool = False) -> LM:
-    """Train a language model on `corpus` as `charlm train` does, and return the best one.
+          progress: bool = False) -> Model:
+    """Train a model on `corpus` as `charlm train` does, and return the best one: an `LM`, or
+    with task="tag" a `Tagger`, with task="classify" a `Classifier`.
 
     The options are those of `charlm train`, with the same names (`--seq-len` is `seq_len`,
-    `--vocab` is `vocab`) and defaults (None: the task's default); `lr` None means the
-    optimizer's default. Only `task="lm"` is available here so far (taggers and classifiers:
-    `charlm train --task tag|classify`). The best model
-    is written to `output` and the resumable state beside it (NAME.last.npz); `resume=True`
+    `--vocab` is `vocab`, `--no-bidirectional` is `bidirectional=False`) and defaults (None:
+    the task's default); `lr` None means the optimizer's default. The best model is written to
+    `output` and the resumable state beside it (NAME.last.npz); `resume=True`
     continues that run; `force=True` lets it replace an output that is not a charlm file (never
     an input). No progress bar unless `progress=True`; the engine's messages go to the
     "charlm" logger. Ctrl-C saves the run, then raises KeyboardInterrupt.
     """
-    if task != "lm":
-        raise UsageError(f"charlm.train(task={task!r}) is not in the Python API yet: use "
-                         f"`charlm train --task {task}`")
     flags = dict(locals())
     for name in ("corpus", "output", "vocab", "val_file", "metrics", "cache_dir"):
         flags[name] = _path(flags[name])
@@ -307,6 +412,4 @@ def train(corpus: str | os.PathLike, *, output: str | os.PathLike = "charlm.npz"
     if summary.get("interrupted"):
         raise KeyboardInterrupt(f"training {summary['reason']} at step {summary['step']}; saved "
                                 f"(resume with resume=True)")
-    model = load(summary["output"])
-    assert isinstance(model, LM)
-    return model
+    return load(summary["output"])

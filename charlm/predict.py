@@ -16,11 +16,12 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from charlm.errors import CharlmError, CheckpointError
+from charlm.errors import CharlmError, CheckpointError, UsageError
 from charlm.decode import decode_batch, tag_constraints
-from charlm.labels import chunks
+from charlm.labels import SCHEMES, chunks, convert
 from charlm.metrics import EntityCounts, classification_report, conlleval_counts, tag_report
 from charlm.sentences import EncodedSentence, Encoder
+from charlm.tagdata import read_labelled, read_tagged
 
 BATCH_SIZE = 64
 
@@ -38,6 +39,7 @@ class Tagged:
         return [(" ".join(self.tokens[s:e]), kind, s, e) for kind, s, e in chunks(self.tags)]
 
     def to_dict(self) -> dict:
+        """The object `charlm tag --json` prints for the sentence (probabilities rounded to 6 places)."""
         return {"tokens": self.tokens, "tags": self.tags, "probs": [round(p, 6) for p in self.probs]}
 
 
@@ -51,6 +53,7 @@ class Classified:
     probs: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The object `charlm classify --json` prints for the text (probabilities rounded to 6 places)."""
         return {"text": self.text, "label": self.label, "prob": round(self.prob, 6),
                 "probs": {k: round(v, 6) for k, v in self.probs.items()}}
 
@@ -77,6 +80,30 @@ class Predictor:
     def task(self) -> str:
         return self.encoder.task
 
+    def token_lists(self, texts: Sequence) -> list[list[str]]:
+        """The tokens of each text: a str is cut by the model's tokenizer (`Encoder.tokenizer`), a
+        list of tokens is taken as it is; a text without tokens is a UsageError."""
+        cut, what = self.encoder.tokenizer().tokenize, self.task
+        out = []
+        for i, text in enumerate(texts, 1):
+            if isinstance(text, str):
+                tokens = cut(text)
+            elif isinstance(text, (list, tuple)) and all(isinstance(t, str) and t for t in text):
+                tokens = list(text)
+            else:
+                raise UsageError(f"expected a text (str) or a list of tokens (non-empty str), got {text!r:.60}")
+            if not tokens:
+                raise UsageError(f"{'sentence' if what == 'tag' else 'text'} {i} is empty: nothing to {what}")
+            out.append(tokens)
+        return out
+
+    def need_entity_tags(self, option: str) -> None:
+        """UsageError unless the model's tags are entity tags (`option` needs them)."""
+        labels = self.encoder.labels
+        if not self.encoder.model_scheme:
+            raise UsageError(f"{option} needs entity tags (B-/I-... ); this model's tags are not: "
+                             f"{', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''}")
+
     def tag_column(self) -> str | None:
         """The --tag-column the model was trained with (None: the format's default)."""
         return ((self.meta.get("train") or {}).get("options") or {}).get("tag_column")
@@ -95,8 +122,13 @@ class Predictor:
         """Tag ids of each sentence of a batch: (L_b,) arrays (constrained for entity tags)."""
         return decode_batch(log_probs, lengths, self.constraints)
 
-    def tag(self, token_lists: Sequence[Sequence[str]]) -> list[Tagged]:
-        """Tags of each sentence (a non-empty token list), in input order."""
+    def tag(self, token_lists: Sequence[Sequence[str]], scheme: str | None = None) -> list[Tagged]:
+        """Tags of each sentence (a non-empty token list), in input order; entity tags in `scheme`
+        ("iob1", "iob2", "iobes"; default: the training data's)."""
+        if scheme:
+            if scheme.upper() not in SCHEMES:
+                raise UsageError(f"--scheme must be one of {', '.join(s.lower() for s in SCHEMES)} (got {scheme!r})")
+            self.need_entity_tags("--scheme")
         enc = self.encoder
         encoded = [enc.encode(tokens) for tokens in token_lists]
         out: list = [None] * len(encoded)
@@ -104,11 +136,14 @@ class Predictor:
             for b, (i, ids) in enumerate(zip(idx, self.decode(lp, lengths))):
                 names = [enc.labels[k] for k in ids]
                 probs = np.exp(lp[np.arange(len(ids)), b, ids].astype(np.float64))
-                out[i] = Tagged(list(token_lists[i]), enc.report_labels(names), probs.tolist())
+                tags = convert(names, scheme.upper()) if scheme else enc.report_labels(names)
+                out[i] = Tagged(list(token_lists[i]), tags, probs.tolist())
         return out
 
-    def classify(self, token_lists: Sequence[Sequence[str]], texts: Sequence[str] | None = None) -> list[Classified]:
-        """The label of each text (given as its token list), in input order."""
+    def classify(self, token_lists: Sequence[Sequence[str]], texts: Sequence[str] | None = None,
+                 top_k: int | None = None) -> list[Classified]:
+        """The label of each text (given as its token list), in input order; `probs` holds the
+        top_k likeliest labels (None: every label)."""
         enc = self.encoder
         encoded = [enc.encode(tokens) for tokens in token_lists]
         texts = texts if texts is not None else [" ".join(t) for t in token_lists]
@@ -118,7 +153,7 @@ class Predictor:
             for b, i in enumerate(idx):
                 ranked = np.argsort(-probs[b], kind="stable")
                 out[i] = Classified(texts[i], enc.labels[ranked[0]], float(probs[b, ranked[0]]),
-                                    {enc.labels[k]: float(probs[b, k]) for k in ranked})
+                                    {enc.labels[k]: float(probs[b, k]) for k in ranked[:top_k]})
         return out
 
 
@@ -150,6 +185,29 @@ def evaluate_labels(predictor: Predictor, token_lists, gold: Sequence[str]) -> d
     report = classification_report(gold, predicted, predictor.encoder.labels)
     report["unknown_labels"] = predictor.encoder.unknown_labels(gold)
     return report
+
+
+def evaluate_file(predictor: Predictor, source, format: str | None = None, tag_column=None) -> dict:
+    """The report of `charlm eval --json` on a labelled file (a path, "-" or a text file object):
+    `evaluate_tags` of a tagging file (CoNLL-U or columns; the gold tags in `tag_column`, by default
+    the model's) or `evaluate_labels` of a classification file (tab or fasttext), with "task"."""
+    task = predictor.task
+    if task == "tag":
+        if format in ("tab", "fasttext"):
+            raise UsageError(f"--format {format} is a classification format; the model is a tagger")
+        data = read_tagged(source, format=format, tag_column=tag_column or predictor.tag_column())
+        gold = [s.tags for s in data.sentences]
+        report = evaluate_tags(predictor, [s.tokens for s in data.sentences], gold)
+        report["sentences"] = len(gold)
+        for key in ("entity_precision", "entity_recall", "entity_f1", "per_type", "scheme"):
+            report.setdefault(key, None)
+    else:
+        if format in ("conllu", "columns") or tag_column:
+            raise UsageError(f"{'--format ' + format if format else '--tag-column'} applies to taggers; "
+                             f"the model is a classifier")
+        examples = read_labelled(source, predictor.encoder.tokenizer().tokenize, format=format).examples
+        report = evaluate_labels(predictor, [e.tokens for e in examples], [e.label for e in examples])
+    return {"task": task, **report}
 
 
 def sentence_counts(predictor: Predictor, encoded: Sequence[EncodedSentence], gold, classes=None) -> np.ndarray:

@@ -47,6 +47,18 @@ def run(monkeypatch):
     return invoke
 
 
+@pytest.fixture
+def stdout_of(run):
+    """stdout_of(*args): what `charlm ARGS` prints (run by `run`), which must succeed."""
+
+    def invoke(*args):
+        r = run(*args)
+        assert r.exit_code == 0, r.output
+        return r.stdout
+
+    return invoke
+
+
 # Tiny trained language models (model, vocab, tokenizer), one per test module that asks.
 
 @pytest.fixture(scope="module")

@@ -39,18 +39,6 @@ def files(tmp_path_factory):
     return out
 
 
-@pytest.fixture
-def stdout_of(run):
-    """stdout_of(*args): what `charlm ARGS` prints (run by conftest's `run`), which must succeed."""
-
-    def invoke(*args):
-        r = run(*args)
-        assert r.exit_code == 0, r.output
-        return r.stdout
-
-    return invoke
-
-
 def jsonl(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -221,6 +209,12 @@ def _options_from_api(monkeypatch, corpus, **kw) -> dict:
      {"cell": "rnn", "activation": "relu", "graphemes": True, "vocab": "v.json"}),
     (["--peephole", "--tie-weights", "--embedding", "256"],
      {"peephole": True, "tie_weights": True, "embedding": 256}),
+    (["--task", "tag", "--val-file", "dev.txt", "--format", "conllu", "--tag-column", "xpos",
+      "--char-embedding", "7", "--char-hidden", "0", "--no-bidirectional", "--hidden", "16"],
+     {"task": "tag", "val_file": "dev.txt", "format": "conllu", "tag_column": "xpos", "char_embedding": 7,
+      "char_hidden": 0, "bidirectional": False, "hidden": 16}),
+    (["--task", "classify", "--pool", "mean", "--format", "fasttext", "--split", "whitespace"],
+     {"task": "classify", "pool": "mean", "format": "fasttext", "split": "whitespace"}),
 ])
 def test_train_options_are_the_command_lines(monkeypatch, tmp_path, cli_args, api_kw):
     """charlm.train(corpus, **options) hands the engine what `charlm train` does: same names,

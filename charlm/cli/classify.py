@@ -37,16 +37,13 @@ def classify_command(texts, model_path, file, fmt, top_k, as_json, batch_size) -
       cat reviews.txt | charlm classify -m sentiment.npz --file -
     """
     predictor = load_predictor(model_path, "classify", batch_size)
-    cut = predictor.encoder.tokenizer()
-    token_lists, shown = texts_or_file(texts, file, fmt, "classify", cut.tokenize), list(texts)
+    token_lists, shown = texts_or_file(texts, file, fmt, predictor), list(texts)
     if token_lists is None:
-        examples = read_labelled(file, cut.tokenize, format=fmt, need_labels=False).examples
+        cut = predictor.encoder.tokenizer().tokenize
+        examples = read_labelled(file, cut, format=fmt, need_labels=False).examples
         token_lists, shown = [e.tokens for e in examples], [e.text for e in examples]
-    for r in predictor.classify(token_lists, shown):
-        best = list(r.probs.items())[:top_k]
+    for r in predictor.classify(token_lists, shown, top_k):
         if as_json:
-            d = r.to_dict()
-            d["probs"] = {k: round(v, 6) for k, v in best}
-            click.echo(json.dumps(d, ensure_ascii=False))
+            click.echo(json.dumps(r.to_dict(), ensure_ascii=False))
         else:
-            click.echo("  ".join(f"{label} {p:.4f}" for label, p in best) + "  " + " ".join(r.text.split()))
+            click.echo("  ".join(f"{label} {p:.4f}" for label, p in r.probs.items()) + "  " + " ".join(r.text.split()))

@@ -11,8 +11,7 @@ from charlm.cli import cli, warn
 from charlm.cli.options import load_checked, model_option
 from charlm.cli.score import _summary_lines
 from charlm.errors import DataError
-from charlm.predict import Predictor, evaluate_labels, evaluate_tags
-from charlm.tagdata import read_labelled, read_tagged
+from charlm.predict import Predictor, evaluate_file
 from charlm.tokenizer import Tokenizer
 
 
@@ -102,28 +101,13 @@ def eval_command(model_path, file, fmt, tag_column, as_json, batch_size) -> None
         else:
             click.echo("\n".join(_summary_lines(summary)))
         return
-    predictor = Predictor.from_loaded(loaded, batch_size)
-    if task == "tag":
-        if fmt in ("tab", "fasttext"):
-            raise click.UsageError(f"--format {fmt} is a classification format; {model_path} is a tagger")
-        data = read_tagged(file, format=fmt, tag_column=tag_column or predictor.tag_column())
-        gold = [s.tags for s in data.sentences]
-        report = evaluate_tags(predictor, [s.tokens for s in data.sentences], gold)
-        report["sentences"] = len(gold)
-        for key in ("entity_precision", "entity_recall", "entity_f1", "per_type", "scheme"):
-            report.setdefault(key, None)
-    else:
-        if fmt in ("conllu", "columns") or tag_column:
-            raise click.UsageError(f"{'--format ' + fmt if fmt else '--tag-column'} applies to taggers; "
-                                   f"{model_path} is a classifier")
-        examples = read_labelled(file, predictor.encoder.tokenizer().tokenize, format=fmt).examples
-        report = evaluate_labels(predictor, [e.tokens for e in examples], [e.label for e in examples])
+    report = evaluate_file(Predictor.from_loaded(loaded, batch_size), file, fmt, tag_column)
     unknown = report["unknown_labels"]
     if unknown:
         what = "tag" if task == "tag" else "label"
         warn(f"{file} has {len(unknown)} gold {what}(s) the model never saw ({', '.join(unknown[:8])}"
              f"{', ...' if len(unknown) > 8 else ''}): counted as errors")
     if as_json:
-        click.echo(json.dumps({"task": task, **report}, ensure_ascii=False))
+        click.echo(json.dumps(report, ensure_ascii=False))
     else:
         click.echo("\n".join(_tag_lines(report) if task == "tag" else _class_lines(report)))

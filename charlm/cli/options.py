@@ -70,9 +70,10 @@ def input_options(argument: str, file_help: str, formats: list[str], format_help
     return add
 
 
-def texts_or_file(texts, file, fmt, what: str, tokenize) -> list | None:
-    """Token lists of the command-line texts (None when --file is used); usage errors for neither,
-    both, an empty text, or --format without --file. `what`: "tag" or "classify"."""
+def texts_or_file(texts, file, fmt, predictor: Predictor) -> list | None:
+    """Token lists of the command-line texts (None when --file is used; see
+    `Predictor.token_lists`); usage errors for neither, both, an empty text, or --format without --file."""
+    what = predictor.task
     noun = "SENTENCE" if what == "tag" else "TEXT"
     if file is None and not texts:
         raise click.UsageError(f"nothing to {what}: give one or more {noun} arguments or --file PATH")
@@ -82,11 +83,7 @@ def texts_or_file(texts, file, fmt, what: str, tokenize) -> list | None:
         raise click.UsageError("--format needs --file PATH")
     if file is not None:
         return None
-    token_lists = [tokenize(text) for text in texts]
-    for i, tokens in enumerate(token_lists, 1):
-        if not tokens:
-            raise click.UsageError(f"{'sentence' if what == 'tag' else 'text'} {i} is empty: nothing to {what}")
-    return token_lists
+    return predictor.token_lists(texts)
 
 
 def model_option(f):

@@ -9,7 +9,7 @@ import click
 
 from charlm.cli import cli
 from charlm.cli.options import input_options, load_predictor, texts_or_file
-from charlm.labels import SCHEMES, convert
+from charlm.labels import SCHEMES
 from charlm.tagdata import detect_tag_format, looks_like_columns, read_tagged, read_text_sentences, write_columns
 from charlm.reader import read_text
 from charlm.scoring import iter_lines
@@ -89,18 +89,12 @@ def tag_command(texts, model_path, file, fmt, conll, as_json, spans, scheme, bat
     if conll and (as_json or spans):
         raise click.UsageError("--conll cannot be combined with --json or --spans")
     predictor = load_predictor(model_path, "tag", batch_size)
-    enc = predictor.encoder
-    if (spans or scheme) and not enc.model_scheme:
-        option = "--spans" if spans else "--scheme"
-        raise click.UsageError(f"{option} needs entity tags (B-/I-... ); this model's tags are not: "
-                               f"{', '.join(enc.labels[:5])}{', ...' if len(enc.labels) > 5 else ''}")
-    token_lists = texts_or_file(texts, file, fmt, "tag", enc.tokenizer().tokenize)
+    if spans or scheme:
+        predictor.need_entity_tags("--spans" if spans else "--scheme")
+    token_lists = texts_or_file(texts, file, fmt, predictor)
     if token_lists is None:
         token_lists = _read_input(file, fmt, predictor)
-    results = predictor.tag(token_lists)
-    if scheme:
-        for r in results:
-            r.tags = convert(r.tags, scheme.upper())
+    results = predictor.tag(token_lists, scheme)
     for n, r in enumerate(results):
         if as_json:
             d = r.to_dict()
