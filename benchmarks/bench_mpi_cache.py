@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 from bench_mpi import _mpiexec
-from bench_scale import START, anon_kb, make_corpus
+from bench_scale import anon_kb, launch, make_corpus
 
 
 def ranks(root: int) -> dict[int, int]:
@@ -49,20 +46,7 @@ def run(n: int, args: list[str], cwd: Path) -> dict:
     """`mpiexec -n N python -m charlm ARGS`: per rank peak RssAnon (MB) before the first step and
     in all, the time to the first step (rank 0's "N parameters" line), stderr."""
     cmd = [_mpiexec(), "-n", str(n), sys.executable, "-m", "charlm", *args]
-    print("$ " + shlex.join(cmd), flush=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    err, started = bytearray(), {}
-
-    def read():
-        for chunk in iter(lambda: proc.stderr.read1(4096), b""):
-            err.extend(chunk)
-            if "t" not in started and START.search(err):
-                started["t"] = time.perf_counter() - t0
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    proc, t0, err, started, reader = launch(cmd, cwd)
     pids, peak, before = {}, {}, {}
     while proc.poll() is None:
         if len(pids) < n:
@@ -115,7 +99,7 @@ def main() -> int:
     finally:
         if not a.keep:
             shutil.rmtree(a.dir, ignore_errors=True)
-    print(f"\n| corpus | run | first step | peak RssAnon per rank, before training | in all |")
+    print("\n| corpus | run | first step | peak RssAnon per rank, before training | in all |")
     print("|---|---|---:|---|---|")
     for mb, label, r in rows:
         print(f"| {mb} MB | {label} | {r['to_first_step']:.2f} s | "

@@ -65,10 +65,9 @@ def anon_kb(pid: int) -> int | None:
     return None
 
 
-def run(args: list[str], cwd: Path) -> dict:
-    """Run `python -m charlm ARGS`; return wall time, time to the first step, peak RssAnon (MB)
-    before the first step and in all, parameters, the pipeline's MB/s, stderr."""
-    cmd = [sys.executable, "-m", "charlm", *args]
+def launch(cmd: list[str], cwd: Path):
+    """Start CMD (printed first, run without the OpenBLAS overrides) with its stderr read by a
+    thread -> (proc, t0, stderr bytes so far, {"t": seconds to the first step, once seen}, thread)."""
     print("$ " + shlex.join(cmd), flush=True)
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     t0 = time.perf_counter()
@@ -83,6 +82,14 @@ def run(args: list[str], cwd: Path) -> dict:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    return proc, t0, err, started, reader
+
+
+def run(args: list[str], cwd: Path) -> dict:
+    """Run `python -m charlm ARGS`; return wall time, time to the first step, peak RssAnon (MB)
+    before the first step and in all, parameters, the pipeline's MB/s, stderr."""
+    cmd = [sys.executable, "-m", "charlm", *args]
+    proc, t0, err, started, reader = launch(cmd, cwd)
     peak = peak_before = 0
     while proc.poll() is None:
         kb = anon_kb(proc.pid) or 0
