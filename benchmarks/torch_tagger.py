@@ -17,7 +17,14 @@ What is the same as charlm's run with the same options:
     and --epochs;
   * decoding and metric: charlm's constrained Viterbi (`charlm.decode`) on the log-probabilities,
     and conlleval's entity F1 (`charlm.metrics`) in the data's scheme.
-Initialisation is PyTorch's own. Prints one JSON object (dev and test F1, steps, tokens/s).
+  * initialisation (--init charlm, the default): the peer starts from exactly the weights
+    `charlm train --seed S` starts from (`charlm.tagger.make_model`, copied by `load_charlm`), with
+    one bias per gate as charlm has (nn.LSTM's second bias, bias_hh, is held at 0 and not trained;
+    with both trained, Adam moves a gate's bias twice as fast). --init torch: PyTorch's own
+    initialisation and its two trained biases per gate.
+With the same weights the two models compute the same loss and gradients (to float rounding;
+tests/test_torch_peer.py checks it in float64), so the runs differ only in their dropout draws
+and in rounding. Prints one JSON object (dev and test F1, steps, tokens/s).
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from charlm.decode import decode_batch, tag_constraints  # noqa: E402
 from charlm.labels import detect_scheme  # noqa: E402
 from charlm.metrics import conlleval_counts  # noqa: E402
 from charlm.sentences import Encoder  # noqa: E402
+from charlm.tagger import TaggerConfig, make_model  # noqa: E402
 from charlm.tagdata import read_tagged  # noqa: E402
 from charlm.tokenizer import TokenizerConfig  # noqa: E402
 
@@ -74,6 +82,67 @@ class BiLSTMTagger(nn.Module):
         y, _ = self.rnn(packed)
         y, _ = pad_packed_sequence(y, total_length=b.words.shape[0])
         return torch.log_softmax(self.out(self.drop(y)), dim=-1)
+
+    def lstms(self):
+        """(charlm name prefix, nn.LSTM, torch suffix, H) of every direction of every LSTM."""
+        if self.char_rnn is not None:
+            for d, sfx in (("fwd", "l0"), ("bwd", "l0_reverse")):
+                yield f"char.{d}", self.char_rnn, sfx, self.char_rnn.hidden_size
+        for l in range(self.rnn.num_layers):
+            for d, sfx in (("fwd", f"l{l}"), ("bwd", f"l{l}_reverse")):
+                yield f"rnn.{l}.{d}", self.rnn, sfx, self.rnn.hidden_size
+
+
+def _gate_order(H: int) -> np.ndarray:
+    """Columns of charlm's LSTM W (H+D, 4H), [Γu | Γf | Γo | c~], in nn.LSTM's row order [i | f | g | o]."""
+    return np.concatenate([np.arange(0, 2 * H), np.arange(3 * H, 4 * H), np.arange(2 * H, 3 * H)])
+
+
+def load_charlm(model: BiLSTMTagger, params: dict) -> None:
+    """Copy a charlm tagger's parameters (checkpoint names, a BiLSTMTagger of the same sizes) into
+    the model. charlm's W (H+D, 4H) holds [W_hh; W_ih] transposed (rows [:H] act on a<t-1>); its one
+    bias per gate goes to bias_ih, and bias_hh is set to 0 and frozen (requires_grad False)."""
+    def put(tensor, array):
+        tensor.data.copy_(torch.from_numpy(np.ascontiguousarray(array)).to(tensor.dtype))
+
+    put(model.embed.weight, params["embed.W"])
+    if model.char_embed is not None:
+        put(model.char_embed.weight, params["char.embed.W"])
+    for name, lstm, sfx, H in model.lstms():
+        W, b, cols = params[f"{name}.W"], params[f"{name}.b"], _gate_order(H)
+        put(getattr(lstm, f"weight_ih_{sfx}"), W[H:, cols].T)
+        put(getattr(lstm, f"weight_hh_{sfx}"), W[:H, cols].T)
+        put(getattr(lstm, f"bias_ih_{sfx}"), b[cols])
+        bias_hh = getattr(lstm, f"bias_hh_{sfx}")
+        bias_hh.data.zero_()
+        bias_hh.requires_grad_(False)
+    put(model.out.weight, params["out.W"].T)
+    put(model.out.bias, params["out.b"])
+
+
+def charlm_gradients(model: BiLSTMTagger) -> dict:
+    """The gradients of a model set up by `load_charlm`, in charlm's names and layouts."""
+    def grad(tensor):
+        return tensor.grad.detach().numpy()
+
+    g = {"embed.W": grad(model.embed.weight)}
+    if model.char_embed is not None:
+        g["char.embed.W"] = grad(model.char_embed.weight)
+    for name, lstm, sfx, H in model.lstms():
+        back = np.argsort(_gate_order(H))
+        g[f"{name}.W"] = np.concatenate([grad(getattr(lstm, f"weight_hh_{sfx}")).T,
+                                         grad(getattr(lstm, f"weight_ih_{sfx}")).T])[:, back]
+        g[f"{name}.b"] = grad(getattr(lstm, f"bias_ih_{sfx}"))[back]
+    g["out.W"], g["out.b"] = grad(model.out.weight).T, grad(model.out.bias)
+    return g
+
+
+def mean_loss(model: BiLSTMTagger, b) -> torch.Tensor:
+    """The mean −log ŷ<t>[y<t>] over the real tokens of a SentenceBatch."""
+    lp = model(b)
+    labels = torch.from_numpy(b.labels)
+    mask = torch.from_numpy(b.mask).to(lp.dtype)
+    return -(lp.gather(2, labels.unsqueeze(2)).squeeze(2) * mask).sum() / mask.sum()
 
 
 class Clock:
@@ -108,6 +177,9 @@ def main() -> int:
                           ("layers", 2), ("dropout", 0.25), ("word-dropout", 0.1), ("lr", 3e-3), ("clip", 5.0), ("batch-size", 32),
                           ("epochs", 1000), ("eval-every", 100), ("patience", 5), ("seed", 0), ("threads", 2)):
         p.add_argument(f"--{name}", type=type(default), default=default)
+    p.add_argument("--init", choices=("charlm", "torch"), default="charlm",
+                   help="charlm: start from the weights `charlm train --seed S` starts from (default); "
+                        "torch: PyTorch's own initialisation")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -122,7 +194,14 @@ def main() -> int:
     source = SentenceBatches(encoded, enc.batch, a.batch_size, a.seed, clock)
     model = BiLSTMTagger(len(enc.vocab), len(enc.chars), len(enc.labels), a.embedding, a.char_embedding,
                          a.char_hidden, a.hidden, a.layers, a.dropout, a.word_dropout)
-    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    if a.init == "charlm":
+        config = TaggerConfig(task="tag", vocab_size=len(enc.vocab), char_vocab_size=len(enc.chars),
+                              num_labels=len(enc.labels), cell="lstm", layers=a.layers, hidden=a.hidden,
+                              embedding=a.embedding, char_embedding=a.char_embedding, char_hidden=a.char_hidden,
+                              dropout=a.dropout, word_dropout=a.word_dropout)
+        load_charlm(model, make_model(config, seed=a.seed).params)
+    trained = [q for q in model.parameters() if q.requires_grad]
+    opt = torch.optim.Adam(trained, lr=a.lr)
     best_f1, best_state, best_step, bad, step, tokens, position = -1.0, None, 0, 0, 0, 0, 0
     started = time.perf_counter()
     reason = "finished"
@@ -145,13 +224,10 @@ def main() -> int:
             for batch in source.batches(0):
                 position = batch.end
                 b = batch.inputs[0]
-                lp = model(b)
-                labels = torch.from_numpy(b.labels)
-                mask = torch.from_numpy(b.mask).to(lp.dtype)
-                loss = -(lp.gather(2, labels.unsqueeze(2)).squeeze(2) * mask).sum() / mask.sum()
+                loss = mean_loss(model, b)
                 opt.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), a.clip)
+                nn.utils.clip_grad_norm_(trained, a.clip)
                 opt.step()
                 step += 1
                 tokens += batch.tokens
@@ -169,7 +245,8 @@ def main() -> int:
     result = {"reason": reason, "steps": step, "epochs": round(clock.epoch + source.epoch_fraction(position), 2),
               "train_s": round(elapsed, 1), "tokens_per_s": round(tokens / elapsed),
               "best_step": best_step, "dev_entity_f1": round(best_f1, 4),
-              "test_entity_f1": round(entity_f1(model, enc, test), 4), "params": sum(p.numel() for p in model.parameters())}
+              "test_entity_f1": round(entity_f1(model, enc, test), 4), "params": sum(p.numel() for p in trained),
+              "init": a.init}
     print(json.dumps(result))
     return 0
 
