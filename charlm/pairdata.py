@@ -14,6 +14,7 @@ an example with two references is two training pairs.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, replace
 
@@ -21,7 +22,6 @@ import numpy as np
 
 from charlm.errors import CharlmError, DataError
 from charlm.scoring import iter_lines
-from charlm.tagdata import _name
 from charlm.tokenizer import Tokenizer, TokenizerConfig
 from charlm.vocab import Vocab
 
@@ -48,6 +48,14 @@ class PairFile:
     def pairs(self) -> int:
         """(source, reference) pairs: what one training epoch sees."""
         return sum(len(e.references) for e in self.examples)
+
+
+def _name(source) -> str:
+    """What messages call a source: the path as given, <stdin> for "-", or a file object's name."""
+    if isinstance(source, (str, os.PathLike)):
+        return "<stdin>" if str(source) == "-" else str(source)
+    name = getattr(source, "name", None)
+    return name if isinstance(name, str) else "<input>"
 
 
 def _split(name: str, lineno: int, line: str) -> tuple[str, str]:
