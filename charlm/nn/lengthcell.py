@@ -15,6 +15,10 @@ columns, so the outputs are the same bit for bit); only the loop over time is cu
 Backward runs the pieces in reverse: the gradient of a column's final state enters at the end of its
 piece, added to the gradient of the state that the next piece started from.
 
+A cell whose whole state is its output (RNN, GRU: a<t> = c<t>) needs no pieces: one forward over all
+T steps, the final state of column b is its output a<L_b>, and the gradient of that final state is
+added to the output gradient at step L_b. The pieces are for the LSTM, whose c<t> is not an output.
+
 Interface (the cells', with `lengths`):
     forward(p, x (T,B,D), state, lengths (B,) or None)  -> (a (T,B,H), final state at L_b, cache)
     backward(p, da (T,B,H), cache, dstate)               -> (dx (T,B,D), grads, dstate0)
@@ -56,6 +60,11 @@ class LengthCell:
         """x (T,B,D), state (tuple of (B,H)), lengths (B,) -> (a (T,B,H), state at L_b, cache)."""
         T = x.shape[0]
         L = np.full(x.shape[1], T) if lengths is None else np.asarray(lengths)
+        if self.n_states == 1:                                   # the state is the output
+            a, _, cache = self.cell.forward(p, x, state)
+            cols = np.arange(x.shape[1])
+            final = np.where((L > 0)[:, None], a[np.maximum(L, 1) - 1, cols], state[0])   # a<L_b>
+            return a, (final,), (cache, None, L)
         bounds = self._bounds(L, T)
         final = [np.array(s, dtype=p["W"].dtype) for s in state]    # (a length 0 keeps state0)
         outputs, caches = [], []
@@ -72,6 +81,15 @@ class LengthCell:
     def backward(self, p, da, cache, dstate=None):
         """da (T,B,H), dstate: dL/d(final state) (tuple, entries may be None) -> (dx, grads, dstate0)."""
         caches, bounds, L = cache
+        if bounds is None:                                       # dL/da<L_b> += dL/d(final state)
+            if dstate is not None and dstate[0] is not None:
+                da = np.array(da)
+                ended = L > 0
+                da[L[ended] - 1, np.flatnonzero(ended)] += dstate[0][ended]
+            dx, grads, (d0,) = self.cell.backward(p, da, caches)
+            if dstate is not None and dstate[0] is not None and not ended.all():
+                d0 = d0 + np.where(ended[:, None], 0.0, dstate[0])      # a length 0 keeps state0
+            return dx, grads, (d0,)
         dnext, grads, dxs = None, None, []
         for k in reversed(range(len(caches))):
             t0, t1 = bounds[k], bounds[k + 1]
