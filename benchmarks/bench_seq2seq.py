@@ -27,7 +27,7 @@ import sys
 import numpy as np
 
 import common
-from charlm.optim import Adam, clip_grad_norm
+from bench_tagger import training_call
 from charlm.pairdata import PairVocab, read_pairs
 from charlm.seq2seq import Seq2Seq, Seq2SeqConfig, pad_pairs
 from charlm.tokenizer import TokenizerConfig
@@ -50,19 +50,6 @@ def g2p_batches():
 def config(vocab, attention: str) -> Seq2SeqConfig:
     return Seq2SeqConfig(len(vocab.source), len(vocab.target), cell="lstm", layers=2, hidden=256,
                          decoder_hidden=256, embedding=64, target_embedding=64, attention=attention)
-
-
-def charlm_fn(model, batches):
-    opt, rng = Adam(1e-3), np.random.default_rng(0)
-
-    def call():
-        for b in batches:
-            _, _, cache = model.loss(b, None, train=True, rng=rng)
-            grads = model.backward(cache)
-            clip_grad_norm(grads, 5.0)
-            opt.step(model.params, grads)
-
-    return call
 
 
 def torch_fn(torch, model, batches):
@@ -95,7 +82,7 @@ def run(args, log=print) -> tuple[list[dict], list[str]]:
     rows, notes = [], [f"float32 GEMM peak of numpy's BLAS: {peak['gflops']:.1f} GFLOP/s"]
     for attention in args.attention.split(","):
         model = Seq2Seq(config(vocab, attention), seed=0)
-        fns = {"charlm": charlm_fn(model, batches)}
+        fns = {"charlm": training_call(model, batches)}
         if torch is not None:
             fns["torch"] = torch_fn(torch, Seq2Seq(config(vocab, attention), seed=0), batches)
         times = common.interleaved_times(fns, warm, steps, block=1, budget_s=common.case_budget(args))

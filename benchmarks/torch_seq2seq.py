@@ -41,7 +41,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa
 from charlm.pairdata import PairVocab, read_pairs  # noqa: E402
 from charlm.seq2seq import EOS, START, UNK, Seq2Seq, Seq2SeqConfig, pad_pairs  # noqa: E402
 from charlm.tokenizer import TokenizerConfig  # noqa: E402
-from torch_tagger import _gate_order  # noqa: E402
+from torch_tagger import grad, load_lstms, lstm_gradients, put  # noqa: E402
 
 
 class Seq2SeqPeer(nn.Module):
@@ -134,43 +134,25 @@ class Seq2SeqPeer(nn.Module):
         yield "out.W", "out.b", self.out
 
 
-def _put(tensor, array) -> None:
-    tensor.data.copy_(torch.from_numpy(np.ascontiguousarray(array)).to(tensor.dtype))
-
-
 def load_charlm(model: Seq2SeqPeer, params: dict) -> None:
     """Copy a charlm Seq2Seq's parameters (checkpoint names) into a peer of the same settings. charlm's
     LSTM W (H+D, 4H) holds [W_hh; W_ih] transposed; its one bias per gate goes to bias_ih, bias_hh is 0
     and frozen. A charlm dense W (in, out) is a Linear's weight transposed."""
-    _put(model.src_embed.weight, params["src.embed.W"])
-    _put(model.tgt_embed.weight, params["tgt.embed.W"])
-    for name, lstm, sfx, H in model.lstms():
-        W, b, cols = params[f"{name}.W"], params[f"{name}.b"], _gate_order(H)
-        _put(getattr(lstm, f"weight_ih_{sfx}"), W[H:, cols].T)
-        _put(getattr(lstm, f"weight_hh_{sfx}"), W[:H, cols].T)
-        _put(getattr(lstm, f"bias_ih_{sfx}"), b[cols])
-        bias_hh = getattr(lstm, f"bias_hh_{sfx}")
-        bias_hh.data.zero_()
-        bias_hh.requires_grad_(False)
+    put(model.src_embed.weight, params["src.embed.W"])
+    put(model.tgt_embed.weight, params["tgt.embed.W"])
+    load_lstms(model, params)
     for w, b, lin in model.linears():
-        _put(lin.weight, params[w].T)
+        put(lin.weight, params[w].T)
         if b is not None:
-            _put(lin.bias, params[b])
+            put(lin.bias, params[b])
     if model.config.attention == "additive":
-        _put(model.v, params["att.v"])
+        put(model.v, params["att.v"])
 
 
 def charlm_gradients(model: Seq2SeqPeer) -> dict:
     """The gradients of a peer set up by `load_charlm`, in charlm's names and layouts."""
-    def grad(t):
-        return t.grad.detach().numpy()
-
-    g = {"src.embed.W": grad(model.src_embed.weight), "tgt.embed.W": grad(model.tgt_embed.weight)}
-    for name, lstm, sfx, H in model.lstms():
-        back = np.argsort(_gate_order(H))
-        g[f"{name}.W"] = np.concatenate([grad(getattr(lstm, f"weight_hh_{sfx}")).T,
-                                         grad(getattr(lstm, f"weight_ih_{sfx}")).T])[:, back]
-        g[f"{name}.b"] = grad(getattr(lstm, f"bias_ih_{sfx}"))[back]
+    g = {"src.embed.W": grad(model.src_embed.weight), "tgt.embed.W": grad(model.tgt_embed.weight),
+         **lstm_gradients(model)}
     for w, b, lin in model.linears():
         g[w] = grad(lin.weight).T
         if b is not None:

@@ -55,7 +55,7 @@ from charlm.nn.layers import (
     softmax_cross_entropy_backward,
 )
 from charlm.nn.lengthcell import LengthCell
-from charlm.tagger import _widen
+from charlm.tagger import _name, _SentenceModel, _widen
 
 __all__ = ["PairBatch", "pad_pairs", "Seq2SeqConfig", "Seq2Seq", "Memory", "START"]
 
@@ -216,14 +216,16 @@ class Memory:
                       self.lengths[rows])
 
 
-def _name(prefix: str, direction: str, key: str) -> str:
-    return f"{prefix}.{direction}.{key}" if direction else f"{prefix}.{key}"
-
-
 class Seq2Seq:
     """Encoder–decoder with optional attention over padded pairs (see the module docstring)."""
 
     task = "seq2seq"
+    # shared with the sentence models: no state carried between batches, the dropout switch, the
+    # parameter count, a layer's parameters under checkpoint names
+    init_state = _SentenceModel.init_state
+    _dropout = _SentenceModel._dropout
+    num_params = _SentenceModel.num_params
+    _flat, _group = _SentenceModel._flat, _SentenceModel._group
 
     def __init__(self, config: Seq2SeqConfig, params: dict | None = None, seed: int = 0):
         self.config = c = config
@@ -266,9 +268,6 @@ class Seq2Seq:
         shapes["out.W"], shapes["out.b"] = (Hd, c.target_vocab_size), (c.target_vocab_size,)
         return shapes
 
-    def num_params(self) -> int:
-        return int(sum(np.prod(s) for s in self.param_shapes().values()))
-
     def _init_params(self, rng: np.random.Generator) -> dict:
         """Embeddings ~ N(0, 1) (as the other models'); cells as in nn.cells; every other matrix
         ~ U(±1/sqrt(rows)), biases 0."""
@@ -294,44 +293,26 @@ class Seq2Seq:
         p["out.W"], p["out.b"] = uniform((Hd, c.target_vocab_size)), np.zeros(c.target_vocab_size, dtype=dt)
         return {k: p[k] for k in self.param_shapes()}
 
-    @staticmethod
-    def _flat(prefix: str, layer) -> dict:
-        """A layer's params (a dict, or a (fwd, bwd) pair) -> {checkpoint name: array}."""
-        pairs = zip(("fwd", "bwd"), layer) if isinstance(layer, tuple) else [("", layer)]
-        return {_name(prefix, d, k): v for d, lp in pairs for k, v in lp.items()}
-
     def _layers(self, prefix: str, directions) -> list:
-        keys = self.cell.param_shapes(1, 1)
-        out = []
-        for l in range(self.config.layers):
-            groups = tuple({k: self.params[_name(f"{prefix}.{l}", d, k)] for k in keys} for d in directions)
-            out.append(groups if len(groups) == 2 else groups[0])
-        return out
+        """Per layer: the params of prefix.{l} (a (fwd, bwd) pair for two directions)."""
+        return [self._group(f"{prefix}.{l}", directions) for l in range(self.config.layers)]
 
-    def _group(self, prefix: str) -> dict:
+    def _named(self, prefix: str) -> dict:
         """{key: array} of the parameters named prefix.key."""
         n = len(prefix) + 1
         return {k[n:]: v for k, v in self.params.items() if k.startswith(prefix + ".")}
 
-    def init_state(self, batch: int) -> None:
-        """Pairs carry no state from batch to batch."""
-        return None
-
     # -- forward pieces ----------------------------------------------------------------------------------
-    def _dropout(self, train: bool, rng):
-        """-> (dropout rate, generator of the masks): no dropout unless training."""
-        return (self.config.dropout, self._rng if rng is None else rng) if train else (0.0, None)
-
     def _check(self, batch: PairBatch, need_target: bool) -> PairBatch:
         """The batch, checked against the model and widened to whole row blocks."""
-        c = self.config
-        if batch.source.min() < 0 or batch.source.max() >= c.source_vocab_size:
-            raise DataError(f"source ids must be in [0, {c.source_vocab_size})")
-        if need_target:
-            if batch.target is None:
+        for side, ids, n in (("source", batch.source, self.config.source_vocab_size),
+                             ("target", batch.target, self.config.target_vocab_size)):
+            if side == "target" and not need_target:
+                break
+            if ids is None:
                 raise DataError("the batch has no targets to train on")
-            if batch.target.min() < 0 or batch.target.max() >= c.target_vocab_size:
-                raise DataError(f"target ids must be in [0, {c.target_vocab_size})")
+            if ids.min() < 0 or ids.max() >= n:
+                raise DataError(f"{side} ids must be in [0, {n})")
         return _aligned(batch)
 
     def _encode(self, batch: PairBatch, rate: float, rng):
@@ -412,7 +393,7 @@ class Seq2Seq:
         return dstate0
 
     def _memory(self, a: np.ndarray, batch: PairBatch) -> Memory:
-        keys = None if self.attention is None else self.attention.keys(self._group("att"), a)
+        keys = None if self.attention is None else self.attention.keys(self._named("att"), a)
         return Memory(a, keys, batch.source_mask, batch.source_lengths)
 
     def _head(self, s: np.ndarray, memory: Memory, rate: float, rng):
@@ -421,7 +402,7 @@ class Seq2Seq:
         alpha, att = None, None
         h = s
         if self.attention is not None:
-            c, alpha, att_cache = self.attention.forward(self._group("att"), s, memory.a, memory.keys, memory.mask)
+            c, alpha, att_cache = self.attention.forward(self._named("att"), s, memory.a, memory.keys, memory.mask)
             sc = np.concatenate([s, c], axis=-1)                       # [s<t>, c<t>]
             h = np.tanh(dense_forward(sc.reshape(-1, sc.shape[-1]), p["att.Wc"], p["att.bc"]))   # ã<t>
             h = h.reshape(s.shape)
@@ -449,7 +430,7 @@ class Seq2Seq:
         grads["att.bc"] = dz2.sum(axis=0)
         dsc = (dz2 @ p["att.Wc"].T).reshape(sc.shape)
         Hd = shape[-1]
-        ds_att, da, att_grads = self.attention.backward(self._group("att"), dsc[..., Hd:], att_cache)
+        ds_att, da, att_grads = self.attention.backward(self._named("att"), dsc[..., Hd:], att_cache)
         grads.update({f"att.{k}": v for k, v in att_grads.items()})
         return dsc[..., :Hd] + ds_att, da
 
