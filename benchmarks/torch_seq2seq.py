@@ -245,7 +245,7 @@ def main() -> int:
     outputs = greedy(model, [vocab.source_ids(e.source) for e in test.examples])
     right = sum(vocab.target_text(o) in e.references for o, e in zip(outputs, test.examples))
     print(json.dumps({"steps": step, "seconds": round(seconds, 1), "target_tokens_per_s": round(tokens / seconds),
-                      "last_loss": round(float(loss), 4), "test_examples": len(test.examples),
+                      "last_loss": round(loss.item(), 4), "test_examples": len(test.examples),
                       "sequence_accuracy": right / len(test.examples), "wer": 1 - right / len(test.examples)}))
     return 0
 

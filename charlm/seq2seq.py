@@ -305,10 +305,11 @@ class Seq2Seq:
     # -- forward pieces ----------------------------------------------------------------------------------
     def _check(self, batch: PairBatch, need_target: bool) -> PairBatch:
         """The batch, checked against the model and widened to whole row blocks."""
-        for side, ids, n in (("source", batch.source, self.config.source_vocab_size),
-                             ("target", batch.target, self.config.target_vocab_size)):
-            if side == "target" and not need_target:
-                break
+        c = self.config
+        sides = [("source", batch.source, c.source_vocab_size)]
+        if need_target:
+            sides.append(("target", batch.target, c.target_vocab_size))
+        for side, ids, n in sides:
             if ids is None:
                 raise DataError("the batch has no targets to train on")
             if ids.min() < 0 or ids.max() >= n:
