@@ -15,11 +15,13 @@ W_a a<t'>) is the "keys" k<t'> (Tx, B, K), one product per source (`keys`), reus
 a decoding.
 
 Padding invariance: a column's numbers must not depend on how many padding steps follow it (an
-example alone and in a batch give the same result, bit for bit). The scores are per-element sums over
-the feature axis (einsum, no BLAS product whose shape would change with Tx or Ty), and the two sums
-over the source axis (the softmax's denominator and c<t>) add the source steps one at a time in the
-order t' = 1, 2, ... (the only Python loop, over time steps): a padding step then adds an exact 0.
-(np.sum over that axis would add in pairs, and the padding would change which real terms are paired.)
+example alone and in a batch give the same result, bit for bit). The matrix products (W_1 s<t>, the
+keys) run over Ty·B or Tx·B rows, whole blocks when B is (the models widen B to a multiple of
+charlm.tagger.ROW_ALIGN); the scores are per-element sums over the feature axis (einsum, not a
+per-column BLAS product whose shape would change with Tx or Ty); and the two sums over the source
+axis (the softmax's denominator and c<t>) add the source steps one at a time in the order t' = 1,
+2, ... (the only Python loop, over time steps), so a padding step adds an exact 0. (np.sum over that
+axis would add in pairs, and the padding would change which real terms are paired.)
 """
 
 from __future__ import annotations
