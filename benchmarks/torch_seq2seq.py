@@ -6,8 +6,8 @@ and quality comparison of the seq2seq task (needs the `bench` extra, torch==2.13
 The same model as charlm's with the same sizes (`Seq2SeqPeer`):
   * encoder: source embedding, dropout, an L-layer LSTM (bidirectional by default; packed sequences,
     so each direction's final state is the one at the source's own length, as charlm's LengthCell);
-  * bridge: s[l]<0> = tanh(W_b [→h[l], ←h[l]] + b_b) for h and, with its own weights, for c (none for
-    a one-directional encoder as wide as the decoder: its final states themselves);
+  * bridge: s[l]<0> = tanh(W_b [→h[l], ←h[l]] + b_b) for h and, with its own weights, for c, both from
+    the final h (none for a one-directional encoder as wide as the decoder: its final states themselves);
   * decoder: target embedding of y<t-1> (<EOS> first), dropout, an L-layer LSTM from s<0>;
   * attention after the decoder RNN (none | additive vᵀ tanh(W_1 s + W_2 a) | dot sᵀ W_a a), masked
     softmax over the source, c<t> = Σ α a, ã<t> = tanh(W_c [s<t>, c<t>] + b_c), dropout, W_y, softmax;
@@ -81,13 +81,10 @@ class Seq2SeqPeer(nn.Module):
         mask = torch.arange(Tx)[:, None] < lengths[None, :]
         if not self.bridged:
             return a, mask, (h, cs)
-        dirs = 2 if c.bidirectional else 1
-        state = []
-        for final, bridge in ((h, self.bridge_a), (cs, self.bridge_c)):
-            layers = final.view(c.layers, dirs, *final.shape[1:])       # [→h[l], ←h[l]] per layer
-            state.append(torch.stack([torch.tanh(bridge[l](torch.cat(list(layers[l]), dim=-1)))
-                                      for l in range(c.layers)]))
-        return a, mask, tuple(state)
+        layers = h.view(c.layers, 2 if c.bidirectional else 1, *h.shape[1:])
+        final = [torch.cat(list(layers[l]), dim=-1) for l in range(c.layers)]      # [→h[l], ←h[l]]
+        return a, mask, tuple(torch.stack([torch.tanh(bridge[l](final[l])) for l in range(c.layers)])
+                              for bridge in (self.bridge_a, self.bridge_c))
 
     def head(self, s, a, mask):
         """s (Ty,B,Hd) -> (logits (Ty,B,Vy), α (Tx,Ty,B) or None)."""

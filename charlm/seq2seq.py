@@ -6,9 +6,10 @@ y<1..Ty> and then <EOS> (the notes, "Different types of RNNs": machine translati
                          a<t'> = [→a<t'>, ←a<t'>] of the top layer,     (one-directional: enc.{l}.*)
                          (Tx, B, F), F = 2H (H one-directional)
     bridge    s[l]<0>  = tanh(W_b[l] [→a[l]<Tx>, ←a[l]<1>] + b_b[l])  bridge.{l}.a.W (F, Hd), bridge.{l}.a.b
-                         the LSTM's c[l]<0> likewise from [→c[l]<Tx>, ←c[l]<1>]   bridge.{l}.c.W, bridge.{l}.c.b
+                         the LSTM's c[l]<0> with its own weights from the same [→a[l]<Tx>, ←a[l]<1>]:
+                         bridge.{l}.c.W, bridge.{l}.c.b (→c<Tx> is not an output; see nn.lengthcell)
                          (a one-directional encoder as wide as the decoder has no bridge: s[l]<0> is its
-                         final state itself, the notes' encoder–decoder)
+                         final state itself, (a<Tx>, c<Tx>) for the LSTM: the notes' encoder–decoder)
     decoder   d<t>     = E_y[y<t-1>],  y<0> = <EOS> (the start token)  tgt.embed.W  E_y (Vy, Ey)
               s[l]<t>    stacked RNN from s[l]<0>; s<t> its top layer   dec.{l}.*
     none      ŷ<t>     = softmax(W_y s<t> + b_y)                        out.W (Hd, Vy), out.b (Vy,)
@@ -231,13 +232,13 @@ class Seq2Seq:
         self.config = c = config
         self.dtype = np.dtype(c.dtype)
         self.cell = cell_from_config(c)
-        enc_cell = LengthCell(self.cell)
+        self.bridged = c.bidirectional or c.hidden != c.decoder_hidden
+        enc_cell = LengthCell(self.cell, outputs_only=self.bridged)   # the bridge reads a<Tx> only
         self.directions = ("fwd", "bwd") if c.bidirectional else ("",)
         self.encoder = StackedRecurrent(Bidirectional(enc_cell) if c.bidirectional else enc_cell, c.layers)
         self.decoder = StackedRecurrent(self.cell, c.layers)
         self.attention = None if c.attention == "none" else Attention(c.attention)
         self.width = c.hidden * len(self.directions)             # F
-        self.bridged = c.bidirectional or c.hidden != c.decoder_hidden
         self.state_names = ("a", "c")[:self.cell.n_states]
         self._rng = np.random.default_rng(seed)
         if params is None:
@@ -339,37 +340,34 @@ class Seq2Seq:
             grads.update(self._flat(f"enc.{l}", g))
 
     def _bridge(self, finals):
-        """The decoder's initial state: s[l]<0> = tanh(W_b[l] [→a[l]<Tx>, ←a[l]<1>] + b_b[l]) per state
-        component (a; and c for the LSTM), or the encoder's final states themselves (no bridge)."""
+        """The decoder's initial state: s[l]<0> = tanh(W_b[l] [→a[l]<Tx>, ←a[l]<1>] + b_b[l]) for each
+        state component (a; and c for the LSTM, with its own W_b, b_b), or the encoder's final states
+        themselves (no bridge)."""
         if not self.bridged:
             return list(finals), None
         state0, cache = [], []
         for l, final in enumerate(finals):
-            layer = []
-            for i, n in enumerate(self.state_names):
-                inp = np.concatenate([final[0][i], final[1][i]], axis=1) if self.config.bidirectional \
-                    else final[i]                                      # (B, F)
-                s0 = np.tanh(dense_forward(inp, self.params[f"bridge.{l}.{n}.W"], self.params[f"bridge.{l}.{n}.b"]))
-                layer.append(s0)
-                cache.append((inp, s0))
-            state0.append(tuple(layer))
+            inp = np.concatenate([final[0][0], final[1][0]], axis=1) if self.config.bidirectional \
+                else final[0]                                          # [→a[l]<Tx>, ←a[l]<1>]  (B, F)
+            s0 = tuple(np.tanh(dense_forward(inp, self.params[f"bridge.{l}.{n}.W"], self.params[f"bridge.{l}.{n}.b"]))
+                       for n in self.state_names)
+            state0.append(s0)
+            cache.append((inp, s0))
         return state0, cache
 
     def _bridge_backward(self, dstate0: list, cache, grads: dict) -> list:
-        """dL/ds[l]<0> -> dL/d(the encoder's final states)."""
+        """dL/ds[l]<0> -> dL/d(the encoder's final outputs)."""
         if cache is None:
             return dstate0
-        H, dfinals, it = self.config.hidden, [], iter(cache)
-        for l in range(self.config.layers):
-            parts = []
-            for i, n in enumerate(self.state_names):
-                inp, s0 = next(it)
-                dz = dstate0[l][i] * (1.0 - s0 * s0)                   # tanh' = 1 - s0²
+        H, dfinals = self.config.hidden, []
+        for l, (inp, s0) in enumerate(cache):
+            dinp = 0.0
+            for n, s, ds in zip(self.state_names, s0, dstate0[l]):
+                dz = ds * (1.0 - s * s)                                # tanh' = 1 - s²
                 grads[f"bridge.{l}.{n}.W"] = inp.T @ dz
                 grads[f"bridge.{l}.{n}.b"] = dz.sum(axis=0)
-                parts.append(dz @ self.params[f"bridge.{l}.{n}.W"].T)  # (B, F)
-            dfinals.append((tuple(p[:, :H] for p in parts), tuple(p[:, H:] for p in parts))
-                           if self.config.bidirectional else tuple(parts))
+                dinp = dinp + dz @ self.params[f"bridge.{l}.{n}.W"].T  # (B, F)
+            dfinals.append(((dinp[:, :H],), (dinp[:, H:],)) if self.config.bidirectional else (dinp,))
         return dfinals
 
     def _decode(self, state0, target_in: np.ndarray, rate: float, rng):

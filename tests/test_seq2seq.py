@@ -81,6 +81,36 @@ def test_length_cell_is_the_cell_with_final_states_at_each_length(kind, opts):
         assert check_grad(loss, s, d) < TOL
 
 
+@pytest.mark.parametrize("peephole", [False, True])
+def test_lstm_final_outputs_only(peephole):
+    """LengthCell(lstm, outputs_only=True): one forward, the final "state" (a<L_b>,), its gradient added
+    to the outputs' at step L_b."""
+    rng = np.random.default_rng(6)
+    cell = C.make_cell("lstm", peephole=peephole)
+    p = cell.init_params(D, H, rng, "float64")
+    randomise([p], rng)
+    lengths = np.array([3, 5, 1, 3])
+    x = rng.normal(size=(5, 4, D))
+    s0 = tuple(rng.normal(size=(4, H)) for _ in range(2))
+    lc = LengthCell(cell, outputs_only=True)
+    a, final, cache = lc.forward(p, x, s0, lengths)
+    assert len(final) == 1 and lc.pieces is False and LengthCell(cell).pieces is True
+    np.testing.assert_array_equal(final[0], a[lengths - 1, np.arange(4)])
+    np.testing.assert_array_equal(final[0], LengthCell(cell).forward(p, x, s0, lengths)[1][0])
+    wa, wf = rng.normal(size=a.shape), rng.normal(size=(4, H))
+
+    def loss():
+        a, final, _ = lc.forward(p, x, s0, lengths)
+        return np.sum(wa * a) + np.sum(wf * final[0])
+
+    dx, grads, ds0 = lc.backward(p, wa, cache, (wf,))
+    for k in p:
+        assert check_grad(loss, p[k], grads[k], n_samples=24) < TOL, k
+    assert check_grad(loss, x, dx) < TOL
+    for s, d in zip(s0, ds0):
+        assert check_grad(loss, s, d) < TOL
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_masked_bidirectional_final_states(kind):
     """Bidirectional(LengthCell) returns (→a<L_b>, ←a<1>) of each column, as the sentence run alone;
@@ -198,17 +228,24 @@ def test_model_gradients(cell, opts, extra):
 
 
 def test_parameter_names_and_the_bridge():
-    """bridge.* only when the encoder is bidirectional or of another width; without it the decoder
-    starts from the encoder's final states themselves (a, and c for the LSTM)."""
+    """bridge.* only when the encoder is bidirectional or of another width (both LSTM components read
+    [→a<Tx>, ←a<1>]); without it the decoder starts from the encoder's final states themselves (a, and
+    c for the LSTM)."""
     bi = model("lstm")
     assert {k for k in bi.params if k.startswith("bridge.")} == {
         f"bridge.{l}.{n}.{w}" for l in (0, 1) for n in ("a", "c") for w in ("W", "b")}
     assert "enc.0.fwd.W" in bi.params and "enc.1.bwd.b" in bi.params and "dec.1.W" in bi.params
     assert {"att.W1", "att.W2", "att.v", "att.Wc", "att.bc", "out.W", "src.embed.W", "tgt.embed.W"} <= set(bi.params)
-    assert bi.params["bridge.0.a.W"].shape == (2 * H, 5)
+    assert bi.params["bridge.0.a.W"].shape == bi.params["bridge.0.c.W"].shape == (2 * H, 5)
+    srcs, _ = pairs(5)
+    a, finals, _ = bi._encode(bi._check(pad_pairs(srcs), False), 0.0, None)
+    state0, _ = bi._bridge(finals)
+    last = np.concatenate([a[np.array(SOURCE_LENGTHS) - 1, np.arange(10), :H], a[0, :10, H:]], axis=1)
+    for l, n in ((1, "a"), (1, "c")):              # the top layer's s<0> from [→a<Tx>, ←a<1>] of its outputs
+        expect = np.tanh(last @ bi.params[f"bridge.{l}.{n}.W"] + bi.params[f"bridge.{l}.{n}.b"])
+        np.testing.assert_allclose(state0[l][("a", "c").index(n)][:10], expect, rtol=0, atol=1e-14)
     plain = model("lstm", attention="none", bidirectional=False, decoder_hidden=H)
     assert not any(k.startswith(("bridge.", "att.")) for k in plain.params) and "enc.0.W" in plain.params
-    srcs, _ = pairs(5)
     _, state0, _ = plain.encode(srcs)
     for i, n in enumerate(SOURCE_LENGTHS):        # s[l]<0> = the encoder's (a<Tx>, c<Tx>) of the source alone
         h = plain.params["src.embed.W"][srcs[i]][:, None]

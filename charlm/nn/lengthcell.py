@@ -17,7 +17,12 @@ piece, added to the gradient of the state that the next piece started from.
 
 A cell whose whole state is its output (RNN, GRU: a<t> = c<t>) needs no pieces: one forward over all
 T steps, the final state of column b is its output a<L_b>, and the gradient of that final state is
-added to the output gradient at step L_b. The pieces are for the LSTM, whose c<t> is not an output.
+added to the output gradient at step L_b. So does an LSTM asked for its final output only
+(`outputs_only=True`: the final "state" is then the 1-tuple (a<L_b>,)). The pieces are for the
+LSTM's whole final state (a<L_b>, c<L_b>): c<t> is not an output. They cost a forward and a
+backward call per distinct length (measured, forward and backward of the G2P-sized model of
+benchmarks/bench_seq2seq.py, batches of 64 words, one thread: +17 % for a batch of 4 source lengths,
++8 % for one of 2), so a model reads the whole state only where it needs it.
 
 Interface (the cells', with `lengths`):
     forward(p, x (T,B,D), state, lengths (B,) or None)  -> (a (T,B,H), final state at L_b, cache)
@@ -38,9 +43,10 @@ class LengthCell:
 
     stops_at_length = True
 
-    def __init__(self, cell):
+    def __init__(self, cell, outputs_only: bool = False):
         self.cell = cell
         self.kind, self.G, self.n_states = cell.kind, cell.G, cell.n_states
+        self.pieces = cell.n_states > 1 and not outputs_only     # else the final state is (a<L_b>,)
 
     def param_shapes(self, D: int, H: int) -> dict:
         return self.cell.param_shapes(D, H)
@@ -60,7 +66,7 @@ class LengthCell:
         """x (T,B,D), state (tuple of (B,H)), lengths (B,) -> (a (T,B,H), state at L_b, cache)."""
         T = x.shape[0]
         L = np.full(x.shape[1], T) if lengths is None else np.asarray(lengths)
-        if self.n_states == 1:                                   # the state is the output
+        if not self.pieces:                                      # the final output a<L_b>
             a, _, cache = self.cell.forward(p, x, state)
             cols = np.arange(x.shape[1])
             final = np.where((L > 0)[:, None], a[np.maximum(L, 1) - 1, cols], state[0])   # a<L_b>
@@ -79,17 +85,19 @@ class LengthCell:
         return a, tuple(final), (caches, bounds, L)
 
     def backward(self, p, da, cache, dstate=None):
-        """da (T,B,H), dstate: dL/d(final state) (tuple, entries may be None) -> (dx, grads, dstate0)."""
+        """da (T,B,H), dstate: dL/d(final state) (a tuple; entries may be None, or left out at the end)
+        -> (dx, grads, dstate0)."""
         caches, bounds, L = cache
-        if bounds is None:                                       # dL/da<L_b> += dL/d(final state)
-            if dstate is not None and dstate[0] is not None:
+        if bounds is None:                                       # dL/da<L_b> += dL/d(final output)
+            given = dstate is not None and dstate[0] is not None
+            ended = L > 0
+            if given:
                 da = np.array(da)
-                ended = L > 0
                 da[L[ended] - 1, np.flatnonzero(ended)] += dstate[0][ended]
-            dx, grads, (d0,) = self.cell.backward(p, da, caches)
-            if dstate is not None and dstate[0] is not None and not ended.all():
-                d0 = d0 + np.where(ended[:, None], 0.0, dstate[0])      # a length 0 keeps state0
-            return dx, grads, (d0,)
+            dx, grads, d0 = self.cell.backward(p, da, caches)
+            if given and not ended.all():                        # a length 0 keeps state0
+                d0 = (d0[0] + np.where(ended[:, None], 0.0, dstate[0]),) + tuple(d0[1:])
+            return dx, grads, d0
         dnext, grads, dxs = None, None, []
         for k in reversed(range(len(caches))):
             t0, t1 = bounds[k], bounds[k + 1]
@@ -97,7 +105,7 @@ class LengthCell:
             ds = []
             for i in range(self.n_states):
                 g = None if dnext is None else dnext[i]
-                if dstate is not None and dstate[i] is not None and done.any():
+                if dstate is not None and i < len(dstate) and dstate[i] is not None and done.any():
                     mine = np.where(done, dstate[i], 0.0)             # the columns that end here
                     g = mine if g is None else g + mine
                 ds.append(g)
