@@ -80,8 +80,10 @@ def run(args, log=print) -> tuple[list[dict], list[str]]:
     log(f"float32 GEMM peak: {peak['gflops']:.1f} GFLOP/s "
         + ", ".join(f"n={n}: {g:.1f}" for n, g in peak["by_size"].items()))
     rows, notes = [], [f"float32 GEMM peak of numpy's BLAS: {peak['gflops']:.1f} GFLOP/s"]
+    sizes = []
     for attention in args.attention.split(","):
         model = Seq2Seq(config(vocab, attention), seed=0)
+        sizes.append(f"{attention} {model.num_params():,}")
         fns = {"charlm": training_call(model, batches)}
         if torch is not None:
             fns["torch"] = torch_fn(torch, Seq2Seq(config(vocab, attention), seed=0), batches)
@@ -95,7 +97,7 @@ def run(args, log=print) -> tuple[list[dict], list[str]]:
                          + common.cut_short(times, steps), charlm=tps["charlm"], torch=tps.get("torch"),
                          ratio=rt, target="≥ 1.0× PyTorch", met=None if rt is None else rt >= 1.0))
     lengths = [(b.source.shape[0], b.target.shape[0]) for b in batches]
-    notes.append(f"{model.num_params():,} parameters (charlm); batches (Tx, Ty) = {lengths}; {warm} warm-up + "
+    notes.append(f"parameters (charlm): {', '.join(sizes)}; batches (Tx, Ty) = {lengths}; {warm} warm-up + "
                  f"{steps} timed calls of {PER_CALL} training steps per side, interleaved; median call time")
     return rows, notes
 
