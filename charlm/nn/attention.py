@@ -128,8 +128,11 @@ class Attention:
             da += _rows(dk, p["W"].T)
             return ds, da, grads
         dv = np.einsum("stbh,stb->h", h, de, optimize=True)
-        dz = de[..., None] * p["v"]
-        dz *= 1.0 - h * h                                           # tanh' = 1 - h²
+        dz = h                                                      # (a cache is used once: h's memory)
+        np.multiply(h, h, out=dz)
+        np.subtract(1.0, dz, out=dz)                                # tanh' = 1 - h²
+        dz *= de[..., None]
+        dz *= p["v"]                                                # dL/d(W_1 s<t> + W_2 a<t'>)
         dq, dk = dz.sum(axis=0), dz.sum(axis=1)                     # (Ty,B,Ha) on W_1 s<t>; (Tx,B,Ha) on W_2 a<t'>
         ds = _rows(dq, p["W1"].T)
         grads = {"W1": s.reshape(-1, s.shape[-1]).T @ dq.reshape(-1, dq.shape[-1]),
