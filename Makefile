@@ -22,12 +22,12 @@ test: $(STAMP)
 demo: $(STAMP)
 	mkdir -p demo
 	$(BIN)/charlm tokenize --stats data/tinyshakespeare.txt
-	cd demo && ../$(BIN)/charlm train ../data/tinyshakespeare.txt --time-limit 110 --eval-every 100
+	cd demo && ../$(BIN)/charlm train ../data/tinyshakespeare.txt --time-limit 110 --eval-every 100 --force
 	cd demo && ../$(BIN)/charlm sample --temperature 0.8 --length 400 --seed 1
 	cd demo && ../$(BIN)/charlm score "The apple and pear salad" "The apple and pair salad"
 	cd demo && ../$(BIN)/charlm plot charlm.last.npz -o curves.png
 	cd demo && ../$(BIN)/charlm train --task tag ../data/wikigold.train.txt --val-file ../data/wikigold.dev.txt \
-		-o ner.npz --time-limit 60 --eval-every 42
+		-o ner.npz --time-limit 60 --eval-every 42 --force
 	cd demo && ../$(BIN)/charlm eval -m ner.npz ../data/wikigold.test.txt | head -4
 	cd demo && ../$(BIN)/charlm tag -m ner.npz "He said, Teddy Roosevelt was a great President" "Teddy bears are on sale!"
 	cd demo && ../$(BIN)/charlm tag -m ner.npz --spans "He said, Teddy Roosevelt was a great President" "Teddy bears are on sale!"

@@ -34,6 +34,7 @@ use `from charlm.train import ...` or `importlib.import_module("charlm.train")` 
 
 from __future__ import annotations
 
+import inspect
 import io
 import logging
 import math
@@ -64,7 +65,7 @@ from charlm.scoring import (
     score_stream,
 )
 from charlm.tokenizer import Tokenizer
-from charlm.train import Reporter, TrainOptions
+from charlm.train import Reporter, TrainOptions, resumed_task
 from charlm.train import train as _train_engine
 
 __all__ = ["Model", "LM", "Tagger", "Classifier", "load", "train", "register_task", "TASKS"]
@@ -398,17 +399,23 @@ def train(corpus: str | os.PathLike, *, output: str | os.PathLike = "charlm.npz"
     `--vocab` is `vocab`, `--no-bidirectional` is `bidirectional=False`) and defaults (None:
     the task's default); `lr` None means the optimizer's default. The best model is written to
     `output` and the resumable state beside it (NAME.last.npz); `resume=True`
-    continues that run; `force=True` lets it replace an output that is not a charlm file (never
-    an input). No progress bar unless `progress=True`; the engine's messages go to the
+    continues that run with its own options (only epochs, max_steps, time_limit, patience,
+    metrics, cache_dir and no_cache may be given again to change them); a new run refuses to
+    replace another run's files at `output` unless `force=True`, which also lets it replace an
+    output that is not a charlm file (never an input). No progress bar unless `progress=True`; the engine's messages go to the
     "charlm" logger. Ctrl-C saves the run, then raises KeyboardInterrupt.
     """
     flags = dict(locals())
     for name in ("corpus", "output", "vocab", "val_file", "metrics", "cache_dir"):
         flags[name] = _path(flags[name])
     resume, progress = flags.pop("resume"), flags.pop("progress")
+    defaults = {k: p.default for k, p in inspect.signature(train).parameters.items()}
+    given = {k for k, v in flags.items() if k != "corpus" and v != defaults[k]}
+    if resume and "task" not in given:
+        flags["task"] = resumed_task(flags["output"]) or task  # the saved run's task
     opts = TrainOptions.from_flags(**flags)
     reporter = _progress_reporter() if progress else _LogReporter()
-    summary = _train_engine(opts, resume=resume, reporter=reporter)
+    summary = _train_engine(opts, resume=resume, reporter=reporter, given=given)
     if summary.get("interrupted"):
         raise KeyboardInterrupt(f"training {summary['reason']} at step {summary['step']}; saved "
                                 f"(resume with resume=True)")

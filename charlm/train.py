@@ -115,8 +115,11 @@ class TrainOptions:
     format: str | None = None  # tag/classify: the training file's format (None: detected)
     tag_column: str | None = None  # tag: upos, xpos or a column number (None: the format's default)
 
-    # Options that a resumed run takes from the command that resumes it; all others are the run's own.
-    PER_INVOCATION = ("epochs", "max_steps", "time_limit", "patience", "metrics", "force", "cache_dir", "no_cache")
+    # On --resume the run keeps its own options. These may be given again to change them (with a
+    # notice); any other option given with a value that differs from the run's is refused.
+    PER_INVOCATION = ("epochs", "max_steps", "time_limit", "patience", "metrics", "cache_dir", "no_cache")
+    # ... and these always come from the command that resumes: where the run's files are, and --force.
+    WHERE = ("output", "force")
 
     def __post_init__(self) -> None:
         if not isinstance(self.corpus, str) or not self.corpus:
@@ -457,9 +460,82 @@ def _start(opts: TrainOptions, reporter=None, verify: bool = True) -> Run:
     return run
 
 
-def _resume(opts: TrainOptions, reporter=None, verify: bool = True) -> Run:
-    """Read the run saved next to opts.output. It continues with its own options; only the
-    per-invocation ones (stopping rules, metrics path, --force) come from `opts`."""
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _option(opts: TrainOptions, name: str, config=None):
+    """The value of option `name` (as `from_flags` spells it) in `opts`; a model setting is read
+    from the model's `config` when it is given (it holds the task's defaults too)."""
+    if name in TrainOptions.TOKENIZER_FLAGS:
+        return opts.tokenizer.get(name)
+    if name in TrainOptions.MODEL_FLAGS:
+        return getattr(config, name, None) if config is not None else opts.model.get(name)
+    value = getattr(opts, name, None)
+    if name in ("val_file", "vocab") and value is not None:
+        return str(Path(value).resolve())
+    return value
+
+
+def _resumed_options(saved: TrainOptions, opts: TrainOptions, given, config, where: Path,
+                     record: dict, reporter) -> TrainOptions:
+    """The options a resumed run continues with: its own (`saved`), where its files are and
+    --force from the command (`opts`), and the PER_INVOCATION options the command gave (`given`:
+    the option names given explicitly; None: take all of them from `opts`). A given option that
+    would change the model, the data or the task is refused (UsageError naming it)."""
+    keep = {k: getattr(opts, k) for k in TrainOptions.WHERE}
+    if given is None:
+        return replace(saved, **keep, **{k: getattr(opts, k) for k in TrainOptions.PER_INVOCATION})
+    given = set(given) - {"corpus", "resume", *TrainOptions.WHERE}
+    changed = [k for k in sorted(given - set(TrainOptions.PER_INVOCATION))
+               if _option(opts, k) != _option(saved, k, config)]
+    if changed:
+        k = changed[0]
+        others = f" (and {', '.join(_flag(c) for c in changed[1:])})" if changed[1:] else ""
+        raise UsageError(
+            f"--resume continues the run in {where} with its own options: {_flag(k)} {_option(opts, k)} "
+            f"differs from the run's {_option(saved, k, config)}{others}; only "
+            f"{', '.join(_flag(c) for c in TrainOptions.PER_INVOCATION)} may change on --resume "
+            "(train a new run with another -o to change the others)")
+    for k in sorted(given & set(TrainOptions.PER_INVOCATION)):
+        if getattr(opts, k) != getattr(saved, k):
+            keep[k] = getattr(opts, k)
+            reporter.note(f"resuming with {_flag(k)} {getattr(opts, k)} (the run had {getattr(saved, k)})")
+    if "metrics" not in keep:
+        keep["metrics"] = _continued_metrics(saved, opts, record, reporter)
+    return replace(saved, **keep)
+
+
+def _continued_metrics(saved: TrainOptions, opts: TrainOptions, record: dict, reporter) -> str | None:
+    """The metrics log a resumed run appends to when --metrics is not given: the run's own log,
+    if the state was read from where the run wrote it (not from a copy elsewhere)."""
+    paths = record.get("paths") if isinstance(record.get("paths"), dict) else {}
+    log, home = paths.get("metrics"), paths.get("output")
+    if not saved.metrics:
+        return None
+    if isinstance(log, str) and isinstance(home, str) and os.path.abspath(opts.output) == home:
+        reporter.note(f"continuing the metrics log {log}")
+        return log
+    reporter.message(f"the run kept a metrics log ({log or saved.metrics}) that this resumed copy does not "
+                     "continue: add --metrics PATH to keep one")
+    return None
+
+
+def resumed_task(output: str | os.PathLike) -> str | None:
+    """The task of the run saved next to `output` (None when there is none or it is unreadable):
+    what a resumed command trains, whatever its --task default."""
+    try:
+        _, meta = ckpt.load_checkpoint(last_path(output))
+    except (CharlmError, OSError):
+        return None
+    task = meta.get("task", "lm")
+    return task if task in TASKS else None
+
+
+def _resume(opts: TrainOptions, reporter=None, verify: bool = True, given=None) -> Run:
+    """Read the run saved next to opts.output. It continues with its own options and writes to
+    opts.output (see `_resumed_options`)."""
+    reporter = reporter or Reporter()
     last_file = last_path(opts.output)
     if not last_file.exists():
         raise DataError(f"nothing to resume: no training state at {last_file} (train without --resume first)")
@@ -475,11 +551,11 @@ def _resume(opts: TrainOptions, reporter=None, verify: bool = True) -> Run:
     if missing:
         raise CheckpointError(f"{last_file} has no usable training state (missing {', '.join(missing)}): "
                               "train again without --resume")
-    saved = replace(saved, **{k: getattr(opts, k) for k in TrainOptions.PER_INVOCATION})
     if Path(saved.corpus).resolve() != Path(opts.corpus).resolve():
         raise UsageError(f"--resume continues the run on {saved.corpus}, not {opts.corpus}")
     loaded = ckpt.model_from_checkpoint(arrays, meta, str(last_file))
     model, vocab, _ = loaded
+    saved = _resumed_options(saved, opts, given, model.config, last_file, record, reporter)
     try:
         optimizer = make_optimizer(saved.optimizer, saved.lr)
         optimizer.load_state_dict(record["optimizer"], ckpt.arrays_under(arrays, "optim"))
@@ -504,6 +580,8 @@ def _resume(opts: TrainOptions, reporter=None, verify: bool = True) -> Run:
     run = Run(saved, model, vocab, source, validation, optimizer, state, dict(info, params=model.num_params()),
               warning, extra)
     _check_hidden(state.hidden, run.initial_hidden(), last_file)
+    if not Path(saved.output).exists():  # e.g. a copied .last file: the next evaluation writes -o
+        state.saved_val_loss, state.best_step = None, None
     return run
 
 
@@ -686,7 +764,9 @@ class Trainer:
         record, state_arrays = self.comm.gather_state(run.state).to_checkpoint()
         scalars, opt_arrays = run.optimizer.state_dict()
         record.update(options=asdict(run.opts), optimizer=scalars,
-                      schedule={"factor": run.opts.lr_decay, "min_lr": run.opts.lr * MIN_LR_FRACTION})
+                      schedule={"factor": run.opts.lr_decay, "min_lr": run.opts.lr * MIN_LR_FRACTION},
+                      paths={"output": os.path.abspath(run.opts.output),  # where this run writes
+                             "metrics": os.path.abspath(run.opts.metrics) if run.opts.metrics else None})
         arrays = dict(ckpt.model_arrays(run.model), **{f"optim/{k}": v for k, v in opt_arrays.items()},
                       **state_arrays)
         if self.comm.rank == 0:
@@ -708,27 +788,33 @@ class Trainer:
                 "elapsed": time.perf_counter() - self.started}
 
 
-def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = None, comm=None) -> dict:
+def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = None, comm=None,
+          given=None) -> dict:
     """Train as `opts` says; return a summary dict (reason, interrupted, step, epoch, best_val_loss
     (the validation objective) and best_step of the model at --output, best_record (its
     evaluation record: val_loss, val_accuracy, ...), output, last, level, task, elapsed).
 
-    Raises `CharlmError` for user mistakes and for a diverged run; on a signal, saves and returns
-    with summary["interrupted"] set to the signal's name. `comm` is the process group
+    With `resume`, the run saved next to opts.output continues with its own options; `given`
+    names the options the caller set explicitly (see `_resumed_options`). Raises `CharlmError`
+    for user mistakes and for a diverged run; on a signal, saves and returns with
+    summary["interrupted"] set to the signal's name. `comm` is the process group
     (`SingleProcess()` when None).
     """
     rep, comm = reporter or Reporter(), comm or SingleProcess()
     if not resume:
-        _check_files(opts)
-    prepare = _resume if resume else _start
-    run = comm.part(comm.root_first(lambda first: prepare(opts, rep, verify=first)))
+        _check_files(opts, fresh=True)
+    if resume:
+        prepare = lambda first: _resume(opts, rep, verify=first, given=given)  # noqa: E731
+    else:
+        prepare = lambda first: _start(opts, rep, verify=first)  # noqa: E731
+    run = comm.part(comm.root_first(prepare))
     if run.opts.accumulate > 1:  # one update per --accumulate batches
         run.source = Accumulated(run.source, run.opts.accumulate)
         run.info["steps_per_epoch"] = run.source.steps_per_epoch()
     if resume:
         _check_files(run.opts)  # checked against the resumed run's own inputs
-        rep.message(f"resuming from {last_path(opts.output)} at step {run.state.step} "
-                    f"(epoch {run.state.epoch + 1})")
+        done = run.state.epoch + run.source.epoch_fraction(run.state.position)
+        rep.note(f"resuming from {last_path(opts.output)} at step {run.state.step} ({done:.2f} epochs done)")
     if run.warning:
         rep.message(run.warning)
     if run.validation is None and not resume:
@@ -756,12 +842,41 @@ def train(opts: TrainOptions, resume: bool = False, reporter: Reporter | None = 
     return trainer.summary(reason, flag.name)
 
 
-def _check_files(opts: TrainOptions) -> None:
+def _describe_run(path: Path) -> str:
+    """What the checkpoint at `path` holds, for a refusal: task, steps, corpus."""
+    try:
+        _, meta = ckpt.load_checkpoint(path)
+        record = meta.get("train") or {}
+        corpus = (record.get("options") or {}).get("corpus")
+        return (f"a model of another run (task {meta.get('task', 'lm')}, {record.get('step', '?')} steps"
+                + (f" on {corpus}" if corpus else "") + ")")
+    except (CharlmError, OSError, AttributeError):
+        return "a charlm checkpoint that cannot be read"
+
+
+def _check_fresh(opts: TrainOptions) -> None:
+    """A new run never silently replaces another run's model or metrics log (unless --force)."""
+    if opts.force:
+        return
+    for path in (last_path(opts.output), Path(opts.output)):
+        if path.is_file() and path.stat().st_size > 0:
+            raise UsageError(f"-o {opts.output}: {path} holds {_describe_run(path)}: continue that run with "
+                             "--resume, choose another -o, or add --force to replace it")
+    if opts.metrics and os.path.isfile(opts.metrics) and os.path.getsize(opts.metrics) > 0:
+        raise UsageError(f"--metrics {opts.metrics} already holds the log of another run: choose another "
+                         "file, or add --force to replace it")
+
+
+def _check_files(opts: TrainOptions, fresh: bool = False) -> None:
     """The file-safety rule (charlm.files), and find out now — not at the first evaluation —
-    that the metrics log cannot be written. With --force a foreign metrics file is replaced."""
+    that the metrics log cannot be written. A `fresh` run (not --resume) refuses to replace
+    another run's files (`_check_fresh`); with --force it replaces them, and a foreign metrics
+    file, from scratch."""
     check_outputs(opts.outputs(), opts.inputs(), force=opts.force)
+    if fresh:
+        _check_fresh(opts)
     if opts.metrics:
-        mode = "w" if opts.force and is_foreign(Output(opts.metrics, METRICS, "--metrics")) else "a"
+        mode = "w" if opts.force and (fresh or is_foreign(Output(opts.metrics, METRICS, "--metrics"))) else "a"
         try:
             open(opts.metrics, mode, encoding="utf-8").close()
         except OSError as err:

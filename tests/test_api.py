@@ -165,8 +165,8 @@ def _options_from_cli(monkeypatch, args) -> dict:
 
     seen = {}
 
-    def fake(opts, resume=False, reporter=None, comm=None):
-        seen.update(vars(opts), resume=resume)
+    def fake(opts, resume=False, reporter=None, comm=None, given=None):
+        seen.update(vars(opts), resume=resume, given=sorted(given))
         raise charlm.CharlmError("stop here")
 
     monkeypatch.setattr(cli_train, "train", fake)
@@ -177,8 +177,8 @@ def _options_from_cli(monkeypatch, args) -> dict:
 def _options_from_api(monkeypatch, corpus, **kw) -> dict:
     seen = {}
 
-    def fake(opts, resume=False, reporter=None, comm=None):
-        seen.update(vars(opts), resume=resume)
+    def fake(opts, resume=False, reporter=None, comm=None, given=None):
+        seen.update(vars(opts), resume=resume, given=sorted(given))
         raise charlm.CharlmError("stop here")
 
     monkeypatch.setattr(api, "_train_engine", fake)
@@ -234,7 +234,7 @@ def test_train_signature_covers_the_command_line():
 
 
 def test_train_interrupted_saves_and_raises(files, tmp_path, monkeypatch):
-    def interrupted(opts, resume=False, reporter=None):
+    def interrupted(opts, resume=False, reporter=None, given=None):
         return {"interrupted": "SIGINT", "reason": "interrupted by SIGINT", "step": 3}
 
     monkeypatch.setattr(api, "_train_engine", interrupted)

@@ -693,12 +693,24 @@ def test_train_force_replaces_a_foreign_output_and_metrics_file(run, files):
     assert records and all("step" in rec for rec in records)  # replaced, not appended to
 
 
-def test_train_replaces_its_own_kind_of_file(run, files, tmp_path):
+def test_a_new_run_never_silently_replaces_another_runs_files(run, files, tmp_path):
+    """Issue 18.2: a fresh run over another run's model (or metrics log) is refused, saying what is
+    there and offering --resume or --force; --force replaces the model and starts the log anew."""
     out, log = tmp_path / "m.npz", tmp_path / "log.jsonl"
-    for _ in range(2):  # a second run over its own model and metrics log is fine
-        r = run("train", files["corpus"], *TINY, "--max-steps", "2", "-o", out, "--metrics", log)
-        assert r.exit_code == 0, r.output
-    assert len(log.read_text().splitlines()) == 2
+    r = run("train", files["corpus"], *TINY, "--max-steps", "2", "-o", out, "--metrics", log)
+    assert r.exit_code == 0, r.output
+    before = {p: p.read_bytes() for p in (out, tmp_path / "m.last.npz", log)}
+    r = run("train", files["corpus"], *TINY, "--max-steps", "3", "-o", out, "--hidden", "5")
+    clean_error(r, 2, "another run", "task lm", "2 steps", "corpus.txt", "--resume", "--force")
+    assert all(p.read_bytes() == b for p, b in before.items())
+    (tmp_path / "m.last.npz").unlink()  # the best model alone is another run's work too
+    clean_error(run("train", files["corpus"], *TINY, "-o", out), 2, "another run", "--force")
+    other = tmp_path / "other.npz"
+    clean_error(run("train", files["corpus"], *TINY, "-o", other, "--metrics", log), 2, "--metrics", "--force")
+    assert not other.exists()
+    r = run("train", files["corpus"], *TINY, "--max-steps", "3", "-o", out, "--metrics", log, "--force")
+    assert r.exit_code == 0, r.output
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [3]
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -913,7 +925,7 @@ def test_corrupt_token_cache(run, models, tmp_path, monkeypatch, damage, says):
 
     monkeypatch.setattr(tokencache, "MIN_BYTES", 0)
     cmd = ["train", models["corpus"], "-o", tmp_path / "m.npz", *TINY[:-1], "--max-steps", "2",
-           "--cache-dir", tmp_path / "cache"]  # not -q: that would hide the warning
+           "--cache-dir", tmp_path / "cache", "--force"]  # not -q: that would hide the warning
     assert run(*cmd).exit_code == 0
     files = tokencache.cache_files(models["corpus"], TokenizerConfig(), tmp_path / "cache")
     damage(files)

@@ -17,7 +17,7 @@ from charlm.nn.alloc import keep_freed_memory
 from charlm.nn.cells import CELLS
 from charlm.optim import DEFAULT_LR
 from charlm.tagdata import LABEL_FORMATS, TAG_FORMATS
-from charlm.train import TASKS, Reporter, TrainOptions, last_path, train
+from charlm.train import TASKS, Reporter, TrainOptions, last_path, resumed_task, train
 
 LN2 = math.log(2)
 
@@ -183,11 +183,16 @@ class BarReporter(Reporter):
                    "Improvement: lower validation loss (lm), higher entity F1 (entity tags), token "
                    "accuracy (other tags) or accuracy (classify).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--resume", is_flag=True, help="Continue the run saved next to --output.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run saved next to --output, with the run's own options (task, model, data, "
+                   "optimizer, metrics log). Only --epochs, --max-steps, --time-limit, --patience, --metrics, "
+                   "--cache-dir and --no-cache may be given again to change them; other options are refused "
+                   "if they differ from the run's.")
 @click.option("--metrics", type=click.Path(dir_okay=False), default=None,
               help="Append one JSON line per evaluation to this file.")
 @click.option("--force", is_flag=True,
-              help="Replace an existing -o/--metrics file that is not a charlm file (never an input).")
+              help="Start a new run even where -o or --metrics holds another run's files (they are replaced), "
+                   "or replace a file there that is not a charlm file (never an input).")
 @cache_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation lines.")
 def train_command(corpus, resume, quiet, **flags):
@@ -195,7 +200,7 @@ def train_command(corpus, resume, quiet, **flags):
 
     \b
     Examples:
-      charlm train data/tinyshakespeare.txt                  # char-level LSTM -> charlm.npz
+      charlm train data/tinyshakespeare.txt                  # char-level GRU -> charlm.npz
       charlm train names.txt --mode lines --cell lstm        # one name per line
       charlm train ptb.train.txt --level word --split whitespace --val-file ptb.valid.txt
       charlm train corpus.txt --time-limit 600               # stop after ten minutes
@@ -230,11 +235,15 @@ def train_command(corpus, resume, quiet, **flags):
     if comm.size > 1 and comm.rank == 0 and not quiet:
         click.echo(f"charlm: data-parallel over {comm.size} processes", err=True)
     keep_freed_memory()  # every step allocates the same large arrays: reuse them (nn/alloc.py)
-    if click.get_current_context().get_parameter_source("level") == ParameterSource.DEFAULT:
+    ctx = click.get_current_context()
+    given = {name for name in flags if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+    if "level" not in given:
         flags["level"] = None  # the task's default: characters for lm, words for tag and classify
+    if resume and "task" not in given:
+        flags["task"] = resumed_task(flags["output"]) or flags["task"]  # the saved run's task
     opts = TrainOptions.from_flags(corpus=corpus, **flags)
     summary = train(opts, resume=resume, reporter=BarReporter(quiet) if comm.rank == 0 else Reporter(),
-                    comm=comm)
+                    comm=comm, given=given)
     where = f"best model (step {summary['best_step']}) in {summary['output']}; resumable state in {summary['last']}"
     if summary["interrupted"]:
         if comm.rank == 0:
