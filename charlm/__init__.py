@@ -8,7 +8,7 @@ The public Python API is what `__all__` lists (see `charlm.api` and the README's
 Everything else, the submodules included, is internal and may change between versions.
 """
 
-__version__ = "0.1.0"
+from charlm.version import __version__  # noqa: F401
 
 # Under mpiexec, each process's share of the cores as BLAS threads: this must happen before
 # anything imports NumPy (charlm/launch.py).

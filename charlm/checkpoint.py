@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charlm import __version__
+from charlm.version import __version__
 from charlm.errors import CharlmError, CheckpointError
 from charlm.model import LanguageModel, ModelConfig
 from charlm.tagger import MODELS, TaggerConfig

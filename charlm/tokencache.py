@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charlm import __version__
+from charlm.version import __version__
 from charlm.errors import CharlmError, UsageError
 from charlm.files import TOKEN_CACHE, TOKEN_CACHE_FORMAT, Output, check_outputs, is_foreign
 from charlm.tokenids import HEADER, TokenIds, map_ids, npy_header, tokenize_ids

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charlm import __version__
+from charlm.version import __version__
 from charlm import checkpoint as ckpt
 from charlm.batches import Accumulated, SentenceBatches, SentenceValidation, StreamBatches, StreamValidation
 from charlm.corpus import prepare_lm_data

@@ -14,8 +14,9 @@ import sys
 import click
 import numpy as np
 
-from charlm import __version__, launch, parallel
+from charlm import launch, parallel
 from charlm.errors import CharlmError
+from charlm.version import __version__
 
 
 class CharlmGroup(click.Group):
