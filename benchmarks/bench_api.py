@@ -45,8 +45,8 @@ def api_model(name: str, cell: str):
     """(charlm.LM with random weights, the vocabulary's tokens) for configuration `name`."""
     import charlm
     from charlm.model import LanguageModel, ModelConfig
-    from charlm.tokenizer import TokenizerConfig
-    from charlm.vocab import Vocab
+    from charlm.text.tokenizer import TokenizerConfig
+    from charlm.text.vocab import Vocab
 
     cfg = CONFIGS[name]
     n = cfg["V"] - 2                                      # <UNK> and <EOS> take two ids

@@ -64,8 +64,8 @@ def synthetic_vocab(V: int):
     charlm.tokenizer is missing.
     """
     try:
-        from charlm.tokenizer import Tokenizer, TokenizerConfig
-        from charlm.vocab import Vocab
+        from charlm.text.tokenizer import Tokenizer, TokenizerConfig
+        from charlm.text.vocab import Vocab
     except ImportError:
         return None
     n = V - 2                                            # <UNK> and <EOS> take two ids

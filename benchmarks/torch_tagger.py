@@ -52,7 +52,7 @@ from charlm.metrics import conlleval_counts  # noqa: E402
 from charlm.sentences import Encoder  # noqa: E402
 from charlm.tagger import TaggerConfig, make_model  # noqa: E402
 from charlm.tagdata import read_tagged  # noqa: E402
-from charlm.tokenizer import TokenizerConfig  # noqa: E402
+from charlm.text.tokenizer import TokenizerConfig  # noqa: E402
 
 
 class BiLSTMTagger(nn.Module):

@@ -59,12 +59,12 @@ from charlm.scoring import (
     CorpusSummary,
     SentenceScore,
     is_char_level,
-    iter_lines,
     score_lines,
     score_sentences,
     score_stream,
 )
-from charlm.tokenizer import Tokenizer
+from charlm.text.reader import iter_lines
+from charlm.text.tokenizer import Tokenizer
 from charlm.train import Reporter, TrainOptions, resumed_task
 from charlm.train import train as _train_engine
 

@@ -40,7 +40,7 @@ from charlm.generate import (
 )
 from charlm.nn.layers import log_softmax
 from charlm.scoring import tokenizer_mode
-from charlm.tokenizer import Tokenizer
+from charlm.text.tokenizer import Tokenizer
 
 
 @dataclass

@@ -27,7 +27,7 @@ from charlm.version import __version__
 from charlm.errors import CharlmError, CheckpointError
 from charlm.model import LanguageModel, ModelConfig
 from charlm.tagger import MODELS, TaggerConfig
-from charlm.vocab import Vocab
+from charlm.text.vocab import Vocab
 
 FORMAT = "charlm-checkpoint"
 FORMAT_VERSION = 1

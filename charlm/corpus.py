@@ -32,9 +32,9 @@ from typing import Iterator
 import numpy as np
 
 from charlm.errors import DataError, UsageError
-from charlm.tokencache import token_ids
-from charlm.tokenids import TokenIds
-from charlm.vocab import EOS, UNK_LITERALS, Vocab
+from charlm.text.tokencache import token_ids
+from charlm.text.tokenids import TokenIds
+from charlm.text.vocab import EOS, UNK_LITERALS, Vocab
 
 COUNT_CHUNK = 1 << 24  # ids counted at a time
 DEFAULT_VAL_TOKENS = 1 << 17  # validation taken from the corpus: at most this many tokens (--val-tokens)

@@ -61,7 +61,7 @@ def read_run(path: str | os.PathLike) -> Run:
     path = os.fspath(path)
     if _looks_like_a_checkpoint(path):
         return _from_checkpoint(path)
-    from charlm.scoring import iter_lines
+    from charlm.text.reader import iter_lines
 
     records, skipped = [], 0
     for line in iter_lines(path):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from charlm.checkpoint import META
 from charlm.errors import UsageError
-from charlm.vocab import VOCAB_FORMAT
+from charlm.text.vocab import VOCAB_FORMAT
 
 # What a command writes, and how to recognise an existing file of that kind.
 CHECKPOINT, METRICS, VOCAB = "charlm checkpoint", "charlm metrics log", "charlm vocabulary"

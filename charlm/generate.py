@@ -40,9 +40,9 @@ import numpy as np
 from charlm.errors import DataError, UsageError
 from charlm.nn.layers import log_softmax
 from charlm.scoring import is_char_level, start_id, tokenizer_mode
-from charlm.reader import read_text
-from charlm.tokenizer import Tokenizer
-from charlm.vocab import EOS
+from charlm.text.reader import read_text
+from charlm.text.tokenizer import Tokenizer
+from charlm.text.vocab import EOS
 
 TokenCallback = Callable[[int, np.ndarray, np.ndarray], None]
 

@@ -40,7 +40,6 @@ import numpy as np
 
 from charlm.corpus import iter_windows, lookup_table
 from charlm.errors import UsageError
-from charlm.reader import read_text
 
 LN10 = math.log(10.0)
 LN2 = math.log(2.0)
@@ -277,27 +276,6 @@ def score_sentences(model, vocab, tokenizer, sentences: Sequence[str],
             raise UsageError(f"sentence {k} is {what}: nothing to score")
         token_lists.append(tokens)
     return score_token_lists(model, vocab, token_lists, batch_size, texts=list(sentences), comm=comm)
-
-
-def iter_lines(source) -> Iterator[str]:
-    """The lines of a UTF-8 text (path, "-" for stdin, or file object), without their "\\n".
-
-    Read with `charlm.reader.read_text` (chunked, universal newlines, DataError for a missing,
-    binary or non-UTF-8 file); only the current line is held in memory.
-    """
-    parts: list[str] = []
-    for text in read_text(source):
-        pieces = text.split("\n")
-        if len(pieces) == 1:
-            parts.append(text)
-            continue
-        parts.append(pieces[0])
-        yield "".join(parts)
-        yield from pieces[1:-1]
-        parts = [pieces[-1]]
-    tail = "".join(parts)
-    if tail:
-        yield tail
 
 
 def score_lines(model, vocab, tokenizer, lines: Iterable[str], batch_size: int = 64,

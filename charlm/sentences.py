@@ -25,8 +25,8 @@ import numpy as np
 from charlm.errors import CharlmError, DataError
 from charlm.labels import convert, is_entity_tag, training_scheme
 from charlm.tagger import pad_sentences
-from charlm.tokenizer import Tokenizer, TokenizerConfig
-from charlm.vocab import Vocab
+from charlm.text.tokenizer import Tokenizer, TokenizerConfig
+from charlm.text.vocab import Vocab
 
 MAX_WORD_CHARS = 32
 

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 
 from charlm.errors import DataError, UsageError
-from charlm.scoring import iter_lines
+from charlm.text.reader import iter_lines
 
 TAG_FORMATS = ("conllu", "columns")
 LABEL_FORMATS = ("tab", "fasttext")

@@ -21,7 +21,7 @@ from charlm.errors import DataError
 from charlm.labels import detect_scheme
 from charlm.sentences import Encoder
 from charlm.tagdata import read_labelled, read_tagged
-from charlm.tokenizer import TokenizerConfig
+from charlm.text.tokenizer import TokenizerConfig
 
 
 def read_task_file(task: str, path, tokenizer: TokenizerConfig, format: str | None = None,

@@ -51,8 +51,8 @@ from charlm.sentences import Encoder
 from charlm.tagdata import LABEL_FORMATS, TAG_FORMATS, parse_tag_column
 from charlm.tagger import TaggerConfig, make_model
 from charlm.taskdata import prepare_task_data
-from charlm.tokenizer import TokenizerConfig
-from charlm.vocab import Vocab
+from charlm.text.tokenizer import TokenizerConfig
+from charlm.text.vocab import Vocab
 
 MAX_BAD_STEPS = 5  # consecutive non-finite steps before training gives up
 MIN_LR_FRACTION = 1e-3  # the learning rate never decays below this fraction of --lr

@@ -19,7 +19,8 @@ import signal
 import sys
 from pathlib import Path
 
-from charlm import launch, parallel, tokencache
+from charlm import launch, parallel
+from charlm.text import tokencache
 
 
 def run_train(spec_path: str) -> None:

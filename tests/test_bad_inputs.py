@@ -920,8 +920,8 @@ def test_plot_never_writes_over_the_run_or_a_foreign_image(run, tmp_path):
 def test_corrupt_token_cache(run, models, tmp_path, monkeypatch, damage, says):
     """A damaged token cache is never trusted: the run says so in one warning line and tokenizes
     again (rebuilding the cache when it is charlm's, leaving a file that is not alone)."""
-    from charlm import tokencache
-    from charlm.tokenizer import TokenizerConfig
+    from charlm.text import tokencache
+    from charlm.text.tokenizer import TokenizerConfig
 
     monkeypatch.setattr(tokencache, "MIN_BYTES", 0)
     cmd = ["train", models["corpus"], "-o", tmp_path / "m.npz", *TINY[:-1], "--max-steps", "2",

@@ -11,8 +11,8 @@ import pytest
 from charlm import checkpoint as ckpt
 from charlm.errors import CheckpointError
 from charlm.model import LanguageModel, ModelConfig
-from charlm.tokenizer import TokenizerConfig
-from charlm.vocab import Vocab
+from charlm.text.tokenizer import TokenizerConfig
+from charlm.text.vocab import Vocab
 
 
 def sample_arrays():

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from charlm import checkpoint, generate, scoring
 from charlm.cli import cli
 from charlm.errors import DataError
-from charlm.reader import read_text
-from charlm.tokenizer import Tokenizer, TokenizerConfig
-from charlm.vocab import EOS, UNK, Vocab
+from charlm.text.reader import read_text
+from charlm.text.tokenizer import Tokenizer, TokenizerConfig
+from charlm.text.vocab import EOS, UNK, Vocab
 
 TINY = ["--hidden", "8", "--embedding", "4", "--layers", "1", "--seq-len", "8", "--batch-size", "2", "-q"]
 TEXT = "The cat sat on the mat.\nThe dog sat on the log!\nA caf\u00e9, na\u00efve r\u00e9sum\u00e9: 42 3.14\n" * 4

@@ -9,8 +9,8 @@ import itertools
 import pytest
 
 from charlm.errors import DataError
-from charlm.reader import read_text
-from charlm.tokenizer import Tokenizer, TokenizerConfig
+from charlm.text.reader import read_text
+from charlm.text.tokenizer import Tokenizer, TokenizerConfig
 
 CHAR = TokenizerConfig()
 GRAPH = TokenizerConfig(graphemes=True)

@@ -463,7 +463,7 @@ def test_bidirectional_tagger_learns_what_only_the_right_context_tells():
 def saved(tmp_path, m, **meta_changes):
     """Save a tagger/classifier as the training engine does; -> path."""
     from charlm import checkpoint as ckpt
-    from charlm.vocab import Vocab
+    from charlm.text.vocab import Vocab
 
     c = m.config
     words = Vocab.from_counts({f"w{i}": 100 - i for i in range(c.vocab_size - 2)})
@@ -498,7 +498,7 @@ def test_checkpoint_round_trip(tmp_path, task, kw):
 def test_checkpoint_of_a_language_model_has_task_lm(tmp_path):
     from charlm import checkpoint as ckpt
     from charlm.model import LanguageModel, ModelConfig
-    from charlm.vocab import Vocab
+    from charlm.text.vocab import Vocab
 
     vocab = Vocab.from_counts({"a": 3, "b": 2})
     lm = LanguageModel(ModelConfig(vocab_size=len(vocab), hidden=4, embedding=3))

@@ -17,7 +17,7 @@ from charlm.metrics import conlleval_counts
 from charlm.predict import Predictor
 from charlm.sentences import Encoder
 from charlm.tagdata import read_tagged
-from charlm.tokenizer import TokenizerConfig
+from charlm.text.tokenizer import TokenizerConfig
 from charlm.train import SingleProcess, TrainOptions, last_path, train
 from test_train import KillAt
 from tasksdata import classification_text, column_text, conllu_text, ner_sentences

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from charlm.errors import CharlmError, UsageError
-from charlm.tokenizer import Tokenizer, TokenizerConfig
-from charlm.vocab import EOS, UNK, Vocab
+from charlm.text.tokenizer import Tokenizer, TokenizerConfig
+from charlm.text.vocab import EOS, UNK, Vocab
 
 CHAR = TokenizerConfig()
 GRAPH = TokenizerConfig(graphemes=True)

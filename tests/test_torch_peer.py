@@ -13,7 +13,7 @@ import pytest
 from charlm.labels import detect_scheme
 from charlm.sentences import Encoder
 from charlm.tagger import TaggerConfig, make_model
-from charlm.tokenizer import TokenizerConfig
+from charlm.text.tokenizer import TokenizerConfig
 from tasksdata import ner_sentences
 
 torch = pytest.importorskip("torch")

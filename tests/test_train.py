@@ -297,7 +297,7 @@ def test_resumed_word_level_run_reports_perplexity(tmp_path):
 def test_second_run_and_resume_use_the_token_cache_and_resume_exactly(corpus, tmp_path, monkeypatch):
     """With the cache built by the first run, a second run and --resume do not tokenize again, and
     the resumed run ends bit-exactly where an uninterrupted one does."""
-    from charlm import tokencache
+    from charlm.text import tokencache
 
     monkeypatch.setattr(tokencache, "MIN_BYTES", 0)
     (tmp_path / "straight").mkdir(), (tmp_path / "broken").mkdir()

@@ -9,8 +9,8 @@ import numpy as np
 
 from charlm import __version__, checkpoint, optim
 from charlm.model import LanguageModel, ModelConfig
-from charlm.tokenizer import Tokenizer, TokenizerConfig
-from charlm.vocab import Vocab
+from charlm.text.tokenizer import Tokenizer, TokenizerConfig
+from charlm.text.vocab import Vocab
 
 TEXT = "the cat sat on the mat\nthe dog sat on the log\na cat and a dog\n" * 2
 

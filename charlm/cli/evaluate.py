@@ -12,7 +12,7 @@ from charlm.cli.options import load_checked, model_option
 from charlm.cli.score import _summary_lines
 from charlm.errors import DataError
 from charlm.predict import Predictor, evaluate_file
-from charlm.tokenizer import Tokenizer
+from charlm.text.tokenizer import Tokenizer
 
 
 def _pct(x) -> str:

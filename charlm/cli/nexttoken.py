@@ -9,7 +9,7 @@ import click
 
 from charlm.cli import cli, json_line
 from charlm.cli.options import load, model_option
-from charlm.vocab import EOS, UNK
+from charlm.text.vocab import EOS, UNK
 
 
 def show_token(tok: str) -> str:

@@ -11,7 +11,7 @@ from charlm.checkpoint import load_checkpoint, model_from_checkpoint
 from charlm.errors import CheckpointError
 from charlm.nn.alloc import keep_freed_memory
 from charlm.predict import Predictor
-from charlm.tokenizer import TokenizerConfig
+from charlm.text.tokenizer import TokenizerConfig
 
 DEFAULT_MODEL = "charlm.npz"
 

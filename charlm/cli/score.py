@@ -12,7 +12,8 @@ from charlm.cli import cli, json_line, warn
 from charlm.cli.options import cache_options, load, model_option
 from charlm.cli.progress import ReadingBar
 from charlm.errors import DataError
-from charlm.tokencache import token_ids
+from charlm.text.reader import iter_lines
+from charlm.text.tokencache import token_ids
 
 # -- formatting ------------------------------------------------------------------------------------
 
@@ -189,7 +190,7 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
         summary = scoring.score_ids(model, vocab, token_ids(file, vocab.tokenizer, folder, report=_Report()))
     else:
         summary = scoring.CorpusSummary(chars=0 if char_level else None)
-        for s in scoring.score_lines(model, vocab, tokenizer, scoring.iter_lines(file),
+        for s in scoring.score_lines(model, vocab, tokenizer, iter_lines(file),
                                      batch_size, comm=comm):
             summary.add(s, char_level)
             if as_json:

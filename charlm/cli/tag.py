@@ -11,8 +11,7 @@ from charlm.cli import cli
 from charlm.cli.options import input_options, load_predictor, texts_or_file
 from charlm.labels import SCHEMES
 from charlm.tagdata import detect_tag_format, looks_like_columns, read_tagged, read_text_sentences, write_columns
-from charlm.reader import read_text
-from charlm.scoring import iter_lines
+from charlm.text.reader import iter_lines, read_text
 
 
 def _input_format(source, known_tags: set) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from charlm.errors import CharlmError, UsageError
-from charlm.tokenizer import TokenizerConfig
+from charlm.text.tokenizer import TokenizerConfig
 
 UNK = "<UNK>"
 EOS = "<EOS>"

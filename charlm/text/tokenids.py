@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlm.errors import DataError
-from charlm.reader import read_text
-from charlm.vocab import EOS
+from charlm.text.reader import read_text
+from charlm.text.vocab import EOS
 
 HEADER = 128  # bytes of .npy header in front of the ids
 SPILL_TOKENS = 16 << 20  # path=None: beyond this many tokens the ids go to a temporary file

@@ -136,3 +136,24 @@ class _Utf8Decoder:
         """Line number of byte i of `data`, which starts where the decoded bytes end
         (give or take an unfinished character, which holds no "\\n")."""
         return self._lines + data[:i].count(b"\n") + 1
+
+
+def iter_lines(source) -> Iterator[str]:
+    """The lines of a UTF-8 text (path, "-" for stdin, or file object), without their "\\n".
+
+    Read with `read_text` (chunked, universal newlines, DataError for a missing,
+    binary or non-UTF-8 file); only the current line is held in memory.
+    """
+    parts: list[str] = []
+    for text in read_text(source):
+        pieces = text.split("\n")
+        if len(pieces) == 1:
+            parts.append(text)
+            continue
+        parts.append(pieces[0])
+        yield "".join(parts)
+        yield from pieces[1:-1]
+        parts = [pieces[-1]]
+    tail = "".join(parts)
+    if tail:
+        yield tail

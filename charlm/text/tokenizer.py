@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import regex
 
 from charlm.errors import CharlmError, UsageError
-from charlm.reader import read_text
+from charlm.text.reader import read_text
 
 LEVELS = ("char", "word")
 MODES = ("lines", "stream")
