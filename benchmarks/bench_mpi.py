@@ -63,7 +63,7 @@ SWEEP_BYTES = (4, 1 << 10, 1 << 14, 1 << 18, 1 << 20, 1 << 22, 1 << 24)
 
 def _model_and_optimizer(cfg: dict, cell: str):
     from charlm.model import LanguageModel, ModelConfig
-    from charlm.optim import make_optimizer
+    from charlm.engine.optim import make_optimizer
 
     model = LanguageModel(ModelConfig(vocab_size=cfg["V"], cell=cell, layers=cfg["L"], hidden=cfg["H"],
                                       embedding=cfg["E"], dropout=DROPOUT), seed=0)
@@ -90,8 +90,8 @@ def train_steps(cfg: dict, cell: str, batch: int, warm: int, steps: int, pack: b
     """Time training steps on this process's share of `batch` streams (the whole batch when
     alone). Returns medians (s) of fb (forward + backward), reduce (the gradient hook), update
     (clip + Adam) and step, and the BLAS the process runs."""
-    from charlm import parallel
-    from charlm.optim import clip_grad_norm
+    from charlm.engine import parallel
+    from charlm.engine.optim import clip_grad_norm
 
     comm = parallel.world()
     if comm.size == 1 and pack:
@@ -152,7 +152,7 @@ def worker(argv: list[str]) -> None:
                              spec.get("pack", False))
     else:
         result = allreduce_times(spec["sizes"], spec["reps"])
-    from charlm import launch
+    from charlm.engine import launch
     if launch.rank() == 0:
         Path(argv[2]).write_text(json.dumps(result))
 

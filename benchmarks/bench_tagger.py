@@ -105,7 +105,7 @@ def make_batches(sentences, spelling, order, seed: int):
 
 
 def charlm_fn(batches):
-    from charlm.optim import clip_grad_norm, make_optimizer
+    from charlm.engine.optim import clip_grad_norm, make_optimizer
     from charlm.tagger import Tagger
 
     config = TaggerConfig(task="tag", vocab_size=V, char_vocab_size=C, num_labels=K, word_dropout=0.0)

@@ -58,7 +58,7 @@ def random_batches(V: int, B: int, T: int, seed: int = 1):
 
 def charlm_step_fn(cfg: dict, cell: str, batches):
     from charlm.model import LanguageModel, ModelConfig
-    from charlm.optim import clip_grad_norm, make_optimizer
+    from charlm.engine.optim import clip_grad_norm, make_optimizer
 
     model = LanguageModel(ModelConfig(vocab_size=cfg["V"], cell=cell, layers=cfg["L"],
                                       hidden=cfg["H"], embedding=cfg["E"]), seed=0)

@@ -167,7 +167,8 @@ def train_peer(argv: list[str], out: Path, log) -> dict:
     """Train the PyTorch peer of `charlm train ARGV` (which must hold --time-limit); write
     out/metrics.jsonl in charlm's format and return {"model": TorchScorer of the best weights,
     "vocab": the run's vocabulary, "check": (charlm, PyTorch) nats of check_same_scores}."""
-    from charlm.train import MIN_LR_FRACTION, SingleProcess, _start
+    from charlm.engine.parallel import SingleProcess
+    from charlm.train import MIN_LR_FRACTION, _start
 
     torch = common.torch_or_none(threads=int(os.environ.get("OMP_NUM_THREADS") or 2))
     if torch is None:

@@ -12,7 +12,7 @@ from charlm.version import __version__  # noqa: F401
 
 # Under mpiexec, each process's share of the cores as BLAS threads: this must happen before
 # anything imports NumPy (charlm/launch.py).
-from charlm.launch import limit_blas_threads as _limit_blas_threads  # noqa: E402
+from charlm.engine.launch import limit_blas_threads as _limit_blas_threads  # noqa: E402
 
 _limit_blas_threads()
 

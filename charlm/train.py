@@ -46,7 +46,8 @@ from charlm.errors import CharlmError, CheckpointError, DataError, UsageError
 from charlm.files import CHECKPOINT, METRICS, Output, check_outputs, is_foreign
 from charlm.model import LanguageModel, ModelConfig
 from charlm.nn.cells import cell_from_config
-from charlm.optim import OPTIMIZERS, clip_grad_norm, make_optimizer
+from charlm.engine.parallel import SingleProcess
+from charlm.engine.optim import OPTIMIZERS, clip_grad_norm, make_optimizer
 from charlm.sentences import Encoder
 from charlm.tagdata import LABEL_FORMATS, TAG_FORMATS, parse_tag_column
 from charlm.tagger import TaggerConfig, make_model
@@ -249,43 +250,6 @@ class Reporter:
         self.message(text)
 
     def close(self) -> None: ...
-
-
-class SingleProcess:
-    """The process group of an ordinary run: one process, so every reduction is the identity.
-    (A data-parallel run passes an object with the same methods that talks to the others:
-    `charlm.parallel.MPIComm`.)"""
-
-    rank, size = 0, 1
-
-    def reduce_gradients(self, grads: dict, loss: float, tokens: int) -> tuple[dict, float, int]:
-        """The gradient hook, between backward and clipping: (grads, loss, tokens) of all processes."""
-        return grads, loss, tokens
-
-    def allreduce(self, x: np.ndarray) -> np.ndarray:
-        """Element-wise sum over processes."""
-        return x
-
-    def any(self, flag: bool) -> bool:
-        """True on every process if it is true on any (collective stop decisions)."""
-        return bool(flag)
-
-    def first(self, value):
-        """The value of the lowest-ranked process whose value is not None, on every process."""
-        return value
-
-    def root_first(self, make):
-        """make(True) on rank 0 first (it reads the corpus, checks or builds the token cache);
-        once it has returned, make(False) on the others (they map that cache unverified)."""
-        return make(True)
-
-    def part(self, run: "Run") -> "Run":
-        """This process's share of the run (its streams, its carried state)."""
-        return run
-
-    def gather_state(self, state: "TrainState") -> "TrainState":
-        """On rank 0, the state with every process's carried hidden state (for the last file)."""
-        return state
 
 
 def last_path(output: str | os.PathLike) -> Path:

@@ -19,7 +19,7 @@ import signal
 import sys
 from pathlib import Path
 
-from charlm import launch, parallel
+from charlm.engine import launch, parallel
 from charlm.text import tokencache
 
 

@@ -470,7 +470,7 @@ def test_train_output_that_cannot_be_written_fails_before_training(run, models, 
 
 def test_train_non_finite_parameters_never_reach_a_checkpoint(run, models, tmp_path, monkeypatch):
     """If an update makes the weights inf/NaN, training stops and the files on disk stay loadable."""
-    from charlm import optim
+    from charlm.engine import optim
 
     out = tmp_path / "o.npz"
     assert run("train", models["corpus"], "-o", out, *TINY, "--max-steps", "2", "--eval-every", "1").exit_code == 0

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from charlm import checkpoint as ckpt
-from charlm import launch, parallel
+from charlm.engine import launch, parallel
 from charlm.train import Reporter, TrainOptions, last_path, train
 
 HERE = Path(__file__).resolve().parent

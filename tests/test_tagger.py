@@ -434,7 +434,7 @@ def test_bidirectional_tagger_learns_what_only_the_right_context_tells():
     """The notes' "Teddy" problem in miniature: a word is tagged 1 when the word AFTER it is 2 or 3, so
     only a model that reads to the right can learn it (the best a left-to-right model can do is about
     60 %). A few hundred Adam steps on a tiny model."""
-    from charlm.optim import make_optimizer
+    from charlm.engine.optim import make_optimizer
 
     rng = np.random.default_rng(11)
 

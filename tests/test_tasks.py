@@ -18,7 +18,8 @@ from charlm.predict import Predictor
 from charlm.sentences import Encoder
 from charlm.tagdata import read_tagged
 from charlm.text.tokenizer import TokenizerConfig
-from charlm.train import SingleProcess, TrainOptions, last_path, train
+from charlm.engine.parallel import SingleProcess
+from charlm.train import TrainOptions, last_path, train
 from test_train import KillAt
 from tasksdata import classification_text, column_text, conllu_text, ner_sentences
 

@@ -255,7 +255,7 @@ def test_train_state_round_trips_through_a_checkpoint():
 
 
 def test_the_gradient_hook_sees_every_step_before_clipping(corpus, tmp_path):
-    from charlm.train import SingleProcess
+    from charlm.engine.parallel import SingleProcess
 
     seen = []
 

@@ -7,7 +7,8 @@ from collections import Counter
 
 import numpy as np
 
-from charlm import __version__, checkpoint, optim
+from charlm import __version__, checkpoint
+from charlm.engine import optim
 from charlm.model import LanguageModel, ModelConfig
 from charlm.text.tokenizer import Tokenizer, TokenizerConfig
 from charlm.text.vocab import Vocab

@@ -14,7 +14,7 @@ import sys
 import click
 import numpy as np
 
-from charlm import launch, parallel
+from charlm.engine import launch, parallel
 from charlm.errors import CharlmError
 from charlm.version import __version__
 

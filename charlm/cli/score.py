@@ -7,7 +7,8 @@ import os
 
 import click
 
-from charlm import parallel, scoring
+from charlm.engine import parallel
+from charlm import scoring
 from charlm.cli import cli, json_line, warn
 from charlm.cli.options import cache_options, load, model_option
 from charlm.cli.progress import ReadingBar

@@ -9,13 +9,13 @@ import click
 from click.core import ParameterSource
 from tqdm import tqdm
 
-from charlm import parallel
+from charlm.engine import parallel
 from charlm.cli import cli, warn
 from charlm.cli.options import cache_options, tokenizer_options, vocab_options
 from charlm.cli.progress import ReadingBar
 from charlm.nn.alloc import keep_freed_memory
 from charlm.nn.cells import CELLS
-from charlm.optim import DEFAULT_LR
+from charlm.engine.optim import DEFAULT_LR
 from charlm.tagdata import LABEL_FORMATS, TAG_FORMATS
 from charlm.train import TASKS, Reporter, TrainOptions, last_path, resumed_task, train
 

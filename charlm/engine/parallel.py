@@ -11,18 +11,18 @@ process then clips the same g and takes the same update, so the parameters stay 
 without ever being sent again (they are broadcast from rank 0 once, at the start).
 
 Rank 0 prepares the data first (`root_first`): it reads the corpus and checks or builds the
-one token cache (`charlm.tokencache`); the other processes then map the same id file without
+one token cache (`charlm.text.tokencache`); the other processes then map the same id file without
 reading or hashing the corpus again, so N processes on a machine share one copy of the ids
 (file pages, not their own memory). A corpus too small for the cache is read by each process.
 
-`MPIComm` is the process group the engine (`charlm.train`) talks to; `SingleProcess` there has
+`MPIComm` is the process group the engine (`charlm.engine`) talks to; `SingleProcess` has
 the same methods for an ordinary run. Dropout masks are those one process would draw for the
 whole batch (`GlobalBatchRng`), so N processes train exactly as one, up to the order of the
 floating-point sums. The carried hidden states of all processes are gathered to rank 0 when
 the resumable state is saved, in the layout one process would have: a run resumes with any N.
 
 mpi4py is an optional extra (`pip install 'charlm[mpi]'`): it is imported only when a launcher
-started this process (`charlm.launch`).
+started this process (`charlm.engine.launch`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from charlm import launch
+from charlm.engine import launch
 from charlm.errors import CharlmError, UsageError
 
 try:
@@ -54,9 +54,46 @@ INSTALL_HINT = "pip install 'charlm[mpi]'"
 _world = None  # the process group of this process, once `world()` has made it
 
 
+class SingleProcess:
+    """The process group of an ordinary run: one process, so every reduction is the identity.
+    (A data-parallel run passes an object with the same methods that talks to the others:
+    `MPIComm` below.)"""
+
+    rank, size = 0, 1
+
+    def reduce_gradients(self, grads: dict, loss: float, tokens: int) -> tuple[dict, float, int]:
+        """The gradient hook, between backward and clipping: (grads, loss, tokens) of all processes."""
+        return grads, loss, tokens
+
+    def allreduce(self, x: np.ndarray) -> np.ndarray:
+        """Element-wise sum over processes."""
+        return x
+
+    def any(self, flag: bool) -> bool:
+        """True on every process if it is true on any (collective stop decisions)."""
+        return bool(flag)
+
+    def first(self, value):
+        """The value of the lowest-ranked process whose value is not None, on every process."""
+        return value
+
+    def root_first(self, make):
+        """make(True) on rank 0 first (it reads the corpus, checks or builds the token cache);
+        once it has returned, make(False) on the others (they map that cache unverified)."""
+        return make(True)
+
+    def part(self, run):
+        """This process's share of the run (its streams, its carried state)."""
+        return run
+
+    def gather_state(self, state):
+        """On rank 0, the state with every process's carried hidden state (for the last file)."""
+        return state
+
+
 def world():
     """This process's group: `MPIComm` when started by an MPI launcher with several processes,
-    else `charlm.train.SingleProcess`. Made once; CharlmError when the launcher started several
+    else `SingleProcess`. Made once; CharlmError when the launcher started several
     processes but mpi4py is missing or belongs to another MPI."""
     global _world
     if _world is None:
@@ -66,14 +103,10 @@ def world():
 
 def current():
     """The group `world()` made, or a `SingleProcess` when it has not been called."""
-    from charlm.train import SingleProcess
-
     return _world if _world is not None else SingleProcess()
 
 
 def _make_world():
-    from charlm.train import SingleProcess
-
     size = launch.world_size()
     if not launch.launched() or size == 1:
         return SingleProcess()
@@ -99,7 +132,7 @@ def columns(n: int, rank: int, size: int) -> slice:
 
 class MPIComm:
     """The process group of a data-parallel run: the methods the engine calls (see
-    `charlm.train.SingleProcess`), plus `part` (this process's share of a run), `gather_state`
+    `SingleProcess`), plus `part` (this process's share of a run), `gather_state`
     (the carried state of all processes, for the resumable file), `allgather` (scoring) and
     `all_failed`/`abort` (one error line for the job, never a hang)."""
 
