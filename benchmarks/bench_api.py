@@ -44,7 +44,7 @@ SLOWDOWN_TARGET = 3.0
 def api_model(name: str, cell: str):
     """(charlm.LM with random weights, the vocabulary's tokens) for configuration `name`."""
     import charlm
-    from charlm.model import LanguageModel, ModelConfig
+    from charlm.lm.model import LanguageModel, ModelConfig
     from charlm.text.tokenizer import TokenizerConfig
     from charlm.text.vocab import Vocab
 

@@ -62,7 +62,7 @@ SWEEP_BYTES = (4, 1 << 10, 1 << 14, 1 << 18, 1 << 20, 1 << 22, 1 << 24)
 # ------------------------------------------------------------------------------ the workers
 
 def _model_and_optimizer(cfg: dict, cell: str):
-    from charlm.model import LanguageModel, ModelConfig
+    from charlm.lm.model import LanguageModel, ModelConfig
     from charlm.engine.optim import make_optimizer
 
     model = LanguageModel(ModelConfig(vocab_size=cfg["V"], cell=cell, layers=cfg["L"], hidden=cfg["H"],

@@ -36,7 +36,7 @@ import numpy as np
 import common  # first: it puts this checkout on sys.path
 from common import CONFIGS
 
-from charlm.model import LanguageModel, ModelConfig
+from charlm.lm.model import LanguageModel, ModelConfig
 
 SCORE_CONFIGS = ("b", "d")
 SCORE_BATCH = 64

@@ -57,7 +57,7 @@ def random_batches(V: int, B: int, T: int, seed: int = 1):
 
 
 def charlm_step_fn(cfg: dict, cell: str, batches):
-    from charlm.model import LanguageModel, ModelConfig
+    from charlm.lm.model import LanguageModel, ModelConfig
     from charlm.engine.optim import clip_grad_norm, make_optimizer
 
     model = LanguageModel(ModelConfig(vocab_size=cfg["V"], cell=cell, layers=cfg["L"],

@@ -25,7 +25,7 @@ import numpy as np
 
 from charlm.version import __version__
 from charlm.errors import CharlmError, CheckpointError
-from charlm.model import LanguageModel, ModelConfig
+from charlm.lm.model import LanguageModel, ModelConfig
 from charlm.tagger import MODELS, TaggerConfig
 from charlm.text.vocab import Vocab
 

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlm.errors import CharlmError, DataError
-from charlm.model import Settings, _is_int, check_rate, check_settings, checked_params
-from charlm.nn.cells import cell_from_config
+from charlm.nn.cells import CellSettings, cell_from_config
+from charlm.nn.config import check_rate, check_settings, checked_params, is_int
 from charlm.nn.layers import (
     POOLS,
     Bidirectional,
@@ -188,8 +188,8 @@ def _aligned(batch: SentenceBatch) -> SentenceBatch:
 
 
 # -- configuration ----------------------------------------------------------------------------------------
-@dataclass
-class TaggerConfig(Settings):
+@dataclass(kw_only=True)
+class TaggerConfig(CellSettings):
     """Hyper-parameters of a Tagger or Classifier. Construction validates (CharlmError on nonsense).
 
     hidden and char_hidden are per direction; char_hidden = 0 turns the character encoder off;
@@ -201,7 +201,7 @@ class TaggerConfig(Settings):
     vocab_size: int             # V, words
     char_vocab_size: int        # characters (0 is fine without a character encoder)
     num_labels: int             # K, tags or classes
-    cell: str = "lstm"          # rnn | gru | lstm, for the sentence and the character RNNs
+    cell: str = "lstm"          # rnn | gru | lstm, for the sentence and the character RNNs (CellSettings)
     layers: int = 2             # stacked (bidirectional) layers
     hidden: int = 128           # H per direction
     embedding: int = 100        # word embedding size
@@ -211,8 +211,6 @@ class TaggerConfig(Settings):
     dropout: float = 0.25       # on x<t>, between layers, before W_y (0.5 was worse on UD EWT)
     word_dropout: float = 0.1   # training: a word's embedding is <UNK>'s (id 0), its spelling kept
     pool: str = "last"          # the classifier's read-out: last | mean | max
-    activation: str = "tanh"    # rnn cell only: tanh | relu
-    peephole: bool = False      # lstm only
     dtype: str = "float32"
 
     REQUIRED = ("task", "vocab_size", "char_vocab_size", "num_labels")
@@ -221,10 +219,11 @@ class TaggerConfig(Settings):
         if self.task not in TASKS:
             raise CharlmError(f"model task must be {' or '.join(TASKS)}, got {self.task!r}")
         check_settings(self, ("vocab_size", "num_labels", "layers", "hidden", "embedding", "char_embedding"),
-                       ("bidirectional", "peephole"))
+                       ("bidirectional",))
+        self.check_cell()
         for name in ("char_hidden", "char_vocab_size"):
             v = getattr(self, name)
-            if not _is_int(v) or v < 0:
+            if not is_int(v) or v < 0:
                 raise CharlmError(f"model setting {name} must be a whole number >= 0, got {v!r}")
             setattr(self, name, int(v))
         if self.vocab_size < 2:

@@ -44,7 +44,7 @@ from charlm.batches import Accumulated, SentenceBatches, SentenceValidation, Str
 from charlm.corpus import prepare_lm_data
 from charlm.errors import CharlmError, CheckpointError, DataError, UsageError
 from charlm.files import CHECKPOINT, METRICS, Output, check_outputs, is_foreign
-from charlm.model import LanguageModel, ModelConfig
+from charlm.lm.model import LanguageModel, ModelConfig
 from charlm.nn.cells import cell_from_config
 from charlm.engine.parallel import SingleProcess
 from charlm.engine.optim import OPTIMIZERS, clip_grad_norm, make_optimizer

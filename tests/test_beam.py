@@ -11,7 +11,7 @@ import pytest
 from charlm import beam, generate, scoring
 from charlm.errors import UsageError
 from charlm.generate import Prime
-from charlm.model import LanguageModel
+from charlm.lm.model import LanguageModel
 
 from tinymodel import build  # noqa: E402
 

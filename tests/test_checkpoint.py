@@ -10,7 +10,7 @@ import pytest
 
 from charlm import checkpoint as ckpt
 from charlm.errors import CheckpointError
-from charlm.model import LanguageModel, ModelConfig
+from charlm.lm.model import LanguageModel, ModelConfig
 from charlm.text.tokenizer import TokenizerConfig
 from charlm.text.vocab import Vocab
 

@@ -8,7 +8,7 @@ import pytest
 
 from charlm import generate
 from charlm.errors import UsageError
-from charlm.model import LanguageModel
+from charlm.lm.model import LanguageModel
 
 from tinymodel import TEXT, build as _build  # noqa: E402
 

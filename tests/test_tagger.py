@@ -497,7 +497,7 @@ def test_checkpoint_round_trip(tmp_path, task, kw):
 
 def test_checkpoint_of_a_language_model_has_task_lm(tmp_path):
     from charlm import checkpoint as ckpt
-    from charlm.model import LanguageModel, ModelConfig
+    from charlm.lm.model import LanguageModel, ModelConfig
     from charlm.text.vocab import Vocab
 
     vocab = Vocab.from_counts({"a": 3, "b": 2})

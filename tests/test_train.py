@@ -111,7 +111,7 @@ def test_non_finite_steps_are_skipped_then_training_stops_keeping_the_good_check
     opts = options(corpus, tmp_path, max_steps=10)
     train(opts)
     good = params_of(opts.output)
-    from charlm.model import LanguageModel
+    from charlm.lm.model import LanguageModel
 
     real_loss = LanguageModel.loss
 
@@ -271,7 +271,7 @@ def test_the_gradient_hook_sees_every_step_before_clipping(corpus, tmp_path):
     assert len(seen) == 3 and seen[0][1] == 4 * 12 and "embed.W" in seen[0][0]
     first = params_of(opts.output)
     assert_same_params(first, params_of(last_path(opts.output)))
-    from charlm.model import LanguageModel, ModelConfig
+    from charlm.lm.model import LanguageModel, ModelConfig
 
     _, vocab, _ = ckpt.load_model(opts.output)
     fresh = LanguageModel(ModelConfig(vocab_size=len(vocab), **opts.model), seed=opts.seed)

@@ -9,7 +9,7 @@ import numpy as np
 
 from charlm import __version__, checkpoint
 from charlm.engine import optim
-from charlm.model import LanguageModel, ModelConfig
+from charlm.lm.model import LanguageModel, ModelConfig
 from charlm.text.tokenizer import Tokenizer, TokenizerConfig
 from charlm.text.vocab import Vocab
 

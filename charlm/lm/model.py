@@ -12,12 +12,13 @@ Parameters live in one flat dict[str, ndarray] whose names are the checkpoint's 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from charlm.errors import CharlmError
-from charlm.nn.cells import CELLS, cell_from_config
+from charlm.nn.cells import CellSettings, cell_from_config
+from charlm.nn.config import check_settings, checked_params
 from charlm.nn.layers import (
     StackedRecurrent,
     dense_forward,
@@ -33,115 +34,27 @@ __all__ = ["ModelConfig", "LanguageModel", "State"]
 
 State = list  # list over layers of tuples of (B, H) arrays: (a,) for rnn/gru, (a, c) for lstm
 
-ACTIVATIONS = ("tanh", "relu")
-DTYPES = ("float32", "float64")
 
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def check_settings(config, ints=(), flags=()) -> None:
-    """The checks every model configuration shares (ModelConfig, tagger.TaggerConfig), in place:
-    `ints` are positive integers, `flags` true/false; cell, activation, peephole, dtype, dropout.
-    Raises CharlmError naming the setting."""
-    for name in ints:
-        v = getattr(config, name)
-        if not _is_int(v) or v < 1:
-            raise CharlmError(f"model setting {name} must be a positive integer, got {v!r}")
-        setattr(config, name, int(v))
-    if config.cell not in CELLS:
-        raise CharlmError(f"unknown cell {config.cell!r}; choose one of {', '.join(CELLS)}")
-    if config.activation not in ACTIVATIONS:
-        raise CharlmError(f"unknown activation {config.activation!r}; choose tanh or relu")
-    if config.activation != "tanh" and config.cell != "rnn":
-        raise CharlmError(f"activation {config.activation!r} applies only to the rnn cell")
-    if config.dtype not in DTYPES:
-        raise CharlmError(f"dtype must be float32 or float64, got {config.dtype!r}")
-    check_rate(config, "dropout")
-    for name in flags:
-        if not isinstance(getattr(config, name), (bool, np.bool_)):
-            raise CharlmError(f"model setting {name} must be true or false, "
-                              f"got {getattr(config, name)!r}")
-        setattr(config, name, bool(getattr(config, name)))
-    if config.peephole and config.cell != "lstm":
-        raise CharlmError("peephole connections need --cell lstm")
-
-
-def check_rate(config, name: str) -> None:
-    """config.<name> is a probability in [0, 1) (a dropout rate): made a float, or CharlmError."""
-    d = getattr(config, name)
-    if isinstance(d, bool) or not isinstance(d, (int, float, np.floating, np.integer)) \
-            or not 0.0 <= float(d) < 1.0:
-        raise CharlmError(f"{name} must be a number in [0, 1), got {d!r}")
-    setattr(config, name, float(d))
-
-
-class Settings:
-    """Base of the model configuration dataclasses (ModelConfig, tagger.TaggerConfig): validated on
-    construction (`validate`, CharlmError on nonsense), written to and read from a plain dict (a
-    checkpoint's settings). `REQUIRED` lists the fields a dict must have."""
-
-    REQUIRED: tuple = ()
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        raise NotImplementedError
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d):
-        """The configuration a mapping describes; unknown or missing keys are a CharlmError."""
-        if not isinstance(d, dict):
-            raise CharlmError("model settings must be a mapping")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise CharlmError(f"unknown model setting(s): {', '.join(map(str, unknown))}")
-        for key in cls.REQUIRED:
-            if key not in d:
-                raise CharlmError(f"model settings lack {key}")
-        return cls(**d)
-
-
-def checked_params(params: dict, shapes: dict, dtype) -> dict:
-    """Given parameters checked against a model's param_shapes() (names and shapes; a CharlmError
-    names what is missing, unexpected or of the wrong shape) and made contiguous arrays of `dtype`,
-    in the shapes' order."""
-    missing = sorted(set(shapes) - set(params))
-    extra = sorted(set(params) - set(shapes))
-    wrong = sorted(f"{k} {np.shape(params[k])} (expected {shapes[k]})" for k in set(shapes) & set(params)
-                   if tuple(np.shape(params[k])) != tuple(shapes[k]))
-    if missing or extra or wrong:
-        raise CharlmError("; ".join(x for x in (missing and f"missing {', '.join(missing)}",
-                                                extra and f"unexpected {', '.join(extra)}",
-                                                wrong and f"wrong shape {', '.join(wrong)}") if x))
-    return {k: np.ascontiguousarray(params[k], dtype=dtype) for k in shapes}
-
-
-@dataclass
-class ModelConfig(Settings):
-    """Hyper-parameters of a LanguageModel. Construction validates (CharlmError on nonsense)."""
+@dataclass(kw_only=True)
+class ModelConfig(CellSettings):
+    """Hyper-parameters of a LanguageModel (and the cell settings of CellSettings). Construction
+    validates (CharlmError on nonsense). These defaults are the language model's defaults of
+    `charlm train` too (tasks/lm.py reads them)."""
 
     vocab_size: int
-    cell: str = "lstm"
+    cell: str = "gru"
     layers: int = 2
     hidden: int = 256
     embedding: int = 64
-    dropout: float = 0.0
+    dropout: float = 0.1
     tie_weights: bool = False
-    activation: str = "tanh"
-    peephole: bool = False
     dtype: str = "float32"
 
     REQUIRED = ("vocab_size",)
 
     def validate(self) -> None:
-        check_settings(self, ("vocab_size", "layers", "hidden", "embedding"), ("tie_weights", "peephole"))
+        check_settings(self, ("vocab_size", "layers", "hidden", "embedding"), ("tie_weights",))
+        self.check_cell()
         if self.vocab_size < 2:
             raise CharlmError(f"vocab_size must be at least 2, got {self.vocab_size}")
         if self.tie_weights and self.embedding != self.hidden:
