@@ -81,7 +81,7 @@ def score_rows(name: str, cell: str, args, warm: int, steps: int, log) -> list[d
     net, vocab = lm.network, lm.vocab
 
     def pair(s: str):  # the inputs and targets `score` feeds the network
-        from charlm.scoring import _inputs_targets, start_id, tokenizer_mode
+        from charlm.lm.scoring import _inputs_targets, start_id, tokenizer_mode
         mode = tokenizer_mode(vocab)
         ids = np.asarray(vocab.encode(lm.tokenizer.tokenize(s)), dtype=np.int64)
         x, y = _inputs_targets(ids, mode, vocab.eos_id, start_id(vocab, mode))

@@ -135,7 +135,7 @@ def score_fns(torch, cfg: dict, cell: str):
 def score_sentences_fn(model, V: int):
     """(callable scoring N_SENTENCES synthetic sentences end to end, scored tokens) or None."""
     try:
-        from charlm.scoring import score_sentences
+        from charlm.lm.scoring import score_sentences
     except ImportError:
         return None
     made = synthetic_vocab(V)
@@ -157,12 +157,12 @@ def charlm_generate_fn(cfg: dict, cell: str, B: int, N: int):
     rng = np.random.default_rng(4)
     made = synthetic_vocab(cfg["V"])
     try:
-        from charlm.generate import sample
+        from charlm.lm.generate import sample
     except ImportError:
         sample = None
     if sample is not None and made is not None:
         vocab = made[0]
-        return (lambda: sample(model, vocab, num=B, length=N, rng=rng)), "charlm.generate.sample"
+        return (lambda: sample(model, vocab, num=B, length=N, rng=rng)), "charlm.lm.generate.sample"
 
     def loop():                                          # fallback: step + inverse-CDF draw
         state = model.init_state(B)

@@ -156,7 +156,7 @@ class TorchScorer:
 def check_same_scores(torch, net, model, data: np.ndarray, seq_len: int, windows: int = 3):
     """(charlm, PyTorch) nats per token of the first `windows` windows of `data` (N, B), state
     carried, on the weights both hold now: the scoring protocol and the weight copy agree if these do."""
-    from charlm.scoring import stream_loss_sums
+    from charlm.lm.scoring import stream_loss_sums
     part = data[:windows * seq_len + 1]
     ours = stream_loss_sums(model, part, seq_len)
     theirs = stream_loss_sums(TorchScorer(torch, net), part, seq_len)

@@ -21,11 +21,11 @@ _limit_blas_threads()
 # the package attribute be the function (see charlm/api.py).
 from charlm import train as _engine  # noqa: E402,F401
 from charlm.api import LM, Classifier, Model, Tagger, load, train  # noqa: E402
-from charlm.beam import Candidate  # noqa: E402
+from charlm.lm.beam import Candidate  # noqa: E402
 from charlm.errors import CharlmError, CheckpointError, DataError, UsageError  # noqa: E402
-from charlm.generate import Sample  # noqa: E402
+from charlm.lm.generate import Sample  # noqa: E402
 from charlm.predict import Classified, Tagged  # noqa: E402
-from charlm.scoring import CorpusSummary, SentenceScore  # noqa: E402
+from charlm.lm.scoring import CorpusSummary, SentenceScore  # noqa: E402
 
 __all__ = [
     "__version__",

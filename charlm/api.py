@@ -43,10 +43,10 @@ from typing import IO, Callable, ClassVar, Iterable, Sequence, TypeVar
 
 import numpy as np
 
-from charlm.beam import Candidate, search
+from charlm.lm.beam import Candidate, search
 from charlm.checkpoint import Loaded, load_checkpoint, model_from_checkpoint
 from charlm.errors import CheckpointError, DataError, UsageError
-from charlm.generate import (
+from charlm.lm.generate import (
     Prime,
     Sample,
     next_tokens,
@@ -55,7 +55,7 @@ from charlm.generate import (
 )
 from charlm.info import describe
 from charlm.predict import BATCH_SIZE, Classified, Predictor, Tagged, evaluate_file
-from charlm.scoring import (
+from charlm.lm.scoring import (
     CorpusSummary,
     SentenceScore,
     is_char_level,

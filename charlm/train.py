@@ -40,8 +40,10 @@ import numpy as np
 
 from charlm.version import __version__
 from charlm import checkpoint as ckpt
-from charlm.batches import Accumulated, SentenceBatches, SentenceValidation, StreamBatches, StreamValidation
-from charlm.corpus import prepare_lm_data
+from charlm.batches import SentenceBatches, SentenceValidation
+from charlm.engine.batches import Accumulated
+from charlm.lm.batches import StreamBatches, StreamValidation
+from charlm.lm.corpus import prepare_lm_data
 from charlm.errors import CharlmError, CheckpointError, DataError, UsageError
 from charlm.files import CHECKPOINT, METRICS, Output, check_outputs, is_foreign
 from charlm.lm.model import LanguageModel, ModelConfig

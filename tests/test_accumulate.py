@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from charlm import checkpoint as ckpt
-from charlm.batches import Accumulated, Batch
+from charlm.engine.batches import Accumulated, Batch
 from charlm.errors import UsageError
 from charlm.train import Reporter, TrainOptions, _start, last_path, train
 

@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 import charlm
-from charlm import api, checkpoint, scoring
+from charlm import api, checkpoint
+from charlm.lm import scoring
 from charlm.cli import cli
 from charlm.errors import CheckpointError, DataError, UsageError
 

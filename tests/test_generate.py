@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charlm import generate
+from charlm.lm import generate
 from charlm.errors import UsageError
 from charlm.lm.model import LanguageModel
 

@@ -20,7 +20,8 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from charlm import checkpoint, generate, scoring
+from charlm import checkpoint
+from charlm.lm import generate, scoring
 from charlm.cli import cli
 from charlm.errors import DataError
 from charlm.text.reader import read_text

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from charlm import scoring
+from charlm.lm import scoring
 from charlm.errors import UsageError
 from charlm.text.reader import iter_lines
 
@@ -226,7 +226,7 @@ def test_iter_lines(tmp_path):
 @pytest.mark.parametrize("which", ["word_lines", "char_stream"])
 def test_score_stream_equals_single_stream_validation(which, request, tmp_path):
     """--stream gives the training's validation figure for the same text (evaluated as one stream)."""
-    from charlm import corpus
+    from charlm.lm import corpus
     from charlm.text.tokenids import tokenize_ids
 
     model, vocab, tok = request.getfixturevalue(which)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from charlm import scoring
+from charlm.lm import scoring
 from charlm.cli import cli, warn
 from charlm.cli.options import load_checked, model_option
 from charlm.cli.score import _summary_lines

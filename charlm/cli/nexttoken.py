@@ -40,7 +40,7 @@ def next_command(prefix, model_path, top, as_json) -> None:
       charlm next -m dinos.npz ""               # how names start
       charlm next "To be, or not to" --json
     """
-    from charlm import generate
+    from charlm.lm import generate
 
     if top < 1:
         raise click.BadParameter(f"must be at least 1, got {top}", param_hint="-k")

@@ -8,7 +8,7 @@ import os
 import click
 
 from charlm.engine import parallel
-from charlm import scoring
+from charlm.lm import scoring
 from charlm.cli import cli, json_line, warn
 from charlm.cli.options import cache_options, load, model_option
 from charlm.cli.progress import ReadingBar

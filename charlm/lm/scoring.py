@@ -38,7 +38,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from charlm.corpus import iter_windows, lookup_table
+from charlm.lm.corpus import iter_windows, lookup_table
 from charlm.errors import UsageError
 
 LN10 = math.log(10.0)

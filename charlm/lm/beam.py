@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from charlm.errors import UsageError
-from charlm.generate import (
+from charlm.lm.generate import (
     Prime,
     check_stop_at,
     context_log_probs,
@@ -39,7 +39,7 @@ from charlm.generate import (
     repeat_state,
 )
 from charlm.nn.layers import log_softmax
-from charlm.scoring import tokenizer_mode
+from charlm.lm.scoring import tokenizer_mode
 from charlm.text.tokenizer import Tokenizer
 
 
