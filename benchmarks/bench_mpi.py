@@ -8,7 +8,7 @@ OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (see README.md here) and the thread
 
 1. Side by side, in alternating rounds (one, two, two, one): a training step of one process with
    2 BLAS threads on the configuration's batch B, against `mpiexec -n 2` with 1 thread each on
-   B/2 streams: forward, backward, the all-reduce of the packed gradients (charlm.parallel.
+   B/2 streams: forward, backward, the all-reduce of the packed gradients (charlm.engine.parallel.
    MPIComm.reduce_gradients), global-norm clipping at 5 and an Adam update, dropout 0.1 (the
    global batch's masks, as `charlm train` draws them). tokens/s = B·T / median step time of
    rank 0 (the all-reduce makes every step end together). Target: two ≥ 0.9 × one.

@@ -88,7 +88,7 @@ def validation_text(opts, path: Path) -> Path:
 
 def score_files(files: list[Path], charlm_cmd, model_path: Path, peer, log) -> dict:
     """{stem_perplexity, stem_nats_per_token} of each file scored as one stream: with
-    `charlm score --stream`, or for the peer with the same code (charlm.scoring.score_stream)."""
+    `charlm score --stream`, or for the peer with the same code (charlm.lm.scoring.score_stream)."""
     out = {}
     for f in files:
         if peer is None:

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from charlm.decode import decode_batch, tag_constraints, viterbi
+from charlm.sentence.decode import decode_batch, tag_constraints, viterbi
 from charlm.errors import CharlmError
 
 IOB2 = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]

@@ -21,7 +21,7 @@ def run(opt, steps=3):
     return params["w"]
 
 
-# -- textbook formulas, written out independently of charlm.optim ------------------
+# -- textbook formulas, written out independently of charlm.engine.optim ------------------
 
 def test_sgd_plain_matches_formula():
     p = P0.copy()

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from charlm import checkpoint
 from charlm.lm import generate, scoring
 from charlm.cli import cli
+from charlm.tasks import load as load_model
 from charlm.errors import DataError
 from charlm.text.reader import read_text
 from charlm.text.tokenizer import Tokenizer, TokenizerConfig
@@ -131,7 +132,8 @@ def models(tmp_path_factory):
         r = CliRunner().invoke(cli, ["train", str(corpus), "-o", str(path), *TINY, "--max-steps", "4", *extra],
                                catch_exceptions=False)
         assert r.exit_code == 0, r.output
-        model, vocab, _ = checkpoint.load_model(path)
+        loaded = load_model(path)
+        model, vocab = loaded.network, loaded.vocab
         out[name] = (path, model, vocab, Tokenizer(vocab.tokenizer))
     return out
 

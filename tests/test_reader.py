@@ -1,4 +1,4 @@
-"""Streaming UTF-8 reading (charlm.reader): chunks, universal newlines, the byte-order mark,
+"""Streaming UTF-8 reading (charlm.text.reader): chunks, universal newlines, the byte-order mark,
 and what is refused (missing files, NUL bytes, bytes that are not UTF-8)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The token cache: built once, reused, and never trusted blindly (charlm/tokencache.py)."""
+"""The token cache: built once, reused, and never trusted blindly (charlm/text/tokencache.py)."""
 
 from __future__ import annotations
 

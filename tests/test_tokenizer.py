@@ -1,4 +1,4 @@
-"""The tokenizer (charlm.tokenizer): settings, character and word level, and reading a
+"""The tokenizer (charlm.text.tokenizer): settings, character and word level, and reading a
 corpus in chunks that are cut only at safe points."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The vocabulary (charlm.vocab): ids, limits, the JSON file and corpus statistics."""
+"""The vocabulary (charlm.text.vocab): ids, limits, the JSON file and corpus statistics."""
 
 from __future__ import annotations
 

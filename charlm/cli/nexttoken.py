@@ -7,7 +7,7 @@ import math
 
 import click
 
-from charlm.cli import cli, json_line
+from charlm.cli.group import cli, json_line
 from charlm.cli.options import load, model_option
 from charlm.text.vocab import EOS, UNK
 

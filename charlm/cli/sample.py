@@ -7,7 +7,7 @@ import sys
 import click
 import numpy as np
 
-from charlm.cli import cli, json_line, warn
+from charlm.cli.group import cli, json_line, warn
 from charlm.cli.options import load, model_option
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 import click
 
-from charlm.cli import cli
+from charlm.cli.group import cli
 from charlm.cli.options import tokenizer_options, tokenizer_settings, vocab_options
 from charlm.errors import DataError
 from charlm.files import VOCAB, Output, check_outputs

@@ -10,7 +10,7 @@ MPI launchers tell each process where it stands through environment variables:
     MVAPICH2                                  MV2_COMM_WORLD_SIZE, _RANK, _LOCAL_SIZE
     PMIx launchers (prterun, srun --mpi=pmix) PMIX_RANK (no size)
 
-Nothing here imports mpi4py: that is `charlm.parallel`'s job, and only when this module says the
+Nothing here imports mpi4py: that is `charlm.engine.parallel`'s job, and only when this module says the
 process was started by a launcher.
 """
 

@@ -242,7 +242,7 @@ class MPIComm:
         return True
 
     def part(self, run):
-        """This process's share of `run` (charlm.train.Run), in place: rank 0's parameters, its
+        """This process's share of `run` (charlm.engine.run.Run), in place: rank 0's parameters, its
         columns of the batch and of the carried state, and its dropout draws (for streams the
         global batch's masks cut by columns, `GlobalBatchRng`; for sentences its own, `ProcessRng`).
         CharlmError when the processes do not hold the same data layout and parameter shapes."""

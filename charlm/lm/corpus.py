@@ -4,7 +4,7 @@ The pipeline, for a corpus of n tokens and B parallel streams:
 
     token_ids(corpus, config, folder)  -> TokenIds: ids (n,) provisional ids (uint8/uint16/int32,
                                          memory-mapped from the token cache or a temporary file
-                                         when large), types, counts (charlm.tokenids, .tokencache)
+                                         when large), types, counts (charlm.text.tokenids, .tokencache)
     split_point(n, val_fraction, cap)  -> k: train = ids[:k], validation = ids[k:] (at most cap)
     training_counts(tids, k)           -> counts of each type in ids[:k], in chunks
     build_vocab(counts, types, ...)    -> Vocab (from the training part only)
@@ -234,7 +234,7 @@ def prepare_lm_data(corpus, tokenizer_config, *, vocab=None, val_file=None, val_
     val_tokens: None = at most DEFAULT_VAL_TOKENS taken from the corpus, a --val-file whole;
     0 = no limit; N = at most N (the last N of the corpus, the first N of a --val-file).
     `vocab` and `n_train` are given when resuming, so the data is encoded exactly as before.
-    `verify`, `report`: see `charlm.tokencache.token_ids` (verify=False: another process has
+    `verify`, `report`: see `charlm.text.tokencache.token_ids` (verify=False: another process has
     just checked or built the cache; progress and cache messages).
     """
     config = vocab.tokenizer if vocab is not None else tokenizer_config

@@ -227,3 +227,18 @@ class LanguageModel:
         e = self.params["embed.W"][np.asarray(ids)]
         a, new_state = self.rnn.step(self._layer_params(), e, state)
         return dense_forward(a, self._out_W(), self.params["out.b"]), new_state
+
+
+def memory_need(config: ModelConfig, batch: int, seq_len: int, slots: int) -> tuple[int, int]:
+    """(bytes, parameters) a training run of this model needs at least, with `slots` optimizer
+    arrays per parameter (Adam keeps two): parameters, gradients and optimizer slots, plus the
+    activations of one window, about (4 + 2 per gate) H values per layer per token and the (T*B, V)
+    logits/probabilities. A rough lower bound, for `engine.memory.check_memory`."""
+    itemsize = np.dtype(config.dtype).itemsize
+    cell = cell_from_config(config)
+    V, E, H, L = config.vocab_size, config.embedding, config.hidden, config.layers
+    n = V * E + V + (0 if config.tie_weights else H * V)
+    for l in range(L):
+        n += sum(int(np.prod(s)) for s in cell.param_shapes(E if l == 0 else H, H).values())
+    tokens = batch * seq_len
+    return itemsize * (n * (2 + slots) + tokens * (L * H * (4 + 2 * cell.G) + 3 * V)), n

@@ -112,6 +112,11 @@ class SentenceScore:
         return d
 
 
+def shown(x: float | None, fmt: str = ".3f") -> str:
+    """A figure as the commands print it: "-" for None, inf or nan."""
+    return "-" if x is None or not math.isfinite(x) else format(x, fmt)
+
+
 def _finite_or_none(x: float):
     return x if math.isfinite(x) else None
 
@@ -177,6 +182,18 @@ class CorpusSummary:
             d["bits_per_char"] = _finite_or_none(self.bits_per_char)
         return d
 
+    def lines(self) -> list[str]:
+        """The summary as `charlm score --file F` and `charlm eval` print it."""
+        lines = [f"corpus: {self.tokens} tokens scored, {self.oov} out of vocabulary"
+                 + (f", {self.sentences} sentences" if self.sentences else "")]
+        lines.append(f"cross-entropy: {shown(self.nats_per_token, '.4f')} nats/token, "
+                     f"{shown(self.bits_per_token, '.4f')} bits/token")
+        if self.chars is not None:
+            lines.append(f"per character: {shown(self.nats_per_char, '.4f')} nats/char, "
+                         f"{shown(self.bits_per_char, '.4f')} bits/char")
+        lines.append(f"perplexity: {shown(self.perplexity, '.3f')}")
+        return lines
+
 
 # ---------------------------------------------------------------------------------------------
 # Sentences: batched, sorted by length, padded, masked
@@ -217,7 +234,7 @@ def score_token_lists(model, vocab, token_lists: Sequence[Sequence[str]], batch_
     a sentence's numbers do not depend on its batch-mates (up to float rounding).
     An empty token list scores just "<EOS>" in lines mode (P(empty sentence)).
 
-    With a process group `comm` of several processes (charlm.parallel), process r scores
+    With a process group `comm` of several processes (charlm.engine.parallel), process r scores
     batches r, r + comm.size, ... and every process returns all the scores (the same batches
     as one process, so the same numbers).
     """
@@ -388,7 +405,7 @@ def score_stream(model, vocab, pieces: Iterable[Sequence[str]], window: int = 20
 
 
 def score_ids(model, vocab, tids, window: int = 2048) -> CorpusSummary:
-    """`score_stream` of a tokenized text (`charlm.tokenids.TokenIds`, e.g. from the token cache),
+    """`score_stream` of a tokenized text (`charlm.text.tokenids.TokenIds`, e.g. from the token cache),
     read `window` ids at a time through the lookup to the model's vocabulary: the same figures.
     (Lines mode: the leading EOS of the ids is the start symbol; sentences = the other EOS.)"""
     lookup = lookup_table(vocab, tids.types)

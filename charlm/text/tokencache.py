@@ -2,7 +2,7 @@
 
     token_ids(corpus, tokenizer_config, folder, *, verify=True, report=None) -> TokenIds
 
-A corpus file of at least MIN_BYTES is tokenized once (`charlm.tokenids`) into two files in
+A corpus file of at least MIN_BYTES is tokenized once (`charlm.text.tokenids`) into two files in
 `folder` (the model's folder, or the one --cache-dir names), named after the corpus and a key of
 its absolute path and the tokenizer settings:
 
@@ -213,7 +213,7 @@ def _usable_folder(corpus, config: TokenizerConfig, folder, report) -> CacheFile
 
 
 def token_ids(corpus, config: TokenizerConfig, folder=None, *, verify: bool = True, report=None) -> TokenIds:
-    """The token ids of `corpus` (see `charlm.tokenids`), from the cache in `folder` when it is
+    """The token ids of `corpus` (see `charlm.text.tokenids`), from the cache in `folder` when it is
     valid, else tokenized (and cached when the corpus is a file of at least MIN_BYTES).
 
     folder: where the cache lives (None: no cache). verify=False skips the content hash (a

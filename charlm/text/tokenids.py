@@ -2,7 +2,7 @@
 
     tokenize_ids(source, tokenizer, path=None, on_bytes=None) -> TokenIds
 
-The text is read in chunks (`charlm.reader`) and cut into tokens (`charlm.tokenizer`; code
+The text is read in chunks (`charlm.text.reader`) and cut into tokens (`charlm.text.tokenizer`; code
 points take a vectorised path). Each token gets a *provisional id*, its index in `types`
 (the distinct tokens, first seen first), and the ids of each chunk go straight to an id file
 in the smallest type that holds them: uint8 while there are at most 256 types, uint16 up to
@@ -239,7 +239,7 @@ def tokenize_ids(source, tokenizer, path: str | None = None, on_bytes=None) -> T
 
     Args:
         source: a path, "-" (stdin) or a text file object.
-        tokenizer: a `charlm.tokenizer.Tokenizer`.
+        tokenizer: a `charlm.text.tokenizer.Tokenizer`.
         path: write the id file here (None: memory, or a temporary file when large).
         on_bytes: called with each chunk of raw bytes read (progress, hashing).
     Raises DataError for an empty or whitespace-only corpus, and whatever the reader raises

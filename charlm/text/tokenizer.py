@@ -14,7 +14,7 @@ Settings (`TokenizerConfig`):
               The default at character level.
     lowercase applied token by token.
 
-A corpus is tokenized as it streams in (`charlm.reader.read_text`): each decoded piece
+A corpus is tokenized as it streams in (`charlm.text.reader.read_text`): each decoded piece
 is cut only at a safe point, where the tokens of what comes before do not depend on
 what comes after, so memory does not grow with the corpus (in lines mode it grows with
 the longest sentence).
@@ -193,7 +193,7 @@ class Tokenizer:
         (including "\\n" tokens), read in chunks of `chunk_size` with bounded memory.
         (Only a text with no safe cut point at all, such as megabytes without any
         whitespace at word level, is held until one comes.) `on_bytes`: see
-        `charlm.reader.read_text`."""
+        `charlm.text.reader.read_text`."""
         buf = ""
         for text in read_text(source, chunk_size=chunk_size, on_bytes=on_bytes):
             tokens, buf = self._cut(buf + text)

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from charlm.errors import CharlmError, UsageError
+from charlm.files import VOCAB_FORMAT
 from charlm.text.tokenizer import TokenizerConfig
 
 UNK = "<UNK>"
 EOS = "<EOS>"
 UNK_LITERALS = frozenset({"<unk>", "<UNK>"})  # how corpora such as PTB spell an unknown word
 
-VOCAB_FORMAT = "charlm-vocab"
 VOCAB_VERSION = 1
 
 

@@ -1,9 +1,10 @@
 """Running a trained tagger or classifier: token lists in, tags or labels (with probabilities) out,
-and the evaluation of a labelled file.
+and the metrics of labelled sentences (`evaluate_tags`, `evaluate_labels`; the tasks read the
+files, tasks/tag.py and tasks/classify.py).
 
-Sentences are encoded (`charlm.sentences.Encoder`), sorted by length into batches (little padding),
+Sentences are encoded (`sentence.encoder.Encoder`), sorted by length into batches (little padding),
 run through `model.log_probs` and put back in input order. Tags are decoded per sentence: entity tags
-with a Viterbi search over the transitions the model's scheme allows (`charlm.decode`), so the
+with a Viterbi search over the transitions the model's scheme allows (`sentence.decode`), so the
 output is never an invalid sequence such as I-PER right after O in IOB2; other tags by argmax. They
 are reported in the scheme of the training data. The probability given with a tag is the model's
 softmax probability of the tag it decoded at that token (in the model's scheme).
@@ -16,12 +17,12 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from charlm.errors import CharlmError, CheckpointError, UsageError
-from charlm.decode import decode_batch, tag_constraints
-from charlm.labels import SCHEMES, chunks, convert
-from charlm.metrics import EntityCounts, classification_report, conlleval_counts, tag_report
-from charlm.sentences import EncodedSentence, Encoder
-from charlm.tagdata import read_labelled, read_tagged
+from charlm.errors import UsageError
+from charlm.sentence.decode import decode_batch, tag_constraints
+from charlm.sentence.labels import SCHEMES, chunks, convert
+from charlm.sentence.batch import EncodedSentence, make_batch
+from charlm.sentence.encoder import Encoder
+from charlm.sentence.metrics import classification_report, conlleval_counts, tag_report
 
 BATCH_SIZE = 64
 
@@ -65,25 +66,13 @@ class Predictor:
         self.model, self.encoder, self.batch_size = model, encoder, int(batch_size)
         self.meta = meta or {}  # the model file's metadata, when loaded from one
         scheme = encoder.model_scheme
-        self.constraints = tag_constraints(encoder.labels, scheme.lower()) if scheme else None
-
-    @classmethod
-    def from_loaded(cls, loaded, batch_size: int = BATCH_SIZE) -> "Predictor":
-        """The predictor of a loaded tagger or classifier (`checkpoint.load_model`'s result)."""
-        try:
-            encoder = Encoder.from_meta(loaded.task, loaded.vocab, loaded.meta, loaded.char_vocab)
-        except CharlmError as err:
-            raise CheckpointError(f"the model file is unusable: {err}") from None
-        return cls(loaded.model, encoder, batch_size, loaded.meta)
-
-    @property
-    def task(self) -> str:
-        return self.encoder.task
+        self.constraints = tag_constraints(encoder.labels, scheme) if scheme else None
 
     def token_lists(self, texts: Sequence) -> list[list[str]]:
         """The tokens of each text: a str is cut by the model's tokenizer (`Encoder.tokenizer`), a
         list of tokens is taken as it is; a text without tokens is a UsageError."""
-        cut, what = self.encoder.tokenizer().tokenize, self.task
+        cut = self.encoder.tokenizer().tokenize
+        item, verb = ("sentence", "tag") if self.encoder.per_token else ("text", "classify")
         out = []
         for i, text in enumerate(texts, 1):
             if isinstance(text, str):
@@ -93,7 +82,7 @@ class Predictor:
             else:
                 raise UsageError(f"expected a text (str) or a list of tokens (non-empty str), got {text!r:.60}")
             if not tokens:
-                raise UsageError(f"{'sentence' if what == 'tag' else 'text'} {i} is empty: nothing to {what}")
+                raise UsageError(f"{item} {i} is empty: nothing to {verb}")
             out.append(tokens)
         return out
 
@@ -115,7 +104,7 @@ class Predictor:
         order = np.argsort(lengths, kind="stable")
         for i in range(0, len(order), self.batch_size):
             idx = order[i:i + self.batch_size]
-            batch = self.encoder.batch([encoded[j] for j in idx], with_labels=False)
+            batch = make_batch([encoded[j] for j in idx], with_labels=False)
             yield idx, self.model.log_probs(batch), lengths[idx]
 
     def decode(self, log_probs: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
@@ -185,61 +174,3 @@ def evaluate_labels(predictor: Predictor, token_lists, gold: Sequence[str]) -> d
     report = classification_report(gold, predicted, predictor.encoder.labels)
     report["unknown_labels"] = predictor.encoder.unknown_labels(gold)
     return report
-
-
-def evaluate_file(predictor: Predictor, source, format: str | None = None, tag_column=None) -> dict:
-    """The report of `charlm eval --json` on a labelled file (a path, "-" or a text file object):
-    `evaluate_tags` of a tagging file (CoNLL-U or columns; the gold tags in `tag_column`, by default
-    the model's) or `evaluate_labels` of a classification file (tab or fasttext), with "task"."""
-    task = predictor.task
-    if task == "tag":
-        if format in ("tab", "fasttext"):
-            raise UsageError(f"--format {format} is a classification format; the model is a tagger")
-        data = read_tagged(source, format=format, tag_column=tag_column or predictor.tag_column())
-        gold = [s.tags for s in data.sentences]
-        report = evaluate_tags(predictor, [s.tokens for s in data.sentences], gold)
-        report["sentences"] = len(gold)
-        for key in ("entity_precision", "entity_recall", "entity_f1", "per_type", "scheme"):
-            report.setdefault(key, None)
-    else:
-        if format in ("conllu", "columns") or tag_column:
-            raise UsageError(f"{'--format ' + format if format else '--tag-column'} applies to taggers; "
-                             f"the model is a classifier")
-        examples = read_labelled(source, predictor.encoder.tokenizer().tokenize, format=format).examples
-        report = evaluate_labels(predictor, [e.tokens for e in examples], [e.label for e in examples])
-    return {"task": task, **report}
-
-
-def sentence_counts(predictor: Predictor, encoded: Sequence[EncodedSentence], gold, classes=None) -> np.ndarray:
-    """Summable validation counts of sentences (see `batches.SentenceValidation`):
-    tagging        [nll, n, tokens, correct tags, correct entities, guessed entities, gold entities]
-    classification [nll, n, confusion matrix over `classes` (rows gold, columns predicted), flattened]
-    nll sums −log ŷ of the gold labels the model knows; n counts them."""
-    enc = predictor.encoder
-    nll = n = 0.0
-    if enc.task == "tag":
-        entities = EntityCounts()
-        tags_right = tokens = 0
-        for idx, lp, lengths in predictor.log_probs(encoded):
-            for b, (i, ids) in enumerate(zip(idx, predictor.decode(lp, lengths))):
-                g = np.array([enc.label_index.get(t, -1) for t in enc.model_labels(gold[i])])
-                t = np.flatnonzero(g >= 0)
-                nll -= float(lp[t, b, g[t]].astype(np.float64).sum())
-                n += len(t)
-                pred = enc.report_labels([enc.labels[k] for k in ids])
-                tags_right += sum(p == q for p, q in zip(pred, gold[i]))
-                tokens += len(pred)
-                if enc.model_scheme:
-                    entities.add(conlleval_counts([gold[i]], [pred]))
-        return np.array([nll, n, tokens, tags_right, entities.correct, entities.guessed, entities.gold])
-    index = {label: i for i, label in enumerate(classes)}
-    confusion = np.zeros((len(classes), len(classes)))
-    for idx, lp, _ in predictor.log_probs(encoded):
-        best = lp.argmax(axis=1)
-        for b, i in enumerate(idx):
-            confusion[index[gold[i]], best[b]] += 1
-            k = enc.label_index.get(gold[i])
-            if k is not None:
-                nll -= float(lp[b, k])
-                n += 1
-    return np.concatenate([[nll, n], confusion.ravel()])

@@ -1,6 +1,7 @@
 """A tagging or classification run's data, ready for the engine.
 
-    read_task_file(task, path, ...)   -> token lists and gold tags (per sentence) or labels
+    read(path)                        -> token lists and gold tags (per sentence) or labels:
+                                         `read_tags` or `read_labels`, as the task says
     split_validation(n, fraction, seed) -> which examples are held out
     Encoder.build(...)                -> vocabularies and label set from the training part
     prepare_task_data(...)            -> TaskData: encoded training and validation sentences
@@ -18,20 +19,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlm.errors import DataError
-from charlm.labels import detect_scheme
-from charlm.sentences import Encoder
-from charlm.tagdata import read_labelled, read_tagged
+from charlm.sentence.encoder import Encoder
+from charlm.sentence.formats import read_labelled, read_tagged
+from charlm.sentence.labels import detect_scheme
 from charlm.text.tokenizer import TokenizerConfig
 
 
-def read_task_file(task: str, path, tokenizer: TokenizerConfig, format: str | None = None,
-                   tag_column=None) -> tuple[list, list, str]:
-    """(token lists, gold, format): gold is a tag list per sentence (tag) or a label per example
-    (classify). Classification text is cut by `tokenizer` (case kept when it lowercases: the
-    word lookup lowercases, see `charlm.sentences`)."""
-    if task == "tag":
-        f = read_tagged(path, format=format, tag_column=tag_column)
-        return [s.tokens for s in f.sentences], [s.tags for s in f.sentences], f.format
+def read_tags(path, tokenizer: TokenizerConfig, format: str | None = None, tag_column=None) -> tuple[list, list, str]:
+    """(token lists, a tag list per sentence, format) of a tagging file (CoNLL-U or columns)."""
+    f = read_tagged(path, format=format, tag_column=tag_column)
+    return [s.tokens for s in f.sentences], [s.tags for s in f.sentences], f.format
+
+
+def read_labels(path, tokenizer: TokenizerConfig, format: str | None = None, tag_column=None) -> tuple[list, list, str]:
+    """(token lists, a label per example, format) of a classification file; the text is cut by
+    `tokenizer` (case kept when it lowercases: the word lookup lowercases, see `sentence.encoder`)."""
     cut = Encoder.text_tokenizer(tokenizer)
     f = read_labelled(path, cut.tokenize, format=format)
     return [e.tokens for e in f.examples], [e.label for e in f.examples], f.format
@@ -68,24 +70,25 @@ def _tokens(sentences: list) -> int:
     return sum(len(s) for s in sentences)
 
 
-def prepare_task_data(task: str, corpus, tokenizer: TokenizerConfig, *, format=None, tag_column=None,
+def prepare_task_data(read, per_token: bool, corpus, tokenizer: TokenizerConfig, *, format=None, tag_column=None,
                       val_file=None, val_fraction: float = 0.1, seed: int = 0, min_count: int = 1,
                       max_vocab: int | None = None, encoder: Encoder | None = None) -> TaskData:
-    """Read, split, build the vocabularies (unless `encoder` is given: a resumed run) and encode."""
-    tokens, gold, fmt = read_task_file(task, corpus, tokenizer, format, tag_column)
+    """Read (with `read`: `read_tags` for a tag per token, `per_token`, else `read_labels`), split,
+    build the vocabularies (unless `encoder` is given: a resumed run) and encode."""
+    tokens, gold, fmt = read(corpus, tokenizer, format, tag_column)
     if val_file:
-        val_tokens, val_gold, _ = read_task_file(task, val_file, tokenizer, format, tag_column)
+        val_tokens, val_gold, _ = read(val_file, tokenizer, format, tag_column)
     else:
         keep, held = split_validation(len(tokens), val_fraction, seed)
         val_tokens, val_gold = [tokens[i] for i in held], [gold[i] for i in held]
         tokens, gold = [tokens[i] for i in keep], [gold[i] for i in keep]
     if encoder is None:
-        scheme = detect_scheme(gold) if task == "tag" else None
-        encoder = Encoder.build(task, tokens, gold, tokenizer, scheme, min_count, max_vocab)
-    what = "tag" if task == "tag" else "label"
+        scheme = detect_scheme(gold) if per_token else None
+        encoder = Encoder.build(per_token, tokens, gold, tokenizer, scheme, min_count, max_vocab)
+    what, model = ("tag", "tagger") if per_token else ("label", "classifier")
     if len(encoder.labels) < 2:
         raise DataError(f"{corpus}: the training data has a single {what} ({encoder.labels[0]!r}): "
-                        f"a {'tagger' if task == 'tag' else 'classifier'} needs at least two")
+                        f"a {model} needs at least two")
     train = [encoder.encode(t, g) for t, g in zip(tokens, gold)]
     val = [encoder.encode(t) for t in val_tokens]
     unknown = encoder.unknown_labels(val_gold)

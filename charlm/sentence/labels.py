@@ -21,7 +21,8 @@ from __future__ import annotations
 import re
 from typing import Iterable, Sequence
 
-SCHEMES = ("IOB1", "IOB2", "IOBES")
+SCHEMES = ("IOB1", "IOB2", "IOBES")  # the entity tag schemes, the one list of them
+ALIASES = {"BIO": "IOB2"}  # other names of a scheme
 OUTSIDE = "O"
 _ENTITY_TAG = re.compile(r"([BIES])-(.+)")
 
@@ -104,6 +105,13 @@ def convert(tags: Sequence[str], scheme: str) -> list[str]:
     if scheme not in SCHEMES:
         raise ValueError(f"unknown tag scheme {scheme!r}")
     return from_chunks(chunks(tags), len(tags), scheme)
+
+
+def scheme_named(name: str) -> str | None:
+    """The scheme a name stands for, in any case ("iob2", "bio" -> "IOB2"), or None."""
+    upper = str(name).upper()
+    upper = ALIASES.get(upper, upper)
+    return upper if upper in SCHEMES else None
 
 
 def training_scheme(data_scheme: str | None) -> str | None:

@@ -1,15 +1,20 @@
-"""Sentence batch sources (moving to charlm/sentence/)."""
+"""The sentence tasks' batch source and validation set (see `engine.batches` for the interface).
+
+`SentenceBatches` serves bucketed batches of whole sentences (no state carried); the validation
+set scores held-out sentences with the task's metric (`sentence_counts`, summable over processes).
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from charlm.engine.batches import Batch, Evaluation
-from charlm.metrics import confusion_report, prf
-from charlm.predict import Predictor, sentence_counts
+from charlm.sentence.batch import EncodedSentence
+from charlm.sentence.metrics import EntityCounts, confusion_report, conlleval_counts, prf
+from charlm.sentence.predict import Predictor
 
 
 # ------------------------------------------------------------------------ sentence batches
@@ -24,7 +29,8 @@ class SentenceBatches:
     and a resumed run continues at exactly the batch it stopped before. `clock.epoch` (the run's
     `TrainState`) says which epoch `batches` serves.
 
-    sentences: EncodedSentence list (`charlm.sentences`); to_batch(list) -> SentenceBatch.
+    sentences: EncodedSentence list (`sentence.batch`); to_batch(list) -> SentenceBatch
+    (`sentence.batch.make_batch`).
     Batch.inputs = (SentenceBatch,); Batch.tokens = real tokens (tagging) or sentences
     (classification): the predictions the batch trains on.
     """
@@ -87,7 +93,7 @@ class SentenceValidation:
     def __init__(self, sentences: list, gold: list, encoder, batch_size: int = 64):
         self.sentences, self.gold, self.encoder, self.batch_size = sentences, gold, encoder, batch_size
         # classification: the confusion matrix's classes (the model's, then unknown gold labels)
-        self.classes = None if encoder.task == "tag" else \
+        self.classes = None if encoder.per_token else \
             list(encoder.labels) + sorted(set(gold) - set(encoder.labels))
 
     def evaluate(self, model, comm) -> Evaluation:
@@ -107,3 +113,38 @@ class SentenceValidation:
         report = confusion_report(self.classes, counts[2:].reshape(k, k))
         return Evaluation(loss, -report["accuracy"],
                           {"val_accuracy": report["accuracy"], "val_f1": report["macro_f1"]})
+
+
+def sentence_counts(predictor: Predictor, encoded: Sequence[EncodedSentence], gold, classes=None) -> np.ndarray:
+    """Summable validation counts of sentences (see `SentenceValidation`):
+    tagging        [nll, n, tokens, correct tags, correct entities, guessed entities, gold entities]
+    classification [nll, n, confusion matrix over `classes` (rows gold, columns predicted), flattened]
+    nll sums −log ŷ of the gold labels the model knows; n counts them."""
+    enc = predictor.encoder
+    nll = n = 0.0
+    if enc.per_token:
+        entities = EntityCounts()
+        tags_right = tokens = 0
+        for idx, lp, lengths in predictor.log_probs(encoded):
+            for b, (i, ids) in enumerate(zip(idx, predictor.decode(lp, lengths))):
+                g = np.array([enc.label_index.get(t, -1) for t in enc.model_labels(gold[i])])
+                t = np.flatnonzero(g >= 0)
+                nll -= float(lp[t, b, g[t]].astype(np.float64).sum())
+                n += len(t)
+                pred = enc.report_labels([enc.labels[k] for k in ids])
+                tags_right += sum(p == q for p, q in zip(pred, gold[i]))
+                tokens += len(pred)
+                if enc.model_scheme:
+                    entities.add(conlleval_counts([gold[i]], [pred]))
+        return np.array([nll, n, tokens, tags_right, entities.correct, entities.guessed, entities.gold])
+    index = {label: i for i, label in enumerate(classes)}
+    confusion = np.zeros((len(classes), len(classes)))
+    for idx, lp, _ in predictor.log_probs(encoded):
+        best = lp.argmax(axis=1)
+        for b, i in enumerate(idx):
+            confusion[index[gold[i]], best[b]] += 1
+            k = enc.label_index.get(gold[i])
+            if k is not None:
+                nll -= float(lp[b, k])
+                n += 1
+    return np.concatenate([[nll, n], confusion.ravel()])

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from charlm.labels import split_tag
+from charlm.sentence.labels import split_tag
 
 
 def prf(correct: int, predicted: int, gold: int) -> dict:

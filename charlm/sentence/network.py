@@ -10,7 +10,7 @@
     Classifier:  ŷ = softmax(W_y[→a<Tx>, ←a<1>] + b_y)      (pool "last"; "mean"/"max": over real t)
                  L = mean over the batch's sentences of −log ŷ[y]
 
-A batch (`SentenceBatch`, made by `pad_sentences`) holds sentences padded to the longest, with
+A batch (`sentence.batch.SentenceBatch`, made by `pad_sentences`) holds sentences padded to the longest, with
 their lengths; ←a starts at each sentence's own last word, so padding never reaches a real
 position. Dropout (inverted, training only) sits on x<t>, between layers and on what W_y reads;
 word dropout (training only) gives a random share of the words <UNK>'s embedding (id 0) while
@@ -37,6 +37,7 @@ import numpy as np
 from charlm.errors import CharlmError, DataError
 from charlm.nn.cells import CellSettings, cell_from_config
 from charlm.nn.config import check_rate, check_settings, checked_params, is_int
+from charlm.sentence.batch import SentenceBatch, aligned
 from charlm.nn.layers import (
     POOLS,
     Bidirectional,
@@ -52,152 +53,20 @@ from charlm.nn.layers import (
     softmax_cross_entropy_backward,
 )
 
-__all__ = ["SentenceBatch", "pad_sentences", "TaggerConfig", "Tagger", "Classifier", "MODELS", "make_model",
-           "TASKS", "ROW_ALIGN"]
-
-TASKS = ("tag", "classify")
-ROW_ALIGN = 8  # rows of every matrix product: a multiple of this (see the module docstring)
-
-
-# -- batches -------------------------------------------------------------------------------------------
-@dataclass
-class SentenceBatch:
-    """B sentences padded to the longest (T words), time-major.
-
-    words (T,B) int: word ids, padding 0          lengths (B,) int: words per sentence (>= 1)
-    mask (T,B) float64: 1.0 real, 0.0 padding
-    chars (Lc,W) int: character ids of the W distinct words (distinct by spelling), padded with 0
-    char_lengths (W,) int                          word_index (T,B) int: the word at (t, b) among the W
-    labels: (T,B) int tag ids (padding 0) for tagging, (B,) int for classification, or None
-    Without character ids chars is (0, 0), char_lengths (0,) and word_index all 0.
-    """
-
-    words: np.ndarray
-    lengths: np.ndarray
-    mask: np.ndarray
-    chars: np.ndarray
-    char_lengths: np.ndarray
-    word_index: np.ndarray
-    labels: np.ndarray | None = None
-
-    @property
-    def size(self) -> int:
-        """B, the number of sentences."""
-        return int(self.lengths.shape[0])
-
-    @property
-    def tokens(self) -> int:
-        """Real (unpadded) words in the batch."""
-        return int(self.lengths.sum())
-
-
-def pad_sentences(word_ids, char_ids=None, labels=None, task: str = "tag") -> SentenceBatch:
-    """A `SentenceBatch` of the sentences in the order given (the caller sorts or buckets).
-
-    word_ids: list of B 1-D int arrays; char_ids: None or, per sentence, a list with the 1-D int
-    array of each word's character ids; labels: per sentence a 1-D int array of tag ids (task
-    "tag"), or B ints (task "classify"), or None. Inconsistent input raises DataError.
-    """
-    if task not in TASKS:
-        raise DataError(f"unknown task {task!r} (expected {' or '.join(TASKS)})")
-    sents = [np.asarray(w, dtype=np.int64).reshape(-1) for w in word_ids]
-    if not sents:
-        raise DataError("no sentences to batch")
-    lengths = np.array([len(s) for s in sents], dtype=np.int64)
-    if (lengths == 0).any():
-        raise DataError(f"sentence {int(np.argmin(lengths)) + 1} of the batch has no words")
-    T, B = int(lengths.max()), len(sents)
-    words = np.zeros((T, B), dtype=np.int64)
-    for b, s in enumerate(sents):
-        words[:len(s), b] = s
-    mask = (np.arange(T)[:, None] < lengths).astype(np.float64)
-    chars, char_lengths, word_index = _distinct_words(char_ids, lengths, T)
-    return SentenceBatch(words, lengths, mask, chars, char_lengths, word_index,
-                         _pad_labels(labels, lengths, task))
-
-
-def _distinct_words(char_ids, lengths: np.ndarray, T: int):
-    """-> chars (Lc, W), char_lengths (W,), word_index (T, B) of the distinct spellings, in order of
-    first occurrence."""
-    B = len(lengths)
-    word_index = np.zeros((T, B), dtype=np.int64)
-    if char_ids is None:
-        return np.zeros((0, 0), dtype=np.int64), np.zeros(0, dtype=np.int64), word_index
-    if len(char_ids) != B:
-        raise DataError(f"{B} sentences but character ids for {len(char_ids)}")
-    index: dict[bytes, int] = {}
-    spellings: list[np.ndarray] = []
-    for b, sentence in enumerate(char_ids):
-        if len(sentence) != lengths[b]:
-            raise DataError(f"sentence {b + 1} has {lengths[b]} words but {len(sentence)} character sequences")
-        for t, cs in enumerate(sentence):
-            cs = np.asarray(cs, dtype=np.int64).reshape(-1)
-            if cs.size == 0:
-                raise DataError(f"word {t + 1} of sentence {b + 1} has no characters")
-            i = index.setdefault(cs.tobytes(), len(spellings))
-            if i == len(spellings):
-                spellings.append(cs)
-            word_index[t, b] = i
-    char_lengths = np.array([len(cs) for cs in spellings], dtype=np.int64)
-    chars = np.zeros((int(char_lengths.max()), len(spellings)), dtype=np.int64)
-    for w, cs in enumerate(spellings):
-        chars[:len(cs), w] = cs
-    return chars, char_lengths, word_index
-
-
-def _pad_labels(labels, lengths: np.ndarray, task: str):
-    if labels is None:
-        return None
-    B = len(lengths)
-    if task == "classify":
-        y = np.asarray(labels, dtype=np.int64).reshape(-1)
-        if y.shape != (B,):
-            raise DataError(f"{B} sentences but {y.size} labels")
-        return y
-    if len(labels) != B:
-        raise DataError(f"{B} sentences but tags for {len(labels)}")
-    y = np.zeros((int(lengths.max()), B), dtype=np.int64)
-    for b, tags in enumerate(labels):
-        tags = np.asarray(tags, dtype=np.int64).reshape(-1)
-        if len(tags) != lengths[b]:
-            raise DataError(f"sentence {b + 1} has {lengths[b]} words but {len(tags)} tags")
-        y[:len(tags), b] = tags
-    return y
-
-
-def _widen(n: int) -> int:
-    return -(-n // ROW_ALIGN) * ROW_ALIGN
-
-
-def _aligned(batch: SentenceBatch) -> SentenceBatch:
-    """The batch widened to a multiple of ROW_ALIGN sentences and distinct words: dummy sentences of
-    one word (id 0, mask 0) and dummy words of one character (id 0) nothing points at."""
-    B, W = batch.size, batch.char_lengths.shape[0]
-    pad_b, pad_w = _widen(B) - B, _widen(W) - W
-    if pad_b == 0 and pad_w == 0:
-        return batch
-    cols = ((0, 0), (0, pad_b))
-    labels = batch.labels
-    if labels is not None:
-        labels = np.pad(labels, cols if labels.ndim == 2 else (0, pad_b))
-    return SentenceBatch(
-        np.pad(batch.words, cols), np.concatenate([batch.lengths, np.ones(pad_b, dtype=np.int64)]),
-        np.pad(batch.mask, cols), np.pad(batch.chars, ((0, 0), (0, pad_w))),
-        np.concatenate([batch.char_lengths, np.ones(pad_w, dtype=np.int64)]), np.pad(batch.word_index, cols),
-        labels)
+__all__ = ["TaggerConfig", "SentenceNetwork", "TaggerNetwork", "ClassifierNetwork"]
 
 
 # -- configuration ----------------------------------------------------------------------------------------
 @dataclass(kw_only=True)
 class TaggerConfig(CellSettings):
-    """Hyper-parameters of a Tagger or Classifier. Construction validates (CharlmError on nonsense).
+    """Hyper-parameters of a TaggerNetwork or ClassifierNetwork. Construction validates (CharlmError on nonsense).
 
     hidden and char_hidden are per direction; char_hidden = 0 turns the character encoder off;
     bidirectional = False is the one-directional comparison the notes make; pool is the
     classifier's read-out ("last": [→a<Tx>, ←a<1>], "mean", "max").
     """
 
-    task: str                   # "tag" (Tagger) or "classify" (Classifier)
+    task: str                   # the read-out: "tag" (TaggerNetwork) or "classify" (ClassifierNetwork)
     vocab_size: int             # V, words
     char_vocab_size: int        # characters (0 is fine without a character encoder)
     num_labels: int             # K, tags or classes
@@ -216,8 +85,9 @@ class TaggerConfig(CellSettings):
     REQUIRED = ("task", "vocab_size", "char_vocab_size", "num_labels")
 
     def validate(self) -> None:
-        if self.task not in TASKS:
-            raise CharlmError(f"model task must be {' or '.join(TASKS)}, got {self.task!r}")
+        readouts = (TaggerNetwork.task, ClassifierNetwork.task)
+        if self.task not in readouts:
+            raise CharlmError(f"model task must be {' or '.join(readouts)}, got {self.task!r}")
         check_settings(self, ("vocab_size", "num_labels", "layers", "hidden", "embedding", "char_embedding"),
                        ("bidirectional",))
         self.check_cell()
@@ -242,7 +112,7 @@ def _name(prefix: str, direction: str, key: str) -> str:
     return f"{prefix}.{direction}.{key}" if direction else f"{prefix}.{key}"
 
 
-class _SentenceModel:
+class SentenceNetwork:
     """What the tagger and the classifier share: parameters, the encoder x -> [→a<t>, ←a<t>] and its
     backward pass. Subclasses add the read-out (`loss`, `backward`, `log_probs`)."""
 
@@ -343,7 +213,7 @@ class _SentenceModel:
                 raise DataError("the batch has no labels to train on")
             if batch.labels.min() < 0 or batch.labels.max() >= c.num_labels:
                 raise DataError(f"label ids must be in [0, {c.num_labels})")
-        return _aligned(batch)
+        return aligned(batch)
 
     def _encode(self, batch: SentenceBatch, rate: float, rng):
         """An aligned batch -> (a (T,B,2H) = [→a<t>, ←a<t>] of the top layer, cache). Training when
@@ -396,7 +266,7 @@ class _SentenceModel:
         return {k: grads[k] for k in self.param_shapes()}
 
 
-class Tagger(_SentenceModel):
+class TaggerNetwork(SentenceNetwork):
     """A tag for every word: ŷ<t> = softmax(W_y[→a<t>, ←a<t>] + b_y) (see the module docstring)."""
 
     task = "tag"
@@ -434,7 +304,7 @@ class Tagger(_SentenceModel):
         return log_softmax(logits).reshape(T, Bp, -1)[:, :B]
 
 
-class Classifier(_SentenceModel):
+class ClassifierNetwork(SentenceNetwork):
     """A label for every sentence: ŷ = softmax(W_y[→a<Tx>, ←a<1>] + b_y), or W_y applied to the mean
     or the maximum of [→a<t>, ←a<t>] over the sentence (see the module docstring)."""
 
@@ -473,11 +343,3 @@ class Classifier(_SentenceModel):
         B = batch.size
         pooled, _ = self._features(self._check(batch, need_labels=False), 0.0, None)
         return log_softmax(dense_forward(pooled, self.params["out.W"], self.params["out.b"]))[:B]
-
-
-MODELS = {"tag": Tagger, "classify": Classifier}
-
-
-def make_model(config: TaggerConfig, params: dict | None = None, seed: int = 0):
-    """The Tagger or Classifier `config.task` names."""
-    return MODELS[config.task](config, params=params, seed=seed)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from charlm.errors import CharlmError
+from charlm.sentence.labels import scheme_named
 
-__all__ = ["viterbi", "tag_constraints", "decode_batch", "SCHEMES"]
+__all__ = ["viterbi", "tag_constraints", "decode_batch"]
 
-SCHEMES = {"iob2": "iob2", "bio": "iob2", "iobes": "iobes"}   # name -> scheme (bio is iob2)
-_PREFIXES = {"iob2": ("B", "I"), "iobes": ("B", "I", "E", "S")}
+_PREFIXES = {"IOB2": ("B", "I"), "IOBES": ("B", "I", "E", "S")}   # the schemes a tagger decodes in
 
 
 def viterbi(log_probs: np.ndarray, allowed: np.ndarray, start_allowed: np.ndarray,
@@ -57,7 +57,7 @@ def _parse(tag: str, scheme: str) -> tuple[str, str | None]:
     prefix, sep, kind = tag.partition("-")
     if sep and kind and prefix in _PREFIXES[scheme]:
         return prefix, kind
-    raise CharlmError(f"tag {tag!r} is not an {scheme.upper()} entity tag "
+    raise CharlmError(f"tag {tag!r} is not an {scheme} entity tag "
                       f"(expected O or {'/'.join(_PREFIXES[scheme])}-TYPE)")
 
 
@@ -69,9 +69,9 @@ def tag_constraints(tags: list[str], scheme: str):
                     ends with E or is a single S); B-X and I-X never last.
     IOB1 data is converted to IOB2 before training and decoding.
     """
-    if scheme not in SCHEMES:
-        raise CharlmError(f"unknown tag scheme {scheme!r} (expected {', '.join(SCHEMES)})")
-    scheme = SCHEMES[scheme]
+    name, scheme = scheme, scheme_named(scheme)
+    if scheme not in _PREFIXES:
+        raise CharlmError(f"unknown tag scheme {name!r} (expected iob2, bio or iobes)")
     parsed = [_parse(t, scheme) for t in tags]
     K = len(parsed)
     allowed = np.ones((K, K), dtype=bool)
@@ -81,9 +81,9 @@ def tag_constraints(tags: list[str], scheme: str):
         if pj in ("I", "E"):                                        # continues an entity of type xj
             start[j] = False
             allowed[:, j] = [pi in ("B", "I") and xi == xj for pi, xi in parsed]
-        elif scheme == "iobes":
+        elif scheme == "IOBES":
             allowed[:, j] = ~opens
-    if scheme == "iobes":
+    if scheme == "IOBES":
         end &= ~opens
     return allowed, start, end
 

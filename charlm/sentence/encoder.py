@@ -3,13 +3,14 @@
 A tagging or classification model reads each sentence as word ids (the word vocabulary), the
 character ids of every word (the character vocabulary, for the character encoder) and, when
 training, label ids (the label set). `Encoder` holds the three and turns token lists into
-`EncodedSentence`s and those into padded `SentenceBatch`es (`charlm.tagger.pad_sentences`).
+`EncodedSentence`s (`sentence.batch.make_batch` pads those into batches).
 
 Words are looked up as written, or lowercased when the tokenizer says `lowercase`; the character
 encoder always sees the word as written (case is a strong cue for names). Words longer than
 MAX_WORD_CHARS characters keep their first and last MAX_WORD_CHARS / 2 characters.
 
-For entity tags the labels are the tags in the scheme the model learns (`labels.training_scheme`:
+The labels are a tag per token (`per_token`: a tagger) or one per sentence (a classifier). For
+entity tags the labels are the tags in the scheme the model learns (`labels.training_scheme`:
 IOB2, or IOBES for IOBES data); `scheme` remembers the scheme of the training data, in which
 `charlm tag` and `charlm eval` report.
 """
@@ -23,8 +24,8 @@ from typing import Sequence
 import numpy as np
 
 from charlm.errors import CharlmError, DataError
-from charlm.labels import convert, is_entity_tag, training_scheme
-from charlm.tagger import pad_sentences
+from charlm.sentence.batch import EncodedSentence
+from charlm.sentence.labels import SCHEMES, convert, is_entity_tag, training_scheme
 from charlm.text.tokenizer import Tokenizer, TokenizerConfig
 from charlm.text.vocab import Vocab
 
@@ -32,23 +33,10 @@ MAX_WORD_CHARS = 32
 
 
 @dataclass
-class EncodedSentence:
-    """words (n,) int64 word ids; chars: n arrays of char ids; labels (n,) int64 (tag), an int
-    (classify) or None."""
-
-    words: np.ndarray
-    chars: list
-    labels: object = None
-
-    def __len__(self) -> int:
-        return len(self.words)
-
-
-@dataclass
 class Encoder:
-    """The vocabularies and label set of a tagger ("tag") or classifier ("classify")."""
+    """The vocabularies and label set of a tagger (`per_token`) or classifier."""
 
-    task: str
+    per_token: bool  # a label per token (tags), else one per sentence (a class)
     vocab: Vocab  # words; its tokenizer cuts raw text
     chars: Vocab  # characters
     labels: list  # label i is class/tag id i (entity tags in the model's scheme)
@@ -104,7 +92,7 @@ class Encoder:
         A gold label the model does not know raises DataError."""
         labels = None
         if gold is not None:
-            if self.task == "tag":
+            if self.per_token:
                 labels = np.array([self._label_id(t) for t in self.model_labels(gold)], dtype=np.int64)
             else:
                 labels = self._label_id(gold)
@@ -112,7 +100,7 @@ class Encoder:
 
     def unknown_labels(self, gold) -> list[str]:
         """Gold tags (a list per sentence, data scheme) or labels the model cannot predict, sorted."""
-        seen = {t for tags in gold for t in self.model_labels(tags)} if self.task == "tag" else set(gold)
+        seen = {t for tags in gold for t in self.model_labels(tags)} if self.per_token else set(gold)
         return sorted(seen - set(self.labels))
 
     def _label_id(self, name: str) -> int:
@@ -121,30 +109,28 @@ class Encoder:
         except KeyError:
             raise DataError(f"unknown label {name!r}") from None
 
-    def batch(self, sentences: Sequence[EncodedSentence], with_labels: bool = True):
-        """A padded `SentenceBatch` of encoded sentences (in the given order)."""
-        labels = [s.labels for s in sentences] if with_labels and sentences[0].labels is not None else None
-        return pad_sentences([s.words for s in sentences], [s.chars for s in sentences], labels, task=self.task)
-
     # ------------------------------------------------------------------------ checkpoints
     def to_meta(self) -> dict:
         """What a checkpoint holds besides the word vocabulary (meta["vocab"])."""
         return {"char_vocab": self.chars.to_dict(), "labels": list(self.labels), "tag_scheme": self.scheme}
 
     @classmethod
-    def from_meta(cls, task: str, vocab: Vocab, meta: dict, char_vocab: Vocab | None = None) -> "Encoder":
-        """The encoder of a loaded model (CharlmError when the metadata is unusable)."""
+    def from_meta(cls, per_token: bool, vocab: Vocab, meta: dict, char_vocab: Vocab | None = None) -> "Encoder":
+        """The encoder of a loaded model (CharlmError when the metadata is unusable). A model without
+        a character encoder may have no character vocabulary (it reads no characters)."""
         try:
+            if char_vocab is None and meta.get("char_vocab") is None:
+                char_vocab = Vocab.from_counts({}, tokenizer=TokenizerConfig(level="char"))
             chars = char_vocab if char_vocab is not None else Vocab.from_dict(meta["char_vocab"])
             labels = [str(x) for x in meta["labels"]]
         except (KeyError, TypeError) as err:
             raise CharlmError(f"no usable {err} in the model's metadata") from None
         scheme = meta.get("tag_scheme")
-        return cls(task, vocab, chars, labels, scheme if scheme in ("IOB1", "IOB2", "IOBES") else None)
+        return cls(per_token, vocab, chars, labels, scheme if scheme in SCHEMES else None)
 
     # ------------------------------------------------------------------------ building
     @classmethod
-    def build(cls, task: str, token_lists, gold, tokenizer: TokenizerConfig, scheme: str | None = None,
+    def build(cls, per_token: bool, token_lists, gold, tokenizer: TokenizerConfig, scheme: str | None = None,
               min_count: int = 1, max_vocab: int | None = None) -> "Encoder":
         """The vocabularies and label set of a training set: `token_lists` (sentences), `gold` (a tag
         list per sentence in `scheme`, or a label per example)."""
@@ -153,8 +139,8 @@ class Encoder:
         chars = Vocab.from_counts(Counter(c for toks in token_lists for t in toks for c in t),
                                   tokenizer=TokenizerConfig(level="char"))
         model_scheme = training_scheme(scheme)
-        if task == "tag":
+        if per_token:
             names = {t for tags in gold for t in (convert(tags, model_scheme) if model_scheme else tags)}
         else:
             names = set(gold)
-        return cls(task, vocab, chars, sorted(names), scheme)
+        return cls(per_token, vocab, chars, sorted(names), scheme)
