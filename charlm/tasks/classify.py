@@ -51,21 +51,13 @@ class Classifier(SentenceModel):
 
 
 class ClassifyTask(SentenceTask):
-    """Classification (see the module docstring)."""
+    """Classification (see the module docstring): a label per example, from labelled lines."""
 
-    name = "classify"
-    noun = "a classifier"
-    commands = ("classify",)
-    options = (*SENTENCE_OPTIONS, POOL)
+    name, noun, commands, options = "classify", "a classifier", ("classify",), (*SENTENCE_OPTIONS, POOL)
     refusals = {**SentenceTask.refusals, "tag_column": "it reads labelled lines"}
-    per_token = False
-    formats = LABEL_FORMATS
-    read = staticmethod(read_labels)
-    example, label = "example", "label"
+    per_token, formats, read = False, LABEL_FORMATS, staticmethod(read_labels)
     lines_reason = "it reads one example per line"
-    unit = "ex"
-    network = ClassifierNetwork
-    api_class = Classifier
+    network, api_class = ClassifierNetwork, Classifier
 
     def evaluate(self, model, source, format=None, tag_column=None, batch_size: int = BATCH_SIZE) -> Report:
         """Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix of a labelled file."""

@@ -69,11 +69,9 @@ class SentenceModel(Model):
 class SentenceTask(Task):
     """A task that labels sentences: a tag per token (`per_token`) or one label per example."""
 
-    per_token: ClassVar[bool]
+    per_token: ClassVar[bool]            # a label per token, else one per example
     formats: ClassVar[tuple]             # the training file formats it reads
     read: ClassVar[staticmethod]         # its file reader: sentence.data.read_tags or read_labels
-    example: ClassVar[str]               # what it reads one of at a time: "sentence", "example"
-    label: ClassVar[str]                 # what it predicts: "tag", "label"
     level = "word"
     config = TaggerConfig
     refusals = {"seq_len": "it reads whole sentences",
@@ -82,6 +80,21 @@ class SentenceTask(Task):
                 "val_tokens": "it holds out whole sentences (--val-fraction)",
                 "cache_dir": "it keeps no token cache", "no_cache": "it keeps no token cache"}
     lines_reason: ClassVar[str]          # why --mode stream makes no sense for it at word level
+
+    @property
+    def example(self) -> str:
+        """What it labels one of at a time: a sentence (tags) or an example."""
+        return "sentence" if self.per_token else "example"
+
+    @property
+    def label(self) -> str:
+        """What it predicts: a tag (per token) or a label."""
+        return "tag" if self.per_token else "label"
+
+    @property
+    def unit(self) -> str:
+        """What its progress bar counts per second: tokens (tags), examples (labels)."""
+        return "tok" if self.per_token else "ex"
 
     def check_options(self, opts) -> None:
         tok = opts.tokenizer

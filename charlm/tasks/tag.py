@@ -56,21 +56,13 @@ class Tagger(SentenceModel):
 
 
 class TagTask(SentenceTask):
-    """Tagging (see the module docstring)."""
+    """Tagging (see the module docstring): a tag per token, learnt from CoNLL-U or column files."""
 
-    name = "tag"
-    noun = "a tagger"
-    commands = ("tag",)
-    options = (*SENTENCE_OPTIONS, TAG_COLUMN)
+    name, noun, commands, options = "tag", "a tagger", ("tag",), (*SENTENCE_OPTIONS, TAG_COLUMN)
     refusals = {**SentenceTask.refusals, "pool": "it predicts a tag at every token"}
-    per_token = True
-    formats = TAG_FORMATS
-    read = staticmethod(read_tags)
-    example, label = "sentence", "tag"
+    per_token, formats, read = True, TAG_FORMATS, staticmethod(read_tags)
     lines_reason = "it reads a sentence at a time, a token per line"
-    unit = "tok"
-    network = TaggerNetwork
-    api_class = Tagger
+    network, api_class = TaggerNetwork, Tagger
 
     def check_options(self, opts) -> None:
         super().check_options(opts)
