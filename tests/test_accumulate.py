@@ -10,9 +10,9 @@ import pytest
 
 from charlm import checkpoint as ckpt
 from charlm.engine.batches import Accumulated, Batch
-from charlm.errors import UsageError
 from charlm.engine.progress import Reporter
 from charlm.engine.run import last_path
+from charlm.errors import UsageError
 from charlm.tasks.training import TrainOptions, train
 from charlm.tasks.training import start as _start
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import charlm
 from charlm import api, checkpoint, tasks
-from charlm.lm import scoring
+import charlm
 from charlm.cli import cli
 from charlm.errors import CheckpointError, DataError, UsageError
+from charlm.lm import scoring
 
 from tinymodel import TEXT, build, save  # noqa: E402
 

@@ -8,8 +8,8 @@ import itertools
 import numpy as np
 import pytest
 
-from charlm.lm import beam, generate, scoring
 from charlm.errors import UsageError
+from charlm.lm import beam, generate, scoring
 from charlm.lm.generate import Prime
 from charlm.lm.model import LanguageModel
 

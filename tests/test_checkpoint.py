@@ -10,8 +10,8 @@ import pytest
 
 from charlm import checkpoint as ckpt
 from charlm.errors import CheckpointError
-from charlm.tasks import load as load_model
 from charlm.lm.model import LanguageModel, ModelConfig
+from charlm.tasks import load as load_model
 from charlm.text.tokenizer import TokenizerConfig
 from charlm.text.vocab import Vocab
 

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from charlm import checkpoint, curves
-from charlm.lm import generate
 from charlm.cli import cli
+from charlm.lm import generate
 from charlm.lm.generate import Prime
 
 from tinymodel import TEXT, build, save  # noqa: E402

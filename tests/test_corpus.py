@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from charlm.text import reader, tokenids
 from charlm.lm.corpus import (MappedStreams, batchify, build_vocab, fit_batch, iter_windows, lookup_table, split_point,
                            training_counts)
-from charlm.text.tokenids import tokenize_ids
 from charlm.errors import DataError, UsageError
+from charlm.text.tokenids import tokenize_ids
 from charlm.text.tokenizer import Tokenizer, TokenizerConfig
 from charlm.text.vocab import EOS, UNK
 

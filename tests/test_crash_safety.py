@@ -24,8 +24,8 @@ from click.testing import CliRunner
 
 from charlm import checkpoint
 from charlm.cli import cli
-from charlm.errors import CheckpointError
 from charlm.engine.run import last_path
+from charlm.errors import CheckpointError
 from charlm.tasks import load as load_model
 from charlm.tasks.training import TrainOptions, train
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charlm.lm import generate
 from charlm.errors import UsageError
+from charlm.lm import generate
 from charlm.lm.model import LanguageModel
 
 from tinymodel import TEXT, build as _build  # noqa: E402

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from charlm.errors import UsageError
 from charlm.engine.optim import SGD, Adagrad, Adam, RMSprop, clip_grad_norm, make_optimizer
+from charlm.errors import UsageError
 
 P0 = np.array([0.5, -1.0, 2.0, 0.0])
 GRADS = [np.array([0.1, -0.2, 0.3, -0.4]), np.array([-0.3, 0.1, 0.2, 0.5]),

@@ -20,11 +20,10 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from charlm import checkpoint
-from charlm.lm import generate, scoring
 from charlm.cli import cli
-from charlm.tasks import load as load_model
 from charlm.errors import DataError
+from charlm.lm import generate, scoring
+from charlm.tasks import load as load_model
 from charlm.text.reader import read_text
 from charlm.text.tokenizer import Tokenizer, TokenizerConfig
 from charlm.text.vocab import EOS, UNK, Vocab

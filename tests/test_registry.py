@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-import charlm
 from charlm import tasks
+import charlm
 from charlm.cli.train import train_command
 from charlm.errors import UsageError
 from charlm.tasks.training import TrainOptions, from_flags

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from charlm.lm import scoring
 from charlm.errors import UsageError
+from charlm.lm import scoring
 from charlm.text.reader import iter_lines
 
 from tinymodel import TEXT, build  # noqa: E402

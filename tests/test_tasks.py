@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 
 from charlm import checkpoint as ckpt
-from charlm.sentence.batch import make_batch
-from charlm.sentence.source import SentenceBatches, SentenceValidation
-from charlm.errors import DataError, UsageError
-from charlm.sentence.metrics import conlleval_counts
-from charlm.sentence.predict import Predictor
-from charlm.sentence.encoder import Encoder
-from charlm.sentence.formats import read_tagged
-from charlm.text.tokenizer import TokenizerConfig
 from charlm.engine.parallel import SingleProcess
 from charlm.engine.run import last_path
+from charlm.errors import DataError, UsageError
+from charlm.sentence.batch import make_batch
+from charlm.sentence.encoder import Encoder
+from charlm.sentence.formats import read_tagged
+from charlm.sentence.metrics import conlleval_counts
+from charlm.sentence.predict import Predictor
+from charlm.sentence.source import SentenceBatches, SentenceValidation
 from charlm.tasks import load as load_model
 from charlm.tasks.training import TrainOptions, train
+from charlm.text.tokenizer import TokenizerConfig
 from test_train import KillAt
 from tasksdata import classification_text, column_text, conllu_text, ner_sentences
 

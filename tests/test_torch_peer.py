@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charlm.sentence.labels import detect_scheme
-from charlm.sentence.encoder import Encoder
 from charlm.sentence.batch import make_batch
+from charlm.sentence.encoder import Encoder
+from charlm.sentence.labels import detect_scheme
 from charlm.sentence.network import TaggerConfig, TaggerNetwork
 from charlm.text.tokenizer import TokenizerConfig
 from tasksdata import ner_sentences

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 from charlm import checkpoint as ckpt
 from charlm.cli import cli
-from charlm.errors import CharlmError
 from charlm.engine.progress import Reporter
 from charlm.engine.run import last_path
+from charlm.errors import CharlmError
 from charlm.tasks import load as load_model
 from charlm.tasks.training import TrainOptions, train
 

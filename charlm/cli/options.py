@@ -12,8 +12,8 @@ from charlm.engine.options import ENGINE_OPTIONS, Option
 from charlm.errors import CheckpointError
 from charlm.nn.alloc import keep_freed_memory
 from charlm.sentence.predict import Predictor
-from charlm.tasks import takers
 from charlm.tasks import load as load_file
+from charlm.tasks import takers
 from charlm.tasks.lm import CACHE_OPTIONS
 from charlm.text.tokenizer import TokenizerConfig
 

@@ -9,8 +9,8 @@ import click
 
 from charlm.cli.group import cli
 from charlm.cli.options import input_options, load_predictor, texts_or_file
-from charlm.sentence.labels import SCHEMES
 from charlm.sentence.formats import detect_tag_format, looks_like_columns, read_tagged, read_text_sentences, write_columns
+from charlm.sentence.labels import SCHEMES
 from charlm.text.reader import iter_lines, read_text
 
 

@@ -38,8 +38,8 @@ from charlm.lm.generate import (
     hits_stop,
     repeat_state,
 )
-from charlm.nn.layers import log_softmax
 from charlm.lm.scoring import tokenizer_mode
+from charlm.nn.layers import log_softmax
 from charlm.text.tokenizer import Tokenizer
 
 

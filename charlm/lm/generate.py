@@ -38,8 +38,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from charlm.errors import DataError, UsageError
-from charlm.nn.layers import log_softmax
 from charlm.lm.scoring import is_char_level, start_id, tokenizer_mode
+from charlm.nn.layers import log_softmax
 from charlm.text.reader import read_text
 from charlm.text.tokenizer import Tokenizer
 from charlm.text.vocab import EOS

@@ -38,8 +38,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from charlm.lm.corpus import iter_windows, lookup_table
 from charlm.errors import UsageError
+from charlm.lm.corpus import iter_windows, lookup_table
 
 LN10 = math.log(10.0)
 LN2 = math.log(2.0)

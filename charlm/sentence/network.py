@@ -37,7 +37,6 @@ import numpy as np
 from charlm.errors import CharlmError, DataError
 from charlm.nn.cells import CellSettings, cell_from_config
 from charlm.nn.config import check_rate, check_settings, checked_params, is_int
-from charlm.sentence.batch import SentenceBatch, aligned
 from charlm.nn.layers import (
     POOLS,
     Bidirectional,
@@ -52,6 +51,7 @@ from charlm.nn.layers import (
     softmax_cross_entropy,
     softmax_cross_entropy_backward,
 )
+from charlm.sentence.batch import SentenceBatch, aligned
 
 __all__ = ["TaggerConfig", "SentenceNetwork", "TaggerNetwork", "ClassifierNetwork"]
 

@@ -18,10 +18,10 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from charlm.errors import UsageError
-from charlm.sentence.decode import decode_batch, tag_constraints
-from charlm.sentence.labels import SCHEMES, chunks, convert
 from charlm.sentence.batch import EncodedSentence, make_batch
+from charlm.sentence.decode import decode_batch, tag_constraints
 from charlm.sentence.encoder import Encoder
+from charlm.sentence.labels import SCHEMES, chunks, convert
 from charlm.sentence.metrics import classification_report, conlleval_counts, tag_report
 
 BATCH_SIZE = 64

@@ -39,11 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
-from charlm.version import __version__
 from charlm.errors import CharlmError, UsageError
 from charlm.files import TOKEN_CACHE, TOKEN_CACHE_FORMAT, Output, check_outputs, is_foreign
 from charlm.text.tokenids import HEADER, TokenIds, map_ids, npy_header, tokenize_ids
 from charlm.text.tokenizer import Tokenizer, TokenizerConfig
+from charlm.version import __version__
 
 try:
     import fcntl
