@@ -31,7 +31,7 @@ import os
 
 from charlm.engine.options import Option
 from charlm.engine.progress import BarReporter, LogReporter
-from charlm.tasks import OPTIONS, get
+from charlm.tasks import OPTIONS, get, takers
 from charlm.tasks import load as _load
 from charlm.tasks.base import Model
 from charlm.tasks.classify import Classifier
@@ -106,7 +106,8 @@ def _train_doc() -> str:
         "Options:",
     ]
     for option in KEYWORDS:
-        lines.append(f"    {option.name}: {option.help or option.flag}")
+        default = option.default_text({t.name: t.default(option) for t in takers(option)})
+        lines.append(f"    {option.name}: {' '.join(x for x in (option.help, default) if x)}")
     lines.append("    progress: draw the progress bar of `charlm train` on stderr.")
     return "\n".join(lines)
 

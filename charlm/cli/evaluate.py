@@ -9,12 +9,13 @@ import click
 from charlm.cli.group import cli, warn
 from charlm.cli.options import load_model, model_option
 from charlm.tasks import get
+from charlm.tasks.sentence import FORMAT
 
 
 @cli.command("eval")
 @model_option
 @click.argument("file", metavar="FILE")
-@click.option("--format", "fmt", type=click.Choice(["conllu", "columns", "tab", "fasttext"]), default=None,
+@click.option("--format", "fmt", type=click.Choice(list(FORMAT.choices)), default=None,
               help="The file's format (tagger: conllu or columns; classifier: tab or fasttext) "
                    "[default: detected].")
 @click.option("--tag-column", default=None, metavar="upos|xpos|N",

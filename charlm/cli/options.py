@@ -36,21 +36,6 @@ def _click_type(option: Option):
     return option.type
 
 
-def _default_text(option: Option, defaults: dict) -> str:
-    """"[default: X]", or per task: "[default: gru (lm), lstm (tag, classify)]"; "" for none."""
-    if "[default:" in option.help or option.type is bool:
-        return ""
-    by_value: dict = {}
-    for task, value in defaults.items():
-        by_value.setdefault(value, []).append(task)
-    by_value.pop(None, None)
-    if not by_value:
-        return ""
-    if len(by_value) == 1:
-        return f"[default: {next(iter(by_value))}]"
-    return "[default: " + ", ".join(f"{v} ({', '.join(ts)})" for v, ts in by_value.items()) + "]"
-
-
 def click_option(option: Option, default=None, defaults: dict | None = None):
     """The click option of a declaration. Given a `default`, the option has it (and shows it);
     otherwise its click default is None (a plain flag: False) and the tasks fill it in, and the
@@ -62,7 +47,7 @@ def click_option(option: Option, default=None, defaults: dict | None = None):
     if option.type is bool and not option.switch:
         return click.option(*names, option.name, is_flag=True, default=bool(default), help=help_text)
     if default is None and defaults:
-        help_text = " ".join(x for x in (help_text, _default_text(option, defaults)) if x)
+        help_text = " ".join(x for x in (help_text, option.default_text(defaults)) if x)
     return click.option(*names, option.name, type=_click_type(option), default=default, help=help_text or None,
                         metavar=option.metavar, show_default=default is not None)
 

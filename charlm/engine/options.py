@@ -110,6 +110,20 @@ class Option:
             raise self._bad(value, "a file name")
         return value
 
+    def default_text(self, defaults: dict) -> str:
+        """"[default: X]", or per task ({task: default}): "[default: gru (lm), lstm (tag,
+        classify)]"; "" when there is none to say (or the help says it already)."""
+        if "[default:" in self.help or self.type is bool:
+            return ""
+        by_value: dict = {}
+        for task, value in defaults.items():
+            if value is not None:
+                by_value.setdefault(value, []).append(task)
+        if len(by_value) == 1:
+            return f"[default: {next(iter(by_value))}]"
+        return "[default: " + ", ".join(f"{v} ({', '.join(ts)})" for v, ts in by_value.items()) + "]" \
+            if by_value else ""
+
     def _in_range(self, v) -> bool:
         if v != v:  # nan
             return False
@@ -169,12 +183,12 @@ ENGINE_OPTIONS = (
     Option("accumulate", int, 1, low=1, high=100000, metavar="K",
            help="Update once per K batches, with their mean gradient (an effective batch K times --batch-size; "
                 "under mpiexec, one all-reduce per K batches)."),
-    Option("optimizer", default="adam", choices=tuple(OPTIMIZERS)),
+    Option("optimizer", default="adam", choices=tuple(OPTIMIZERS), help="The optimizer."),
     Option("lr", float, low=0, low_open=True, finite=True,
            help="Learning rate [default: " + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + "]."),
     Option("clip", float, 5.0, low=0, finite=True, rule=">= 0, 0 turns clipping off",
            help="Clip the global gradient norm (0: off)."),
-    Option("epochs", int, 20, low=1, resumable=True),
+    Option("epochs", int, 20, low=1, resumable=True, help="Passes over the training data."),
     Option("max_steps", int, low=1, resumable=True, help="Stop after this many steps in all."),
     Option("time_limit", float, low=0, low_open=True, rule="a positive number of seconds", resumable=True,
            metavar="SECONDS", help="Stop cleanly when this much wall-clock time is spent."),
@@ -184,14 +198,14 @@ ENGINE_OPTIONS = (
                 "seeded random share of the sentences (tag, classify)."),
     Option("val_file", path="any",
            help="Validate on this file instead (all of it, unless --val-tokens is given)."),
-    Option("eval_every", int, 200, low=1, metavar="STEPS"),
+    Option("eval_every", int, 200, low=1, metavar="STEPS", help="Evaluate (and save) every STEPS steps."),
     Option("patience", int, 5, low=1, resumable=True,
            help="Stop after this many evaluations without improvement (the learning rate halves at each). "
                 "Improvement: lower validation loss (lm), higher entity F1 (entity tags), token accuracy (other "
                 "tags) or accuracy (classify)."),
     Option("lr_decay", float, 0.5, low=0, high=1, low_open=True, high_open=True, cli=False,
            label="the learning-rate decay"),
-    Option("seed", int, 0, low=0),
+    Option("seed", int, 0, low=0, help="The seed of the initial weights, the data split and dropout."),
     # the files
     Option("metrics", path="file", resumable=True, help="Append one JSON line per evaluation to this file."),
     Option("force", bool, False, per_command=True,
