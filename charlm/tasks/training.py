@@ -36,7 +36,6 @@ from charlm.tasks import OPTIONS, TASK, TASKS, get, takers
 from charlm.text.tokenizer import TokenizerConfig
 
 STORED = tuple(o for o in OPTIONS if o.stored)
-FIELDS = tuple(o for o in STORED if not o.group)
 BY_NAME = {o.name: o for o in STORED}
 RESUMABLE = tuple(o.name for o in STORED if o.resumable)
 PER_COMMAND = tuple(o.name for o in STORED if o.per_command)
@@ -101,18 +100,16 @@ class _Validated:
         task.check_options(self)
 
 
-def _field(option: Option):
-    return option.name, object, field(default=option.default if option.name == "task" else _unset(option))
-
-
 def _fields() -> list:
+    """corpus, then a field per stored option (unset by default: the task fills in its defaults),
+    the tokenizer and model options in two dicts where the first of each group is declared."""
     out, placed = [("corpus", str)], set()
     for option in STORED:
         if option.group and option.group not in placed:
             placed.add(option.group)
             out.append((option.group, dict, field(default_factory=dict)))
         elif not option.group:
-            out.append(_field(option))
+            out.append((option.name, object, field(default=_unset(option))))
     return out
 
 
