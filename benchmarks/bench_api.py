@@ -58,7 +58,7 @@ def api_model(name: str, cell: str):
         tok_cfg = TokenizerConfig(level="word", split="whitespace")
     vocab = Vocab.from_counts({t: 10 * n - i for i, t in enumerate(toks)}, tokenizer=tok_cfg)
     net = LanguageModel(ModelConfig(vocab_size=len(vocab), cell=cell, layers=cfg["L"], hidden=cfg["H"],
-                                    embedding=cfg["E"]), seed=0)
+                                    embedding=cfg["E"], dropout=0.0), seed=0)
     return charlm.LM(net, vocab, meta={}, path=f"config {name} ({cell})"), toks
 
 

@@ -52,7 +52,7 @@ GEN_LENGTH = 200                                 # tokens generated per timed ca
 
 def charlm_model(cfg: dict, cell: str):
     return LanguageModel(ModelConfig(vocab_size=cfg["V"], cell=cell, layers=cfg["L"],
-                                     hidden=cfg["H"], embedding=cfg["E"]), seed=0)
+                                     hidden=cfg["H"], embedding=cfg["E"], dropout=0.0), seed=0)
 
 
 def synthetic_vocab(V: int):

@@ -109,7 +109,7 @@ class Task:
 
     def model(self, config, params: dict, vocab: Vocab, meta: dict, path: str):
         """The `Model` of checked settings, parameters and vocabulary (`open`)."""
-        return self.api_class(self, self.build(config, params, path), vocab, meta, path)
+        return self.api_class(self.build(config, params, path), vocab, meta, path, task=self)
 
     def build(self, config, params: dict, path: str):
         """The network of `config` with `params` cast to its dtype; names and shapes that do not fit
@@ -186,11 +186,15 @@ class Model:
     Attributes: `network` (the NumPy network), `vocab`, `tokenizer` (re-created from the
     settings the model was trained with), `meta` (the file's metadata), `path`, `task` (the task's
     name). A method of another task's class (`sample` on a tagger) is an AttributeError that
-    names the model's task.
+    names the model's task. Each task module sets its class's `_task` (the registry's `load` passes
+    the file's task as `task`).
     """
 
-    def __init__(self, task: Task, network, vocab: Vocab, meta: dict, path: str = "") -> None:
-        self._task = task
+    _task: ClassVar[Task]
+
+    def __init__(self, network, vocab: Vocab, meta: dict, path: str = "", *, task: Task | None = None) -> None:
+        if task is not None:
+            self._task = task
         self.network = network
         self.vocab = vocab
         self.tokenizer = Tokenizer(vocab.tokenizer)

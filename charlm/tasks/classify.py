@@ -86,3 +86,4 @@ def _lines(r: dict) -> list[str]:
 
 
 TASK = ClassifyTask()
+Classifier._task = TASK  # the task of the files a Classifier is made from

@@ -233,3 +233,4 @@ class LMTask(Task):
 
 
 TASK = LMTask()
+LM._task = TASK  # the task of the files an LM is made from

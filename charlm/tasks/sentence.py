@@ -50,8 +50,8 @@ class SentenceModel(Model):
     code) computes; `tokenizer` cuts a text into words as `charlm tag` / `classify` do; `labels`
     are the tags or classes it predicts (entity tags in the scheme it decodes in)."""
 
-    def __init__(self, task: Task, network, vocab, meta: dict, path: str, encoder: Encoder) -> None:
-        super().__init__(task, network, vocab, meta, path)
+    def __init__(self, network, vocab, meta: dict, path: str, encoder: Encoder, *, task: Task | None = None) -> None:
+        super().__init__(network, vocab, meta, path, task=task)
         self.predictor = Predictor(network, encoder, BATCH_SIZE, meta)
         self.tokenizer = encoder.tokenizer()
         self.labels = list(encoder.labels)
@@ -162,7 +162,7 @@ class SentenceTask(Task):
             encoder = Encoder.from_meta(self.per_token, vocab, meta, char_vocab)
         except CharlmError as err:
             raise CheckpointError(f"{path}: the model file is unusable: {err}") from None
-        return self.api_class(self, self.build(config, params, path), vocab, meta, path, encoder)
+        return self.api_class(self.build(config, params, path), vocab, meta, path, encoder, task=self)
 
     # -- figures ----------------------------------------------------------------------------------
     def figures(self, record: dict, level: str) -> dict:

@@ -101,3 +101,4 @@ def _lines(r: dict) -> list[str]:
 
 
 TASK = TagTask()
+Tagger._task = TASK  # the task of the files a Tagger is made from
