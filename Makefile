@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,plot]'
 	touch $(STAMP)
 
+# The import contract first (pyproject.toml, [tool.importlinter]: no upward import, no cycle), then the tests.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/lint-imports && $(BIN)/python -m pytest
 
 # The main job on the shipped corpus: about two minutes of training, then sampling, scoring and
 # the training curves (demo/curves.png); then a named-entity tagger trained for a minute on

@@ -328,7 +328,7 @@ def test_sample_help_has_examples(run):
 
 
 def test_score_file_stream_uses_the_token_cache(run, models, tmp_path, monkeypatch):
-    from charlm import tokencache
+    from charlm.text import tokencache
 
     monkeypatch.setattr(tokencache, "MIN_BYTES", 0)
     f = tmp_path / "run.txt"

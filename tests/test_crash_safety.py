@@ -1,7 +1,7 @@
 """No crash loses work: SIGKILL at random moments, a save that dies or fails half-way, Ctrl-C.
 
 What "safe" means here: whatever moment `charlm train` dies at, every checkpoint file present on
-disk loads (checkpoint.load_checkpoint / load_model) and `charlm train --resume` continues and
+disk loads (checkpoint.load_checkpoint / tasks.load) and `charlm train --resume` continues and
 exits 0. A kill in the middle of a save may leave its temporary file behind (a hidden
 ".NAME.npz.XXXX.tmp" next to the model; nothing can delete it once the process is gone): such
 files are never read by charlm and do not disturb loading or resuming.
@@ -24,8 +24,10 @@ from click.testing import CliRunner
 
 from charlm import checkpoint
 from charlm.cli import cli
+from charlm.engine.run import last_path
 from charlm.errors import CheckpointError
-from charlm.train import TrainOptions, last_path, train
+from charlm.tasks import load as load_model
+from charlm.tasks.training import TrainOptions, train
 
 TINY = ["--hidden", "8", "--embedding", "4", "--layers", "1", "--seq-len", "8", "--batch-size", "2"]
 TEXT = "".join(f"line {i}: the cat sat on the mat and the dog ran far away.\n" for i in range(200))
@@ -56,7 +58,7 @@ def _check_on_disk(out: Path) -> dict:
     for p in (out, last_path(out)):
         if p.exists():
             arrays, meta = checkpoint.load_checkpoint(p)  # raises if half-written or corrupt
-            checkpoint.load_model(p)
+            load_model(p)
             found[p.name] = meta["kind"]
     return found
 

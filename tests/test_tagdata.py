@@ -1,4 +1,4 @@
-"""Tagging and classification file formats (charlm/tagdata.py) and the shipped wikigold split."""
+"""Tagging and classification file formats (charlm/sentence/formats.py, split.py) and the shipped wikigold split."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import hashlib
 import pytest
 
 from charlm.errors import DataError, UsageError
-from charlm.tagdata import (
+from charlm.sentence.formats import (
     detect_label_format,
     looks_like_columns,
     read_labelled,
     read_tagged,
     read_text_sentences,
-    split_documents,
     write_columns,
 )
+from charlm.sentence.split import split_documents
 
 CONLLU = """# sent_id = 1
 # text = I can't go.

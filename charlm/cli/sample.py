@@ -7,7 +7,7 @@ import sys
 import click
 import numpy as np
 
-from charlm.cli import cli, json_line, warn
+from charlm.cli.group import cli, json_line, warn
 from charlm.cli.options import load, model_option
 
 
@@ -130,8 +130,8 @@ def sample_command(ctx, model_path, temperature, top_k, top_p, prime, prime_file
       charlm sample -m dinos.npz --beam 10 --nbest 5 --json      # the 5 likeliest names
       charlm sample --json --num 3
     """
-    from charlm import beam as beam_search
-    from charlm import generate, scoring
+    from charlm.lm import beam as beam_search
+    from charlm.lm import generate, scoring
 
     _check_options(ctx, temperature, top_k, top_p, length, num, seed, stop_at, beam, nbest,
                    length_penalty)

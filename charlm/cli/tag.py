@@ -7,12 +7,11 @@ import json
 
 import click
 
-from charlm.cli import cli
+from charlm.cli.group import cli
 from charlm.cli.options import input_options, load_predictor, texts_or_file
-from charlm.labels import SCHEMES
-from charlm.tagdata import detect_tag_format, looks_like_columns, read_tagged, read_text_sentences, write_columns
-from charlm.reader import read_text
-from charlm.scoring import iter_lines
+from charlm.sentence.formats import detect_tag_format, looks_like_columns, read_tagged, read_text_sentences, write_columns
+from charlm.sentence.labels import SCHEMES
+from charlm.text.reader import iter_lines, read_text
 
 
 def _input_format(source, known_tags: set) -> str:
@@ -88,10 +87,10 @@ def tag_command(texts, model_path, file, fmt, conll, as_json, spans, scheme, bat
     """
     if conll and (as_json or spans):
         raise click.UsageError("--conll cannot be combined with --json or --spans")
-    predictor = load_predictor(model_path, "tag", batch_size)
+    predictor = load_predictor(model_path, batch_size)
     if spans or scheme:
         predictor.need_entity_tags("--spans" if spans else "--scheme")
-    token_lists = texts_or_file(texts, file, fmt, predictor)
+    token_lists = texts_or_file(texts, file, fmt, predictor, "SENTENCE")
     if token_lists is None:
         token_lists = _read_input(file, fmt, predictor)
     results = predictor.tag(token_lists, scheme)
