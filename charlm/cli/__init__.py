@@ -27,8 +27,12 @@ class CharlmGroup(click.Group):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """Run the command; click's own usage errors become one line too (exit 2)."""
+        args = _debug_first(sys.argv[1:] if args is None else list(args))
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as err:  # `charlm` alone: the help, as click prints it
+            err.show()
+            sys.exit(err.exit_code)
         except click.UsageError as err:  # bad option, bad value, missing argument
             where = err.ctx.command_path if err.ctx is not None else "charlm"
             fail(f"{err.format_message()} (see `{where} --help`)", err.exit_code)
@@ -77,6 +81,15 @@ class CharlmGroup(click.Group):
             if _debug(ctx):
                 raise
             _internal_error(err)
+
+
+def _debug_first(args: list) -> list:
+    """`--debug` is the group's option; given after the command name (`charlm train --debug ...`)
+    it is moved in front, so it works in either place (not after a `--`)."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[1:end]:
+        return args
+    return ["--debug"] + [a for i, a in enumerate(args) if not (a == "--debug" and i < end)]
 
 
 def _internal_error(err: BaseException) -> None:
