@@ -376,7 +376,7 @@ def _progress_reporter() -> Reporter:
 
 
 def train(corpus: str | os.PathLike, *, output: str | os.PathLike = "charlm.npz", task: str = "lm",
-          format: str | None = None, tag_column: str | None = None,
+          format: str | None = None, tag_column: str | None = None, max_length: int | None = None,
           level: str | None = None, mode: str | None = None, split: str = "regex",
           lowercase: bool = False, graphemes: bool = False, min_count: int = 1,
           max_vocab: int | None = None, vocab: str | os.PathLike | None = None,

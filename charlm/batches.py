@@ -28,6 +28,7 @@ carried state) for tagging and classification implement the same interface.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -86,6 +87,16 @@ class StreamBatches:
     def part(self, share) -> "StreamBatches":
         """The streams share(B) of every batch: one process's share of a data-parallel run."""
         return StreamBatches(self.data[:, share(self.batch_size)], self.seq_len)
+
+    def fingerprint(self) -> str:
+        """A hash of the training ids (read in slices of rows: a memory-mapped corpus is never
+        copied whole), so the processes of a data-parallel run can check that they read the same
+        text."""
+        h = hashlib.blake2b(digest_size=16)
+        rows = max(1, (1 << 24) // max(self.batch_size, 1))
+        for i in range(0, self.data.shape[0], rows):
+            h.update(np.ascontiguousarray(self.data[i:i + rows]).tobytes())
+        return h.hexdigest()
 
 
 class Accumulated:
@@ -172,6 +183,14 @@ class SentenceBatches:
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.sentences) / self.batch_size)
 
+    def fingerprint(self) -> str:
+        """A hash of the encoded training sentences (words and labels), as `StreamBatches`'s."""
+        h = hashlib.blake2b(digest_size=16)
+        for s in self.sentences:
+            h.update(np.asarray(s.words, dtype=np.int64).tobytes())
+            h.update(np.asarray(s.labels, dtype=np.int64).tobytes())
+        return h.hexdigest()
+
     def epoch_fraction(self, position: int) -> float:
         return position / max(self.steps_per_epoch(), 1)
 
@@ -218,7 +237,9 @@ class SentenceValidation:
         counts = sentence_counts(predictor, [self.sentences[i] for i in mine], [self.gold[i] for i in mine],
                                  self.classes)
         counts = comm.allreduce(counts)
-        loss = float(counts[0] / max(counts[1], 1.0))
+        # none of the gold labels is one the model knows: no loss to report (the warning at the
+        # start says that they count as errors)
+        loss = float(counts[0] / counts[1]) if counts[1] > 0 else None
         if self.classes is None:
             accuracy = float(counts[3] / max(counts[2], 1.0))
             if not self.encoder.model_scheme:

@@ -282,6 +282,32 @@ def looks_like_columns(source, known_tags) -> bool:
     return seen > 0
 
 
+_TAG_LIKE = re.compile(r"O|[BIES]-\S+|[A-Z][A-Z0-9$#'`.,:()_-]*|[.,:;!?$#'`()-]+")
+
+
+def column_tags(source) -> set | None:
+    """The last-column values of the first lines (up to 20 token lines) when `source` is shaped
+    like a column file whatever its tag set — a -DOCSTART- line, or every line with the same
+    number (two or more) of fields and a tag-like last field (O, B-X, NOUN, NN, "."), a blank
+    line between sentences —, else None (plain text)."""
+    tags, widths, lines, docstart = set(), set(), 0, False
+    for _, line in _numbered_lines(source):
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0] == DOCSTART:
+            docstart = True
+            continue
+        widths.add(len(fields))
+        if len(fields) < 2 or len(widths) > 1 or not _TAG_LIKE.fullmatch(fields[-1]):
+            return tags if docstart and len(fields) >= 2 else None
+        tags.add(fields[-1])
+        lines += 1
+        if lines >= 20:
+            break
+    return tags if lines >= 2 or docstart and lines else None
+
+
 def write_columns(tokens: list[str], tags: list[str]) -> str:
     """A sentence as column lines ("token<TAB>tag") followed by a blank line."""
     return "".join(f"{t}\t{g}\n" for t, g in zip(tokens, tags)) + "\n"

@@ -47,6 +47,7 @@ from charlm.files import CHECKPOINT, METRICS, Output, check_outputs, is_foreign
 from charlm.model import LanguageModel, ModelConfig
 from charlm.nn.cells import cell_from_config
 from charlm.optim import OPTIMIZERS, clip_grad_norm, make_optimizer
+from charlm.predict import MAX_LENGTH
 from charlm.sentences import Encoder
 from charlm.tagdata import LABEL_FORMATS, TAG_FORMATS, parse_tag_column
 from charlm.tagger import TaggerConfig, make_model
@@ -114,6 +115,7 @@ class TrainOptions:
     no_cache: bool = False
     format: str | None = None  # tag/classify: the training file's format (None: detected)
     tag_column: str | None = None  # tag: upos, xpos or a column number (None: the format's default)
+    max_length: int | None = None  # tag/classify: tokens per example (None: predict.MAX_LENGTH)
 
     # On --resume the run keeps its own options. These may be given again to change them (with a
     # notice); any other option given with a value that differs from the run's is refused.
@@ -127,6 +129,8 @@ class TrainOptions:
         if self.task not in TASKS:
             raise UsageError(f"--task must be one of {', '.join(TASKS)} (got {self.task!r})")
         self._check_task()
+        if self.no_cache and self.cache_dir is not None:
+            raise UsageError("--cache-dir and --no-cache contradict each other: give one of them")
         if self.optimizer not in OPTIMIZERS:
             raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
         for name in ("seq_len", "batch_size", "accumulate", "epochs", "eval_every", "patience", "min_count"):
@@ -161,7 +165,8 @@ class TrainOptions:
         """Refuse the options that make no sense for the task (UsageError naming the option)."""
         if self.task == "lm":
             given = [flag for key, flag in SENTENCE_MODEL_OPTIONS.items() if key in self.model]
-            given += [flag for flag, v in (("--format", self.format), ("--tag-column", self.tag_column)) if v]
+            given += [flag for flag, v in (("--format", self.format), ("--tag-column", self.tag_column),
+                                           ("--max-length", self.max_length)) if v]
             if given:
                 raise UsageError(f"{given[0]} applies to --task tag and --task classify, not to a language model")
             self.seq_len = 100 if self.seq_len is None else self.seq_len
@@ -189,6 +194,8 @@ class TrainOptions:
                              f"(got {self.format!r})")
         if self.tag_column is not None:
             self.tag_column = str(parse_tag_column(self.tag_column))
+        _int_at_least("--max-length", self.max_length, 1, allow_none=True)
+        self.max_length = MAX_LENGTH if self.max_length is None else int(self.max_length)
         self.seq_len = None
 
     # Flat option names (as on the command line) grouped under `tokenizer` and `model`.
@@ -423,7 +430,8 @@ def _sentence_data(opts: TrainOptions, state: TrainState, encoder: Encoder | Non
     is given when resuming (the vocabularies and labels of the saved run)."""
     data = prepare_task_data(opts.task, opts.corpus, TokenizerConfig.from_dict(opts.tokenizer), format=opts.format,
                              tag_column=opts.tag_column, val_file=opts.val_file, val_fraction=opts.val_fraction,
-                             seed=opts.seed, min_count=opts.min_count, max_vocab=opts.max_vocab, encoder=encoder)
+                             seed=opts.seed, min_count=opts.min_count, max_vocab=opts.max_vocab, encoder=encoder,
+                             max_length=opts.max_length or MAX_LENGTH)
     enc = data.encoder
     source = SentenceBatches(data.train, enc.batch, opts.batch_size, opts.seed, state,
                              per_sentence=opts.task == "classify")
@@ -764,6 +772,7 @@ class Trainer:
         record, state_arrays = self.comm.gather_state(run.state).to_checkpoint()
         scalars, opt_arrays = run.optimizer.state_dict()
         record.update(options=asdict(run.opts), optimizer=scalars,
+                      epochs_done=run.state.epoch + run.source.epoch_fraction(run.state.position),
                       schedule={"factor": run.opts.lr_decay, "min_lr": run.opts.lr * MIN_LR_FRACTION},
                       paths={"output": os.path.abspath(run.opts.output),  # where this run writes
                              "metrics": os.path.abspath(run.opts.metrics) if run.opts.metrics else None})

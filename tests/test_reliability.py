@@ -4,6 +4,7 @@ bounds. Each test failed before its fix."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -154,3 +155,44 @@ def test_plot_says_not_a_metrics_log_or_model_file(run, tmp_path, content):
         target.write_bytes(content)
     line = one_error(run("plot", target, "-o", tmp_path / "c.png"), 1, "not a metrics log or model file")
     assert "corpus" not in line
+
+
+# -- 14, 15. under mpiexec ---------------------------------------------------------------------------
+
+from test_mpi import ENV, MPIEXEC, charlm_job, needs_mpi  # noqa: E402
+
+
+@needs_mpi
+@pytest.mark.parametrize("args", [
+    ["info", "{d}/lm.npz"],
+    ["sample", "-m", "{d}/lm.npz", "--seed", "1", "--num", "3", "--length", "20"],
+    ["tag", "-m", "{d}/ner.npz", "Teddy Roosevelt was there"],
+    ["classify", "-m", "{d}/clf.npz", "a witty film", "a dull film"],
+    ["eval", "-m", "{d}/ner.npz", "{d}/ner.txt"],
+])
+def test_commands_that_are_not_data_parallel_run_on_one_process_and_say_so(made, args):
+    args = [a.format(d=made) for a in args]
+    import subprocess
+    import sys
+
+    one = subprocess.run([sys.executable, "-m", "charlm", *args], env=ENV, capture_output=True, text=True,
+                         timeout=120)
+    two = charlm_job(2, *args)
+    assert one.returncode == two.returncode == 0, two.stderr
+    assert two.stdout == one.stdout  # printed once, not once per process
+    assert f"`charlm {args[0]}` runs on one process (the other process started by mpiexec has nothing to do" \
+        in two.stderr
+
+
+@needs_mpi
+def test_processes_reading_different_corpora_of_the_same_size_are_refused(made, tmp_path):
+    import subprocess
+
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text(TEXT, encoding="utf-8")
+    b.write_text(TEXT.replace("cat sat", "cta sat", 1), encoding="utf-8")  # two characters swapped
+    cmd = ["-m", "charlm", "train", "-o", tmp_path / "m.npz", *TINY, "--max-steps", "2"]
+    r = subprocess.run([MPIEXEC, "-n", "1", sys.executable, *map(str, cmd), a, ":",
+                        "-n", "1", sys.executable, *map(str, cmd), b], env=ENV, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode != 0 and "the processes prepared different data" in r.stderr, r.stderr

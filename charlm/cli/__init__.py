@@ -44,6 +44,20 @@ class CharlmGroup(click.Group):
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
 
+    def resolve_command(self, ctx: click.Context, args):
+        """Under mpiexec, a command that is not data-parallel runs on the first process alone:
+        the others leave at once, and the first says so."""
+        name, cmd, rest = super().resolve_command(ctx, args)
+        size = launch.world_size() or 1
+        if size > 1 and launch.launched() and name not in DATA_PARALLEL:
+            if launch.rank() != 0:
+                sys.exit(0)
+            others = "the other process" if size == 2 else f"the other {size - 1} processes"
+            click.echo(f"charlm: `charlm {name}` runs on one process ({others} started by mpiexec "
+                       f"{'has' if size == 2 else 'have'} nothing to do; only "
+                       f"{' and '.join(sorted(DATA_PARALLEL))} are data-parallel)", err=True)
+        return name, cmd, rest
+
     def invoke(self, ctx: click.Context):
         try:
             # Overflow or NaN inside NumPy is detected and reported by charlm itself (a diverged
@@ -92,12 +106,16 @@ def _debug_first(args: list) -> list:
     return ["--debug"] + [a for i, a in enumerate(args) if not (a == "--debug" and i < end)]
 
 
+DATA_PARALLEL = {"train", "score"}  # the commands whose processes share the work under mpiexec
+
+
 def _internal_error(err: BaseException) -> None:
     fail(f"internal error: {type(err).__name__}: {err} (run with --debug for a traceback)", 1)
 
 
 _MEMORY_HINTS = {
-    "train": "a smaller --batch-size, --seq-len, --hidden, --layers or corpus",
+    "train": "a smaller --batch-size, --hidden or --layers (or --seq-len for a language model, "
+             "--max-length for a tagger or classifier)",
     "sample": "a smaller --length or --num",
     "score": "a smaller --batch-size or shorter sentences",
     "tokenize": "a smaller corpus or --max-vocab",

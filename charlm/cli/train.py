@@ -30,6 +30,11 @@ def _task_quality(record: dict | None) -> str:
     return text + (f", F1 {100 * record['val_f1']:.2f}" if record.get("val_f1") is not None else "")
 
 
+def _figure(loss: float | None) -> str:
+    """A loss with 4 decimals, or n/a when there is none."""
+    return "n/a" if loss is None or not math.isfinite(loss) else f"{loss:.4f}"
+
+
 def _quality(loss: float | None, level: str) -> str:
     """Loss in the unit people quote: bits per character, or word perplexity."""
     if loss is None or not math.isfinite(loss):
@@ -82,7 +87,8 @@ class BarReporter(Reporter):
             q = f"{loss / LN2:.3f}bpc" if self.level == "char" else f"ppl={math.exp(min(loss, 700)):.1f}"
             unit = {"lm": "tok", "tag": "tok", "classify": "ex"}[self.task]
             q = q + " " if self.task == "lm" else ""
-            self.bar.set_postfix_str(f"loss={loss:.3f} {q}{tokens_per_s / 1000:.1f}k {unit}/s", refresh=False)
+            rate = f"{tokens_per_s / 1000:.1f}k" if tokens_per_s >= 1000 else f"{tokens_per_s:.0f}"
+            self.bar.set_postfix_str(f"loss={loss:.3f} {q}{rate} {unit}/s", refresh=False)
 
     def evaluate(self, record, improved):
         if self.quiet:
@@ -90,8 +96,7 @@ class BarReporter(Reporter):
         val = record["val_loss"]
         quality = _quality(val, self.level) if self.task == "lm" else _task_quality(record)
         line = (f"step {record['step']:>6}  epoch {record['epoch']:.2f}  "
-                f"train {record['train_loss'] if record['train_loss'] is not None else float('nan'):.4f}  "
-                f"val {val if val is not None else float('nan'):.4f} ({quality})  "
+                f"train {_figure(record['train_loss'])}  val {_figure(val)} ({quality})  "
                 f"lr {record['lr']:.3g}" + ("  * saved" if improved else ""))
         (self.bar.write if self.bar is not None else click.echo)(line, file=sys.stderr)
 
@@ -127,6 +132,10 @@ class BarReporter(Reporter):
 @click.option("--tag-column", default=None, metavar="upos|xpos|N",
               help="tag: which tag to learn: CoNLL-U upos (default) or xpos, or column N (1-based) of a "
                    "column file [default: the last column].")
+@click.option("--max-length", type=click.IntRange(min=1), default=None, metavar="N",
+              help="tag/classify: tokens per example read at once: a longer sentence is split into pieces "
+                   "(tag), a longer text keeps its first N words (classify); memory depends on it and "
+                   "--batch-size, not on the longest line [default: 512].")
 @tokenizer_options
 @vocab_options
 @click.option("--vocab", type=click.Path(), default=None,
@@ -257,6 +266,6 @@ def train_command(corpus, resume, quiet, **flags):
         quality = _quality(loss, summary["level"]) if summary["task"] == "lm" else _task_quality(best)
         click.echo(
             f"charlm: {summary['reason']} after {summary['step']} steps in {summary['elapsed']:.0f} s; "
-            f"best validation loss {loss if loss is not None else float('nan'):.4f} ({quality}); {where}",
+            f"best validation loss {_figure(loss)} ({quality}); {where}",
             err=True,
         )
