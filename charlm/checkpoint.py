@@ -166,12 +166,14 @@ def load_checkpoint(path) -> tuple[dict, dict]:
                 arrays[name] = arr
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as err:
-        raise CheckpointError(f"{path} is truncated or corrupt ({err}); retrain or use an "
-                              "earlier checkpoint") from None
     except (MemoryError, OverflowError):  # a member whose header claims an absurd shape
         raise CheckpointError(f"{path} is corrupt (an array larger than memory); retrain or use "
                               "an earlier checkpoint") from None
+    except Exception as err:  # noqa: BLE001 - damage shows up as any error of zipfile or numpy
+        # (BadZipFile, EOFError, ValueError, KeyError; a damaged .npy header even fails in
+        # Python's tokenizer): every one is the same message
+        raise CheckpointError(f"{path} is truncated or corrupt ({type(err).__name__}: {err}); retrain or "
+                              "use an earlier checkpoint") from None
     return arrays, meta
 
 

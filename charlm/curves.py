@@ -66,21 +66,25 @@ def read_run(path: str | os.PathLike) -> Run:
     from charlm.text.reader import iter_lines
 
     records, skipped = [], 0
-    for line in iter_lines(path):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            obj = None
-        if _is_record(obj):
-            records.append(obj)
-        else:
-            skipped += 1
+    try:
+        for line in iter_lines(path):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                obj = None
+            if _is_record(obj):
+                records.append(obj)
+            else:
+                skipped += 1
+    except DataError as err:  # missing, a directory, binary, not UTF-8
+        raise DataError(f"{path} is not a metrics log or model file ({err}): give a file written by "
+                        "`charlm train --metrics` or a NAME.last.npz") from None
     if not records:
-        raise DataError(f"{path} has no metrics records"
+        raise DataError(f"{path} is not a metrics log or model file: it has no metrics records"
                         + (f" ({skipped} broken line{'s' * (skipped != 1)})" if skipped else "")
-                        + ": give a file written by `charlm train --metrics` or a NAME.last.npz")
+                        + "; give a file written by `charlm train --metrics` or a NAME.last.npz")
     runs = _split_runs(records)
     return Run(path, runs[-1], None, skipped, len(runs))
 

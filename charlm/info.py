@@ -101,18 +101,26 @@ def describe(path: str, meta: dict, num_params: int, task, top: int = TOP_TOKENS
     return info
 
 
+def _epochs_done(train: dict, metrics: list) -> float | None:
+    """Epochs done, as the training printed them: recorded by the engine (`epochs_done`), or in
+    older files the epoch of an evaluation at the saved step (else unknown)."""
+    done = _number(train.get("epochs_done"))
+    if done is None and metrics and isinstance(metrics[-1], dict) and metrics[-1].get("step") == train.get("step"):
+        done = _number(metrics[-1].get("epoch"))
+    return done
+
+
 def _run_state(train: dict, level: str, figures) -> dict:
     """Where a resumable run stands, from the `train` record of a NAME.last.npz."""
     options = train.get("options") or {}
     metrics = train.get("metrics") or []
-    n_train, seen = train.get("n_train"), train.get("tokens_seen")
     run = {
         "step": train.get("step"),
-        "epochs_done": seen / n_train if _number(seen) is not None and _number(n_train) else None,
+        "epochs_done": _epochs_done(train, metrics),
         "epochs": options.get("epochs"),
         "max_steps": options.get("max_steps"),
         "lr": (train.get("optimizer") or {}).get("lr"),
-        "best_step": train.get("best_step"),
+        "best_step": train.get("best_step"),  # the model at -o: its step and its evaluation's figures
         "best": figures(_evaluation(train, train.get("best_step")), level),
         "evaluations": len(metrics),
         "without_improvement": train.get("bad_evals"),

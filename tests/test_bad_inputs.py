@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from charlm import checkpoint
+from charlm.text import tokencache
 from charlm.cli import cli
 from charlm.tasks import load as load_model
 
@@ -915,7 +916,8 @@ def test_plot_never_writes_over_the_run_or_a_foreign_image(run, tmp_path):
 @pytest.mark.parametrize("damage,says", [
     (lambda f: f.ids.write_bytes(f.ids.read_bytes()[:-3]), "its id file is truncated"),
     (lambda f: f.ids.write_bytes(b"\x93NUMPY" + bytes(200)), "its id file"),
-    (lambda f: f.record.write_text('{"format": "charlm-token-cache", "version": 1}'), "its record is damaged"),
+    (lambda f: f.record.write_text('{"format": "charlm-token-cache", "version": %d}' % tokencache.VERSION),
+     "its record is damaged"),
     (lambda f: f.record.write_text("not json at all"), "is not a charlm token cache: left alone"),
 ])
 def test_corrupt_token_cache(run, models, tmp_path, monkeypatch, damage, says):

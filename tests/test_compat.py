@@ -13,6 +13,7 @@ import pytest
 
 import charlm
 from charlm.checkpoint import load_checkpoint
+from charlm.tasks import OPTIONS
 
 DATA = Path(__file__).parent / "data"
 RECORD = json.loads((DATA / "compat-main.json").read_text(encoding="utf-8"))
@@ -86,7 +87,10 @@ def test_todays_last_files_resume_where_the_straight_run_ended(task, tmp_path, m
     assert a["step"] == b["step"] == RECORD["end"] and a["epoch"] == b["epoch"] and a["position"] == b["position"]
     # the same options; the model settings may now list the task's defaults too (main listed those given)
     (oa, ma), (ob, mb) = [({k: v for k, v in o.items() if k != "model"}, o["model"]) for o in (a["options"], b["options"])]
-    assert oa == dict(ob, output=oa["output"]) and ma.items() >= mb.items()
+    # options added since (none, or --max-length of the sentence tasks) hold their declared defaults
+    added = {k: oa[k] for k in set(oa) - set(ob)}
+    assert all(v is None or v == o.default for o in OPTIONS for k, v in added.items() if o.name == k), added
+    assert oa == dict(ob, output=oa["output"], **added) and ma.items() >= mb.items()
     every = entry["options"]["eval_every"]  # the interrupted run also evaluated when it stopped
     assert [m["val_loss"] for m in a["metrics"] if m["step"] % every == 0] == \
         pytest.approx([m["val_loss"] for m in b["metrics"] if m["step"] % every == 0], rel=1e-6)

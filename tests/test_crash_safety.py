@@ -69,7 +69,7 @@ def _temp_files(folder: Path) -> list[str]:
 
 def test_sigkill_at_random_moments_then_resume(tmp_path):
     """KILL_TRIALS runs of `charlm train --eval-every 1` (two saves per step) killed with SIGKILL at
-    seeded random moments between 0.3 and 3 s after start, in waves of WAVE concurrent runs to keep
+    seeded random moments between 0.3 and 3 s of CPU time after start, in waves of WAVE concurrent runs to keep
     the test short. After each kill the files on disk load and --resume finishes."""
     rnd = random.Random(1234)
     delays = [rnd.uniform(0.3, 3.0) for _ in range(KILL_TRIALS)]
@@ -82,9 +82,9 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
             (d / "c.txt").write_text(TEXT)
             p = subprocess.Popen(_train_cmd(d / "c.txt", d / "m.npz", "--eval-every", "1", "--max-steps", "100000"),
                                  cwd=d, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            trials.append((d, time.monotonic() + delays[i], p))
-        for d, at, p in sorted(trials, key=lambda t: t[1]):
-            time.sleep(max(0.0, at - time.monotonic()))
+            trials.append((d, delays[i], p))
+        for d, cpu, p in sorted(trials, key=lambda t: t[1]):
+            _wait_for_cpu(p, cpu)  # CPU time, not wall time: a busy machine must not move the kills
             p.send_signal(signal.SIGKILL)
         resumes = []
         for d, _, p in trials:

@@ -42,7 +42,11 @@ def classify_command(texts, model_path, file, fmt, top_k, as_json, batch_size) -
         cut = predictor.encoder.tokenizer().tokenize
         examples = read_labelled(file, cut, format=fmt, need_labels=False).examples
         token_lists, shown = [e.tokens for e in examples], [e.text for e in examples]
-    for r in predictor.classify(token_lists, shown, top_k):
+    results = predictor.classify(token_lists, shown, top_k)
+    if predictor.truncated:
+        click.echo(f"charlm: {predictor.truncated} text(s) longer than {predictor.max_length} words (the model's "
+                   f"--max-length): their first {predictor.max_length} words were classified", err=True)
+    for r in results:
         if as_json:
             click.echo(json.dumps(r.to_dict(), ensure_ascii=False))
         else:

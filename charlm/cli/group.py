@@ -26,8 +26,12 @@ class CharlmGroup(click.Group):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """Run the command; click's own usage errors become one line too (exit 2)."""
+        args = _debug_first(sys.argv[1:] if args is None else list(args))
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as err:  # `charlm` alone: the help, as click prints it
+            err.show()
+            sys.exit(err.exit_code)
         except click.UsageError as err:  # bad option, bad value, missing argument
             where = err.ctx.command_path if err.ctx is not None else "charlm"
             fail(f"{err.format_message()} (see `{where} --help`)", err.exit_code)
@@ -38,6 +42,20 @@ class CharlmGroup(click.Group):
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
+
+    def resolve_command(self, ctx: click.Context, args):
+        """Under mpiexec, a command that is not data-parallel runs on the first process alone:
+        the others leave at once, and the first says so."""
+        name, cmd, rest = super().resolve_command(ctx, args)
+        size = launch.world_size() or 1
+        if size > 1 and launch.launched() and name not in DATA_PARALLEL:
+            if launch.rank() != 0:
+                sys.exit(0)
+            others = "the other process" if size == 2 else f"the other {size - 1} processes"
+            click.echo(f"charlm: `charlm {name}` runs on one process ({others} started by mpiexec "
+                       f"{'has' if size == 2 else 'have'} nothing to do; only "
+                       f"{' and '.join(sorted(DATA_PARALLEL))} are data-parallel)", err=True)
+        return name, cmd, rest
 
     def invoke(self, ctx: click.Context):
         try:
@@ -78,12 +96,25 @@ class CharlmGroup(click.Group):
             _internal_error(err)
 
 
+DATA_PARALLEL = {"train", "score"}  # the commands whose processes share the work under mpiexec
+
+
+def _debug_first(args: list) -> list:
+    """`--debug` is the group's option; given after the command name (`charlm train --debug ...`)
+    it is moved in front, so it works in either place (not after a `--`)."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[1:end]:
+        return args
+    return ["--debug"] + [a for i, a in enumerate(args) if not (a == "--debug" and i < end)]
+
+
 def _internal_error(err: BaseException) -> None:
     fail(f"internal error: {type(err).__name__}: {err} (run with --debug for a traceback)", 1)
 
 
 _MEMORY_HINTS = {
-    "train": "a smaller --batch-size, --seq-len, --hidden, --layers or corpus",
+    "train": "a smaller --batch-size, --hidden or --layers (or --seq-len for a language model, "
+             "--max-length for a tagger or classifier)",
     "sample": "a smaller --length or --num",
     "score": "a smaller --batch-size or shorter sentences",
     "tokenize": "a smaller corpus or --max-vocab",

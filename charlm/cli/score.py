@@ -125,12 +125,12 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
       charlm score -m shakespeare.npz --file test.txt
       charlm score --file test.txt --stream        # as the training's validation sees it
       charlm score --file big.txt --stream --cache-dir cache/   # tokenized once, cached
-
-    With --stream, a file of 16 MB or more is tokenized once into a token cache (next to the
-    model, or in --cache-dir) that later scoring and training runs with the same tokenizer use.
       cat lines.txt | charlm score --file - --json
       charlm score -- "-5 degrees and falling"   # -- before a sentence that starts with -
       mpiexec -n 4 charlm score --file big.txt    # 4 processes share the lines (charlm[mpi])
+
+    With --stream, a file of 16 MB or more is tokenized once into a token cache (next to the
+    model, or in --cache-dir) that later scoring and training runs with the same tokenizer use.
     """
     comm = parallel.world()
     if file is None and not sentences:
@@ -141,6 +141,8 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
         raise click.UsageError("--stream needs --file PATH")
     if stream and per_token:
         raise click.UsageError("--per-token cannot be combined with --stream")
+    if no_cache and cache_dir is not None:
+        raise click.UsageError("--cache-dir and --no-cache contradict each other: give one of them")
     if comm.size > 1 and stream:
         raise click.UsageError("--stream scores one running text, which cannot be shared among "
                                "processes: run it without mpiexec")

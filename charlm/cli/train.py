@@ -15,7 +15,7 @@ from click.core import ParameterSource
 from charlm.cli.group import cli
 from charlm.cli.options import click_option, train_options
 from charlm.engine import parallel
-from charlm.engine.progress import BarReporter, Reporter
+from charlm.engine.progress import BarReporter, Reporter, figure
 from charlm.info import quality
 from charlm.nn.alloc import keep_freed_memory
 from charlm.tasks import OPTIONS, get
@@ -87,7 +87,7 @@ def train_command(corpus, resume, quiet, **flags):
         loss = best.get("val_loss")
         click.echo(
             f"charlm: {summary['reason']} after {summary['step']} steps in {summary['elapsed']:.0f} s; "
-            f"best validation loss {loss if loss is not None else float('nan'):.4f} "
+            f"best validation loss {figure(loss)} "
             f"({quality(task.figures(best, summary['level']))}); {where}",
             err=True,
         )

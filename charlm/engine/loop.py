@@ -228,6 +228,7 @@ class Trainer:
         record, state_arrays = self.comm.gather_state(run.state).to_checkpoint()
         scalars, opt_arrays = run.optimizer.state_dict()
         record.update(options=asdict(run.opts), optimizer=scalars,
+                      epochs_done=run.state.epoch + run.source.epoch_fraction(run.state.position),
                       schedule={"factor": run.opts.lr_decay, "min_lr": run.opts.lr * MIN_LR_FRACTION},
                       paths={"output": os.path.abspath(run.opts.output),  # where this run writes
                              "metrics": os.path.abspath(run.opts.metrics) if run.opts.metrics else None})

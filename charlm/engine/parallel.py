@@ -250,7 +250,8 @@ class MPIComm:
         if B < self.size:
             raise UsageError(f"--batch-size {B} is smaller than the {self.size} processes: each needs at "
                              "least one stream (use a larger --batch-size or fewer processes)")
-        layout = (B, run.source.steps_per_epoch(), sorted((k, p.shape) for k, p in run.model.params.items()))
+        layout = (B, run.source.steps_per_epoch(), sorted((k, p.shape) for k, p in run.model.params.items()),
+                  run.source.fingerprint())  # the content too: same sizes and counts are not enough
         if any(other != layout for other in self.comm.allgather(layout)):
             raise CharlmError("the processes prepared different data or models (did the corpus change while "
                               "the job started, or do the machines hold different copies?)")

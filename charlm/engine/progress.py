@@ -15,6 +15,7 @@ units of `charlm.info.quality`).
 from __future__ import annotations
 
 import logging
+import math
 import sys
 
 import click
@@ -87,6 +88,12 @@ class ReadingBar:
             self.bar = None
 
 
+def figure(loss: float | None) -> str:
+    """A loss with 4 decimals, or n/a when there is none (no validation example the model could
+    score, no training step since the last evaluation)."""
+    return "n/a" if loss is None or not math.isfinite(loss) else f"{loss:.4f}"
+
+
 class BarReporter(Reporter):
     """A tqdm progress bar with the loss, the task's figures, tokens (or examples) per second and
     the time left; a line per evaluation; messages as `charlm: ...` lines (see the module docstring)."""
@@ -115,16 +122,16 @@ class BarReporter(Reporter):
             return
         self.bar.update(1)
         if step % 5 == 0 or step == 1:
+            rate = f"{tokens_per_s / 1000:.1f}k" if tokens_per_s >= 1000 else f"{tokens_per_s:.0f}"
             self.bar.set_postfix_str(f"loss={loss:.3f} {self.task.progress(loss, self.level)}"
-                                     f"{tokens_per_s / 1000:.1f}k {self.task.unit}/s", refresh=False)
+                                     f"{rate} {self.task.unit}/s", refresh=False)
 
     def evaluate(self, record, improved):
         if self.quiet:
             return
         val = record["val_loss"]
         line = (f"step {record['step']:>6}  epoch {record['epoch']:.2f}  "
-                f"train {record['train_loss'] if record['train_loss'] is not None else float('nan'):.4f}  "
-                f"val {val if val is not None else float('nan'):.4f} "
+                f"train {figure(record['train_loss'])}  val {figure(val)} "
                 f"({quality(self.task.figures(record, self.level))})  "
                 f"lr {record['lr']:.3g}" + ("  * saved" if improved else ""))
         (self.bar.write if self.bar is not None else click.echo)(line, file=sys.stderr)

@@ -7,6 +7,7 @@ the same way.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Iterator
 
@@ -43,6 +44,16 @@ class StreamBatches:
     def part(self, share) -> "StreamBatches":
         """The streams share(B) of every batch: one process's share of a data-parallel run."""
         return StreamBatches(self.data[:, share(self.batch_size)], self.seq_len)
+
+    def fingerprint(self) -> str:
+        """A hash of the training ids (read in slices of rows: a memory-mapped corpus is never
+        copied whole), so the processes of a data-parallel run can check that they read the same
+        text."""
+        h = hashlib.blake2b(digest_size=16)
+        rows = max(1, (1 << 24) // max(self.batch_size, 1))
+        for i in range(0, self.data.shape[0], rows):
+            h.update(np.ascontiguousarray(self.data[i:i + rows]).tobytes())
+        return h.hexdigest()
 
 
 class StreamValidation:

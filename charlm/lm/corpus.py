@@ -33,7 +33,7 @@ import numpy as np
 
 from charlm.errors import DataError, UsageError
 from charlm.text.tokencache import token_ids
-from charlm.text.tokenids import TokenIds
+from charlm.text.tokenids import EmptyText, TokenIds
 from charlm.text.vocab import EOS, UNK_LITERALS, Vocab
 
 COUNT_CHUNK = 1 << 24  # ids counted at a time
@@ -242,7 +242,11 @@ def prepare_lm_data(corpus, tokenizer_config, *, vocab=None, val_file=None, val_
     cap = DEFAULT_VAL_TOKENS if val_tokens is None else (val_tokens or None)
     if val_file:
         n_train = len(tids.ids)
-        val_tids = token_ids(val_file, config, cache_dir, verify=verify, report=report)
+        try:
+            val_tids = token_ids(val_file, config, cache_dir, verify=verify, report=report)
+        except EmptyText:
+            raise DataError(f"the validation file {val_file} is empty (no tokens other than whitespace): "
+                            "give --val-file a text with some text in it") from None
     elif n_train is None:
         n_train = split_point(len(tids.ids), val_fraction, cap)
     if vocab is None:

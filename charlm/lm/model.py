@@ -33,6 +33,7 @@ from charlm.nn.layers import (
 __all__ = ["ModelConfig", "LanguageModel", "State"]
 
 State = list  # list over layers of tuples of (B, H) arrays: (a,) for rnn/gru, (a, c) for lstm
+EVAL_ROWS = 1 << 16  # evaluation reads at most this many (t, b) positions at once (target_log_probs)
 
 
 @dataclass(kw_only=True)
@@ -214,13 +215,21 @@ class LanguageModel:
     def target_log_probs(self, x, y, state: State):
         """x, y (T,B) -> (log p(y<t> | x<1..t>) (T,B) float64, new state); evaluation mode.
 
-        Works through the rows in chunks, so the full (T,B,V) log-probabilities never exist.
+        Works through the rows in chunks, so the full (T,B,V) log-probabilities never exist, and
+        through time in windows of at most EVAL_ROWS // B steps with the state carried (exact: the
+        model reads left to right), so memory does not grow with T: a sentence as long as a book
+        costs what a window does.
         """
-        a, new_state = self._hidden(x, state)
-        T, B, H = a.shape
-        lp = target_log_probs(a.reshape(T * B, H), self._out_W(), self.params["out.b"],
-                              np.asarray(y).reshape(-1))
-        return lp.reshape(T, B), new_state
+        x, y = np.asarray(x), np.asarray(y)
+        T, B = x.shape
+        steps = max(1, EVAL_ROWS // max(B, 1))
+        out = np.empty((T, B), dtype=np.float64)
+        for t in range(0, T, steps):
+            a, state = self._hidden(x[t:t + steps], state)
+            n, _, H = a.shape
+            out[t:t + n] = target_log_probs(a.reshape(n * B, H), self._out_W(), self.params["out.b"],
+                                            y[t:t + steps].reshape(-1)).reshape(n, B)
+        return out, state
 
     def step(self, ids, state: State):
         """ids (B,) -> (logits (B,V), new state): one decoding step, evaluation mode, no cache."""

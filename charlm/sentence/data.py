@@ -22,6 +22,7 @@ from charlm.errors import DataError
 from charlm.sentence.encoder import Encoder
 from charlm.sentence.formats import read_labelled, read_tagged
 from charlm.sentence.labels import detect_scheme
+from charlm.sentence.predict import MAX_LENGTH, split_long
 from charlm.text.tokenizer import TokenizerConfig
 
 
@@ -72,12 +73,17 @@ def _tokens(sentences: list) -> int:
 
 def prepare_task_data(read, per_token: bool, corpus, tokenizer: TokenizerConfig, *, format=None, tag_column=None,
                       val_file=None, val_fraction: float = 0.1, seed: int = 0, min_count: int = 1,
-                      max_vocab: int | None = None, encoder: Encoder | None = None) -> TaskData:
+                      max_vocab: int | None = None, encoder: Encoder | None = None,
+                      max_length: int = MAX_LENGTH) -> TaskData:
     """Read (with `read`: `read_tags` for a tag per token, `per_token`, else `read_labels`), split,
-    build the vocabularies (unless `encoder` is given: a resumed run) and encode."""
+    build the vocabularies (unless `encoder` is given: a resumed run) and encode. Examples longer
+    than `max_length` tokens are split or cut (`bound_lengths`)."""
     tokens, gold, fmt = read(corpus, tokenizer, format, tag_column)
+    tokens, gold, cut = bound_lengths(per_token, tokens, gold, max_length)
     if val_file:
         val_tokens, val_gold, _ = read(val_file, tokenizer, format, tag_column)
+        val_tokens, val_gold, val_cut = bound_lengths(per_token, val_tokens, val_gold, max_length)
+        cut += val_cut
     else:
         keep, held = split_validation(len(tokens), val_fraction, seed)
         val_tokens, val_gold = [tokens[i] for i in held], [gold[i] for i in held]
@@ -92,9 +98,28 @@ def prepare_task_data(read, per_token: bool, corpus, tokenizer: TokenizerConfig,
     train = [encoder.encode(t, g) for t, g in zip(tokens, gold)]
     val = [encoder.encode(t) for t in val_tokens]
     unknown = encoder.unknown_labels(val_gold)
-    warning = None
+    warnings = []
+    if cut:
+        warnings.append(f"{cut} example(s) longer than --max-length {max_length} words: "
+                        + ("split into pieces of at most that many" if per_token else "their first "
+                           f"{max_length} words are used"))
     if unknown:
         shown = ", ".join(unknown[:8]) + (", ..." if len(unknown) > 8 else "")
-        warning = (f"the validation data has {len(unknown)} {what}(s) the training data does not "
-                   f"({shown}): they count as errors")
-    return TaskData(encoder, train, val, val_gold, _tokens(train), _tokens(val), warning)
+        warnings.append(f"the validation data has {len(unknown)} {what}(s) the training data does not "
+                        f"({shown}): they count as errors")
+    return TaskData(encoder, train, val, val_gold, _tokens(train), _tokens(val), "; ".join(warnings) or None)
+
+
+def bound_lengths(per_token: bool, token_lists: list, gold: list, max_length: int) -> tuple[list, list, int]:
+    """(token lists, gold, how many were longer than max_length): a tagging sentence (`per_token`) longer than
+    max_length is split into pieces of at most max_length tokens (its tags with it), a
+    classification text keeps its first max_length tokens. Memory then depends on max_length
+    and the batch size, never on the longest line of a file."""
+    long = sum(len(t) > max_length for t in token_lists)
+    if not long:
+        return token_lists, gold, 0
+    if per_token:
+        pairs = [(t, g) for tokens, tags in zip(token_lists, gold)
+                 for t, g in zip(split_long(tokens, max_length), split_long(tags, max_length))]
+        return [t for t, _ in pairs], [g for _, g in pairs], long
+    return [t[:max_length] for t in token_lists], gold, long

@@ -120,6 +120,13 @@ class _TagReader:
     def fail(self, lineno: int, what: str) -> DataError:
         return DataError(f"{self.name} line {lineno}: {what}")
 
+    def mixed(self, lineno: int, line: str, what: str) -> DataError:
+        """A line of another format: the file mixes formats, or (--format given) is not in it."""
+        if not self.format_line:
+            return _not_in_format(self.name, lineno, line, self.format)
+        return self.fail(lineno, f"{what} (columns {self.origin()}): the file mixes formats"
+                         if self.format == "columns" else f"{what} (CoNLL-U {self.origin()}): the file mixes formats")
+
     def read(self, source) -> TaggedFile:
         pending = []  # leading "#" lines: CoNLL-U comments, or tokens of a column file
         for lineno, line in _numbered_lines(source):
@@ -168,8 +175,9 @@ class _TagReader:
         fields = line.split("\t")
         if len(fields) != 10:
             if len(line.split()) >= 2 and "\t" not in line:
-                raise self.fail(lineno, f"a column-format line in a CoNLL-U file (CoNLL-U {self.origin()}): "
-                                        "the file mixes formats")
+                raise self.mixed(lineno, line, "a column-format line in a CoNLL-U file")
+            if not self.format_line and not self.sentences and not self.tokens:
+                raise _not_in_format(self.name, lineno, line, self.format)
             raise self.fail(lineno, f"{len(fields)} TAB-separated columns; CoNLL-U lines have 10")
         if _CONLLU_ID.fullmatch(fields[0]) is None:
             raise self.fail(lineno, f"bad CoNLL-U word id {fields[0]!r} (expected 1, 2, ..., a range "
@@ -197,16 +205,14 @@ class _TagReader:
             self.doc += 1
             return
         if _is_conllu_line(line) and (self.columns is None or self.columns[0] != 10):
-            raise self.fail(lineno, f"a CoNLL-U line in a column file (columns {self.origin()}): the "
-                                    "file mixes formats")
+            raise self.mixed(lineno, line, "a CoNLL-U line in a column file")
         if self.columns is None:
             self.columns = (len(fields), lineno)
             self.check_tag_column(lineno, len(fields))
         elif len(fields) != self.columns[0]:
             n, first = self.columns
             if line.startswith("# "):
-                raise self.fail(lineno, f"a CoNLL-U comment line in a column file (columns {self.origin()}): "
-                                        "the file mixes formats")
+                raise self.mixed(lineno, line, "a CoNLL-U comment line in a column file")
             raise self.fail(lineno, f"{len(fields)} column{'s' * (len(fields) != 1)}, but line {first} "
                                     f"has {n}: every line of a column file has the same columns")
         tag = None
@@ -275,6 +281,32 @@ def looks_like_columns(source, known_tags) -> bool:
     return seen > 0
 
 
+_TAG_LIKE = re.compile(r"O|[BIES]-\S+|[A-Z][A-Z0-9$#'`.,:()_-]*|[.,:;!?$#'`()-]+")
+
+
+def column_tags(source) -> set | None:
+    """The last-column values of the first lines (up to 20 token lines) when `source` is shaped
+    like a column file whatever its tag set — a -DOCSTART- line, or every line with the same
+    number (two or more) of fields and a tag-like last field (O, B-X, NOUN, NN, "."), a blank
+    line between sentences —, else None (plain text)."""
+    tags, widths, lines, docstart = set(), set(), 0, False
+    for _, line in _numbered_lines(source):
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0] == DOCSTART:
+            docstart = True
+            continue
+        widths.add(len(fields))
+        if len(fields) < 2 or len(widths) > 1 or not _TAG_LIKE.fullmatch(fields[-1]):
+            return tags if docstart and len(fields) >= 2 else None
+        tags.add(fields[-1])
+        lines += 1
+        if lines >= 20:
+            break
+    return tags if lines >= 2 or docstart and lines else None
+
+
 def write_columns(tokens: list[str], tags: list[str]) -> str:
     """A sentence as column lines ("token<TAB>tag") followed by a blank line."""
     return "".join(f"{t}\t{g}\n" for t, g in zip(tokens, tags)) + "\n"
@@ -300,6 +332,18 @@ class LabelledFile:
     name: str
 
 
+FORMAT_NAMES = {"conllu": "CoNLL-U", "columns": "column-file", "tab": "LABEL<TAB>TEXT",
+                "fasttext": "fastText (__label__LABEL TEXT)"}
+
+
+def _not_in_format(name: str, lineno: int, line: str, format: str) -> DataError:
+    """The error for a file that --format says is in `format`, at its first line that is not."""
+    shown = line.rstrip("\n")
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return DataError(f"{name} is not in --format {format}: line {lineno} ({shown!r}) is not a "
+                     f"{FORMAT_NAMES[format]} line (leave out --format to detect the format)")
+
+
 def detect_label_format(line: str) -> str | None:
     """"fasttext" (a __label__ prefix), "tab" (a TAB in the line) or None (neither)."""
     if line.lstrip().startswith(FASTTEXT_PREFIX):
@@ -312,6 +356,8 @@ def detect_label_format(line: str) -> str | None:
 def _split_example(name: str, lineno: int, line: str, format: str, first: int) -> tuple[str, str]:
     """(label, text) of one line in `format` (decided at line `first`)."""
     kind = detect_label_format(line)
+    if not first and kind != format and kind is not None:  # --format says otherwise
+        raise _not_in_format(name, lineno, line, format)
     if format == "fasttext":
         stripped = line.lstrip()
         if kind != "fasttext":
@@ -358,7 +404,7 @@ def read_labelled(source, tokenize, format: str | None = None, need_labels: bool
                 raise DataError(f"{name} line {lineno}: no label (expected LABEL<TAB>TEXT or "
                                 "__label__LABEL TEXT)")
         label, text = (None, line.strip()) if format == "text" else \
-            _split_example(name, lineno, line, format, first or 1)
+            _split_example(name, lineno, line, format, first)
         tokens = tokenize(text)
         if not tokens:
             raise DataError(f"{name} line {lineno}: no text (nothing to classify)")

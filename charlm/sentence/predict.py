@@ -25,6 +25,12 @@ from charlm.sentence.labels import SCHEMES, chunks, convert
 from charlm.sentence.metrics import classification_report, conlleval_counts, tag_report
 
 BATCH_SIZE = 64
+MAX_LENGTH = 512  # tokens per example a tagger or classifier reads at once (--max-length)
+
+
+def split_long(items: list, n: int) -> list[list]:
+    """`items` in consecutive pieces of at most n (one piece when it is not longer)."""
+    return [items[i:i + n] for i in range(0, len(items), n)] or [items]
 
 
 @dataclass
@@ -65,6 +71,11 @@ class Predictor:
     def __init__(self, model, encoder: Encoder, batch_size: int = BATCH_SIZE, meta: dict | None = None):
         self.model, self.encoder, self.batch_size = model, encoder, int(batch_size)
         self.meta = meta or {}  # the model file's metadata, when loaded from one
+        options = (self.meta.get("train") or {}).get("options") or {}
+        # tokens per sentence the network reads at once: longer sentences are tagged in pieces,
+        # longer texts classified by their first max_length tokens (memory stays bounded)
+        self.max_length = int(options.get("max_length") or MAX_LENGTH)
+        self.truncated = 0  # texts classified by their first max_length tokens so far
         scheme = encoder.model_scheme
         self.constraints = tag_constraints(encoder.labels, scheme) if scheme else None
 
@@ -119,22 +130,28 @@ class Predictor:
                 raise UsageError(f"--scheme must be one of {', '.join(s.lower() for s in SCHEMES)} (got {scheme!r})")
             self.need_entity_tags("--scheme")
         enc = self.encoder
-        encoded = [enc.encode(tokens) for tokens in token_lists]
-        out: list = [None] * len(encoded)
+        pieces = [(i, piece) for i, tokens in enumerate(token_lists)
+                  for piece in split_long(list(tokens), self.max_length)]
+        encoded = [enc.encode(piece) for _, piece in pieces]
+        names: list = [[] for _ in token_lists]
+        probs: list = [[] for _ in token_lists]
+        done: list = [None] * len(encoded)
         for idx, lp, lengths in self.log_probs(encoded):
-            for b, (i, ids) in enumerate(zip(idx, self.decode(lp, lengths))):
-                names = [enc.labels[k] for k in ids]
-                probs = np.exp(lp[np.arange(len(ids)), b, ids].astype(np.float64))
-                tags = convert(names, scheme.upper()) if scheme else enc.report_labels(names)
-                out[i] = Tagged(list(token_lists[i]), tags, probs.tolist())
-        return out
+            for b, (j, ids) in enumerate(zip(idx, self.decode(lp, lengths))):
+                done[j] = ([enc.labels[k] for k in ids], np.exp(lp[np.arange(len(ids)), b, ids].astype(np.float64)))
+        for (i, _), (piece_names, piece_probs) in zip(pieces, done):  # pieces in order
+            names[i] += piece_names
+            probs[i] += piece_probs.tolist()
+        return [Tagged(list(tokens), convert(n, scheme.upper()) if scheme else enc.report_labels(n), p)
+                for tokens, n, p in zip(token_lists, names, probs)]
 
     def classify(self, token_lists: Sequence[Sequence[str]], texts: Sequence[str] | None = None,
                  top_k: int | None = None) -> list[Classified]:
         """The label of each text (given as its token list), in input order; `probs` holds the
         top_k likeliest labels (None: every label)."""
         enc = self.encoder
-        encoded = [enc.encode(tokens) for tokens in token_lists]
+        self.truncated += sum(len(tokens) > self.max_length for tokens in token_lists)
+        encoded = [enc.encode(tokens[:self.max_length]) for tokens in token_lists]
         texts = texts if texts is not None else [" ".join(t) for t in token_lists]
         out: list = [None] * len(encoded)
         for idx, lp, _ in self.log_probs(encoded):

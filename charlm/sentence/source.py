@@ -6,6 +6,7 @@ set scores held-out sentences with the task's metric (`sentence_counts`, summabl
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Iterator, Sequence
 
@@ -52,6 +53,14 @@ class SentenceBatches:
         still takes part in the step's gradient sum and adds nothing to it."""
         return SentenceBatches(self.sentences, self.to_batch, self.batch_size, self.seed, self.clock,
                                self.per_sentence, share)
+
+    def fingerprint(self) -> str:
+        """A hash of the encoded training sentences (words and labels), as `StreamBatches`'s."""
+        h = hashlib.blake2b(digest_size=16)
+        for s in self.sentences:
+            h.update(np.asarray(s.words, dtype=np.int64).tobytes())
+            h.update(np.asarray(s.labels, dtype=np.int64).tobytes())
+        return h.hexdigest()
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.sentences) / self.batch_size)
@@ -102,7 +111,9 @@ class SentenceValidation:
         counts = sentence_counts(predictor, [self.sentences[i] for i in mine], [self.gold[i] for i in mine],
                                  self.classes)
         counts = comm.allreduce(counts)
-        loss = float(counts[0] / max(counts[1], 1.0))
+        # none of the gold labels is one the model knows: no loss to report (the warning at the
+        # start says that they count as errors)
+        loss = float(counts[0] / counts[1]) if counts[1] > 0 else None
         if self.classes is None:
             accuracy = float(counts[3] / max(counts[2], 1.0))
             if not self.encoder.model_scheme:

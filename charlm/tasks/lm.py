@@ -161,6 +161,8 @@ class LMTask(Task):
     api_class = LM
 
     def check_options(self, opts) -> None:
+        if opts.no_cache and opts.cache_dir is not None:
+            raise UsageError("--cache-dir and --no-cache contradict each other: give one of them")
         if opts.val_tokens == 1:
             raise UsageError("--val-tokens must be 0 (no limit) or at least 2 (got 1)")
         model = opts.model

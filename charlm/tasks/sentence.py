@@ -26,7 +26,7 @@ from charlm.sentence.data import prepare_task_data
 from charlm.sentence.encoder import Encoder
 from charlm.sentence.formats import LABEL_FORMATS, TAG_FORMATS
 from charlm.sentence.network import TaggerConfig
-from charlm.sentence.predict import BATCH_SIZE, Predictor
+from charlm.sentence.predict import BATCH_SIZE, MAX_LENGTH, Predictor
 from charlm.sentence.source import SentenceBatches, SentenceValidation
 from charlm.tasks.base import Model, Task, read_vocab, text_source
 from charlm.text.tokenizer import TokenizerConfig
@@ -42,7 +42,11 @@ CHAR_HIDDEN = Option("char_hidden", int, low=0, high=1024, group="model",
 BIDIRECTIONAL = Option("bidirectional", bool, group="model", switch=True,
                        help="tag/classify: --no-bidirectional keeps the left-to-right layers only (the notes' "
                             "one-directional comparison) [default: bidirectional].")
-SENTENCE_OPTIONS = (FORMAT, CHAR_EMBEDDING, CHAR_HIDDEN, BIDIRECTIONAL)
+MAX_LENGTH_OPTION = Option("max_length", int, MAX_LENGTH, low=1, metavar="N",
+                           help="tag/classify: tokens per example read at once: a longer sentence is split into "
+                                "pieces (tag), a longer text keeps its first N words (classify); memory depends "
+                                "on it and --batch-size, never on the longest line.")
+SENTENCE_OPTIONS = (FORMAT, CHAR_EMBEDDING, CHAR_HIDDEN, BIDIRECTIONAL, MAX_LENGTH_OPTION)
 
 
 class SentenceModel(Model):
@@ -111,7 +115,7 @@ class SentenceTask(Task):
         data = prepare_task_data(self.read, self.per_token, opts.corpus, TokenizerConfig.from_dict(opts.tokenizer),
                                  format=opts.format, tag_column=opts.tag_column, val_file=opts.val_file,
                                  val_fraction=opts.val_fraction, seed=opts.seed, min_count=opts.min_count,
-                                 max_vocab=opts.max_vocab, encoder=encoder)
+                                 max_vocab=opts.max_vocab, encoder=encoder, max_length=opts.max_length)
         enc = data.encoder
         source = SentenceBatches(data.train, make_batch, opts.batch_size, opts.seed, state,
                                  per_sentence=not self.per_token)

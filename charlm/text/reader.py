@@ -39,7 +39,7 @@ def read_text(source, *, chunk_size: int | None = None,
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
-            raise DataError(f"{path} is a directory, not a corpus file")
+            raise DataError(f"{path} is a directory, not a file")
         try:
             f = open(path, "rb")
         except FileNotFoundError:
@@ -93,7 +93,7 @@ def _nul_free(name: str):
 
     def decode(text: str, final: bool) -> str:
         if "\0" in text:
-            raise DataError(f"{name} contains NUL characters: binary file, not a text corpus")
+            raise DataError(f"{name} contains NUL characters: a binary file, not text")
         return text
 
     return decode
@@ -115,7 +115,7 @@ class _Utf8Decoder:
         if nul >= 0:
             raise DataError(
                 f"{self.name} contains a NUL byte at line {self._line(data, nul)}, "
-                f"byte offset {self._offset + nul}: binary file, not a text corpus"
+                f"byte offset {self._offset + nul}: a binary file, not text"
             )
         pending = self._decoder.getstate()[0]  # the start of an unfinished character
         try:

@@ -9,14 +9,14 @@ its absolute path and the tokenizer settings:
     NAME-KEY.tokens.npy    the ids (n,), uint8/uint16/int32 (a .npy array, memory-mapped to train)
     NAME-KEY.tokens.json   the record: corpus path, size, modification time and SHA-256 of its
                            bytes; tokenizer settings; the types (first seen first) and their
-                           counts; the number of ids and their type
+                           counts; the number of ids, their type and the SHA-256 of the id file
     NAME-KEY.tokens.lock   an empty file, locked while the cache is checked or built
 
 Later runs (a second run, --resume, `charlm score --file`, every process of a data-parallel run)
 map the ids instead. The cache is never trusted blindly: it is used only when the record is a
 charlm token cache of this version, for this corpus path and these tokenizer settings, the
 corpus has the recorded size, modification time and (with verify=True) content hash, and the id
-file has exactly the recorded header and length. Anything else (a changed corpus, a truncated
+file has exactly the recorded header and length and (with verify=True) the recorded SHA-256. Anything else (a changed corpus, a truncated
 or damaged file, another corpus's cache) is rebuilt, with a message saying why.
 
 Concurrency: checking and building happen under an exclusive lock (`fcntl.flock` on the .lock
@@ -50,7 +50,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: no locking between processes
     fcntl = None
 
-VERSION = 1
+VERSION = 2  # 2: the record holds the id file's checksum (ids_hash)
 MIN_BYTES = 16 << 20  # smaller corpora tokenize in well under a second: no cache
 HASH_CHUNK = 4 << 20
 DTYPES = ("uint8", "uint16", "int32")
@@ -83,13 +83,22 @@ def _stat(path) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def file_hash(path) -> str:
-    """"sha256:HEX" of a file's bytes."""
+def _sha256(path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(HASH_CHUNK):
             h.update(chunk)
     return "sha256:" + h.hexdigest()
+
+
+def file_hash(path) -> str:
+    """"sha256:HEX" of a corpus file's bytes."""
+    return _sha256(path)
+
+
+def ids_hash(path) -> str:
+    """"sha256:HEX" of an id file's bytes (its checksum in the record)."""
+    return _sha256(path)
 
 
 @contextlib.contextmanager
@@ -131,6 +140,8 @@ def _load(files: CacheFiles, corpus, config: TokenizerConfig, verify: bool) -> t
                 return None, "its id file is damaged (header)"
         if verify and file_hash(corpus) != rec["corpus"]["hash"]:
             return None, "the corpus changed (same size and time, different content)"
+        if verify and ids_hash(files.ids) != rec["ids_hash"]:
+            return None, "its id file is damaged (its content does not match its checksum)"
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as err:
         return None, f"its record is damaged ({type(err).__name__})"
     return TokenIds(map_ids(files.ids, dtype, n), types, np.array(counts, np.int64), config.mode), None
@@ -167,7 +178,8 @@ def _build(files: CacheFiles, corpus, tokenizer: Tokenizer, report) -> TokenIds:
             "created": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(seconds, 3),
             "corpus": {"path": os.path.abspath(corpus), **before, "hash": "sha256:" + digest.hexdigest()},
             "tokenizer": tokenizer.config.to_dict(), "tokens": len(tids.ids), "dtype": tids.ids.dtype.name,
-            "ids": files.ids.name, "types": tids.types, "counts": tids.counts.tolist(),
+            "ids": files.ids.name, "ids_hash": ids_hash(tmp_ids), "types": tids.types,
+            "counts": tids.counts.tolist(),
         }
         with open(tmp_rec, "w", encoding="utf-8") as f:
             json.dump(record, f, ensure_ascii=False)

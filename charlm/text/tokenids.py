@@ -234,6 +234,10 @@ def _token_chunks(source, tokenizer, index: _Index, on_bytes):
         yield np.fromiter(map(number, tokens), np.int32, len(tokens))
 
 
+class EmptyText(DataError):
+    """A text with no token other than whitespace (the caller may say which file it was)."""
+
+
 def tokenize_ids(source, tokenizer, path: str | None = None, on_bytes=None) -> TokenIds:
     """Tokenize a corpus into provisional ids (see the module docstring).
 
@@ -280,7 +284,7 @@ def tokenize_ids(source, tokenizer, path: str | None = None, on_bytes=None) -> T
         types = index.types
         if not any(c and t != EOS and not t.isspace() for t, c in zip(types, counts.tolist())):
             name = "<stdin>" if source == "-" else str(getattr(source, "name", source))
-            raise DataError(f"corpus {name} is empty (no tokens other than whitespace): "
+            raise EmptyText(f"corpus {name} is empty (no tokens other than whitespace): "
                             "give a text file with some text in it")
         ids = writer.finish()
     except BaseException:
