@@ -28,9 +28,9 @@ import numpy as np
 
 import common
 from bench_tagger import training_call
-from charlm.pairdata import PairVocab, read_pairs
-from charlm.seq2seq import Seq2Seq, Seq2SeqConfig, pad_pairs
-from charlm.tokenizer import TokenizerConfig
+from charlm.seq2seq.pairs import PairVocab, read_pairs
+from charlm.seq2seq.network import Seq2Seq, Seq2SeqConfig, pad_pairs
+from charlm.text.tokenizer import TokenizerConfig
 
 BATCH, PER_CALL = 64, 4
 PAIRS = common.ROOT / "data" / "cmudict-g2p.train.txt"
@@ -48,7 +48,7 @@ def g2p_batches():
 
 
 def config(vocab, attention: str) -> Seq2SeqConfig:
-    return Seq2SeqConfig(len(vocab.source), len(vocab.target), cell="lstm", layers=2, hidden=256,
+    return Seq2SeqConfig(source_vocab_size=len(vocab.source), target_vocab_size=len(vocab.target), cell="lstm", layers=2, hidden=256,
                          decoder_hidden=256, embedding=64, target_embedding=64, attention=attention)
 
 

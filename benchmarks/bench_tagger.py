@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 import common
-from charlm.tagger import TaggerConfig
+from charlm.sentence.network import TaggerConfig
 
 V, C, K = 20000, 100, 17          # word ids, character ids, tags
 BATCH, PER_CALL = 32, 8           # sentences per batch, batches per timed call
@@ -91,7 +91,7 @@ def random_corpus(seed: int = 0):
 
 def make_batches(sentences, spelling, order, seed: int):
     """PER_CALL SentenceBatches of BATCH sentences each, taken from `order` at evenly spaced places."""
-    from charlm.tagger import pad_sentences
+    from charlm.sentence.batch import pad_sentences
 
     rng = np.random.default_rng(seed)
     chunks = [order[i:i + BATCH] for i in range(0, len(order) - BATCH + 1, BATCH)]
@@ -106,7 +106,7 @@ def make_batches(sentences, spelling, order, seed: int):
 
 def training_call(model, batches):
     """A timed call: one charlm training step (forward, backward, clipping at 5, Adam) per batch."""
-    from charlm.optim import clip_grad_norm, make_optimizer
+    from charlm.engine.optim import clip_grad_norm, make_optimizer
 
     opt = make_optimizer("adam", 1e-3)
     rng = np.random.default_rng(0)
@@ -122,10 +122,10 @@ def training_call(model, batches):
 
 
 def charlm_fn(batches):
-    from charlm.tagger import Tagger
+    from charlm.sentence.network import TaggerNetwork
 
     config = TaggerConfig(task="tag", vocab_size=V, char_vocab_size=C, num_labels=K, word_dropout=0.0)
-    model = Tagger(config, seed=0)
+    model = TaggerNetwork(config, seed=0)
     return training_call(model, batches), model.num_params()
 
 

@@ -5,7 +5,7 @@
 
 Reads the CMU Pronouncing Dictionary (`../shared/data/cmudict/cmudict.dict`, see its SOURCES.md entry;
 BSD-style licence: keep its notice beside any copy) and writes g2p.train.txt, g2p.dev.txt and
-g2p.test.txt (`cmudict-g2p.*.txt` with --subset) as SOURCE<TAB>TARGET files (charlm.pairdata):
+g2p.test.txt (`cmudict-g2p.*.txt` with --subset) as SOURCE<TAB>TARGET files (charlm.seq2seq.pairs):
 
     abbott<TAB>AE B AH T
 

@@ -38,9 +38,9 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
-from charlm.pairdata import PairVocab, read_pairs  # noqa: E402
-from charlm.seq2seq import EOS, START, UNK, Seq2Seq, Seq2SeqConfig, pad_pairs  # noqa: E402
-from charlm.tokenizer import TokenizerConfig  # noqa: E402
+from charlm.seq2seq.pairs import PairVocab, read_pairs  # noqa: E402
+from charlm.seq2seq.network import EOS, START, UNK, Seq2Seq, Seq2SeqConfig, pad_pairs  # noqa: E402
+from charlm.text.tokenizer import TokenizerConfig  # noqa: E402
 from torch_tagger import grad, load_lstms, lstm_gradients, put  # noqa: E402
 
 
@@ -170,7 +170,7 @@ def mean_loss(model: Seq2SeqPeer, b) -> torch.Tensor:
 @torch.no_grad()
 def greedy(model: Seq2SeqPeer, sources, max_length: int | None = None) -> list[list[int]]:
     """Greedy outputs (ids without <EOS>; <UNK> never) of a list of source id arrays, as one batch;
-    at most 2·Tx + 10 tokens (charlm.seq2seq_search's default)."""
+    at most 2·Tx + 10 tokens (charlm.seq2seq.search's default)."""
     b = pad_pairs(sources)
     a, mask, state = model.encode(torch.from_numpy(b.source), torch.from_numpy(b.source_lengths))
     limits = 2 * b.source_lengths + 10 if max_length is None else np.full(b.size, max_length)
@@ -214,7 +214,7 @@ def main() -> int:
     train, test = read_pairs(a.train), read_pairs(a.test_file)
     vocab = PairVocab.build(train, TokenizerConfig(), TokenizerConfig(level=a.target_level, split=a.target_split))
     sources, targets = vocab.training_pairs(train)
-    config = Seq2SeqConfig(len(vocab.source), len(vocab.target), cell="lstm", layers=a.layers, hidden=a.hidden,
+    config = Seq2SeqConfig(source_vocab_size=len(vocab.source), target_vocab_size=len(vocab.target), cell="lstm", layers=a.layers, hidden=a.hidden,
                            decoder_hidden=a.decoder_hidden, embedding=a.embedding,
                            target_embedding=a.target_embedding, attention=a.attention,
                            attention_hidden=a.attention_hidden, bidirectional=not a.no_bidirectional,

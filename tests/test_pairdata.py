@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charlm.dates import FORMS, date_pairs, write_date_pairs
+from charlm.seq2seq.dates import FORMS, date_pairs, write_date_pairs
 from charlm.errors import DataError
-from charlm.pairdata import PairVocab, read_pairs
-from charlm.tokenizer import TokenizerConfig
+from charlm.seq2seq.pairs import PairVocab, read_pairs
+from charlm.text.tokenizer import TokenizerConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import g2p_data  # noqa: E402

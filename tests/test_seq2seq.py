@@ -6,16 +6,16 @@ settings, and a tiny model that learns to normalise dates."""
 import numpy as np
 import pytest
 
-from charlm.dates import date_pairs
+from charlm.seq2seq.dates import date_pairs
 from charlm.errors import CharlmError, DataError
 from charlm.nn import cells as C
 from charlm.nn import layers as L
 from charlm.nn.attention import Attention
 from charlm.nn.lengthcell import LengthCell
-from charlm.optim import Adam, clip_grad_norm
-from charlm.pairdata import PairExample, PairFile, PairVocab
-from charlm.seq2seq import EOS, Seq2Seq, Seq2SeqConfig, pad_pairs
-from charlm.seq2seq_search import greedy
+from charlm.engine.optim import Adam, clip_grad_norm
+from charlm.seq2seq.pairs import PairExample, PairFile, PairVocab
+from charlm.seq2seq.network import EOS, Seq2Seq, Seq2SeqConfig, pad_pairs
+from charlm.seq2seq.search import greedy
 from gradcheck import check_grad
 from test_cells import CASES, IDS, TOL
 
@@ -291,7 +291,7 @@ def test_padding_bit_for_bit(kind, opts, attention, bidirectional):
 
 
 def test_settings_round_trip_and_errors():
-    c = Seq2SeqConfig(10, 12, hidden=8, attention="dot")
+    c = Seq2SeqConfig(source_vocab_size=10, target_vocab_size=12, hidden=8, attention="dot")
     assert c.decoder_hidden == 8 and c.attention_hidden == 8
     assert Seq2SeqConfig.from_dict(c.to_dict()) == c
     m = Seq2Seq(c, seed=3)
@@ -331,7 +331,7 @@ def test_tiny_model_learns_to_normalise_dates():
     test = date_pairs(50, seed=2)
     vocab = PairVocab.build(train)
     sources, targets = vocab.training_pairs(train)
-    m = Seq2Seq(Seq2SeqConfig(len(vocab.source), len(vocab.target), cell="gru", layers=1, hidden=16,
+    m = Seq2Seq(Seq2SeqConfig(source_vocab_size=len(vocab.source), target_vocab_size=len(vocab.target), cell="gru", layers=1, hidden=16,
                               embedding=12, target_embedding=12), seed=0)
     opt, rng = Adam(0.02), np.random.default_rng(0)
     losses = []

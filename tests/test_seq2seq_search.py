@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from charlm.errors import UsageError
-from charlm.optim import Adam
-from charlm.seq2seq import EOS, UNK, Seq2Seq, Seq2SeqConfig, pad_pairs
-from charlm.seq2seq_search import MAX_LENGTH_A, MAX_LENGTH_B, beam_search, greedy
+from charlm.engine.optim import Adam
+from charlm.seq2seq.network import EOS, UNK, Seq2Seq, Seq2SeqConfig, pad_pairs
+from charlm.seq2seq.search import MAX_LENGTH_A, MAX_LENGTH_B, beam_search, greedy
 
 LENGTHS = [4, 9, 1, 6, 3, 12, 2, 5, 7, 10]
 
 
 def reverser(attention: str, cell: str = "gru") -> Seq2Seq:
-    m = Seq2Seq(Seq2SeqConfig(8, 8, cell=cell, layers=1, hidden=8, embedding=6, target_embedding=6,
+    m = Seq2Seq(Seq2SeqConfig(source_vocab_size=8, target_vocab_size=8, cell=cell, layers=1, hidden=8, embedding=6, target_embedding=6,
                               attention=attention, dtype="float64"), seed=0)
     rng, opt = np.random.default_rng(0), Adam(0.03)
     for _ in range(80):
@@ -94,7 +94,7 @@ def test_decoding_alone_is_decoding_in_a_batch(trained):
 
 @pytest.mark.parametrize("cell", ["lstm", "rnn"])
 def test_other_cells_decode_alike_alone_and_in_a_batch(cell):
-    m = Seq2Seq(Seq2SeqConfig(8, 8, cell=cell, layers=2, hidden=5, decoder_hidden=6, embedding=4,
+    m = Seq2Seq(Seq2SeqConfig(source_vocab_size=8, target_vocab_size=8, cell=cell, layers=2, hidden=5, decoder_hidden=6, embedding=4,
                               target_embedding=3, attention="dot", dtype="float64"), seed=2)
     src = sources(5)
     batch = beam_search(m, src, beam=2, nbest=2)
@@ -131,7 +131,7 @@ def test_finished_outputs_rank_before_cut_ones():
 
 
 def test_options_and_empty_input():
-    m = Seq2Seq(Seq2SeqConfig(8, 8, hidden=4, embedding=3, target_embedding=3, dtype="float64"))
+    m = Seq2Seq(Seq2SeqConfig(source_vocab_size=8, target_vocab_size=8, hidden=4, embedding=3, target_embedding=3, dtype="float64"))
     for kw in (dict(beam=0), dict(beam=2, nbest=3), dict(max_length=0), dict(length_penalty=-1.0)):
         with pytest.raises(UsageError):
             beam_search(m, sources(), **kw)

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charlm.seq2seq import Seq2Seq, Seq2SeqConfig, pad_pairs
-from charlm.seq2seq_search import greedy
+from charlm.seq2seq.network import Seq2Seq, Seq2SeqConfig, pad_pairs
+from charlm.seq2seq.search import greedy
 
 torch = pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))

@@ -17,7 +17,7 @@ a decoding.
 Padding invariance: a column's numbers must not depend on how many padding steps follow it (an
 example alone and in a batch give the same result, bit for bit). The matrix products (W_1 s<t>, the
 keys) run over Ty·B or Tx·B rows, whole blocks when B is (the models widen B to a multiple of
-charlm.tagger.ROW_ALIGN); the scores are per-element sums over the feature axis (einsum, not a
+charlm.nn.padded.ROW_ALIGN); the scores are per-element sums over the feature axis (einsum, not a
 per-column BLAS product whose shape would change with Tx or Ty); and the two sums over the source
 axis (the softmax's denominator and c<t>) add the source steps one at a time in the order t' = 1,
 2, ... (the only Python loop, over time steps), so a padding step adds an exact 0. (np.sum over that
