@@ -35,6 +35,8 @@ from typing import Iterator
 
 import numpy as np
 
+from charlm.errors import DataError
+
 
 @dataclass
 class Batch:
@@ -145,3 +147,17 @@ class Buckets:
                 if len(mine) == 0:                   # a weightless stand-in (see `part`)
                     mine, weight = groups[k][-1:], 0
             yield Batch(self.make(mine), k + 1, weight * int(self.tokens[mine].sum()))
+
+
+def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, validation indices) of n examples: round(n * fraction) of them (at least
+    one when fraction > 0) chosen by a generator seeded with `seed`, each part in file order."""
+    if fraction <= 0:
+        return np.arange(n), np.arange(0)
+    n_val = max(1, int(round(n * fraction)))
+    if n - n_val < 1:
+        raise DataError(f"too few examples to hold out validation data: {n}; use a larger file, "
+                        "--val-file or --val-fraction 0")
+    held = np.sort(np.random.default_rng(seed).permutation(n)[:n_val])
+    keep = np.setdiff1d(np.arange(n), held)
+    return keep, held

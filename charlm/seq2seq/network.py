@@ -180,6 +180,11 @@ class Seq2SeqConfig(CellSettings):
 
     REQUIRED = ("source_vocab_size", "target_vocab_size")
 
+    @property
+    def vocab_size(self) -> int:
+        """Vx: what a checkpoint's "vocab" (the source vocabulary) must have."""
+        return self.source_vocab_size
+
     def validate(self) -> None:
         check_settings(self, ("source_vocab_size", "target_vocab_size", "layers", "hidden", "embedding",
                               "target_embedding"), ("bidirectional",))
