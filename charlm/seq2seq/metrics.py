@@ -28,7 +28,8 @@ def edit_distance(a: Sequence, b: Sequence) -> int:
     """Levenshtein distance between two token sequences (each substitution, insertion, deletion 1).
     One row of the table at a time, vectorised over b: d[i][j] = min(d[i-1][j] + 1, d[i][j-1] + 1,
     d[i-1][j-1] + (a_i ≠ b_j)); the insertions along a row are a running minimum."""
-    b_arr = np.array(b, dtype=object)
+    b_arr = np.empty(len(b), dtype=object)
+    b_arr[:] = list(b)
     row = np.arange(len(b) + 1)
     for i, x in enumerate(a, 1):
         diag = row[:-1] + (b_arr != x)                # d[i-1][j-1] + cost, j = 1..n
