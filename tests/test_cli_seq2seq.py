@@ -122,3 +122,15 @@ def test_edit_distance_and_several_references():
     assert (c.examples, c.correct, c.edits, c.length) == (2, 1, 1, 6)
     assert c.sequence_accuracy == 0.5 == c.wer and c.token_error_rate == 1 / 6
     assert Counts.from_array(c.to_array()) == c
+
+
+def test_plot_attention(trained, run, tmp_path):
+    pytest.importorskip("matplotlib")
+    out, _ = trained
+    r = run("plot", "-m", out, "--attention", "Aug 29, 1958", "-o", tmp_path / "a.png")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = run("plot", "-m", out, "--attention", "Aug 29, 1958", "-o", tmp_path / "a.svg")
+    assert r.exit_code == 0 and b"<svg" in (tmp_path / "a.svg").read_bytes()[:2000]
+    assert run("plot", "--attention", "x", "-o", tmp_path / "b.png").exit_code == 2       # no -m
+    assert run("plot", "-m", out, "--attention", "x", "-o", tmp_path / "b.txt").exit_code == 2
