@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from charlm.nn.config import checked_params
+
 __all__ = ["ROW_ALIGN", "widen", "param_name", "PaddedNetwork"]
 
 ROW_ALIGN = 8  # rows of every matrix product: a multiple of this
@@ -39,7 +41,17 @@ def param_name(prefix: str, direction: str, key: str) -> str:
 
 class PaddedNetwork:
     """The base of a network over whole padded sequences (see the module docstring). Subclasses set
-    `config` (its `dropout`), `cell`, `params`, `_rng` and define `param_shapes()`."""
+    `config` (its `dropout`), `cell`, `dtype`, call `_set_params` and define `param_shapes()` and
+    `_init_params(rng)`."""
+
+    def _set_params(self, params: dict | None, seed: int) -> None:
+        """`params` checked against param_shapes() (CharlmError naming what does not fit), or fresh
+        ones drawn from `seed`; the dropout masks come from a generator of the same seed."""
+        self._rng = np.random.default_rng(seed)
+        if params is None:
+            self.params = self._init_params(np.random.default_rng(seed))
+        else:
+            self.params = checked_params(params, self.param_shapes(), self.dtype)
 
     def num_params(self) -> int:
         return int(sum(np.prod(s) for s in self.param_shapes().values()))

@@ -29,7 +29,7 @@ import numpy as np
 
 from charlm.errors import CharlmError, DataError
 from charlm.nn.cells import CellSettings, cell_from_config
-from charlm.nn.config import check_rate, check_settings, checked_params, is_int
+from charlm.nn.config import check_rate, check_settings, is_int
 from charlm.nn.layers import (
     POOLS,
     Bidirectional,
@@ -117,11 +117,7 @@ class SentenceNetwork(PaddedNetwork):
         self.directions = ("fwd", "bwd") if config.bidirectional else ("",)
         self.rnn = StackedRecurrent(Bidirectional(self.cell) if config.bidirectional else self.cell, config.layers)
         self.chars = CharEncoder(self.cell) if config.char_hidden else None
-        self._rng = np.random.default_rng(seed)
-        if params is None:
-            self.params = self._init_params(np.random.default_rng(seed))
-        else:
-            self.params = checked_params(params, self.param_shapes(), self.dtype)
+        self._set_params(params, seed)
 
     # -- parameters ----------------------------------------------------------------------------------
     def param_shapes(self) -> dict[str, tuple]:

@@ -44,7 +44,7 @@ import numpy as np
 from charlm.errors import CharlmError, DataError
 from charlm.nn.attention import ATTENTIONS, Attention
 from charlm.nn.cells import CellSettings, cell_from_config
-from charlm.nn.config import check_settings, checked_params, is_int
+from charlm.nn.config import check_settings, is_int
 from charlm.nn.layers import (
     Bidirectional,
     StackedRecurrent,
@@ -237,11 +237,7 @@ class Seq2Seq(PaddedNetwork):
         self.attention = None if c.attention == "none" else Attention(c.attention)
         self.width = c.hidden * len(self.directions)             # F
         self.state_names = ("a", "c")[:self.cell.n_states]
-        self._rng = np.random.default_rng(seed)
-        if params is None:
-            self.params = self._init_params(np.random.default_rng(seed))
-        else:
-            self.params = checked_params(params, self.param_shapes(), self.dtype)
+        self._set_params(params, seed)
 
     # -- parameters ----------------------------------------------------------------------------------
     def param_shapes(self) -> dict[str, tuple]:
