@@ -64,7 +64,8 @@ def plot_command(run_path, output, model_path, source, beam, size, level, force)
         click.echo(f"charlm: wrote {output}", err=True)
         return
     if run_path is None:
-        raise click.UsageError("give RUN (a metrics file or a NAME.last.npz), or -m MODEL --attention SOURCE")
+        raise click.UsageError("missing argument RUN (a metrics file or a NAME.last.npz), or give -m MODEL "
+                               "--attention SOURCE")
     output = output or "curves.png"
     curves.image_format(output)
     check_outputs([Output(output, PLOT, "-o/--output")], {"the run": run_path}, force=force)
