@@ -1,9 +1,9 @@
 """The `charlm` command: a click group of subcommands.
 
 Each subcommand lives in its own module of this package (`tokenize`, `train`, `score`,
-`sample`, `nexttoken`, `info`, `plot`). This module owns what they share: the group, `--version`,
-`--debug`, and the rule that a user mistake is one line on stderr and a non-zero exit, never a
-traceback.
+`sample`, `nexttoken`, `info`, `plot`, `tag`, `classify`, `evaluate`, `serve`). This module owns
+what they share: the group, `--version`, `--debug`, and the rule that a user mistake is one line
+on stderr and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
@@ -168,3 +168,4 @@ def main() -> None:
 from charlm.cli import tokenize, train, score, sample  # noqa: E402,F401
 from charlm.cli import nexttoken, info, plot  # noqa: E402,F401
 from charlm.cli import tag, classify, evaluate  # noqa: E402,F401
+from charlm.cli import serve  # noqa: E402,F401
