@@ -148,10 +148,19 @@ def serve_command(models, host, port, token, workers, threads, batch_window, no_
         if token:
             os.environ["CHARLM_TOKEN"] = token
         config = uvicorn.Config("charlm.serve.app:from_environment", factory=True, workers=workers, **settings)
-        Multiprocess(config, sockets=[sock]).run()
+        _until_stopped(lambda: Multiprocess(config, sockets=[sock]).run())
         return
     app = build_app(Server(loaded, Limits(**limits), token, threads, window, host))
     server = uvicorn.Server(uvicorn.Config(app, **settings))
-    server.run(sockets=[sock])
+    _until_stopped(lambda: server.run(sockets=[sock]))
     if not server.started:
         raise click.ClickException("the server did not start (see the lines above)")
+
+
+def _until_stopped(run) -> None:
+    """run() the server; Ctrl-C (or SIGTERM) is its normal end: exit status 0."""
+    try:
+        run()
+    except KeyboardInterrupt:  # Uvicorn shuts down, then raises the signal it caught again
+        pass
+    click.echo("charlm: stopped", err=True)
