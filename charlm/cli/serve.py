@@ -13,6 +13,7 @@ import click
 from charlm.cli import cli
 from charlm.cli.options import DEFAULT_MODEL, load_model_file
 from charlm.errors import UsageError
+from charlm.nn.blas import share_cores
 from charlm.serve.limits import LIMITS, Limits
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -133,13 +134,15 @@ def serve_command(models, host, port, token, workers, threads, batch_window, no_
 
     from charlm.serve.app import Server, build_app
 
+    blas = share_cores(threads)
     for name, model in loaded.items():
         click.echo(f"charlm: model {name}: {model.path} (task {model.task}, {model.num_params():,} parameters)",
                    err=True)
     bound = sock.getsockname()[1]
     shown = f"[{host.strip('[]')}]" if ":" in host else host
+    per = f", BLAS threads {blas} each" if blas else ""
     click.echo(f"charlm: serving on http://{shown}:{bound}/ ({workers} process{'es' if workers > 1 else ''}, "
-               f"{threads} threads each; Ctrl-C stops)", err=True)
+               f"{threads} threads each{per}; Ctrl-C stops)", err=True)
     settings = dict(host=host, port=bound, log_config=LOG_CONFIG, log_level="warning", access_log=False,
                     server_header=False, timeout_graceful_shutdown=5, lifespan="on")
     if workers > 1:

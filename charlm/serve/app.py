@@ -295,8 +295,10 @@ def from_environment() -> Guard:
     """The application of one `charlm serve --workers N` process: the command's settings come
     in the environment variable CHARLM_SERVE (JSON), the token in CHARLM_TOKEN."""
     from charlm.api import load
+    from charlm.nn.blas import share_cores
 
     cfg = json.loads(os.environ["CHARLM_SERVE"])
+    share_cores(cfg["threads"])
     models = {name: load(path) for name, path in cfg["models"].items()}
     server = Server(models, Limits(**cfg["limits"]), os.environ.get("CHARLM_TOKEN") or None,
                     cfg["threads"], cfg["batch_window"], cfg["host"])

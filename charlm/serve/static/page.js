@@ -41,9 +41,10 @@ function debounced(f, ms) {
 // A token as it should be seen: spaces, newlines and tabs visible.
 function shown(tok) { return tok.replace(/ /g, "\u2423").replace(/\n/g, "\u21b5").replace(/\t/g, "\u21e5"); }
 
-// Horizontal bars: rows of [label, value in 0..1]; widths relative to the largest value.
-function drawBars(box, rows, digits = 4) {
-  const top = Math.max(...rows.map((r) => r[1]), 1e-12);
+// Horizontal bars: rows of [label, value in 0..1]; widths relative to the largest value
+// (relative = false: to 1).
+function drawBars(box, rows, relative = true, digits = 4) {
+  const top = relative ? Math.max(...rows.map((r) => r[1]), 1e-12) : 1;
   box.replaceChildren(...rows.map(([label, value]) => {
     const row = document.createElement("div");
     row.className = "bar";
@@ -166,7 +167,7 @@ const updateLabels = debounced(async (fresh) => {
   if (!text.trim()) { $("cls-chart").replaceChildren(); return; }
   const data = await api(`v1/${current.name}/classify`, { texts: [text], top_k: null });
   if (!fresh()) return;
-  drawBars($("cls-chart"), Object.entries(data.results[0].probs));
+  drawBars($("cls-chart"), Object.entries(data.results[0].probs), false);
   $("cls-chart").dataset.text = text;
 }, 120);
 
