@@ -2,7 +2,7 @@
 
 Model: the demo's architecture (GRU, 2 layers, hidden 256, embedding 64, character level) trained
 for --train-steps steps on data/tinyshakespeare.txt by `charlm train` (speed does not depend on how
-well it is trained). Server: `charlm serve -m bench=MODEL --port 0 --threads T` (a child process),
+well it is trained), or --model FILE (e.g. the model `make demo` writes, demo/charlm.npz). Server: `charlm serve -m bench=MODEL --port 0 --threads T` (a child process),
 with score batching (the default 2 ms window) and, for comparison, with --no-batching.
 
 Load: C client threads, each with its own keep-alive HTTP connection, send requests back to back for
@@ -169,9 +169,10 @@ def main() -> int:
     model = args.model
     if model is None:
         model = os.path.join(folder, "bench.npz")
+        print("(training on one BLAS thread: its speed is not measured)")
         run_command([*charlm_command(), "train", str(ROOT / "data" / "tinyshakespeare.txt"), "-o", model,
                      "--max-steps", str(args.train_steps), "--eval-every", "1000"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     from charlm.nn.blas import share_cores
 
     blas = share_cores(args.threads)  # as `charlm serve --threads T` does in the server

@@ -67,14 +67,20 @@ def chart(browser) -> tuple[str | None, list[str]]:
         "return [box.dataset.prefix || null, [...box.querySelectorAll('.bar .value')].map(e => e.textContent)];"))
 
 
-def test_typing_updates_the_next_token_chart(page):
-    browser, base = page
+def type_for(browser, base: str, model: str, box_id: str, text: str):
+    """Open the page, pick `model`, type `text` into the text box `box_id`; the box."""
     browser.get(base + "/")
     wait(browser, lambda b: len(Select(b.find_element(By.ID, "model")).options) == 2)
-    Select(browser.find_element(By.ID, "model")).select_by_value("lm")
-    box = browser.find_element(By.ID, "lm-text")
+    Select(browser.find_element(By.ID, "model")).select_by_value(model)
+    box = browser.find_element(By.ID, box_id)
     box.clear()
-    box.send_keys("the c")
+    box.send_keys(text)
+    return box
+
+
+def test_typing_updates_the_next_token_chart(page):
+    browser, base = page
+    box = type_for(browser, base, "lm", "lm-text", "the c")
     wait(browser, lambda b: chart(b)[0] == "the c")
     expected = [f"{n['prob']:.4f}" for n in api(base, "/v1/lm/next", {"prefix": "the c", "k": 10})["next"]]
     assert chart(browser)[1] == expected
@@ -97,12 +103,7 @@ def test_comparing_two_sentences_marks_the_likelier(page):
 
 def test_a_tagged_sentence_shows_its_entity(page):
     browser, base = page
-    browser.get(base + "/")
-    wait(browser, lambda b: len(Select(b.find_element(By.ID, "model")).options) == 2)
-    Select(browser.find_element(By.ID, "model")).select_by_value("ner")
-    box = browser.find_element(By.ID, "tag-text")
-    box.clear()
-    box.send_keys(ENTITY_SENTENCE)
+    type_for(browser, base, "ner", "tag-text", ENTITY_SENTENCE)
     wait(browser, lambda b: b.find_element(By.ID, "tag-out").get_attribute("data-text") == ENTITY_SENTENCE)
     marks = browser.execute_script("return [...document.querySelectorAll('#tag-out mark.ent')]"
                                    ".map(m => [m.dataset.type, m.firstChild.textContent]);")

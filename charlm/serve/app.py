@@ -40,7 +40,7 @@ from importlib import resources
 import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -188,11 +188,14 @@ class Server:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise too_long
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_long
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_long
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise RequestError(400, "the client went away before the body ended") from None
         return b"".join(chunks)
 
     def page(self) -> list[Route]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from charlm.api import Model
-from charlm.errors import CharlmError
+from charlm.errors import CharlmError, UsageError
 from charlm.generate import Prime, default_length, next_record, next_tokens
 from charlm.labels import SCHEMES
 from charlm.serve.limits import Limits
@@ -78,13 +78,13 @@ def _score_answer(scores, params: Params) -> dict:
 def score_many(lm, requests: list[Params], limits: Limits) -> list:
     """The answers to several score requests, computed with one `lm.score` call over all their
     texts: for each request its answer (a dict) or the exception that fails it alone."""
-    out = [_failure(lambda: _check_score(lm, params, limits)) for params in requests]
-    ok = [i for i, failed in enumerate(out) if failed is None]
+    out = [_outcome(lambda: _check_score(lm, params, limits)) for params in requests]  # None: fine
+    ok = [i for i, checked in enumerate(out) if checked is None]
     try:
         scores = lm.score([t for i in ok for t in requests[i]["texts"]]) if ok else []
     except CharlmError:  # a text no check foresaw: score each request alone to fail only its own
         for i in ok:
-            out[i] = _failure(lambda: _score_answer(lm.score(requests[i]["texts"]), requests[i]), keep=True)
+            out[i] = _outcome(lambda: _score_answer(lm.score(requests[i]["texts"]), requests[i]))
         return out
     start = 0
     for i in ok:
@@ -94,13 +94,12 @@ def score_many(lm, requests: list[Params], limits: Limits) -> list:
     return out
 
 
-def _failure(compute: Callable[[], object], keep: bool = False):
-    """The exception compute() raised, else None (keep=True: else what compute() returned)."""
+def _outcome(compute: Callable[[], object]):
+    """What compute() returned, or the exception it raised (one request's among several)."""
     try:
-        result = compute()
+        return compute()
     except Exception as err:  # noqa: BLE001 - handed to that one request's response
         return err
-    return result if keep else None
 
 
 def _score(lm, params: Params, limits: Limits) -> dict:
@@ -160,7 +159,10 @@ def _token_lists(model, texts: list, limits: Limits) -> list[list[str]]:
     """The tokens of each text (cut by the model's tokenizer), each within --max-tokens."""
     out = []
     for i, text in enumerate(texts):
-        (tokens,) = model.predictor.token_lists([text])
+        try:
+            (tokens,) = model.predictor.token_lists([text])
+        except UsageError:  # no tokens (the fields' check let only strings and token lists through)
+            raise RequestError(400, f"texts[{i}] has no tokens: nothing to {model.task}") from None
         count_tokens(len(tokens), f"texts[{i}]", limits)
         out.append(tokens)
     return out
