@@ -110,3 +110,17 @@ def test_a_tagged_sentence_shows_its_entity(page):
     spans = api(base, "/v1/ner/tag", {"texts": [ENTITY_SENTENCE], "spans": True})["results"][0]["spans"]
     assert marks == [[s["type"], s["text"]] for s in spans]
     assert ["PER", "Teddy Roosevelt"] in marks
+
+
+def test_on_a_server_with_a_token_the_page_asks_for_it(page, serve_models):
+    browser, _ = page
+    proc, base = start_server({"lm": serve_models["lm"]}, env={"CHARLM_TOKEN": "page-token-1"})
+    try:
+        browser.get(base + "/")
+        wait(browser, lambda b: b.find_element(By.ID, "token-box").is_displayed())
+        assert "token" in browser.find_element(By.ID, "status").text
+        browser.find_element(By.ID, "token").send_keys("page-token-1\n")
+        wait(browser, lambda b: chart(b)[0] == "The apple and p")  # the models load, the chart draws
+        assert not browser.find_element(By.ID, "token-box").is_displayed()
+    finally:
+        stop_server(proc)

@@ -198,7 +198,7 @@ ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (
               Field("top_p", "number", None, "sample from the likeliest tokens of total probability p",
                     minimum=0, maximum=1, nullable=True),
               Field("prime", "string", "", "text read first, which the samples continue"),
-              Field("stop_at", "strings", [], "end a sample with the token that completes one of these",
+              Field("stop_at", "strings", (), "end a sample with the token that completes one of these",
                     limit="max_texts"),
               Field("seed", "integer", None, "random seed: same seed, same samples", minimum=0,
                     maximum=2 ** 63 - 1, nullable=True),

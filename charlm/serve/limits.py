@@ -5,7 +5,8 @@ click options from that table and the server a `Limits` record from their values
 a limit is refused before any model work with a 4xx JSON error that names the option raising it:
 
     body size          413   --max-body      bytes of the request body, counted while it is read
-    texts per request  413   --max-texts     texts to score, tag or classify; samples (num); stop strings
+    texts per request  413   --max-texts     texts to score, tag or classify; stop strings; samples
+                                             (num, a number: 400)
     tokens per text    413   --max-tokens    tokens of a text, a prefix or a prime (the model's tokenizer)
     sample length      400   --max-length    tokens generated per sample or beam hypothesis
     beam width         400   --max-beam      hypotheses of a beam search
