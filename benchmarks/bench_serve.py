@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -240,6 +241,7 @@ def main() -> int:
     print(f"- errors over all served requests: {errors} (target 0: {'met' if errors == 0 else 'NOT met'})")
     for name, (proc, _, _) in procs.items():
         print(f"- server ({name}) logged statuses: {proc.statuses}")
+    shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 
