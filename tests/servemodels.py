@@ -87,10 +87,10 @@ def wait_healthy(base: str, timeout: float = 30.0, headers: dict | None = None) 
             time.sleep(0.05)
 
 
-def stop_server(proc, timeout: float = 20.0) -> int:
-    """Ctrl-C the server (SIGINT) and wait for it; its exit status."""
+def stop_server(proc, timeout: float = 20.0, sig: int = signal.SIGINT) -> int:
+    """Ctrl-C the server (SIGINT, or `sig`) and wait for it; its exit status."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -6,6 +6,7 @@ import ipaddress
 import json
 import os
 import re
+import signal
 import socket
 
 import click
@@ -161,9 +162,16 @@ def serve_command(models, host, port, token, workers, threads, batch_window, no_
 
 
 def _until_stopped(run) -> None:
-    """run() the server; Ctrl-C (or SIGTERM) is its normal end: exit status 0."""
+    """run() the server; Ctrl-C or SIGTERM is its normal end: exit status 0."""
+    previous = signal.signal(signal.SIGTERM, _interrupted)
     try:
         run()
     except KeyboardInterrupt:  # Uvicorn shuts down, then raises the signal it caught again
         pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     click.echo("charlm: stopped", err=True)
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
