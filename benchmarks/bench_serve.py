@@ -10,7 +10,7 @@ a fixed time, then stop. A score request carries --texts lines of tiny Shakespea
 a next request asks the 10 likeliest tokens after a 30-character prefix. In-process: C threads call
 `charlm.LM.score(the same texts)` / `LM.next_tokens(prefix, k=10)` on a model loaded in this process,
 for the same time: the same batching per call and the same BLAS threads per product as the server's
-(cores // T, `charlm.nn.blas.share_cores`), no HTTP. The sides run interleaved in rounds (one
+(cores // T, `charlm.engine.blas.share_cores`), no HTTP. The sides run interleaved in rounds (one
 block each per round, order reversed every round) so that a slow minute on the shared machine hurts
 both; a figure is the median over the rounds. Reported per case: requests/s, p50/p99 latency over
 all rounds, errors (a status other than 200, or a failed connection). Target (the issue): 0 errors,
@@ -174,11 +174,11 @@ def main() -> int:
         run_command([*charlm_command(), "train", str(ROOT / "data" / "tinyshakespeare.txt"), "-o", model,
                      "--max-steps", str(args.train_steps), "--eval-every", "1000"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
-    from charlm.nn.blas import share_cores
+    from charlm.engine.blas import share_cores
 
     blas = share_cores(args.threads)  # as `charlm serve --threads T` does in the server
     print(f"BLAS threads per product, in this process as in the servers: {blas or 'unchanged'} "
-          f"(cores // --threads, charlm.nn.blas.share_cores)")
+          f"(cores // --threads, charlm.engine.blas.share_cores)")
     lm = charlm.load(model)
     info = lm.info()["model"]
     print(f"model: {info.get('cell')}, {info.get('layers')} layers, hidden {info.get('hidden')}, "

@@ -11,10 +11,10 @@ import socket
 
 import click
 
-from charlm.cli import cli
-from charlm.cli.options import DEFAULT_MODEL, load_model_file
+from charlm.cli.group import cli
+from charlm.cli.options import DEFAULT_MODEL, load_model
 from charlm.errors import UsageError
-from charlm.nn.blas import share_cores
+from charlm.engine.blas import share_cores
 from charlm.serve.limits import LIMITS, Limits
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -127,7 +127,7 @@ def serve_command(models, host, port, token, workers, threads, batch_window, no_
         raise UsageError(f"--host {host} makes the models reachable from other machines: give --token TOKEN "
                          f"(or set CHARLM_TOKEN) so that only clients that know it are answered")
     table = model_table(models)
-    loaded = {name: load_model_file(path) for name, path in table.items()}
+    loaded = {name: load_model(path, any_task=True) for name, path in table.items()}
     window = None if no_batching else batch_window / 1000.0
     sock = listen(host, port)
     import uvicorn

@@ -4,11 +4,11 @@
     GET  /healthz                  {"status": "ok", "models": N}
     GET  /v1/models                {"models": [{"name", "task", "endpoints", "info", ...}]}
     GET  /v1/openapi.json          the OpenAPI description of the endpoints
-    POST /v1/{model}/{endpoint}    an endpoint of `charlm.serve.endpoints.ENDPOINTS`
+    POST /v1/{model}/{endpoint}    an endpoint of `charlm.serve.endpoints.ENDPOINTS` that the model serves
 
 A POST is answered in this order: the model is looked up by name among the loaded ones (404; a
-name is only ever a key of that table, never a path), the endpoint must serve the model's task
-(400), the body must be JSON (415) and is read up to --max-body bytes, refused (413) as soon as
+name is only ever a key of that table, never a path), the endpoint must be one of the model's
+(its task's, `endpoints.served`; else 400), the body must be JSON (415) and is read up to --max-body bytes, refused (413) as soon as
 it is longer; then it is parsed and checked (`charlm.serve.schema`), and the model work runs in a
 bounded thread pool (NumPy's BLAS releases the GIL), score requests through the model's
 `Batcher`. From the request's arrival to its answer it may take --time-limit seconds (408);
@@ -47,10 +47,10 @@ from starlette.routing import Route
 from charlm.api import Model
 from charlm.errors import CharlmError
 from charlm.serve.batching import Batcher
-from charlm.serve.endpoints import ENDPOINTS, endpoints_for, wrong_task
+from charlm.serve.endpoints import ENDPOINTS, paths, served, wrong_task
 from charlm.serve.limits import Limits
 from charlm.serve.openapi import openapi
-from charlm.serve.schema import RequestError, parse_body, check_fields
+from charlm.serve.schema import RequestError, check_fields, parse_body
 
 log = logging.getLogger("charlm.serve")
 
@@ -109,8 +109,8 @@ class Server:
         self.batchers = {}
         if batch_window is not None:
             for name, model in self.models.items():
-                for ep in ENDPOINTS.values():
-                    if ep.task == model.task and ep.run_many is not None:
+                for ep in served(model):
+                    if ep.run_many is not None:
                         run = (lambda requests, m=model, e=ep: _computed(e.run_many, m, requests, self.limits))
                         self.batchers[name, ep.name] = Batcher(run, self.pool, batch_window, max_running=threads)
         self.allowed_hosts = LOOPBACK_NAMES | {host.strip("[]").lower()}
@@ -118,11 +118,11 @@ class Server:
 
     @staticmethod
     def _describe(name: str, model: Model) -> dict:
-        d = {"name": name, "task": model.task, "endpoints": endpoints_for(model.task)}
-        if hasattr(model, "labels"):  # taggers and classifiers
-            d["labels"] = list(model.labels)
-        if model.task == "tag":
-            d["entities"] = bool(model.predictor.encoder.model_scheme)
+        endpoints = served(model)
+        d = {"name": name, "task": model.task, "endpoints": [e.name for e in endpoints]}
+        for e in endpoints:
+            if e.about is not None:
+                d.update(e.about(model))
         d["info"] = model.info()
         return d
 
@@ -155,9 +155,8 @@ class Server:
             raise RequestError(404, f"no model named {name[:60]!r}; this server has: {', '.join(self.models)}")
         endpoint = ENDPOINTS.get(what)
         if endpoint is None:
-            raise RequestError(404, f"no endpoint {what[:60]!r}; model {name!r} serves "
-                                    + ", ".join(f"/{e}" for e in endpoints_for(model.task)))
-        if endpoint.task != model.task:
+            raise RequestError(404, f"no endpoint {what[:60]!r}; model {name!r} serves {paths(served(model))}")
+        if endpoint not in served(model):
             raise wrong_task(name, model, endpoint)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind != "application/json":
@@ -298,7 +297,7 @@ def from_environment() -> Guard:
     """The application of one `charlm serve --workers N` process: the command's settings come
     in the environment variable CHARLM_SERVE (JSON), the token in CHARLM_TOKEN."""
     from charlm.api import load
-    from charlm.nn.blas import share_cores
+    from charlm.engine.blas import share_cores
 
     cfg = json.loads(os.environ["CHARLM_SERVE"])
     share_cores(cfg["threads"])

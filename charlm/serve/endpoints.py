@@ -1,16 +1,21 @@
 """The model endpoints: `POST /v1/{model}/{name}` runs `ENDPOINTS[name]` on the model named.
 
-Each `Endpoint` names the task whose models it serves, declares the fields of its request body
-(`charlm.serve.schema.Field`) and computes its answer with the Python API (`charlm.api`) and the
-commands' own functions, so an answer holds the very records the command prints with --json:
+Each `Endpoint` mirrors the command of its name: it declares the fields of its request body
+(`charlm.serve.schema.Field`) and computes its answer with the model classes of the Python API
+(`charlm.tasks`: `LM`, `Tagger`, `Classifier`) and the commands' own functions, so an answer holds
+the very records the command prints with --json:
 
-    score     lm        {"texts": [...], "per_token"}         {"results": [charlm score --json]}
-    next      lm        {"prefix", "k"}                       charlm next --json
-    sample    lm        {"num", "length", "temperature", ...} {"results": [charlm sample --json]}
-    tag       tag       {"texts": [...], "spans", "scheme"}   {"results": [charlm tag --json]}
-    classify  classify  {"texts": [...], "top_k"}             {"results": [charlm classify --json]}
+    score     {"texts": [...], "per_token"}         {"results": [charlm score --json]}
+    next      {"prefix", "k"}                       charlm next --json
+    sample    {"num", "length", "temperature", ...} {"results": [charlm sample --json]}
+    tag       {"texts": [...], "spans", "scheme"}   {"results": [charlm tag --json]}
+    classify  {"texts": [...], "top_k"}             {"results": [charlm classify --json]}
 
-A sequence-to-sequence model's `/translate` will be one more entry here (task "seq2seq").
+Which endpoints a model has is its task's answer (the registry, `charlm.tasks`): those named by
+the task object's `commands`, the commands that use its model files (`served(model)`). A
+language model serves /score, /next and /sample, a tagger /tag, a classifier /classify. A
+sequence-to-sequence task with `commands = ("translate",)` gets `/translate` by one more entry
+in `ENDPOINTS` (its fields and its call of `Translator.translate`).
 
 `run(model, params, limits)` answers one request; it runs in a pool thread and first checks the
 limits that need the model's tokenizer (tokens per text). `run_many` (score only) answers several
@@ -25,27 +30,31 @@ from typing import Callable
 
 from charlm.api import Model
 from charlm.errors import CharlmError, UsageError
-from charlm.generate import Prime, default_length, next_record, next_tokens
-from charlm.labels import SCHEMES
+from charlm.lm.generate import Prime, default_length, next_record, next_tokens
+from charlm.sentence.labels import SCHEMES
 from charlm.serve.limits import Limits
 from charlm.serve.schema import Field, RequestError
+from charlm.tasks import TASKS
+from charlm.tasks.base import Task
 
 Params = dict
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One model endpoint (see the module docstring). `example` is a request body for the docs;
-    `check_body(body)` refuses combinations of fields before they are checked one by one."""
+    """One model endpoint (see the module docstring): `name` is the command it mirrors. `example`
+    is a request body for the docs; `check_body(body)` refuses combinations of fields before they
+    are checked one by one; `about(model)` is what `GET /v1/models` adds for a model it serves
+    (what a client needs to call it: a tagger's labels and whether they are entity tags)."""
 
     name: str
-    task: str
     summary: str
     fields: tuple[Field, ...]
     run: Callable[[Model, Params, Limits], dict]
     example: dict
     run_many: Callable[[Model, list[Params], Limits], list] | None = None
     check_body: Callable[[dict], None] | None = None
+    about: Callable[[Model], dict] | None = None
 
 
 def count_tokens(n: int, where: str, limits: Limits) -> None:
@@ -155,14 +164,14 @@ def _sample(lm, params: Params, limits: Limits) -> dict:
 
 # -- taggers and classifiers -------------------------------------------------------------------
 
-def _token_lists(model, texts: list, limits: Limits) -> list[list[str]]:
+def _token_lists(model, texts: list, limits: Limits, verb: str) -> list[list[str]]:
     """The tokens of each text (cut by the model's tokenizer), each within --max-tokens."""
     out = []
     for i, text in enumerate(texts):
         try:
             (tokens,) = model.predictor.token_lists([text])
         except UsageError:  # no tokens (the fields' check let only strings and token lists through)
-            raise RequestError(400, f"texts[{i}] has no tokens: nothing to {model.task}") from None
+            raise RequestError(400, f"texts[{i}] has no tokens: nothing to {verb}") from None
         count_tokens(len(tokens), f"texts[{i}]", limits)
         out.append(tokens)
     return out
@@ -171,25 +180,33 @@ def _token_lists(model, texts: list, limits: Limits) -> list[list[str]]:
 def _tag(tagger, params: Params, limits: Limits) -> dict:
     if params["spans"]:
         tagger.predictor.need_entity_tags("spans")
-    token_lists = _token_lists(tagger, params["texts"], limits)
+    token_lists = _token_lists(tagger, params["texts"], limits, "tag")
     return {"results": [t.to_dict(params["spans"]) for t in tagger.tag(token_lists, scheme=params["scheme"])]}
 
 
 def _classify(clf, params: Params, limits: Limits) -> dict:
-    _token_lists(clf, params["texts"], limits)
+    _token_lists(clf, params["texts"], limits, "classify")
     return {"results": [c.to_dict() for c in clf.classify(params["texts"], top_k=params["top_k"])]}
 
 
+def _labels(model) -> dict:
+    return {"labels": list(model.labels)}
+
+
+def _tag_labels(tagger) -> dict:
+    return {**_labels(tagger), "entities": bool(tagger.predictor.encoder.model_scheme)}
+
+
 ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (
-    Endpoint("score", "lm", "The probability of each text under the language model (`charlm score --json`).",
+    Endpoint("score", "The probability of each text under the language model (`charlm score --json`).",
              (_texts_field("score"),
               Field("per_token", "boolean", False, "also each token's log-probability (--per-token)")),
              _score, {"texts": ["The apple and pear salad", "The apple and pair salad"]}, score_many),
-    Endpoint("next", "lm", "The k likeliest next tokens after a prefix (`charlm next --json`).",
+    Endpoint("next", "The k likeliest next tokens after a prefix (`charlm next --json`).",
              (Field("prefix", "string", "", "the text so far"),
               Field("k", "integer", 10, "how many tokens, likeliest first", minimum=1, limit="max_k")),
              _next, {"prefix": "The apple and p", "k": 5}),
-    Endpoint("sample", "lm", "Generate text, or beam-search the likeliest continuations (`charlm sample --json`).",
+    Endpoint("sample", "Generate text, or beam-search the likeliest continuations (`charlm sample --json`).",
              (Field("num", "integer", 1, "how many samples (one batch)", minimum=1, limit="max_texts"),
               Field("length", "integer", None, "most tokens per sample [default: 200 characters or 50 words]",
                     minimum=1, limit="max_length", nullable=True),
@@ -208,33 +225,40 @@ ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (
               Field("length_penalty", "number", 0.0, "with beam: rank by logprob / length^alpha", minimum=0)),
              _sample, {"prime": "The apple", "temperature": 0.8, "length": 40, "seed": 1},
              check_body=check_sample_fields),
-    Endpoint("tag", "tag", "The tag of every token of each sentence (`charlm tag --json`).",
+    Endpoint("tag", "The tag of every token of each sentence (`charlm tag --json`).",
              (_texts_field("tag", token_lists=True),
               Field("spans", "boolean", False, "also the entities of each sentence (--spans)"),
               Field("scheme", "string", None, "write entity tags in this scheme (--scheme)", nullable=True,
                     choices=tuple(s.lower() for s in SCHEMES))),
-             _tag, {"texts": ["He said, Teddy Roosevelt was a great President"], "spans": True}),
-    Endpoint("classify", "classify", "The label of each text (`charlm classify --json`).",
+             _tag, {"texts": ["He said, Teddy Roosevelt was a great President"], "spans": True},
+             about=_tag_labels),
+    Endpoint("classify", "The label of each text (`charlm classify --json`).",
              (_texts_field("classify", token_lists=True),
               Field("top_k", "integer", 1, "how many labels with their probabilities (null: all)",
                     minimum=1, nullable=True)),
-             _classify, {"texts": ["a gorgeous, witty film"], "top_k": 2}),
+             _classify, {"texts": ["a gorgeous, witty film"], "top_k": 2}, about=_labels),
 )}
 
 
-def endpoints_for(task: str) -> list[str]:
-    """The names of the endpoints that serve models of `task`."""
-    return [e.name for e in ENDPOINTS.values() if e.task == task]
+def served(model: Model) -> list[Endpoint]:
+    """The endpoints of `model`: those its task's `commands` name (in the order of ENDPOINTS)."""
+    commands = TASKS[model.task].commands
+    return [e for e in ENDPOINTS.values() if e.name in commands]
 
 
-TASK_NAMES = {"lm": ("a language model", "language models"), "tag": ("a tagger", "taggers"),
-              "classify": ("a classifier", "classifiers")}
+def servers(endpoint: Endpoint) -> list[Task]:
+    """The tasks whose models `endpoint` serves."""
+    return [t for t in TASKS.values() if endpoint.name in t.commands]
+
+
+def paths(endpoints: list[Endpoint]) -> str:
+    """The endpoints' paths, "/score, /next, /sample" ("nothing" for none)."""
+    return ", ".join(f"/{e.name}" for e in endpoints) or "nothing"
 
 
 def wrong_task(name: str, model: Model, endpoint: Endpoint) -> RequestError:
     """The 400 for an endpoint of another task: what the model is and what it serves."""
-    what = TASK_NAMES.get(model.task, (f"a {model.task} model",))[0]
-    serves = ", ".join(f"/{e}" for e in endpoints_for(model.task)) or "nothing"
-    whom = TASK_NAMES.get(endpoint.task, ("", f"{endpoint.task} models"))[1]
-    return RequestError(400, f"model {name!r} is {what} (task {model.task}): it serves {serves}; "
-                             f"/{endpoint.name} is for {whom} (task {endpoint.task})")
+    task = TASKS[model.task]
+    whom = " or ".join(f"{t.noun} (task {t.name})" for t in servers(endpoint))
+    return RequestError(400, f"model {name!r} is {task.noun} (task {task.name}): it serves "
+                             f"{paths(served(model))}; /{endpoint.name} is for {whom}")

@@ -3,10 +3,10 @@ each endpoint's request body is a JSON Schema built from its `Field`s, with the 
 
 from __future__ import annotations
 
-from charlm import __version__
-from charlm.serve.endpoints import ENDPOINTS
+from charlm.serve.endpoints import ENDPOINTS, servers
 from charlm.serve.limits import Limits
 from charlm.serve.schema import Field
+from charlm.version import __version__
 
 _TYPES = {"string": {"type": "string"}, "integer": {"type": "integer"}, "number": {"type": "number"},
           "boolean": {"type": "boolean"}, "strings": {"type": "array", "items": {"type": "string"}}}
@@ -51,7 +51,7 @@ def openapi(limits: Limits) -> dict:
                 "required": [f.name for f in e.fields if f.required]}
         paths[f"/v1/{{model}}/{e.name}"] = {"post": {
             "summary": e.summary,
-            "description": f"For models of task {e.task}.",
+            "description": "Served by " + " or ".join(f"{t.noun} (task {t.name})" for t in servers(e)) + ".",
             "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"},
                             "description": "a model's name (GET /v1/models)"}],
             "requestBody": {"required": True, "content": {"application/json": {

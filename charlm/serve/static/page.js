@@ -172,18 +172,24 @@ const updateLabels = debounced(async (fresh) => {
 }, 120);
 
 // -- models --------------------------------------------------------------------------------
+// Each part of the page, the endpoint it calls first and its update; a model gets the part whose
+// endpoint it serves (GET /v1/models lists a model's endpoints, its task's).
+const PANELS = [["lm", "next", updateNext], ["tag", "tag", updateTags], ["classify", "classify", updateLabels]];
+const panelOf = (m) => PANELS.find(([, endpoint]) => m.endpoints.includes(endpoint));
+
 function choose(name) {
   current = models.find((m) => m.name === name);
-  for (const task of ["lm", "tag", "classify"]) $(task).hidden = current.task !== task;
+  const [shown, , update] = panelOf(current);
+  for (const [id] of PANELS) $(id).hidden = id !== shown;
   const info = current.info.model || {};
   $("model-about").textContent = `task ${current.task}, ${info.cell || "?"}, ` +
     `${(info.parameters || 0).toLocaleString()} parameters, ${current.info.vocabulary.size} tokens`;
-  ({ lm: updateNext, tag: updateTags, classify: updateLabels })[current.task]();
+  update();
 }
 
 async function start() {
   try {
-    models = (await api("v1/models")).models.filter((m) => ["lm", "tag", "classify"].includes(m.task));
+    models = (await api("v1/models")).models.filter(panelOf);
   } catch (err) { say(err.message); return; }
   $("model").replaceChildren(...models.map((m) => new Option(`${m.name} (${m.task})`, m.name)));
   if (models.length) choose(models[0].name);
