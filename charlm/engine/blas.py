@@ -4,10 +4,11 @@ A server computes several small requests at once, one per pool thread. If each p
 splits over all the cores, the BLAS threads outnumber the cores and wait for one another: on the
 shared 2-core machine under heavy load (load average 12), a score call took 20× longer with 2 BLAS
 threads than with 1. So `charlm serve` gives each computation its share, cores // pool threads
-(`share_cores`), unless the user set a thread variable (as `charlm.engine.launch` does for MPI). OpenBLAS reads OPENBLAS_NUM_THREADS only when it loads, which is before any
-command runs, so the count is set through its `openblas_set_num_threads` (NumPy's own build
-prefixes the name with `scipy_` and may suffix it with `64_`). Like `alloc.py`, called by
-commands only; anything but OpenBLAS on Linux is left as it is.
+(`share_cores`), unless the user set a thread variable (as `charlm.engine.launch` does for MPI).
+OpenBLAS reads OPENBLAS_NUM_THREADS only when it loads, which is before any command runs, so the
+count is set through its `openblas_set_num_threads` (NumPy's own build prefixes the name with
+`scipy_` and may suffix it with `64_`). Like `nn/alloc.py`, called by commands only; anything but
+OpenBLAS on Linux is left as it is.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
     limits.py     what one request may ask (each limit an option of the command)
     schema.py     a request body to checked parameters (strict JSON, declared fields, types, ranges)
-    endpoints.py  the endpoint table: task, fields and the API call of /score, /next, /sample, /tag, /classify
+    endpoints.py  the endpoint table: fields and the API call of /score, /next, /sample, /tag, /classify;
+                  a model serves those its task object names in `commands`
     batching.py   concurrent score requests of one model answered by one forward pass
     openapi.py    the OpenAPI description, made from the endpoint table
     app.py        the Starlette application: routes, token and Host checks, thread pool, log lines
