@@ -20,10 +20,12 @@ import os
 import tempfile
 import zipfile
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from charlm import __version__
+from charlm.decode import label_constraints
 from charlm.errors import CharlmError, CheckpointError
 from charlm.model import LanguageModel, ModelConfig
 from charlm.tagger import MODELS, TaggerConfig
@@ -311,8 +313,13 @@ def _sentence_model(meta: dict, params: dict, vocab: Vocab, path: str) -> Loaded
             or len(labels) != config.num_labels:
         raise CheckpointError(f"{path} is inconsistent: the model predicts {config.num_labels} labels "
                               f"but the file names {len(labels) if isinstance(labels, list) else 'no'} labels")
-    model = _build(MODELS[config.task], config, params, path)
-    return Loaded(model, vocab, meta, config.task, char_vocab, list(labels))
+    cls = MODELS[config.task]
+    if config.task == "tag":  # a tagger knows the transitions its labels allow (a CRF needs them)
+        try:
+            cls = partial(cls, constraints=label_constraints(labels, meta.get("tag_scheme")))
+        except CharlmError as err:
+            raise CheckpointError(f"{path} is inconsistent: {err}") from None
+    return Loaded(_build(cls, config, params, path), vocab, meta, config.task, char_vocab, list(labels))
 
 
 # How each task's model is built from a checkpoint: (meta, params, word vocab, path) -> Loaded.

@@ -6,7 +6,9 @@ run through `model.log_probs` and put back in input order. Tags are decoded per 
 with a Viterbi search over the transitions the model's scheme allows (`charlm.decode`), so the
 output is never an invalid sequence such as I-PER right after O in IOB2; other tags by argmax. They
 are reported in the scheme of the training data. The probability given with a tag is the model's
-softmax probability of the tag it decoded at that token (in the model's scheme).
+softmax probability of the tag it decoded at that token (in the model's scheme). A CRF tagger
+(`--crf`) decodes with its own Viterbi search (learned transitions, never a forbidden one) and gives
+the marginal P(y<t> = tag | sentence) of its forward-backward algorithm.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from charlm.errors import CharlmError, CheckpointError, UsageError
-from charlm.decode import decode_batch, tag_constraints
+from charlm.decode import decode_batch, label_constraints
 from charlm.labels import SCHEMES, chunks, convert
 from charlm.metrics import EntityCounts, classification_report, conlleval_counts, tag_report
 from charlm.sentences import EncodedSentence, Encoder
@@ -64,8 +66,7 @@ class Predictor:
     def __init__(self, model, encoder: Encoder, batch_size: int = BATCH_SIZE, meta: dict | None = None):
         self.model, self.encoder, self.batch_size = model, encoder, int(batch_size)
         self.meta = meta or {}  # the model file's metadata, when loaded from one
-        scheme = encoder.model_scheme
-        self.constraints = tag_constraints(encoder.labels, scheme.lower()) if scheme else None
+        self.constraints = label_constraints(encoder.labels, encoder.scheme)
 
     @classmethod
     def from_loaded(cls, loaded, batch_size: int = BATCH_SIZE) -> "Predictor":
@@ -108,19 +109,30 @@ class Predictor:
         """The --tag-column the model was trained with (None: the format's default)."""
         return ((self.meta.get("train") or {}).get("options") or {}).get("tag_column")
 
-    def log_probs(self, encoded: Sequence[EncodedSentence]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(indices (B,), log_probs, lengths (B,)) for length-sorted batches of `encoded`;
-        log_probs (T, B, K) for a tagger, (B, K) for a classifier."""
+    def _batches(self, encoded: Sequence[EncodedSentence]):
+        """(indices (B,), SentenceBatch, lengths (B,)) of `encoded` sorted by length, batch_size at a time."""
         lengths = np.array([len(s) for s in encoded], dtype=np.int64)
         order = np.argsort(lengths, kind="stable")
         for i in range(0, len(order), self.batch_size):
             idx = order[i:i + self.batch_size]
-            batch = self.encoder.batch([encoded[j] for j in idx], with_labels=False)
-            yield idx, self.model.log_probs(batch), lengths[idx]
+            yield idx, self.encoder.batch([encoded[j] for j in idx], with_labels=False), lengths[idx]
 
-    def decode(self, log_probs: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
-        """Tag ids of each sentence of a batch: (L_b,) arrays (constrained for entity tags)."""
-        return decode_batch(log_probs, lengths, self.constraints)
+    def log_probs(self, encoded: Sequence[EncodedSentence]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(indices (B,), log_probs, lengths (B,)) for length-sorted batches of `encoded`;
+        log_probs (T, B, K) for a tagger, (B, K) for a classifier."""
+        for idx, batch, lengths in self._batches(encoded):
+            yield idx, self.model.log_probs(batch), lengths
+
+    def tagged(self, encoded: Sequence[EncodedSentence]) -> Iterator[tuple[np.ndarray, np.ndarray, list]]:
+        """(indices (B,), log_probs (T,B,K), tag ids of each sentence: B arrays (L_b,)) for length-sorted
+        batches of `encoded`: the tags decoded from ŷ<t> (constrained for entity tags), or a CRF
+        tagger's Viterbi paths with its marginals as log_probs."""
+        for idx, batch, lengths in self._batches(encoded):
+            if self.model.config.crf:
+                yield (idx, *self.model.crf_decode(batch))
+            else:
+                lp = self.model.log_probs(batch)
+                yield idx, lp, decode_batch(lp, lengths, self.constraints)
 
     def tag(self, token_lists: Sequence[Sequence[str]], scheme: str | None = None) -> list[Tagged]:
         """Tags of each sentence (a non-empty token list), in input order; entity tags in `scheme`
@@ -132,8 +144,8 @@ class Predictor:
         enc = self.encoder
         encoded = [enc.encode(tokens) for tokens in token_lists]
         out: list = [None] * len(encoded)
-        for idx, lp, lengths in self.log_probs(encoded):
-            for b, (i, ids) in enumerate(zip(idx, self.decode(lp, lengths))):
+        for idx, lp, paths in self.tagged(encoded):
+            for b, (i, ids) in enumerate(zip(idx, paths)):
                 names = [enc.labels[k] for k in ids]
                 probs = np.exp(lp[np.arange(len(ids)), b, ids].astype(np.float64))
                 tags = convert(names, scheme.upper()) if scheme else enc.report_labels(names)
@@ -214,14 +226,15 @@ def sentence_counts(predictor: Predictor, encoded: Sequence[EncodedSentence], go
     """Summable validation counts of sentences (see `batches.SentenceValidation`):
     tagging        [nll, n, tokens, correct tags, correct entities, guessed entities, gold entities]
     classification [nll, n, confusion matrix over `classes` (rows gold, columns predicted), flattened]
-    nll sums −log ŷ of the gold labels the model knows; n counts them."""
+    nll sums −log ŷ of the gold labels the model knows (a CRF tagger: −log of their marginals
+    P(y<t> = gold | sentence), so that the validation loss is per token for every tagger); n counts them."""
     enc = predictor.encoder
     nll = n = 0.0
     if enc.task == "tag":
         entities = EntityCounts()
         tags_right = tokens = 0
-        for idx, lp, lengths in predictor.log_probs(encoded):
-            for b, (i, ids) in enumerate(zip(idx, predictor.decode(lp, lengths))):
+        for idx, lp, paths in predictor.tagged(encoded):
+            for b, (i, ids) in enumerate(zip(idx, paths)):
                 g = np.array([enc.label_index.get(t, -1) for t in enc.model_labels(gold[i])])
                 t = np.flatnonzero(g >= 0)
                 nll -= float(lp[t, b, g[t]].astype(np.float64).sum())

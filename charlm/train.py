@@ -42,6 +42,7 @@ from charlm import __version__
 from charlm import checkpoint as ckpt
 from charlm.batches import Accumulated, SentenceBatches, SentenceValidation, StreamBatches, StreamValidation
 from charlm.corpus import prepare_lm_data
+from charlm.decode import label_constraints
 from charlm.errors import CharlmError, CheckpointError, DataError, UsageError
 from charlm.files import CHECKPOINT, METRICS, Output, check_outputs, is_foreign
 from charlm.model import LanguageModel, ModelConfig
@@ -156,6 +157,8 @@ class TrainOptions:
 
     def _check_task(self) -> None:
         """Refuse the options that make no sense for the task (UsageError naming the option)."""
+        if self.model.get("crf") and self.task != "tag":
+            raise UsageError(f"--crf applies to --task tag only (a CRF scores tag sequences), not to --task {self.task}")
         if self.task == "lm":
             given = [flag for key, flag in SENTENCE_MODEL_OPTIONS.items() if key in self.model]
             given += [flag for flag, v in (("--format", self.format), ("--tag-column", self.tag_column)) if v]
@@ -191,7 +194,7 @@ class TrainOptions:
     # Flat option names (as on the command line) grouped under `tokenizer` and `model`.
     TOKENIZER_FLAGS = ("level", "mode", "split", "lowercase", "graphemes")
     MODEL_FLAGS = ("cell", "layers", "hidden", "embedding", "dropout", "tie_weights", "activation", "peephole",
-                   *SENTENCE_MODEL_OPTIONS)
+                   "crf", *SENTENCE_MODEL_OPTIONS)
     # a language model's defaults on the command line (a tagger's or classifier's: TaggerConfig's)
     LM_MODEL_DEFAULTS = {"cell": "gru", "layers": 2, "hidden": 256, "embedding": 64, "dropout": 0.1}
 
@@ -205,6 +208,8 @@ class TrainOptions:
         tokenizer = {k: v for k in cls.TOKENIZER_FLAGS if (v := flags.pop(k, None)) is not None}
         tokenizer.setdefault("level", "char" if task == "lm" else "word")
         model = {k: v for k in cls.MODEL_FLAGS if (v := flags.pop(k, None)) is not None}
+        if not model.get("crf", True):
+            del model["crf"]  # no --crf: the task's default (none; a language model has no such setting)
         if task == "lm":
             model = {**cls.LM_MODEL_DEFAULTS, **model}
         else:
@@ -438,7 +443,7 @@ def _start_sentences(opts: TrainOptions) -> Run:
     state.n_train = info["sentences"]
     config = TaggerConfig.from_dict(dict(opts.model, task=opts.task, vocab_size=len(enc.vocab),
                                          char_vocab_size=len(enc.chars), num_labels=len(enc.labels)))
-    model = make_model(config, seed=opts.seed)
+    model = make_model(config, seed=opts.seed, constraints=label_constraints(enc.labels, enc.scheme))
     return Run(opts, model, enc.vocab, source, validation, make_optimizer(opts.optimizer, opts.lr), state,
                dict(info, params=model.num_params()), warning, enc.to_meta())
 

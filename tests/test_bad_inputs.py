@@ -1021,6 +1021,15 @@ def test_tag_column_or_format_that_does_not_exist(run, task_models, tmp_path, ar
     clean_error(r, code, needle)
 
 
+@pytest.mark.parametrize("task", ["classify", "lm"])
+def test_crf_for_a_task_without_tags(run, task_models, tmp_path, task):
+    """--crf scores tag sequences: refused for a classifier and a language model (issue 22)."""
+    corpus = task_models["cls_text"]
+    r = run("train", "--task", task, corpus, "-o", tmp_path / "out.npz", "--crf", "--max-steps", "2", "-q")
+    clean_error(r, 2, "--crf applies to --task tag only")
+    assert f"not to --task {task}" in r.stderr and not (tmp_path / "out.npz").exists()
+
+
 def test_xpos_column_that_is_empty(run, tmp_path):
     p = tmp_path / "x.conllu"
     p.write_text(CONLLU.replace("\tDT\t", "\t_\t"))

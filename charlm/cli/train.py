@@ -150,6 +150,9 @@ class BarReporter(Reporter):
 @click.option("--pool", type=click.Choice(["last", "mean", "max"]), default=None,
               help="classify: the sentence vector: the last step of each direction, or the mean or max "
                    "over time [default: last].")
+@click.option("--crf", is_flag=True,
+              help="tag: a linear-chain CRF output layer: learned tag-transition scores (never a transition the "
+                   "tag scheme forbids), trained on the sentence likelihood and decoded by Viterbi.")
 @click.option("--tie-weights", is_flag=True, help="Share the embedding and output weights (needs --embedding = --hidden).")
 @click.option("--activation", type=click.Choice(["tanh", "relu"]), default="tanh", show_default=True,
               help="Activation of the vanilla RNN cell.")
