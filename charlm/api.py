@@ -381,7 +381,8 @@ def train(corpus: str | os.PathLike, *, output: str | os.PathLike = "charlm.npz"
           max_vocab: int | None = None, vocab: str | os.PathLike | None = None,
           cell: str | None = None, layers: int = 2, hidden: int | None = None, embedding: int | None = None,
           dropout: float | None = None, char_embedding: int | None = None, char_hidden: int | None = None,
-          bidirectional: bool | None = None, pool: str | None = None, crf: bool = False, tie_weights: bool = False,
+          bidirectional: bool | None = None, pool: str | None = None, crf: bool = False,
+          init_from: str | os.PathLike | None = None, freeze_epochs: int = 0, tie_weights: bool = False,
           activation: str = "tanh", peephole: bool = False, seq_len: int | None = None,
           batch_size: int = 32, accumulate: int = 1,
           optimizer: str = "adam", lr: float | None = None, clip: float = 5.0, epochs: int = 20,
@@ -403,7 +404,7 @@ def train(corpus: str | os.PathLike, *, output: str | os.PathLike = "charlm.npz"
     "charlm" logger. Ctrl-C saves the run, then raises KeyboardInterrupt.
     """
     flags = dict(locals())
-    for name in ("corpus", "output", "vocab", "val_file", "metrics", "cache_dir"):
+    for name in ("corpus", "output", "vocab", "val_file", "metrics", "cache_dir", "init_from"):
         flags[name] = _path(flags[name])
     resume, progress = flags.pop("resume"), flags.pop("progress")
     opts = TrainOptions.from_flags(**flags)

@@ -53,6 +53,7 @@ from charlm.tagdata import LABEL_FORMATS, TAG_FORMATS, parse_tag_column
 from charlm.tagger import TaggerConfig, make_model
 from charlm.taskdata import prepare_task_data
 from charlm.tokenizer import TokenizerConfig
+from charlm.transfer import frozen_names, init_from_lm
 from charlm.vocab import Vocab
 
 MAX_BAD_STEPS = 5  # consecutive non-finite steps before training gives up
@@ -115,6 +116,8 @@ class TrainOptions:
     no_cache: bool = False
     format: str | None = None  # tag/classify: the training file's format (None: detected)
     tag_column: str | None = None  # tag: upos, xpos or a column number (None: the format's default)
+    init_from: str | None = None  # tag/classify: a language model to start from (charlm.transfer)
+    freeze_epochs: int = 0  # tag/classify: epochs during which what --init-from gave is not updated
 
     # Options that a resumed run takes from the command that resumes it; all others are the run's own.
     PER_INVOCATION = ("epochs", "max_steps", "time_limit", "patience", "metrics", "force", "cache_dir", "no_cache")
@@ -135,6 +138,7 @@ class TrainOptions:
         if self.val_tokens == 1:
             raise UsageError("--val-tokens must be 0 (no limit) or at least 2 (got 1)")
         _int_at_least("--seed", self.seed, 0)
+        _int_at_least("--freeze-epochs", self.freeze_epochs, 0)
         if self.lr is None:
             self.lr = OPTIMIZERS[self.optimizer].default_lr
         if not (_number(self.lr) > 0 and math.isfinite(_number(self.lr))):
@@ -161,7 +165,8 @@ class TrainOptions:
             raise UsageError(f"--crf applies to --task tag only (a CRF scores tag sequences), not to --task {self.task}")
         if self.task == "lm":
             given = [flag for key, flag in SENTENCE_MODEL_OPTIONS.items() if key in self.model]
-            given += [flag for flag, v in (("--format", self.format), ("--tag-column", self.tag_column)) if v]
+            given += [flag for flag, v in (("--format", self.format), ("--tag-column", self.tag_column),
+                                           ("--init-from", self.init_from), ("--freeze-epochs", self.freeze_epochs)) if v]
             if given:
                 raise UsageError(f"{given[0]} applies to --task tag and --task classify, not to a language model")
             self.seq_len = 100 if self.seq_len is None else self.seq_len
@@ -189,6 +194,8 @@ class TrainOptions:
                              f"(got {self.format!r})")
         if self.tag_column is not None:
             self.tag_column = str(parse_tag_column(self.tag_column))
+        if self.freeze_epochs and not self.init_from:
+            raise UsageError("--freeze-epochs needs --init-from (it holds still what the language model gave)")
         self.seq_len = None
 
     # Flat option names (as on the command line) grouped under `tokenizer` and `model`.
@@ -225,7 +232,8 @@ class TrainOptions:
         return out
 
     def inputs(self) -> dict:
-        return {"the corpus": self.corpus, "the validation file": self.val_file, "the vocabulary": self.vocab}
+        return {"the corpus": self.corpus, "the validation file": self.val_file, "the vocabulary": self.vocab,
+                "the language model of --init-from": self.init_from}
 
 
 class Reporter:
@@ -437,20 +445,22 @@ def _sentence_data(opts: TrainOptions, state: TrainState, encoder: Encoder | Non
     return source, validation, enc, info, data.warning
 
 
-def _start_sentences(opts: TrainOptions) -> Run:
+def _start_sentences(opts: TrainOptions, reporter: Reporter) -> Run:
     state = TrainState(rng=np.random.default_rng(opts.seed + 1))
     source, validation, enc, info, warning = _sentence_data(opts, state)
     state.n_train = info["sentences"]
     config = TaggerConfig.from_dict(dict(opts.model, task=opts.task, vocab_size=len(enc.vocab),
                                          char_vocab_size=len(enc.chars), num_labels=len(enc.labels)))
     model = make_model(config, seed=opts.seed, constraints=label_constraints(enc.labels, enc.scheme))
+    if opts.init_from:
+        reporter.note(init_from_lm(model, enc.vocab, opts.init_from))
     return Run(opts, model, enc.vocab, source, validation, make_optimizer(opts.optimizer, opts.lr), state,
                dict(info, params=model.num_params()), warning, enc.to_meta())
 
 
 def _start(opts: TrainOptions, reporter=None, verify: bool = True) -> Run:
     if opts.task != "lm":
-        return _start_sentences(opts)
+        return _start_sentences(opts, reporter or Reporter())
     source, validation, vocab, info, warning = _lm_data(opts, reporter=reporter, verify=verify)
     config = ModelConfig(vocab_size=len(vocab), **opts.model)
     _check_memory(config, source.batch_size, source.seq_len, opts.optimizer)
@@ -556,6 +566,7 @@ class Trainer:
         self.bad_steps = 0
         self.window_loss, self.window_count = 0.0, 0  # training loss since the last evaluation
         self.tick, self.tick_tokens = time.perf_counter(), 0
+        self.frozen = frozen_names(run.model) if run.opts.freeze_epochs else []  # for --freeze-epochs
 
     def total_steps(self) -> int:
         total = self.run.source.steps_per_epoch() * self.run.opts.epochs
@@ -566,6 +577,8 @@ class Trainer:
         run, st = self.run, self.run.state
         loss, hidden, grads = self._gradients(batch)
         grads, loss, tokens = self.comm.reduce_gradients(grads, loss, batch.tokens)
+        if st.epoch < run.opts.freeze_epochs:   # --freeze-epochs: no update (nor optimizer state) for these
+            grads = {k: g for k, g in grads.items() if k not in self.frozen}
         norm = clip_grad_norm(grads, run.opts.clip)
         if math.isfinite(loss) and math.isfinite(norm):
             self.bad_steps = 0

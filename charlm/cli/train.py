@@ -150,6 +150,12 @@ class BarReporter(Reporter):
 @click.option("--pool", type=click.Choice(["last", "mean", "max"]), default=None,
               help="classify: the sentence vector: the last step of each direction, or the mean or max "
                    "over time [default: last].")
+@click.option("--init-from", type=click.Path(dir_okay=False), default=None, metavar="LM.npz",
+              help="tag/classify: start the word (or character) embeddings and the forward recurrent layers "
+                   "from this charlm language model (same level, cell and sizes; at least as many layers).")
+@click.option("--freeze-epochs", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="tag/classify: with --init-from, leave what the language model gave unchanged for the "
+                   "first N epochs.")
 @click.option("--crf", is_flag=True,
               help="tag: a linear-chain CRF output layer: learned tag-transition scores (never a transition the "
                    "tag scheme forbids), trained on the sentence likelihood and decoded by Viterbi.")
