@@ -19,9 +19,10 @@ ner: wikigold (shipped in data/, with its fixed document split): trained on wiki
     peers: one starting from charlm's own initial weights (the same function, so only dropout
     draws and rounding differ) and one with PyTorch's initialisation (--peer-init). Target:
     charlm >= PyTorch - 1 point.
---crf (pos, ner): also train every charlm model with a CRF output layer (`--crf`), a side of its
-    own ("charlm-crf") on the same seeds; ner then reports the CRF's gain over the plain tagger
-    (paired by seed) and over each peer.
+--crf: taggers with a CRF output layer (`charlm train --crf`). ner: a side of its own
+    ("charlm-crf") beside the plain tagger on the same seeds, with the CRF's gain over the plain
+    tagger (paired by seed) and over each peer. pos: the tagger (and its ablations) with --crf
+    instead of without (the plain tagger's figure is in the README).
 Figures over seeds are means with their standard errors (sem = std / sqrt(n)); a difference of two
 sides carries the standard error sqrt(sem1² + sem2²), and one paired by seed the standard error of
 the per-seed differences. A run that stopped at --time-limit rather than by early stopping is
@@ -110,15 +111,18 @@ def train_and_eval(name: str, train: Path, test: Path, out: Path, limit: float, 
     return {"wall_s": round(wall, 1), "hit_time_limit": records[-1]["elapsed"] >= limit,
             "steps": records[-1]["step"], "epochs": round(records[-1]["epoch"], 2),
             "tokens_per_s": round(records[-1]["tokens_per_s"] or 0), "best_step": best["step"],
+            "best_elapsed_s": round(best["elapsed"], 1),
             "dev_accuracy": round(best["val_accuracy"], 4),
             **({"dev_f1": round(best["val_f1"], 4)} if "val_f1" in best else {}), "test": report}
 
 
 def pos(args, extra, out, log) -> dict:
     d = args.data / "ud-ewt"
-    runs = {"charlm": [], **({"charlm-crf": ["--crf"]} if args.crf else {})}
+    runs = {"charlm": []}
     if args.ablations:
         runs.update({"one-directional": ["--no-bidirectional"], "no-char-encoder": ["--char-hidden", "0"]})
+    if args.crf:
+        runs = {f"{name}-crf": [*change, "--crf"] for name, change in runs.items()}
     result = {}
     for name, change in runs.items():
         r = train_and_eval(name, d / "en_ewt-ud-train.conllu", d / "en_ewt-ud-test.conllu", out, args.limit,
@@ -228,7 +232,8 @@ def main() -> int:
                         help="ner: the PyTorch peers, by initialisation: charlm (charlm's initial weights), torch "
                              "(PyTorch's own), or both (the default)")
     parser.add_argument("--crf", action="store_true",
-                        help="pos, ner: also train each charlm model with a CRF output layer (side charlm-crf)")
+                        help="ner: also train each charlm tagger with a CRF output layer (side charlm-crf); "
+                             "pos: train the taggers with it")
     parser.add_argument("--folds", type=int, default=10, help="mr: folds of the cross-validation")
     parser.add_argument("--run-folds", type=int, default=None, help="mr: run only the first K folds (a short check)")
     parser.add_argument("--threads", type=int, default=None,
