@@ -304,7 +304,9 @@ class Tagger(_SentenceModel):
 
     A sentence is a str, cut into words by the model's tokenizer as `charlm tag` cuts it, or a
     list of tokens (pre-tokenized). Entity tags are decoded with the constrained Viterbi search of
-    `charlm tag` (never an invalid sequence) and given in the training data's scheme.
+    `charlm tag` (never an invalid sequence) and given in the training data's scheme. A tagger
+    trained with crf=True (`--crf`) decodes with its CRF's Viterbi search, and its probs are the
+    CRF's marginal probabilities of the tags chosen.
     """
 
     def tag(self, sentences: str | Iterable[str] | Iterable[Sequence[str]], *, scheme: str | None = None,
