@@ -22,9 +22,8 @@ import sys
 import numpy as np
 
 import common
-from bench_tagger import BATCH, C, K, PER_CALL, V, make_batches, random_corpus
+from bench_tagger import BATCH, C, K, PER_CALL, V, charlm_fn, make_batches, random_corpus
 from charlm.decode import decode_batch
-from charlm.optim import clip_grad_norm, make_optimizer
 from charlm.tagger import Tagger, TaggerConfig
 
 
@@ -34,16 +33,7 @@ def tagger(crf: bool) -> Tagger:
 
 
 def train_fn(batches, crf: bool):
-    model, opt, rng = tagger(crf), make_optimizer("adam", 1e-3), np.random.default_rng(0)
-
-    def call():
-        for b in batches:
-            _, _, cache = model.loss(b, None, train=True, rng=rng)
-            grads = model.backward(cache)
-            clip_grad_norm(grads, 5.0)
-            opt.step(model.params, grads)
-
-    return call
+    return charlm_fn(batches, crf)[0]
 
 
 def predict_fn(batches, crf: bool):
