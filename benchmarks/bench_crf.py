@@ -23,12 +23,12 @@ import numpy as np
 
 import common
 from bench_tagger import BATCH, C, K, PER_CALL, V, charlm_fn, make_batches, random_corpus
-from charlm.decode import decode_batch
-from charlm.tagger import Tagger, TaggerConfig
+from charlm.sentence.decode import decode_batch
+from charlm.sentence.network import TaggerConfig, TaggerNetwork
 
 
-def tagger(crf: bool) -> Tagger:
-    return Tagger(TaggerConfig(task="tag", vocab_size=V, char_vocab_size=C, num_labels=K, word_dropout=0.0,
+def tagger(crf: bool) -> TaggerNetwork:
+    return TaggerNetwork(TaggerConfig(task="tag", vocab_size=V, char_vocab_size=C, num_labels=K, word_dropout=0.0,
                                crf=crf), seed=0)
 
 

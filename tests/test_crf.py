@@ -14,10 +14,12 @@ from click.testing import CliRunner
 
 from charlm import checkpoint as ckpt
 from charlm.cli import cli
-from charlm.decode import tag_constraints
 from charlm.errors import CharlmError, DataError
 from charlm.nn import crf
-from charlm.tagger import TaggerConfig, make_model, pad_sentences
+from charlm.sentence.batch import make_batch, pad_sentences
+from charlm.sentence.decode import tag_constraints
+from charlm.sentence.network import TaggerConfig, TaggerNetwork
+from charlm.tasks import load as load_model
 from gradcheck import check_grad
 from tasksdata import column_text, conllu_text, ner_sentences
 from test_decode import IOB2, IOBES, valid
@@ -133,7 +135,7 @@ def test_zero_transition_scores_give_the_plain_taggers_loss():
     over sentences, divided by the tokens) and its gradient are the plain tagger's."""
     b = batch_for("tag", lengths=(3, 6, 1, 4))
     plain = model("tag", dropout=0.0)
-    with_crf = make_model(TaggerConfig(**dict(plain.config.to_dict(), crf=True)),
+    with_crf = TaggerNetwork(TaggerConfig(**dict(plain.config.to_dict(), crf=True)),
                           params=dict(plain.params, **{k: np.zeros(s) for k, s in (
                               ("crf.trans", (3, 3)), ("crf.start", (3,)), ("crf.end", (3,)))}))
     loss, _, cache = plain.loss(b)
@@ -172,7 +174,7 @@ def test_whole_tagger_with_crf_gradients(constrained):
     rng = np.random.default_rng(5)
     words, chars, _ = sentences(6, (3, 6, 1, 4))
     tags = [valid_tags(rng, len(w), cons, 3) for w in words]
-    b = pad_sentences(words, chars, tags, task="tag")
+    b = pad_sentences(words, chars, tags)
 
     def loss():
         return m.loss(b, train=True, rng=np.random.default_rng(7))[0]
@@ -221,19 +223,19 @@ def test_tagger_with_crf_padding_bit_for_bit():
     m = model("tag", crf=True)
     m.constraints = tag_constraints(["B-PER", "I-PER", "O"], "iob2")
     words, chars, _ = sentences(8)
-    whole_lp, whole = m.crf_decode(pad_sentences(words, chars, task="tag"))
+    whole_lp, whole = m.crf_decode(pad_sentences(words, chars))
     for i, n in enumerate(LENGTHS):
-        lp, (path,) = m.crf_decode(pad_sentences(words[i:i + 1], chars[i:i + 1], task="tag"))
+        lp, (path,) = m.crf_decode(pad_sentences(words[i:i + 1], chars[i:i + 1]))
         np.testing.assert_array_equal(lp[:n, 0], whole_lp[:n, i])
         np.testing.assert_array_equal(path, whole[i])
-        np.testing.assert_array_equal(m.log_probs(pad_sentences(words[i:i + 1], chars[i:i + 1], task="tag")), lp)
+        np.testing.assert_array_equal(m.log_probs(pad_sentences(words[i:i + 1], chars[i:i + 1])), lp)
 
 
 # -- the model's settings and refusals ------------------------------------------------------------------
 def test_settings_parameters_and_refusals():
     m = model("tag", crf=True)
     assert m.param_shapes()["crf.trans"] == (3, 3) and m.param_shapes()["crf.start"] == (3,)
-    fresh = make_model(m.config, seed=1)
+    fresh = TaggerNetwork(m.config, seed=1)
     assert all((fresh.params[k] == 0).all() for k in ("crf.trans", "crf.start", "crf.end"))
     assert "crf.trans" not in model("tag").params
     with pytest.raises(CharlmError, match="CRF output layer is for taggers"):
@@ -244,7 +246,7 @@ def test_settings_parameters_and_refusals():
     m.constraints = tag_constraints(["B-PER", "I-PER", "O"], "iob2")
     words, chars, _ = sentences(6, (3,))
     with pytest.raises(DataError, match="forbids"):
-        m.loss(pad_sentences(words, chars, [np.array([2, 1, 1])], task="tag"))
+        m.loss(pad_sentences(words, chars, [np.array([2, 1, 1])]))
 
 
 def test_checkpoint_without_crf_setting_loads_as_before(tmp_path):
@@ -254,8 +256,8 @@ def test_checkpoint_without_crf_setting_loads_as_before(tmp_path):
     m = model("tag")
     settings = m.config.to_dict()
     del settings["crf"]
-    loaded = ckpt.load_model(saved(tmp_path, m, model=settings))
-    assert loaded.model.config.crf is False and "crf.trans" not in loaded.model.params
+    loaded = load_model(saved(tmp_path, m, model=settings))
+    assert loaded.network.config.crf is False and "crf.trans" not in loaded.network.params
 
 
 # -- through the command line ----------------------------------------------------------------------------
@@ -282,8 +284,8 @@ def test_cli_train_resume_tag_and_eval(tmp_path):
     b, _ = ckpt.load_checkpoint(tmp_path / "b/m.last.npz")
     assert {"param/crf.trans", "param/crf.start", "param/crf.end"} <= a.keys()
     assert all(np.array_equal(a[k], b[k]) for k in a if k.startswith(("param/", "optim/")))
-    loaded = ckpt.load_model(tmp_path / "a/m.npz")
-    assert loaded.model.config.crf and loaded.model.constraints is not None
+    loaded = load_model(tmp_path / "a/m.npz")
+    assert loaded.network.config.crf and loaded.network.constraints is not None
 
     r = _invoke("tag", "-m", tmp_path / "a/m.npz", "--json", "Teddy Roosevelt visited New York .")
     assert r.exit_code == 0, r.output
@@ -291,7 +293,7 @@ def test_cli_train_resume_tag_and_eval(tmp_path):
     assert len(out["tags"]) == len(out["probs"]) == 6 and all(0 < p <= 1 for p in out["probs"])
     # the probs are the CRF's marginals of the decoded tags
     enc_labels = loaded.labels
-    lp, (path,) = loaded.model.crf_decode(_batch_of(loaded, out["tokens"]))
+    lp, (path,) = loaded.network.crf_decode(_batch_of(loaded, out["tokens"]))
     assert out["probs"] == [round(float(np.exp(lp[t, 0, k])), 6) for t, k in enumerate(path)]
     assert [enc_labels[k] for k in path]                                   # decoded in the model's scheme
     r = _invoke("eval", "-m", tmp_path / "a/m.npz", "--json", dev)
@@ -299,10 +301,7 @@ def test_cli_train_resume_tag_and_eval(tmp_path):
 
 
 def _batch_of(loaded, tokens):
-    from charlm.sentences import Encoder
-
-    enc = Encoder.from_meta("tag", loaded.vocab, loaded.meta, loaded.char_vocab)
-    return enc.batch([enc.encode(tokens)], with_labels=False)
+    return make_batch([loaded.predictor.encoder.encode(tokens)], with_labels=False)
 
 
 def test_cli_crf_on_part_of_speech_tags(tmp_path):
@@ -311,7 +310,7 @@ def test_cli_crf_on_part_of_speech_tags(tmp_path):
     pos.write_text(conllu_text(30, seed=1))
     r = _invoke("train", "--task", "tag", pos, "--crf", "-o", tmp_path / "pos.npz", "--max-steps", "6", *TINY)
     assert r.exit_code == 0, r.output
-    loaded = ckpt.load_model(tmp_path / "pos.npz")
-    assert loaded.model.config.crf and loaded.model.constraints is None
+    loaded = load_model(tmp_path / "pos.npz")
+    assert loaded.network.config.crf and loaded.network.constraints is None
     r = _invoke("tag", "-m", tmp_path / "pos.npz", "--json", "the cat saw a dog .")
     assert r.exit_code == 0 and len(json.loads(r.stdout)["tags"]) == 6

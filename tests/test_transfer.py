@@ -1,7 +1,7 @@
-"""Starting a tagger or classifier from a charlm language model (`--init-from LM.npz`, charlm.transfer)
+"""Starting a tagger or classifier from a charlm language model (`--init-from LM.npz`, charlm.tasks.transfer)
 and holding what it took still (`--freeze-epochs N`): what is copied where, every refusal, frozen
 parameters that do not move while the others do, an exact resume, and Adam's step count of a
-parameter that joins late (charlm.optim)."""
+parameter that joins late (charlm.engine.optim)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ from click.testing import CliRunner
 
 from charlm import checkpoint as ckpt
 from charlm.cli import cli
+from charlm.engine.optim import Adam
+from charlm.engine.run import last_path
 from charlm.errors import CheckpointError, UsageError
-from charlm.model import LanguageModel, ModelConfig
-from charlm.optim import Adam
-from charlm.tagger import TaggerConfig, make_model
-from charlm.tokenizer import TokenizerConfig
-from charlm.train import TrainOptions, last_path, train
-from charlm.transfer import frozen_names, init_from_lm
-from charlm.vocab import Vocab
+from charlm.lm.model import LanguageModel, ModelConfig
+from charlm.sentence.network import ClassifierNetwork, TaggerConfig, TaggerNetwork
+from charlm.tasks import load as load_model
+from charlm.tasks.training import TrainOptions, train
+from charlm.tasks.transfer import frozen_names, init_from_lm
+from charlm.text.tokenizer import TokenizerConfig
+from charlm.text.vocab import Vocab
 from tasksdata import classification_text, column_text, ner_sentences
 from test_train import KillAt
 
@@ -47,7 +49,7 @@ def sentence_model(task="tag", tokens=("Paris", "visited", "Zork"), **settings):
     config = TaggerConfig(**{"task": task, "vocab_size": len(vocab), "char_vocab_size": 7, "num_labels": 3,
                              "layers": 2, "hidden": H, "embedding": E, "char_embedding": 3, "char_hidden": 2,
                              **settings})
-    return make_model(config, seed=1), vocab
+    return (TaggerNetwork if task == "tag" else ClassifierNetwork)(config, seed=1), vocab
 
 
 @pytest.mark.parametrize("task,settings", [("tag", {}), ("tag", {"bidirectional": False, "layers": 1}),
@@ -136,7 +138,7 @@ def test_frozen_params_do_not_move_in_the_frozen_epochs_and_resume_is_exact(ner,
     one = opts(ner, tmp_path / "a/m.npz", max_steps=per_epoch)
     assert train(one)["epoch"] == 1
     at_one = params_of(last_path(one.output))
-    model = ckpt.load_model(one.output).model
+    model = load_model(one.output).network
     frozen = frozen_names(model)
     assert frozen == ["embed.W", "rnn.0.fwd.W", "rnn.0.fwd.b"]
     np.testing.assert_array_equal(at_one["rnn.0.fwd.W"][:H + E], lm["rnn.0.W"])   # still the LM's
@@ -146,7 +148,7 @@ def test_frozen_params_do_not_move_in_the_frozen_epochs_and_resume_is_exact(ner,
     train(free)
     at_one_free = params_of(last_path(free.output))
     assert not np.array_equal(at_one_free["rnn.0.fwd.W"], at_one["rnn.0.fwd.W"])
-    fresh_bwd = make_model(model.config, seed=3).params["rnn.0.bwd.W"]
+    fresh_bwd = TaggerNetwork(model.config, seed=3).params["rnn.0.bwd.W"]
     assert not np.array_equal(at_one["rnn.0.bwd.W"], fresh_bwd)
 
     # straight through 2.5 epochs, against a run killed in its frozen epoch and resumed

@@ -13,7 +13,7 @@ A sentence of Ty words gets a tag sequence y = y<1..Ty> over K tags, scored by
     P(y | x)    = exp(score(x, y)) / Z(x),     Z(x) = Σ_y' exp(score(x, y'))
     loss        = −log P(y | x) = log Z(x) − score(x, y)
 
-A transition the label scheme forbids (`constraints` = charlm.decode.tag_constraints(...): I-PER
+A transition the label scheme forbids (`constraints` = charlm.sentence.decode.tag_constraints(...): I-PER
 after O in IOB2) scores −∞ whatever the learned entry holds: no path through it has any
 probability, its gradient is 0 (it is never learned) and Viterbi never takes it.
 
@@ -51,7 +51,7 @@ def scores(trans: np.ndarray, start: np.ndarray, end: np.ndarray, constraints=No
     """The learned scores with −∞ where the scheme forbids: -> (A (K,K), s (K,), f (K,)).
 
     constraints: (allowed (K,K), start_allowed (K,), end_allowed (K,)) bool, allowed[i, j]: tag j
-    may follow tag i (charlm.decode.tag_constraints); None: everything is allowed.
+    may follow tag i (charlm.sentence.decode.tag_constraints); None: everything is allowed.
     """
     if constraints is None:
         return trans, start, end
