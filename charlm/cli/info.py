@@ -35,7 +35,7 @@ def _options(options: dict) -> str:
 def _lines(info: dict) -> list[str]:
     m, voc = info["model"], info["vocabulary"]
     sizes = ", ".join(f"{k} {m[k]}" for k in ("layers", "hidden", "embedding") if k in m)
-    flags = [k for k in ("tie_weights", "peephole") if m.get(k)]
+    flags = [k for k in ("tie_weights", "peephole", "crf") if m.get(k)]
     top = " ".join(f"{json.dumps(t, ensure_ascii=False)}:{c}" for t, c in voc["top"])
     lines = [
         f"file:        {info['file']} ({info['kind'] or 'unknown kind'}, format "

@@ -9,7 +9,9 @@ validation set (`engine.batches`) and a `TrainState`. One step:
                                                               process; an all-reduce under MPI)
     clip_grad_norm(grads, clip);  optimizer.step(params, grads)                    update
 
-(with --accumulate K, forward and backward run for K batches and their gradients are averaged).
+(with --accumulate K, forward and backward run for K batches and their gradients are averaged;
+during the run's first `frozen_epochs` epochs the gradients of its `frozen` parameters are dropped
+before clipping, so they are not updated: --freeze-epochs).
 
 Every --eval-every steps the model is evaluated: the best one (lowest validation objective) is
 written to --output, and everything an exact resume needs to NAME.last.npz — parameters,
@@ -102,6 +104,8 @@ class Trainer:
         run, st = self.run, self.run.state
         loss, hidden, grads = self._gradients(batch)
         grads, loss, tokens = self.comm.reduce_gradients(grads, loss, batch.tokens)
+        if st.epoch < run.frozen_epochs:   # (--freeze-epochs) no update, nor optimizer state, for these
+            grads = {k: g for k, g in grads.items() if k not in run.frozen}
         norm = clip_grad_norm(grads, run.opts.clip)
         if math.isfinite(loss) and math.isfinite(norm):
             self.bad_steps = 0

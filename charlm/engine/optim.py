@@ -5,7 +5,9 @@ Parameters and gradients are flat dicts {name: ndarray} (names as in the model, 
 lives in the parameter's dtype (float32 by default), a shared scratch buffer avoids
 temporaries, and large arrays are swept in cache-sized blocks.
 
-Update rules (g = gradient, t = step count starting at 1, lr = learning rate):
+Update rules (g = gradient, t = step count starting at 1, lr = learning rate; a parameter that joins
+the updates late, e.g. after `--freeze-epochs`, counts its own t from its first update, as a fresh
+Adam would):
     SGD      v = μ·v + g ;  p -= lr·v                      (μ = momentum; μ = 0: p -= lr·g)
     Adam     m = β1·m + (1-β1)·g ;  v = β2·v + (1-β2)·g² ;
              m^ = m/(1-β1^t) ;  v^ = v/(1-β2^t) ;  p -= lr·m^/(√v^ + ε)
@@ -63,7 +65,8 @@ def _fraction(name: str, value) -> float:
 class Optimizer:
     """Base class. Subclasses set `name`, `slots` (state arrays per parameter) and `hyper`.
 
-    .lr: learning rate (settable, e.g. by a schedule). .t: number of steps taken.
+    .lr: learning rate (settable, e.g. by a schedule). .t: number of steps taken; .first[name]:
+    the step at which a parameter's updates began (1 unless it joined late).
     .step(params, grads) updates params in place (grads are only read). State arrays are
     created lazily as zeros of the param's shape and dtype, keyed "<slot>.<param name>"
     in state_dict() (e.g. "m.rnn.0.W").
@@ -77,6 +80,7 @@ class Optimizer:
     def __init__(self, lr: float):
         self.lr = _positive("learning rate", lr)
         self.t = 0
+        self.first: dict[str, int] = {}
         self.state: dict[str, dict[str, np.ndarray]] = {s: {} for s in self.slots}
         self._scratch: dict[np.dtype, np.ndarray] = {}
 
@@ -113,6 +117,7 @@ class Optimizer:
             if g.shape != p.shape:
                 raise ValueError(f"gradient {name} has shape {g.shape}, parameter {p.shape}")
             slots = [self._slot(s, name, p) for s in self.slots]
+            self._param_step(self.t - self.first.setdefault(name, self.t) + 1)
             if p.size <= BLOCK or not p.flags.c_contiguous:
                 self._update(p, g, *slots, buf=self._buf(p.size, p.dtype).reshape(p.shape))
                 continue
@@ -125,6 +130,9 @@ class Optimizer:
     def _begin_step(self) -> None:
         """Hook: per-step scalars (e.g. Adam's bias corrections), computed once."""
 
+    def _param_step(self, t: int) -> None:
+        """Hook: the next _update is the t-th of its parameter (t < self.t when it joined late)."""
+
     def _update(self, p, g, *slots, buf) -> None:  # pragma: no cover
         """Update p in place from g; slots are this parameter's state arrays, buf scratch."""
         raise NotImplementedError
@@ -133,6 +141,9 @@ class Optimizer:
         """(scalars: JSON-able dict, arrays: {"<slot>.<param>": ndarray}) — copies."""
         scalars = {"name": self.name, "lr": self.lr, "t": self.t}
         scalars.update({h: getattr(self, h) for h in self.hyper})
+        late = {name: t for name, t in self.first.items() if t != 1}
+        if late:
+            scalars["first"] = late
         arrays = {f"{slot}.{name}": a.copy() for slot, d in self.state.items()
                   for name, a in d.items()}
         return scalars, arrays
@@ -154,6 +165,8 @@ class Optimizer:
                 raise CheckpointError(f"unexpected optimizer state array {key!r} for {self.name}")
             state[slot][name] = np.array(a, copy=True)
         self.state = state
+        late = scalars.get("first", {})
+        self.first = {name: int(late.get(name, 1)) for d in state.values() for name in d}
 
     def __repr__(self) -> str:
         hyper = ", ".join(f"{h}={getattr(self, h)}" for h in self.hyper)
@@ -204,9 +217,13 @@ class Adam(Optimizer):
         super().__init__(lr)
 
     def _begin_step(self):
-        c2 = math.sqrt(1.0 - self.beta2 ** self.t)
-        self._lr_t = self.lr * c2 / (1.0 - self.beta1 ** self.t)
-        self._eps_t = self.eps * c2
+        self._corrections = {}
+
+    def _param_step(self, t):
+        if t not in self._corrections:                # (lr_t, ε_t) of step t, computed once
+            c2 = math.sqrt(1.0 - self.beta2 ** t)
+            self._corrections[t] = (self.lr * c2 / (1.0 - self.beta1 ** t), self.eps * c2)
+        self._lr_t, self._eps_t = self._corrections[t]
 
     def _update(self, p, g, m, v, *, buf):
         b1, b2 = self.beta1, self.beta2

@@ -42,6 +42,7 @@ class Option:
     keep the run's value, and a different one given on --resume is refused. path: a file name
     (compared resolved on --resume): "any", "file" (not a folder) or "dir" (a folder). cli=False: kept and checked, but not a flag or keyword
     (`label` names it in messages). stored=False: a flag of the command, not kept in the options.
+    only: why the tasks that do not list it refuse it ("applies to --task tag only (why), not to ...").
     """
 
     name: str
@@ -65,6 +66,7 @@ class Option:
     cli: bool = True
     stored: bool = True
     label: str = ""
+    only: str = ""
 
     @property
     def flag(self) -> str:
