@@ -15,9 +15,11 @@ Every --eval-every steps the model is evaluated: the best one (lowest validation
 written to --output, and everything an exact resume needs to NAME.last.npz — parameters,
 optimizer state, the `TrainState` (step, epoch, data position, best/patience counters, metrics,
 carried hidden state, random-generator state) and the run's options. A scheduled evaluation that
-does not improve on the best one halves the learning rate; --patience of them in a row stop the
-run. Only scheduled evaluations make these decisions, so a run interrupted after any step and
-resumed ends with the same parameters, bit for bit, as one that was never interrupted.
+does not improve on the best one halves the learning rate (with --optimizer asgd the first one
+starts the averaging of the weights instead, and the average is what is evaluated and saved from
+then on: `Optimizer.evaluated`, `Optimizer.plateau`); --patience of them in a row stop the run.
+Only scheduled evaluations make these decisions, so a run interrupted after any step and resumed
+ends with the same parameters, bit for bit, as one that was never interrupted.
 
 A step whose loss or gradient is not finite is skipped and the learning rate halved; five in a
 row stop the run ("diverged") with the last good files on disk. Ctrl-C / SIGTERM finish the
@@ -46,6 +48,7 @@ from charlm.errors import CharlmError, CheckpointError, DataError, UsageError
 from charlm.files import CHECKPOINT, METRICS, Output, check_outputs, is_foreign
 from charlm.model import LanguageModel, ModelConfig
 from charlm.nn.cells import cell_from_config
+from charlm.nn.regularize import DROPOUT_KINDS
 from charlm.optim import OPTIMIZERS, clip_grad_norm, make_optimizer
 from charlm.sentences import Encoder
 from charlm.tagdata import LABEL_FORMATS, TAG_FORMATS, parse_tag_column
@@ -60,6 +63,9 @@ TASKS = ("lm", "tag", "classify")
 # model settings of the sentence tasks (tagger, classifier) only, with their options
 SENTENCE_MODEL_OPTIONS = {"char_embedding": "--char-embedding", "char_hidden": "--char-hidden",
                           "bidirectional": "--no-bidirectional", "pool": "--pool"}
+# model settings of the language model only (its regularisers, charlm.nn.regularize), with their options
+LM_MODEL_OPTIONS = {"dropout_kind": "--dropout-kind", "embedding_dropout": "--embedding-dropout",
+                    "weight_drop": "--weight-drop"}
 
 
 def _int_at_least(name: str, value, low: int, allow_none: bool = False) -> None:
@@ -149,9 +155,13 @@ class TrainOptions:
             raise UsageError(f"--val-fraction must be in [0, 1) (got {self.val_fraction!r})")
         if not 0 < _number(self.lr_decay) < 1:
             raise UsageError(f"the learning-rate decay must be in (0, 1) (got {self.lr_decay!r})")
-        dropout = self.model.get("dropout", 0.0)
-        if not 0 <= _number(dropout) < 1:
-            raise UsageError(f"--dropout must be in [0, 1) (got {dropout!r})")
+        for key in ("dropout", "embedding_dropout", "weight_drop"):
+            rate = self.model.get(key, 0.0)
+            if not 0 <= _number(rate) < 1:
+                raise UsageError(f"--{key.replace('_', '-')} must be in [0, 1) (got {rate!r})")
+        if self.model.get("dropout_kind", "standard") not in DROPOUT_KINDS:
+            raise UsageError(f"--dropout-kind must be one of {', '.join(DROPOUT_KINDS)} "
+                             f"(got {self.model.get('dropout_kind')!r})")
         if self.model.get("tie_weights") and self.model.get("embedding") != self.model.get("hidden"):
             raise UsageError(f"--tie-weights needs --embedding equal to --hidden "
                              f"({self.model.get('embedding')} != {self.model.get('hidden')})")
@@ -167,7 +177,9 @@ class TrainOptions:
             self.seq_len = 100 if self.seq_len is None else self.seq_len
             return
         tok = self.tokenizer
+        lm_only = next((flag for key, flag in LM_MODEL_OPTIONS.items() if key in self.model), None)
         refused = (
+            (lm_only, lm_only is not None, "it applies to the language model only"),
             ("--seq-len", self.seq_len is not None, "it reads whole sentences"),
             ("--tie-weights", self.model.get("tie_weights"), "its output layer predicts labels, not words"),
             ("--vocab", self.vocab is not None, "it builds its vocabularies from the training file"),
@@ -194,7 +206,7 @@ class TrainOptions:
     # Flat option names (as on the command line) grouped under `tokenizer` and `model`.
     TOKENIZER_FLAGS = ("level", "mode", "split", "lowercase", "graphemes")
     MODEL_FLAGS = ("cell", "layers", "hidden", "embedding", "dropout", "tie_weights", "activation", "peephole",
-                   *SENTENCE_MODEL_OPTIONS)
+                   *SENTENCE_MODEL_OPTIONS, *LM_MODEL_OPTIONS)
     # a language model's defaults on the command line (a tagger's or classifier's: TaggerConfig's)
     LM_MODEL_DEFAULTS = {"cell": "gru", "layers": 2, "hidden": 256, "embedding": 64, "dropout": 0.1}
 
@@ -712,8 +724,12 @@ class Trainer:
         """
         run, st, opts = self.run, self.run.state, self.run.opts
         tick = time.perf_counter()
-        ev = run.validation.evaluate(run.model, self.comm) if run.validation is not None else None
-        elapsed = time.perf_counter() - self.started
+        with run.optimizer.evaluated(run.model.params):  # the weights to judge and save (ASGD: the average)
+            ev = run.validation.evaluate(run.model, self.comm) if run.validation is not None else None
+            elapsed = time.perf_counter() - self.started
+            save, plateau = st.observe(None if ev is None else ev.objective, scheduled)
+            if save:
+                self.save_best(None if ev is None else ev.loss)
         record = {
             "step": st.step, "epoch": st.epoch + run.source.epoch_fraction(st.position),
             "train_loss": self.window_loss / self.window_count if self.window_count else None,
@@ -722,10 +738,7 @@ class Trainer:
             "elapsed": elapsed, "eval_seconds": elapsed - (tick - self.started),
         }
         self.window_loss, self.window_count = 0.0, 0
-        save, plateau = st.observe(None if ev is None else ev.objective, scheduled)
-        if save:
-            self.save_best(record["val_loss"])
-        if plateau:
+        if plateau and not run.optimizer.plateau(run.model.params):  # ASGD: starts averaging instead
             run.optimizer.lr = max(run.optimizer.lr * opts.lr_decay, opts.lr * MIN_LR_FRACTION)
         st.metrics.append(record)
         if opts.metrics and self.comm.rank == 0:

@@ -15,6 +15,7 @@ from charlm.cli.options import cache_options, tokenizer_options, vocab_options
 from charlm.cli.progress import ReadingBar
 from charlm.nn.alloc import keep_freed_memory
 from charlm.nn.cells import CELLS
+from charlm.nn.regularize import DROPOUT_KINDS
 from charlm.optim import DEFAULT_LR
 from charlm.tagdata import LABEL_FORMATS, TAG_FORMATS
 from charlm.train import TASKS, Reporter, TrainOptions, last_path, resumed_task, train
@@ -140,6 +141,14 @@ class BarReporter(Reporter):
               help="Embedding size [default: 64 (lm), 100 (tag, classify)].")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Inverted dropout between layers and before the output [default: 0.1 (lm), 0.25 (tag, classify)].")
+@click.option("--dropout-kind", type=click.Choice(list(DROPOUT_KINDS)), default=None,
+              help="lm: standard: a fresh --dropout mask at every step; locked: one mask per stream and unit, "
+                   "the same at every step of a window (variational dropout) [default: standard].")
+@click.option("--embedding-dropout", type=click.FloatRange(0, 1, max_open=True), default=None, metavar="P",
+              help="lm: drop whole words of the vocabulary, each with probability P per batch (the others "
+                   "scaled by 1/(1-P)) [default: 0, off].")
+@click.option("--weight-drop", type=click.FloatRange(0, 1, max_open=True), default=None, metavar="P",
+              help="lm: DropConnect on each layer's recurrent weights, one mask per batch [default: 0, off].")
 @click.option("--char-embedding", type=click.IntRange(1, 1024), default=None,
               help="tag/classify: character embedding size of the character encoder [default: 25].")
 @click.option("--char-hidden", type=click.IntRange(0, 1024), default=None,
@@ -161,7 +170,9 @@ class BarReporter(Reporter):
 @click.option("--accumulate", type=click.IntRange(min=1, max=100000), default=1, show_default=True, metavar="K",
               help="Update once per K batches, with their mean gradient (an effective batch K times "
                    "--batch-size; under mpiexec, one all-reduce per K batches).")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adagrad", "rmsprop"]), default="adam", show_default=True)
+@click.option("--optimizer", type=click.Choice(list(DEFAULT_LR)), default="adam", show_default=True,
+              help="asgd: SGD, then from the first evaluation without improvement the running average of "
+                   "the weights (NT-ASGD), which is what is evaluated and saved.")
 @click.option("--lr", type=float, default=None,
               help="Learning rate [default: " + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + "].")
 @click.option("--clip", type=float, default=5.0, show_default=True, help="Clip the global gradient norm (0: off).")
