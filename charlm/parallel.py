@@ -19,8 +19,9 @@ reading or hashing the corpus again, so N processes on a machine share one copy 
 the same methods for an ordinary run. Dropout masks are those one process would draw for the
 whole batch (`GlobalBatchRng`), and the masks over the model's own rows (embedding dropout, weight
 drop: `charlm.nn.regularize`) the same on every process (the wrappers' `shared` generator), so N
-processes train exactly as one, up to the order of the floating-point sums. The carried hidden states of all processes are gathered to rank 0 when
-the resumable state is saved, in the layout one process would have: a run resumes with any N.
+processes train exactly as one, up to the order of the floating-point sums. The carried hidden
+states of all processes are gathered to rank 0 when the resumable state is saved, in the layout
+one process would have: a run resumes with any N.
 
 mpi4py is an optional extra (`pip install 'charlm[mpi]'`): it is imported only when a launcher
 started this process (`charlm.launch`).
