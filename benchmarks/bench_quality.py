@@ -13,6 +13,7 @@ ptb: Penn Treebank (Mikolov's 10k-word version), word level, whitespace-split, t
 --recipe NAME adds a named set of options (RECIPES) after the setup's own; options given on the command
 line come after both, so they win (`charlm train` takes an option's last value):
     ptb plain   dropout 0.3, one evaluation per epoch, patience 4 (test perplexity 86.23 in 60 min, README)
+    ptb asgd    plain, with NT-ASGD (SGD lr 20, averaging from the first epoch without improvement)
     ptb awd     the AWD-LSTM regularisers (Merity et al. 2017) on the same tied 2x200 LSTM: locked
                 dropout 0.3, embedding dropout 0.1, weight drop 0.2 on the recurrent weights, and
                 NT-ASGD (SGD lr 20, averaging from the first epoch without improvement)
@@ -80,6 +81,7 @@ PTB_EPOCH = ["--eval-every", "1327", "--patience", "4"]  # 1327 steps of 20 x 35
 RECIPES = {
     "ptb": {
         "plain": ["--dropout", "0.3", *PTB_EPOCH],
+        "asgd": ["--dropout", "0.3", "--optimizer", "asgd", "--lr", "20", *PTB_EPOCH],
         "awd": ["--dropout", "0.3", "--dropout-kind", "locked", "--embedding-dropout", "0.1", "--weight-drop", "0.2",
                 "--optimizer", "asgd", "--lr", "20", *PTB_EPOCH],
     },

@@ -198,6 +198,8 @@ def test_cli_options_reach_the_model_and_bad_ones_are_one_line(corpus, tmp_path)
     c = model.config
     assert (c.dropout_kind, c.embedding_dropout, c.weight_drop) == ("locked", 0.1, 0.25)
     assert meta["train"]["options"]["optimizer"] == "asgd"
+    r = runner.invoke(cli, [*args, "--resume", "--weight-drop", "0.5"])  # a resumed run keeps its regularisers
+    assert r.exit_code == 2 and "--weight-drop 0.5 differs from the run's 0.25" in r.output, r.output
     for bad, needle in ((["--weight-drop", "1"], "--weight-drop"), (["--dropout-kind", "zoneout"], "--dropout-kind"),
                         (["--task", "tag", "--embedding-dropout", "0.1"], "--embedding-dropout does not apply")):
         r = runner.invoke(cli, [*args, "--force", *bad])
