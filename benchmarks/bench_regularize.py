@@ -47,7 +47,7 @@ LR = {"adam": 2e-3, "sgd": 1.0, "asgd": 1.0}
 
 
 def step_fn(cfg: dict, cell: str, batches, variant: str):
-    from charlm.optim import make_optimizer
+    from charlm.engine.optim import make_optimizer
 
     settings, name, _ = VARIANTS[variant]
     opt = make_optimizer(name, LR[name])
@@ -67,9 +67,9 @@ def best_ms(fn, n: int = 30) -> float:
 
 def own_work(cfg: dict, model) -> dict:
     """{what: best ms} of the regularisers' own work on `model` (see the module docstring)."""
+    from charlm.engine.optim import make_optimizer
     from charlm.nn.layers import dropout_mask
     from charlm.nn.regularize import embedding_dropout_mask, weight_drop, weight_drop_backward
-    from charlm.optim import make_optimizer
 
     T, B, E, H, V = cfg["T"], cfg["B"], cfg["E"], cfg["H"], cfg["V"]
     rng = np.random.default_rng(0)

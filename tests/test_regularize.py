@@ -12,17 +12,21 @@ from click.testing import CliRunner
 
 from charlm import checkpoint as ckpt
 from charlm.cli import cli
-from charlm.model import LanguageModel, ModelConfig
-from charlm.optim import ASGD, make_optimizer
-from charlm.train import SingleProcess, TrainOptions, _start, last_path, train
+from charlm.engine.optim import ASGD, make_optimizer
+from charlm.engine.parallel import SingleProcess
+from charlm.engine.run import last_path
+from charlm.errors import CharlmError
+from charlm.lm.model import LanguageModel, ModelConfig
+from charlm.tasks import load as load_model
+from charlm.tasks.training import TrainOptions, start, train
 from test_model import MODEL_IDS, MODELS, data, grad_check_model, make, random_state
 from test_mpi import arrays_of, needs_mpi, relative_difference, train_job, train_one
 from test_train import TEXT, KillAt, assert_same_params, params_of
 
-REGULARISERS = {
+REGULARISERS = {  # each with the plain dropout it names (ModelConfig's default is 0.1)
     "locked": dict(dropout=0.3, dropout_kind="locked"),
-    "embedding": dict(embedding_dropout=0.4),
-    "weight-drop": dict(weight_drop=0.5),
+    "embedding": dict(dropout=0.0, embedding_dropout=0.4),
+    "weight-drop": dict(dropout=0.0, weight_drop=0.5),
     "all-tied": dict(dropout=0.3, dropout_kind="locked", embedding_dropout=0.4, weight_drop=0.5, tie_weights=True),
 }
 ALL = dict(dropout=0.2, dropout_kind="locked", embedding_dropout=0.2, weight_drop=0.3)
@@ -38,8 +42,8 @@ def test_model_gradients_with_each_regulariser(cell, regs):
     grad_check_model(m, x, y, random_state(m), train=True)
     cache = m.loss(x, y, random_state(m), train=True, rng=np.random.default_rng(3))[2]
     (m_emb, m_in), (_, m_w) = cache[1], cache[2]
-    for mask, rate in ((m_emb, regs.get("embedding_dropout")), (m_in, regs.get("dropout"))):
-        assert (mask is None) == (rate is None)
+    for mask, rate in ((m_emb, regs.get("embedding_dropout", 0.0)), (m_in, regs["dropout"])):
+        assert (mask is None) == (rate == 0.0)
         if mask is not None:
             assert set(np.unique(mask)) <= {0.0, 1 / (1 - rate)} and (mask == 0).any() and (mask > 0).any()
     assert (m_w is None) == ("weight_drop" not in regs)
@@ -60,7 +64,7 @@ def test_locked_masks_are_one_per_stream_and_unit_for_every_step():
 def test_embedding_dropout_drops_whole_words_and_weight_drop_is_the_product_with_the_weights():
     """A dropped word's embedding is zero wherever it occurs; the loss with weight drop is the loss
     of the model whose recurrent rows are W_a ⊙ M (the input rows, b and P untouched)."""
-    m = make(cell="lstm", peephole=True, embedding_dropout=0.5)
+    m = make(cell="lstm", peephole=True, dropout=0.0, embedding_dropout=0.5)
     x, y = data(T=8)
     state = m.init_state(3)
     m_emb = m.loss(x, y, state, train=True, rng=np.random.default_rng(1))[2][1][0][..., 0]
@@ -68,7 +72,7 @@ def test_embedding_dropout_drops_whole_words_and_weight_drop_is_the_product_with
         assert len(set(m_emb[x == token])) == 1
     assert (m_emb == 0).any() and (m_emb == 2).any()
 
-    wd = make(cell="gru", weight_drop=0.5)
+    wd = make(cell="gru", dropout=0.0, weight_drop=0.5)
     loss, _, cache = wd.loss(x, y, wd.init_state(3), train=True, rng=np.random.default_rng(2))
     masks = cache[2][1]
     plain = LanguageModel(ModelConfig(**{**wd.config.to_dict(), "weight_drop": 0.0}),
@@ -83,7 +87,7 @@ def test_off_by_default_and_old_settings_load():
     config = ModelConfig.from_dict({"vocab_size": 5, "cell": "gru"})  # a checkpoint written before the options
     assert (config.dropout_kind, config.embedding_dropout, config.weight_drop) == ("standard", 0.0, 0.0)
     for bad in ({"dropout_kind": "zoneout"}, {"weight_drop": 1.0}, {"embedding_dropout": -0.1}):
-        with pytest.raises(Exception, match="dropout_kind|weight_drop|embedding_dropout"):
+        with pytest.raises(CharlmError, match="dropout_kind|weight_drop|embedding_dropout"):
             ModelConfig(vocab_size=5, **bad)
 
 
@@ -169,7 +173,7 @@ def test_asgd_evaluates_and_saves_the_average(corpus, tmp_path):
     summary = train(opts)
     arrays, meta = ckpt.load_checkpoint(last_path(opts.output))
     assert meta["train"]["optimizer"]["averaged_steps"] > 1
-    run = _start(opts)
+    run = start(opts)
     model = run.model
 
     def val_loss(params: dict) -> float:
@@ -182,7 +186,7 @@ def test_asgd_evaluates_and_saves_the_average(corpus, tmp_path):
     last = meta["train"]["metrics"][-1]
     assert last["step"] == 30 and val_loss(average) == pytest.approx(last["val_loss"], rel=1e-12)
     assert val_loss(iterate) != pytest.approx(last["val_loss"], rel=1e-6)
-    best, _, _ = ckpt.load_model(opts.output)
+    best = load_model(opts.output).network
     assert val_loss(best.params) == pytest.approx(summary["best_val_loss"], rel=1e-12)
 
 
@@ -194,14 +198,18 @@ def test_cli_options_reach_the_model_and_bad_ones_are_one_line(corpus, tmp_path)
     r = runner.invoke(cli, [*args, "--dropout-kind", "locked", "--embedding-dropout", "0.1", "--weight-drop",
                             "0.25", "--optimizer", "asgd"])
     assert r.exit_code == 0, r.output
-    model, _, meta = ckpt.load_model(out)
-    c = model.config
+    model = load_model(out)
+    c, meta = model.network.config, model.meta
     assert (c.dropout_kind, c.embedding_dropout, c.weight_drop) == ("locked", 0.1, 0.25)
     assert meta["train"]["options"]["optimizer"] == "asgd"
     r = runner.invoke(cli, [*args, "--resume", "--weight-drop", "0.5"])  # a resumed run keeps its regularisers
     assert r.exit_code == 2 and "--weight-drop 0.5 differs from the run's 0.25" in r.output, r.output
     for bad, needle in ((["--weight-drop", "1"], "--weight-drop"), (["--dropout-kind", "zoneout"], "--dropout-kind"),
-                        (["--task", "tag", "--embedding-dropout", "0.1"], "--embedding-dropout does not apply")):
+                        (["--task", "tag", "--embedding-dropout", "0.1"],
+                         "--embedding-dropout applies to --task lm, not to a tagger"),
+                        (["--task", "classify", "--dropout-kind", "locked"],
+                         "--dropout-kind applies to --task lm, not to a classifier"),
+                        (["--task", "tag", "--weight-drop", "0"], "--weight-drop applies to --task lm")):
         r = runner.invoke(cli, [*args, "--force", *bad])
         assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, r.output
     help_text = runner.invoke(cli, ["train", "--help"]).output

@@ -13,7 +13,7 @@ the gradient flows back through the mask (dL/dW_a = dL/d(W_a ⊙ M) ⊙ M).
 
 A mask over streams (dropout, locked dropout) is cut by columns in a data-parallel run; a mask over
 the vocabulary or the weights must be the same on every process, as one process would draw it.
-`shared(rng)` is the generator for those: a data-parallel run's wrappers (`charlm.parallel`) hand
+`shared(rng)` is the generator for those: a data-parallel run's wrappers (`charlm.engine.parallel`) hand
 out the run's generator itself, which every process holds in the same state; a plain generator
 is itself.
 """
