@@ -1,7 +1,8 @@
 """Quality benchmarks: train under a wall-clock budget, then score held-out text.
 
-    python benchmarks/bench_quality.py shakespeare [--time-limit 600] [--peer torch] [charlm train options]
-    python benchmarks/bench_quality.py ptb [--time-limit 3600] [--recipe plain|awd] [--threads N]
+    python benchmarks/bench_quality.py shakespeare [--time-limit 600] [--peer torch] [--recipe locked]
+                                               [charlm train options]
+    python benchmarks/bench_quality.py ptb [--time-limit 3600] [--recipe plain|asgd|awd] [--threads N]
 
 shakespeare: tiny Shakespeare, character level; the last 10 % of characters are the validation
     text (charlm's default split), also written to RUN/val.txt and scored as one stream
