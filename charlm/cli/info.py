@@ -42,6 +42,8 @@ def _lines(info: dict) -> list[str]:
         f"{info['format_version']}, charlm {info['charlm_version'] or '?'})",
         f"task:        {info['task']}",
         f"model:       {m.get('cell', '?')}, {sizes}, dropout {m.get('dropout', 0)}"
+        + (" (locked)" if m.get("dropout_kind") == "locked" else "")
+        + "".join(f", {k.replace('_', ' ')} {m[k]}" for k in ("embedding_dropout", "weight_drop") if m.get(k))
         + (f", activation {m['activation']}" if m.get("cell") == "rnn" else "")
         + "".join(f", {f}" for f in flags) + f", {m.get('dtype', '?')}",
         f"parameters:  {m['parameters']:,}",

@@ -13,10 +13,16 @@ Adam would):
              m^ = m/(1-β1^t) ;  v^ = v/(1-β2^t) ;  p -= lr·m^/(√v^ + ε)
     Adagrad  G += g² ;  p -= lr·g/(√G + ε)
     RMSprop  s = ρ·s + (1-ρ)·g² ;  p -= lr·g/(√s + ε)
+    ASGD     as SGD; once averaging (k > 0):  k += 1 ;  ax += (p - ax)/k    (NT-ASGD)
+
+Two hooks for the training engine's evaluations: `evaluated(params)` (the weights to evaluate and
+save: ASGD's average) and `plateau(params)` (an evaluation without improvement: ASGD starts
+averaging there instead of the learning rate decaying).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -137,6 +143,17 @@ class Optimizer:
         """Update p in place from g; slots are this parameter's state arrays, buf scratch."""
         raise NotImplementedError
 
+    # -- the engine's evaluation hooks --------------------------------------------
+    def evaluated(self, params: dict):
+        """Context manager: while it is open, `params` holds the weights to evaluate and to save
+        as the best model. For most optimizers they are the weights as they are."""
+        return contextlib.nullcontext()
+
+    def plateau(self, params: dict) -> bool:
+        """A scheduled evaluation did not improve on the best one. True: the optimizer acted on it
+        (and the learning rate is kept); False (most optimizers): the learning rate decays."""
+        return False
+
     def state_dict(self) -> tuple[dict, dict[str, np.ndarray]]:
         """(scalars: JSON-able dict, arrays: {"<slot>.<param>": ndarray}) — copies."""
         scalars = {"name": self.name, "lr": self.lr, "t": self.t}
@@ -196,6 +213,76 @@ class SGD(Optimizer):
             g = v
         np.multiply(g, self.lr, out=buf)
         p -= buf
+
+
+class ASGD(SGD):
+    """Non-monotonically triggered averaged SGD (NT-ASGD; Merity et al. 2017, after Polyak and
+    Juditsky): SGD steps, and from the first scheduled evaluation without improvement on
+    (`plateau`) also the running mean of the weights after each step since then:
+
+        ax = p, k = 1  when averaging starts;  then after each step  k += 1 ;  ax += (p - ax)/k
+
+    The average ax is what is evaluated and saved as the best model (`evaluated`); p goes on
+    training. Starting to average takes the place of that first learning-rate decay; later
+    evaluations without improvement decay the learning rate as usual. k and ax are saved with the
+    optimizer's state (slot "ax"), so a resumed run averages on exactly.
+    """
+
+    name = "asgd"
+
+    def __init__(self, lr: float, momentum: float = 0.0):
+        self.k = 0  # steps averaged (0: not averaging yet)
+        super().__init__(lr, momentum)
+
+    @property
+    def slots(self):
+        return super().slots + (("ax",) if self.k else ())
+
+    def _begin_step(self):
+        if self.k:
+            self.k += 1
+            self._inv_k = 1.0 / self.k
+
+    def _update(self, p, g, *slots, buf):
+        if not self.k:
+            return super()._update(p, g, *slots, buf=buf)
+        *v, ax = slots
+        super()._update(p, g, *v, buf=buf)
+        np.subtract(p, ax, out=buf)                  # ax += (p - ax)/k
+        buf *= self._inv_k
+        ax += buf
+
+    def plateau(self, params):
+        if self.k:
+            return False
+        self.k = 1
+        self.state["ax"] = {name: p.copy() for name, p in params.items()}
+        return True
+
+    @contextlib.contextmanager
+    def evaluated(self, params):
+        if not self.k:
+            yield
+            return
+        kept = {name: p.copy() for name, p in params.items()}
+        for name, p in params.items():
+            p[...] = self.state["ax"][name]
+        try:
+            yield
+        finally:
+            for name, p in params.items():
+                p[...] = kept[name]
+
+    def state_dict(self):
+        scalars, arrays = super().state_dict()
+        scalars["averaged_steps"] = self.k
+        return scalars, arrays
+
+    def load_state_dict(self, scalars, arrays):
+        self.k = int(scalars.get("averaged_steps", 0))
+        super().load_state_dict(scalars, arrays)
+        if self.k and not self.state["ax"]:
+            raise CheckpointError("ASGD state says it averages but holds no average")
 
 
 class Adam(Optimizer):
@@ -289,12 +376,12 @@ def _step_scaled_by_root(p, g, acc, lr: float, eps: float, buf) -> None:
     p -= buf
 
 
-OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, Adagrad, RMSprop)}
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, Adagrad, RMSprop, ASGD)}
 DEFAULT_LR = {name: cls.default_lr for name, cls in OPTIMIZERS.items()}
 
 
 def make_optimizer(name: str, lr: float, **kw) -> Optimizer:
-    """Build an optimizer by name ("sgd", "adam", "adagrad", "rmsprop"); UsageError if bad."""
+    """Build an optimizer by name ("sgd", "adam", "adagrad", "rmsprop", "asgd"); UsageError if bad."""
     cls = OPTIMIZERS.get(str(name).lower())
     if cls is None:
         raise UsageError(f"unknown optimizer {name!r}: choose from {', '.join(OPTIMIZERS)}")
