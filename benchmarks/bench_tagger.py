@@ -121,10 +121,12 @@ def training_call(model, batches):
     return call
 
 
-def charlm_fn(batches):
+def charlm_fn(batches, crf: bool = False):
+    """(one timed call: a training step on each batch, the number of parameters); crf: with a CRF
+    output layer (benchmarks/bench_crf.py)."""
     from charlm.sentence.network import TaggerNetwork
 
-    config = TaggerConfig(task="tag", vocab_size=V, char_vocab_size=C, num_labels=K, word_dropout=0.0)
+    config = TaggerConfig(task="tag", vocab_size=V, char_vocab_size=C, num_labels=K, word_dropout=0.0, crf=crf)
     model = TaggerNetwork(config, seed=0)
     return training_call(model, batches), model.num_params()
 
