@@ -92,6 +92,7 @@ _MEMORY_HINTS = {
     "classify": "a smaller --batch-size or shorter texts",
     "eval": "a smaller --batch-size",
     "next": "a shorter PREFIX",
+    "export": "a smaller model",
 }
 
 
@@ -168,3 +169,4 @@ def main() -> None:
 from charlm.cli import tokenize, train, score, sample  # noqa: E402,F401
 from charlm.cli import nexttoken, info, plot  # noqa: E402,F401
 from charlm.cli import tag, classify, evaluate  # noqa: E402,F401
+from charlm.cli import export  # noqa: E402,F401
