@@ -1,9 +1,9 @@
 """The `charlm` command: a click group of subcommands.
 
 Each subcommand lives in its own module of this package (`tokenize`, `train`, `score`,
-`sample`, `nexttoken`, `info`, `plot`). This module owns what they share: the group, `--version`,
-`--debug`, and the rule that a user mistake is one line on stderr and a non-zero exit, never a
-traceback.
+`sample`, `nexttoken`, `info`, `plot`, `tag`, `classify`, `evaluate`, `export`). This module owns
+what they share: the group, `--version`, `--debug`, and the rule that a user mistake is one line
+on stderr and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
@@ -147,6 +147,7 @@ def cli(debug: bool) -> None:
       charlm score "The apple and pear salad" "The apple and pair salad"
       charlm train --task tag train.conll --val-file dev.conll -o ner.npz
       charlm tag -m ner.npz "He said, Teddy Roosevelt was a great President"
+      charlm export -m ner.npz             # ner.onnx, for ONNX Runtime (charlm[export])
 
     Run `charlm COMMAND --help` for the options of each command.
     """
