@@ -92,18 +92,19 @@ class _Graph:
         self.inits.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(a), name))
         return name
 
-    def ints(self, *values) -> str:
-        """A 1-D int64 constant, made once per value list."""
-        key = ("ints", values)
+    def once(self, key, make):
+        """The value make() gives, made once per key in this graph."""
         if key not in self._memo:
-            self._memo[key] = self.const(np.array(values, dtype=np.int64))
+            self._memo[key] = make()
         return self._memo[key]
 
+    def ints(self, *values) -> str:
+        """A 1-D int64 constant."""
+        return self.once(("ints", values), lambda: self.const(np.array(values, dtype=np.int64)))
+
     def scalar(self, value: int) -> str:
-        key = ("scalar", value)
-        if key not in self._memo:
-            self._memo[key] = self.const(np.array(value, dtype=np.int64))
-        return self._memo[key]
+        """A 0-d int64 constant."""
+        return self.once(("scalar", value), lambda: self.const(np.array(value, dtype=np.int64)))
 
     def op(self, op_type: str, *inputs: str, outputs: int | list = 1, **attrs):
         """Add a node; its output name (or names, when `outputs` is a count > 1 or a list)."""
@@ -114,6 +115,11 @@ class _Graph:
     def dim(self, x: str, axis: int) -> str:
         """x.shape[axis] as a 1-element int64 tensor."""
         return self.op("Slice", self.op("Shape", x), self.ints(axis), self.ints(axis + 1))
+
+    def steps(self, x: str) -> str:
+        """t = 0..T-1 as a (T, 1) int64 column, T = x.shape[0]."""
+        T = self.op("Squeeze", self.dim(x, 0), self.ints(0))
+        return self.op("Unsqueeze", self.op("Range", self.scalar(0), T, self.scalar(1)), self.ints(1))
 
     def zeros(self, like: str, axis: int, width: int) -> str:
         """Zeros (like.shape[axis], width): an initial state of B rows."""
@@ -147,10 +153,8 @@ def _native(cell) -> bool:
 
 
 def _lengths32(g: _Graph, lengths: str) -> str:
-    key = ("len32", lengths)
-    if key not in g._memo:
-        g._memo[key] = g.op("Cast", lengths, to=g.onnx.TensorProto.INT32)
-    return g._memo[key]
+    """The operators' sequence_lens: int32."""
+    return g.once(("int32", lengths), lambda: g.op("Cast", lengths, to=g.onnx.TensorProto.INT32))
 
 
 def _operator(g: _Graph, cell, ps: list, x: str, lengths: str | None, state0: tuple | None):
@@ -195,13 +199,12 @@ def _lstm_step(g: _Graph, p: dict, H: int, D: int):
 def _reverse_within(g: _Graph, x: str, lengths: str) -> str:
     """x (T,B,F) with each column reversed within its own length (nn.layers.reverse_within):
     rev[t, b] = L_b - 1 - t for t < L_b, else t."""
-    key = ("rev", lengths)
-    if key not in g._memo:
-        T = g.op("Squeeze", g.dim(x, 0), g.ints(0))
-        t = g.op("Unsqueeze", g.op("Range", g.scalar(0), T, g.scalar(1)), g.ints(1))      # (T, 1)
-        last = g.op("Sub", g.op("Sub", lengths, g.scalar(1)), t)                          # L_b - 1 - t
-        g._memo[key] = g.op("Unsqueeze", g.op("Where", g.op("Less", t, lengths), last, t), g.ints(2))
-    index = g.op("Expand", g._memo[key], g.op("Shape", x))
+    def rev():                                                        # (T, B, 1)
+        t = g.steps(x)
+        last = g.op("Sub", g.op("Sub", lengths, g.scalar(1)), t)         # L_b - 1 - t
+        return g.op("Unsqueeze", g.op("Where", g.op("Less", t, lengths), last, t), g.ints(2))
+
+    index = g.op("Expand", g.once(("reverse", lengths), rev), g.op("Shape", x))
     return g.op("GatherElements", x, index, axis=0)
 
 
@@ -235,9 +238,7 @@ def _recurrent(g: _Graph, cell, ps: list, x: str, D: int, lengths: str | None = 
 # -- pooling over time (nn.layers.pool_forward) ----------------------------------------------------------------
 def _steps_mask(g: _Graph, y: str, lengths: str) -> str:
     """(T,B,1) bool: t < L_b."""
-    T = g.op("Squeeze", g.dim(y, 0), g.ints(0))
-    t = g.op("Unsqueeze", g.op("Range", g.scalar(0), T, g.scalar(1)), g.ints(1))
-    return g.op("Unsqueeze", g.op("Less", t, lengths), g.ints(2))
+    return g.op("Unsqueeze", g.op("Less", g.steps(y), lengths), g.ints(2))
 
 
 def _pool(g: _Graph, y: str, lengths: str, how: str, split: int, width: int) -> str:
