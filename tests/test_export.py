@@ -162,6 +162,18 @@ def test_a_sentence_alone_and_in_a_padded_batch_get_the_same_scores():
     together = run(loaded, {n: getattr(batch, n) for n in names})[0]
     single = run(loaded, {n: getattr(alone, n) for n in names})[0]
     assert largest(together[:2, 0], single[:, 0]) <= 1e-6
+    # the words need not be distinct: one spelling per real position (padding reads word 0)
+    t, b = np.nonzero(batch.mask)
+    spellings = [LETTERS.encode(list(WORDS.tokens[i])) for i in batch.words[t, b]]
+    chars = np.zeros((max(map(len, spellings)), len(t)), dtype=np.int64)
+    for k, s in enumerate(spellings):
+        chars[:len(s), k] = s
+    index = np.zeros_like(batch.word_index)
+    index[t, b] = np.arange(len(t))
+    feeds = dict(words=batch.words, lengths=batch.lengths, chars=chars,
+                 char_lengths=np.array([len(s) for s in spellings]), word_index=index)
+    assert len(t) > batch.chars.shape[1]                     # more words than distinct ones
+    assert largest(run(loaded, feeds)[0][t, b], together[t, b]) <= 1e-6
 
 
 # -- what the check and the metadata promise ---------------------------------------------------------------------
