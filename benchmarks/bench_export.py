@@ -39,11 +39,12 @@ import numpy as np  # noqa: E402
 import common  # noqa: E402  (puts this checkout on sys.path)
 from common import CONFIGS  # noqa: E402
 
-from charlm import export, exportcheck  # noqa: E402
-from charlm.checkpoint import Loaded  # noqa: E402
-from charlm.model import LanguageModel, ModelConfig  # noqa: E402
+from charlm.export import check as checking  # noqa: E402
+from charlm.export import onnxfile  # noqa: E402
+from charlm.lm.model import LanguageModel, ModelConfig  # noqa: E402
 from charlm.nn.layers import log_softmax  # noqa: E402
-from charlm.vocab import Vocab  # noqa: E402
+from charlm.tasks.lm import LM  # noqa: E402
+from charlm.text.vocab import Vocab  # noqa: E402
 
 SCORE_BATCH = 32
 GEN_LENGTH = 200
@@ -52,14 +53,14 @@ GEN_LENGTH = 200
 def exported(cfg: dict, cell: str):
     """(charlm model, ONNX Runtime session) of one model: random weights, V ids."""
     model = LanguageModel(ModelConfig(vocab_size=cfg["V"], cell=cell, layers=cfg["L"], hidden=cfg["H"],
-                                      embedding=cfg["E"]), seed=0)
+                                      embedding=cfg["E"], dropout=0.0), seed=0)
     vocab = Vocab(["<UNK>", "<EOS>"] + [f"t{i}" for i in range(cfg["V"] - 2)], [1] * cfg["V"])
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
     options.log_severity_level = 3
-    proto = export.export_model(Loaded(model, vocab, {}))
+    proto = onnxfile.export_model(LM(model, vocab, {}))
     return model, ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
     try:
         import onnxruntime
     except ImportError:
-        print(exportcheck.INSTALL_HINT)
+        print(checking.INSTALL_HINT)
         return 1
     print("command: " + " ".join([os.path.basename(sys.executable), *sys.orig_argv[1:]]))
     for line in common.machine_lines(None)[:-1]:

@@ -23,7 +23,9 @@ import pytest
 from click.testing import CliRunner
 
 from charlm import checkpoint
+from charlm.text import tokencache
 from charlm.cli import cli
+from charlm.tasks import load as load_model
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--hidden", "8", "--embedding", "4", "--layers", "1", "--seq-len", "8", "--batch-size", "2", "-q"]
@@ -452,7 +454,7 @@ def test_train_option_extreme_but_valid(run, models, tmp_path, option, value):
     r = run("train", models["corpus"], "-o", out, *TINY, "--max-steps", "2", option, value)
     assert r.exit_code == 0, r.output
     assert "Traceback" not in r.output
-    checkpoint.load_model(out)  # whatever was written is a usable model
+    load_model(out)  # whatever was written is a usable model
 
 
 def test_train_model_too_big_for_memory_is_refused_up_front(run, models, tmp_path):
@@ -470,7 +472,7 @@ def test_train_output_that_cannot_be_written_fails_before_training(run, models, 
 
 def test_train_non_finite_parameters_never_reach_a_checkpoint(run, models, tmp_path, monkeypatch):
     """If an update makes the weights inf/NaN, training stops and the files on disk stay loadable."""
-    from charlm import optim
+    from charlm.engine import optim
 
     out = tmp_path / "o.npz"
     assert run("train", models["corpus"], "-o", out, *TINY, "--max-steps", "2", "--eval-every", "1").exit_code == 0
@@ -485,7 +487,7 @@ def test_train_non_finite_parameters_never_reach_a_checkpoint(run, models, tmp_p
     r = run("train", models["corpus"], "-o", out, *TINY, "--max-steps", "6", "--eval-every", "1", "--resume")
     clean_error(r, 1, "diverged")
     assert (out.read_bytes(), (tmp_path / "o.last.npz").read_bytes()) == before
-    checkpoint.load_model(out)
+    load_model(out)
 
 
 @pytest.mark.parametrize("args,code", [
@@ -635,7 +637,7 @@ def test_2mb_single_line_trains(tmp_path):
                                 tmp_path)
     assert code == 0, err
     assert peak < 300, peak
-    checkpoint.load_model(tmp_path / "m.npz")
+    load_model(tmp_path / "m.npz")
 
 
 # ---------------------------------------------------- never destroy the user's files (charlm.files)
@@ -693,12 +695,24 @@ def test_train_force_replaces_a_foreign_output_and_metrics_file(run, files):
     assert records and all("step" in rec for rec in records)  # replaced, not appended to
 
 
-def test_train_replaces_its_own_kind_of_file(run, files, tmp_path):
+def test_a_new_run_never_silently_replaces_another_runs_files(run, files, tmp_path):
+    """Issue 18.2: a fresh run over another run's model (or metrics log) is refused, saying what is
+    there and offering --resume or --force; --force replaces the model and starts the log anew."""
     out, log = tmp_path / "m.npz", tmp_path / "log.jsonl"
-    for _ in range(2):  # a second run over its own model and metrics log is fine
-        r = run("train", files["corpus"], *TINY, "--max-steps", "2", "-o", out, "--metrics", log)
-        assert r.exit_code == 0, r.output
-    assert len(log.read_text().splitlines()) == 2
+    r = run("train", files["corpus"], *TINY, "--max-steps", "2", "-o", out, "--metrics", log)
+    assert r.exit_code == 0, r.output
+    before = {p: p.read_bytes() for p in (out, tmp_path / "m.last.npz", log)}
+    r = run("train", files["corpus"], *TINY, "--max-steps", "3", "-o", out, "--hidden", "5")
+    clean_error(r, 2, "another run", "task lm", "2 steps", "corpus.txt", "--resume", "--force")
+    assert all(p.read_bytes() == b for p, b in before.items())
+    (tmp_path / "m.last.npz").unlink()  # the best model alone is another run's work too
+    clean_error(run("train", files["corpus"], *TINY, "-o", out), 2, "another run", "--force")
+    other = tmp_path / "other.npz"
+    clean_error(run("train", files["corpus"], *TINY, "-o", other, "--metrics", log), 2, "--metrics", "--force")
+    assert not other.exists()
+    r = run("train", files["corpus"], *TINY, "--max-steps", "3", "-o", out, "--metrics", log, "--force")
+    assert r.exit_code == 0, r.output
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [3]
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -902,18 +916,19 @@ def test_plot_never_writes_over_the_run_or_a_foreign_image(run, tmp_path):
 @pytest.mark.parametrize("damage,says", [
     (lambda f: f.ids.write_bytes(f.ids.read_bytes()[:-3]), "its id file is truncated"),
     (lambda f: f.ids.write_bytes(b"\x93NUMPY" + bytes(200)), "its id file"),
-    (lambda f: f.record.write_text('{"format": "charlm-token-cache", "version": 1}'), "its record is damaged"),
+    (lambda f: f.record.write_text('{"format": "charlm-token-cache", "version": %d}' % tokencache.VERSION),
+     "its record is damaged"),
     (lambda f: f.record.write_text("not json at all"), "is not a charlm token cache: left alone"),
 ])
 def test_corrupt_token_cache(run, models, tmp_path, monkeypatch, damage, says):
     """A damaged token cache is never trusted: the run says so in one warning line and tokenizes
     again (rebuilding the cache when it is charlm's, leaving a file that is not alone)."""
-    from charlm import tokencache
-    from charlm.tokenizer import TokenizerConfig
+    from charlm.text import tokencache
+    from charlm.text.tokenizer import TokenizerConfig
 
     monkeypatch.setattr(tokencache, "MIN_BYTES", 0)
     cmd = ["train", models["corpus"], "-o", tmp_path / "m.npz", *TINY[:-1], "--max-steps", "2",
-           "--cache-dir", tmp_path / "cache"]  # not -q: that would hide the warning
+           "--cache-dir", tmp_path / "cache", "--force"]  # not -q: that would hide the warning
     assert run(*cmd).exit_code == 0
     files = tokencache.cache_files(models["corpus"], TokenizerConfig(), tmp_path / "cache")
     damage(files)
@@ -1072,11 +1087,14 @@ def test_tag_and_classify_usage_errors(run, task_models, args, needle):
     ("onto-the-model", 2, ("is the model", "never writes over one of its inputs")),
     ("onto-a-foreign-file", 2, ("exists and is not a charlm onnx export", "--force")),
     ("a-layer-it-does-not-know", 2, ("cannot write this lm model", "out.W, out.b")),
-    ("a-task-it-does-not-know", 2, ("cannot write a 'lm' model yet",)),
+    ("a-task-it-does-not-know", 2, ("cannot write a language model (task lm) yet",)),
 ])
 def test_export_bad_inputs(run, models, tmp_path, monkeypatch, case, code, needles):
     pytest.importorskip("onnx", reason="the export extra is not installed: pip install 'charlm[export]'")
-    from charlm import export
+    import dataclasses
+
+    from charlm.export import builders
+    from charlm.tasks import lm
 
     model, out = models["char"], tmp_path / "out.onnx"
     if case == "not-a-model":
@@ -1087,9 +1105,10 @@ def test_export_bad_inputs(run, models, tmp_path, monkeypatch, case, code, needl
     elif case == "onto-a-foreign-file":
         out.write_text("my notes\n")
     elif case == "a-layer-it-does-not-know":          # as a tagger with a CRF would be: parameters no builder reads
-        monkeypatch.setitem(export.READS, "lm", ("embed.", "rnn."))
+        monkeypatch.setitem(builders.EXPORTERS, lm.TASK,
+                            dataclasses.replace(builders.EXPORTERS[lm.TASK], reads=("embed.", "rnn.")))
     else:                                             # as a sequence-to-sequence model would be
-        monkeypatch.delitem(export.EXPORTERS, "lm")
+        monkeypatch.delitem(builders.EXPORTERS, lm.TASK)
     before = out.read_bytes() if out.exists() else None
     clean_error(run("export", "-m", model, "-o", out, "--no-check"), code, *needles)
     assert (out.read_bytes() if out.exists() else None) == before

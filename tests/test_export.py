@@ -14,14 +14,19 @@ import pytest
 onnx = pytest.importorskip("onnx", reason="the export extra is not installed: pip install 'charlm[export]'")
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: pip install 'charlm[export]'")
 
-from charlm import checkpoint, export, exportcheck  # noqa: E402
-from charlm.checkpoint import Loaded  # noqa: E402
-from charlm.model import LanguageModel, ModelConfig  # noqa: E402
+from charlm import checkpoint  # noqa: E402
+from charlm.export import builders, onnxfile, recurrent  # noqa: E402
+from charlm.export import check as checking  # noqa: E402
+from charlm.lm.model import LanguageModel, ModelConfig  # noqa: E402
 from charlm.nn.layers import dense_forward  # noqa: E402
-from charlm.sentences import Encoder  # noqa: E402
-from charlm.tagger import TaggerConfig, make_model, pad_sentences  # noqa: E402
-from charlm.tokenizer import TokenizerConfig  # noqa: E402
-from charlm.vocab import Vocab  # noqa: E402
+from charlm.sentence.batch import pad_sentences  # noqa: E402
+from charlm.sentence.encoder import Encoder  # noqa: E402
+from charlm.sentence.network import TaggerConfig  # noqa: E402
+from charlm.tasks import get  # noqa: E402
+from charlm.tasks.lm import LM  # noqa: E402
+from charlm.text.tokenizer import TokenizerConfig  # noqa: E402
+from charlm.text.vocab import Vocab  # noqa: E402
+from charlm.version import __version__  # noqa: E402
 
 TOL = 1e-5
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -32,30 +37,32 @@ LETTERS = Vocab(["<UNK>", "<EOS>"] + list("thecaSonmPris"), [1] * 15, TokenizerC
 LABELS = ["B-LOC", "I-LOC", "O"]
 
 
-def randomized(model, seed: int = 0):
+def randomized(network, seed: int = 0):
     """Every parameter drawn at random (biases too: the tests must see every weight's place)."""
     rng = np.random.default_rng(seed)
-    for k, v in model.params.items():
-        model.params[k] = (0.5 * rng.standard_normal(v.shape)).astype(v.dtype)
-    return model
+    for k, v in network.params.items():
+        network.params[k] = (0.5 * rng.standard_normal(v.shape)).astype(v.dtype)
+    return network
 
 
-def language_model(**settings) -> Loaded:
+def language_model(**settings) -> LM:
     settings = dict(dict(hidden=6, embedding=6, layers=1), **settings)
-    return Loaded(randomized(LanguageModel(ModelConfig(len(CHARS), **settings))), CHARS, {})
+    return LM(randomized(LanguageModel(ModelConfig(vocab_size=len(CHARS), **settings))), CHARS, {})
 
 
-def sentence_model(task: str, **settings) -> Loaded:
+def sentence_model(task: str, **settings):
+    """A Tagger or Classifier (what charlm.load returns) of random weights."""
     settings = dict(dict(hidden=5, embedding=4, layers=2, char_embedding=3, char_hidden=3), **settings)
     config = TaggerConfig(task=task, vocab_size=len(WORDS), char_vocab_size=len(LETTERS), num_labels=3, **settings)
-    encoder = Encoder(task, WORDS, LETTERS, LABELS, "IOB2" if task == "tag" else None)
-    return Loaded(randomized(make_model(config)), WORDS, encoder.to_meta(), task, LETTERS, LABELS)
+    kind = get(task)
+    encoder = Encoder(kind.per_token, WORDS, LETTERS, LABELS, "IOB2" if kind.per_token else None)
+    return kind.api_class(randomized(kind.network(config)), WORDS, dict(encoder.to_meta(), task=task), "", encoder)
 
 
-def run(loaded: Loaded, feeds: dict):
-    proto = export.export_model(loaded)
+def run(model, feeds: dict):
+    proto = onnxfile.export_model(model)
     onnx.checker.check_model(proto, full_check=True)
-    return exportcheck.session(proto).run(None, feeds)
+    return checking.session(proto).run(None, feeds)
 
 
 def largest(a, b) -> float:
@@ -79,11 +86,11 @@ LM_CASES = {
 @pytest.mark.parametrize("case", LM_CASES)
 def test_a_language_model_scores_a_window_and_streams_as_charlm(case):
     loaded = language_model(**LM_CASES[case])
-    model = loaded.model
+    model = loaded.network
     c = model.config
-    proto = export.export_model(loaded)
+    proto = onnxfile.export_model(loaded)
     onnx.checker.check_model(proto, full_check=True)
-    sess = exportcheck.session(proto)
+    sess = checking.session(proto)
     names = ["a0", "c0"][:model.cell.n_states]
     rng = np.random.default_rng(1)
     # a window of T=6 tokens for B=3 streams, from a random state
@@ -129,14 +136,14 @@ def padded_batch(rng, lengths):
     """A SentenceBatch of random words (ids and their spellings), padded to the longest."""
     words = [rng.integers(0, len(WORDS), size=n) for n in lengths]
     spell = [[LETTERS.encode(list(WORDS.tokens[i])).astype(np.int64) for i in s] for s in words]
-    return pad_sentences(words, spell, task="tag")
+    return pad_sentences(words, spell)
 
 
 @pytest.mark.parametrize("case", SENTENCE_CASES)
 def test_a_tagger_or_classifier_gives_charlm_logits_on_a_padded_batch(case):
     task, settings = SENTENCE_CASES[case]
     loaded = sentence_model(task, **settings)
-    model = loaded.model
+    model = loaded.network
     batch = padded_batch(np.random.default_rng(2), [4, 1, 6, 3, 6])
     names = ["words", "lengths"] + (["chars", "char_lengths", "word_index"] if model.chars else [])
     logits = run(loaded, {n: getattr(batch, n) for n in names})[0]
@@ -179,23 +186,23 @@ def test_a_sentence_alone_and_in_a_padded_batch_get_the_same_scores():
 # -- what the check and the metadata promise ---------------------------------------------------------------------
 def test_the_check_catches_a_wrong_weight_mapping(monkeypatch):
     loaded = language_model(cell="gru", layers=2)
-    assert exportcheck.compare(export.export_model(loaded), loaded).largest <= TOL
-    monkeypatch.setitem(export._ONNX_GATES, "gru", ((1, 1), (0, 1), (2, 1)))   # z = Γu: the sign forgotten
-    assert exportcheck.compare(export.export_model(loaded), loaded).largest > 1e-2
+    assert onnxfile.check(onnxfile.export_model(loaded), loaded).largest <= TOL
+    monkeypatch.setitem(recurrent.ONNX_GATES, "gru", ((1, 1), (0, 1), (2, 1)))   # z = Γu: the sign forgotten
+    assert onnxfile.check(onnxfile.export_model(loaded), loaded).largest > 1e-2
 
 
 @pytest.mark.parametrize("kind", ["lm", "tag", "classify"])
 def test_the_metadata_round_trips(kind, tmp_path):
     loaded = language_model(cell="lstm", layers=2) if kind == "lm" else sentence_model(kind, cell="gru")
     path = tmp_path / "m.onnx"
-    export.save(export.export_model(loaded), path)
+    onnxfile.save(onnxfile.export_model(loaded), path)
     proto = onnx.load(str(path))
-    meta = export.read_metadata(proto)
-    assert meta["task"] == kind and meta["charlm_version"] == checkpoint.__version__
+    meta = onnxfile.read_metadata(proto)
+    assert meta["task"] == kind and meta["charlm_version"] == __version__
     assert meta["vocab"] == loaded.vocab.tokens and (meta["unk_id"], meta["eos_id"]) == (0, 1)
     assert TokenizerConfig.from_dict(meta["tokenizer"]) == loaded.vocab.tokenizer
-    assert meta["model"] == loaded.model.config.to_dict()
-    sess = exportcheck.session(proto)
+    assert meta["model"] == loaded.network.config.to_dict()
+    sess = checking.session(proto)
     assert meta["inputs"] == [i.name for i in sess.get_inputs()]
     assert meta["outputs"] == [o.name for o in sess.get_outputs()]
     assert sess.get_modelmeta().custom_metadata_map["vocab"] == proto.metadata_props[
@@ -210,12 +217,10 @@ def test_the_metadata_round_trips(kind, tmp_path):
 
 
 # -- the command ----------------------------------------------------------------------------------------------------
-def save_model(path: Path, loaded: Loaded) -> Path:
-    meta = {"kind": "best", "task": loaded.task, "model": loaded.model.config.to_dict(),
-            "vocab": loaded.vocab.to_dict(), "train": {}}
-    if loaded.task != "lm":
-        meta.update(Encoder(loaded.task, loaded.vocab, loaded.char_vocab, loaded.labels, None).to_meta())
-    checkpoint.save_checkpoint(path, checkpoint.model_arrays(loaded.model), meta)
+def save_model(path: Path, loaded) -> Path:
+    meta = dict(loaded.meta, kind="best", task=loaded.task, model=loaded.network.config.to_dict(),
+                vocab=loaded.vocab.to_dict(), train={})
+    checkpoint.save_checkpoint(path, checkpoint.model_arrays(loaded.network), meta)
     return path
 
 

@@ -6,9 +6,8 @@ import os
 
 import click
 
-from charlm.checkpoint import TASK_LOADERS
-from charlm.cli import cli
-from charlm.cli.options import load_checked, model_option
+from charlm.cli.group import cli
+from charlm.cli.options import load_model, model_option
 from charlm.errors import CharlmError
 
 
@@ -37,27 +36,29 @@ def export_command(model_path, output, check, force) -> None:
       charlm export -m dinos.npz                  # writes dinos.onnx, then checks it
       charlm export -m ner.npz -o ner.onnx --no-check
     """
-    from charlm import export, exportcheck
+    from charlm.export import check as checking
+    from charlm.export import onnxfile
+    from charlm.export.graph import onnx_module
     from charlm.files import ONNX, Output, check_outputs
 
-    export._onnx()                                                   # the extra is there, or one line
-    if check and not exportcheck.available():
-        raise CharlmError(exportcheck.INSTALL_HINT)
+    onnx_module()                                                    # the extra is there, or one line
+    if check and not checking.available():
+        raise CharlmError(checking.INSTALL_HINT)
     output = output or os.path.splitext(model_path)[0] + ".onnx"
     check_outputs([Output(output, ONNX, "-o/--output")], {"the model": model_path}, force=force)
-    loaded = load_checked(model_path, TASK_LOADERS)
-    proto = export.export_model(loaded)
+    model = load_model(model_path, any_task=True)
+    proto = onnxfile.export_model(model)
     if check is None:
-        check = exportcheck.available()
+        check = checking.available()
         if not check:
-            click.echo(f"charlm: not checked: {exportcheck.INSTALL_HINT}", err=True)
+            click.echo(f"charlm: not checked: {checking.INSTALL_HINT}", err=True)
     if check:
-        result = exportcheck.compare(proto, loaded)
+        result = onnxfile.check(proto, model)
         click.echo(result.line())
-        if not result.largest <= exportcheck.TOLERANCE:
+        if not result.largest <= checking.TOLERANCE:
             raise CharlmError(f"the exported graph disagrees with charlm (largest difference {result.largest:.2e} "
-                              f"> {exportcheck.TOLERANCE:g}); nothing written (--no-check writes it anyway)")
-    export.save(proto, output)
+                              f"> {checking.TOLERANCE:g}); nothing written (--no-check writes it anyway)")
+    onnxfile.save(proto, output)
     size = os.path.getsize(output)
-    click.echo(f"charlm: wrote {output} ({loaded.task}, {loaded.model.config.cell}, "
-               f"{size / 2 ** 20:.1f} MB, opset {export.OPSET})", err=True)
+    click.echo(f"charlm: wrote {output} ({model.task}, {model.network.config.cell}, "
+               f"{size / 2 ** 20:.1f} MB, opset {onnxfile.OPSET})", err=True)
