@@ -221,3 +221,88 @@ def test_cache_dir_with_no_cache_is_refused(run, made, tmp_path):
                   "--no-cache"), 2, "--cache-dir and --no-cache contradict each other")
     one_error(run("score", "-m", made / "lm.npz", "--file", made / "corpus.txt", "--stream", "--cache-dir", tmp_path,
                   "--no-cache"), 2, "--cache-dir and --no-cache contradict each other")
+
+
+# -- 6. an absurd beam: the hint names options that go with --beam -------------------------------------
+
+def test_an_absurd_beam_gets_a_hint_the_command_accepts(run, made):
+    line = one_error(run("sample", "-m", made / "lm.npz", "--beam", "2000000000"), 1, "out of memory", "--beam")
+    assert "--num" not in line
+
+
+# -- 10, 11. info of a .last file: epochs as training printed them, the best model's own figures -------
+
+def test_info_of_last_files_counts_epochs_and_shows_the_best(run, made, tmp_path):
+    import charlm
+
+    for args, out in ((["train", made / "corpus.txt", *TINY, "--max-steps", "7"], "lm"),
+                      (["train", "--task", "tag", made / "ner.txt", *SMALL_TAGGER, "--max-steps", "3"], "tag"),
+                      (["train", "--task", "classify", made / "reviews.tsv", *SMALL_TAGGER, "--max-steps", "2"],
+                       "classify")):
+        path = tmp_path / f"{out}.npz"
+        r = run(*args, "-o", path, "--metrics", tmp_path / f"{out}.jsonl")
+        assert r.exit_code == 0, r.output
+        printed = [__import__("json").loads(line) for line in (tmp_path / f"{out}.jsonl").read_text().splitlines()]
+        info = charlm.load(tmp_path / f"{out}.last.npz").info()
+        assert info["run"]["epochs_done"] == pytest.approx(printed[-1]["epoch"])  # 42.24 of 20 before
+        text = run("info", tmp_path / f"{out}.last.npz").stdout
+        best = next(line for line in text.splitlines() if line.startswith("evaluations:"))
+        assert f"best at step {info['run']['best_step']}: " in best and ": -;" not in best, best  # "-" before
+
+
+# -- 12. a validation file with no tag the model knows: no loss, not 0.0000 -------------------------------
+
+def test_validation_without_a_known_tag_has_no_loss(run, made, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text("Paris X-NEW\nis X-NEW\n\nBerlin X-NEW\n", encoding="utf-8")
+    r = run("train", "--task", "tag", made / "ner.txt", "-o", tmp_path / "t.npz", *SMALL_TAGGER[:-1],
+            "--max-steps", "2", "--eval-every", "1", "--val-file", other)
+    assert r.exit_code == 0, r.output
+    assert "val 0.0000" not in r.stderr and "best validation loss 0.0000" not in r.stderr
+    assert "val n/a" in r.stderr and "best validation loss n/a" in r.stderr, r.stderr
+
+
+# -- 13. a column file of another tag set is read as columns, never as text ------------------------------
+
+def test_tagging_a_column_file_of_another_tag_set(run, made):
+    r = run("tag", "-m", made / "pos.npz", "--file", made / "ner.txt")
+    assert r.exit_code == 0, r.output
+    assert "is a column file whose tags" in r.stderr and "are not this model's" in r.stderr
+    first = r.stdout.splitlines()[0]
+    assert "/O " not in first + " " and "-DOCSTART-" not in r.stdout  # gold tags are not tagged as words
+    tokens = [line.split()[0] for line in (made / "ner.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("-DOCSTART-")]
+    assert [t.rsplit("/", 1)[0] for line in r.stdout.splitlines() for t in line.split()] == tokens
+
+
+# -- also found: a resumed run's notice is a note, and counts epochs as info does; a slow classifier's rate
+
+def test_resume_notice_is_a_note_with_info_epochs(run, made, tmp_path):
+    import charlm
+
+    out = tmp_path / "m.npz"
+    assert run("train", made / "corpus.txt", "-o", out, *TINY, "--max-steps", "3").exit_code == 0
+    done = charlm.load(tmp_path / "m.last.npz").info()["run"]["epochs_done"]
+    r = run("train", made / "corpus.txt", "-o", out, *TINY[:-1], "--max-steps", "4", "--resume")
+    assert r.exit_code == 0, r.output
+    line = next(line for line in r.stderr.splitlines() if "resuming from" in line)
+    assert line.startswith("charlm: resuming") and "warning" not in line and f"({done:.2f} epochs done)" in line
+
+
+def test_the_progress_rate_of_a_slow_run_is_not_zero():
+    from charlm.engine.progress import BarReporter
+    from charlm.tasks import get
+
+    class Bar:
+        def update(self, n):
+            pass
+
+        def set_postfix_str(self, text, refresh=False):
+            self.text = text
+
+    rep = BarReporter(get("classify"))
+    rep.bar, rep.level = Bar(), "word"
+    rep.step(5, 0.7, 1e-3, 31.4)
+    assert "31 ex/s" in rep.bar.text and "0.0k" not in rep.bar.text
+    rep.step(10, 0.7, 1e-3, 12_345.0)
+    assert "12.3k ex/s" in rep.bar.text
