@@ -6,3 +6,4 @@ from charlm.cli import tokenize, train, score, sample  # noqa: F401,E402
 from charlm.cli import nexttoken, info, plot  # noqa: F401,E402
 from charlm.cli import tag, classify, evaluate  # noqa: F401,E402
 from charlm.cli import export  # noqa: F401,E402
+from charlm.cli import serve  # noqa: F401,E402

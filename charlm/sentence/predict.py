@@ -45,9 +45,13 @@ class Tagged:
         """Entities as (text, type, start, end), tokens start..end-1 (entity tags only)."""
         return [(" ".join(self.tokens[s:e]), kind, s, e) for kind, s, e in chunks(self.tags)]
 
-    def to_dict(self) -> dict:
-        """The object `charlm tag --json` prints for the sentence (probabilities rounded to 6 places)."""
-        return {"tokens": self.tokens, "tags": self.tags, "probs": [round(p, 6) for p in self.probs]}
+    def to_dict(self, spans: bool = False) -> dict:
+        """The object `charlm tag --json` prints for the sentence (probabilities rounded to 6 places);
+        spans=True adds its entities (`--spans`): "spans": [{"text", "type", "start", "end"}, ...]."""
+        d = {"tokens": self.tokens, "tags": self.tags, "probs": [round(p, 6) for p in self.probs]}
+        if spans:
+            d["spans"] = [{"text": t, "type": k, "start": s, "end": e} for t, k, s, e in self.spans()]
+        return d
 
 
 @dataclass
