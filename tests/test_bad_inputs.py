@@ -1036,6 +1036,32 @@ def test_tag_column_or_format_that_does_not_exist(run, task_models, tmp_path, ar
     clean_error(r, code, needle)
 
 
+@pytest.mark.parametrize("task", ["classify", "lm"])
+def test_crf_for_a_task_without_tags(run, task_models, tmp_path, task):
+    """--crf scores tag sequences: refused for a classifier and a language model (issue 22)."""
+    corpus = task_models["cls_text"]
+    r = run("train", "--task", task, corpus, "-o", tmp_path / "out.npz", "--crf", "--max-steps", "2", "-q")
+    clean_error(r, 2, "--crf applies to --task tag only")
+    assert f"not to --task {task}" in r.stderr and not (tmp_path / "out.npz").exists()
+
+
+def test_init_from_what_is_not_a_fitting_language_model(run, models, task_models, tmp_path):
+    """--init-from (issue 22): a tagger file, a character LM for a word tagger, sizes that differ, a
+    file that is not there; --freeze-epochs without it; either for a language model."""
+    base = ["train", "--task", "tag", task_models["ner_text"], "-o", tmp_path / "out.npz", *TASK_TINY, "--max-steps", "2"]
+    clean_error(run(*base, "--init-from", task_models["ner"]), 2, "is not a language model (task tag)")
+    clean_error(run(*base, "--init-from", models["char"]), 2, "char-level language model; the tagger reading words")
+    clean_error(run(*base, "--init-from", models["word"]), 2, "the language model's cell is gru, the tagger's lstm")
+    clean_error(run(*base, "--init-from", models["word"], "--cell", "gru"), 2,
+                "the language model's hidden is 8, the tagger's 6: train the tagger with --hidden 8")
+    clean_error(run(*base, "--init-from", tmp_path / "none.npz"), 1, "--init-from: ", "no such model file")
+    clean_error(run(*base, "--freeze-epochs", "1"), 2, "--freeze-epochs needs --init-from")
+    clean_error(run(*base, "--freeze-epochs", "-1"), 2, "--freeze-epochs")
+    r = run("train", models["corpus"], "-o", tmp_path / "out.npz", *TINY, "--init-from", models["word"])
+    clean_error(r, 2, "--init-from applies to --task tag and --task classify, not to a language model")
+    assert not (tmp_path / "out.npz").exists()
+
+
 def test_xpos_column_that_is_empty(run, tmp_path):
     p = tmp_path / "x.conllu"
     p.write_text(CONLLU.replace("\tDT\t", "\t_\t"))
