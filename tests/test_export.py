@@ -216,6 +216,14 @@ def test_the_metadata_round_trips(kind, tmp_path):
         assert regex.findall(meta["token_pattern"], "the cat, 3.5") == ["the", "cat", ",", "3.5"]
 
 
+def test_a_crf_tagger_is_refused_by_its_layer():
+    """Its tags come from Viterbi over crf.trans/start/end, which the graph does not hold."""
+    from charlm.errors import UsageError
+
+    with pytest.raises(UsageError, match="does not know the layer of parameter.*crf.end, crf.start, crf.trans"):
+        onnxfile.export_model(sentence_model("tag", cell="gru", crf=True))
+
+
 # -- the command ----------------------------------------------------------------------------------------------------
 def save_model(path: Path, loaded) -> Path:
     meta = dict(loaded.meta, kind="best", task=loaded.task, model=loaded.network.config.to_dict(),
