@@ -1199,3 +1199,58 @@ def test_unknown_source_tokens_are_reported(run, s2s_model, tmp_path):
     r = run("eval", "-m", s2s_model["model"], p, "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["unknown_source_tokens"] == ["x", "z"] and "<UNK>" in r.stderr
+# ------------------------------------------------------------------------------------------ charlm export
+
+@pytest.mark.parametrize("case,code,needles", [
+    ("not-a-model", 1, ("is not a charlm model file",)),
+    ("onto-the-model", 2, ("is the model", "never writes over one of its inputs")),
+    ("onto-a-foreign-file", 2, ("exists and is not a charlm onnx export", "--force")),
+    ("a-layer-it-does-not-know", 2, ("cannot write this lm model", "out.W, out.b")),
+    ("a-task-it-does-not-know", 2, ("cannot write a language model (task lm) yet",)),
+])
+def test_export_bad_inputs(run, models, tmp_path, monkeypatch, case, code, needles):
+    pytest.importorskip("onnx", reason="the export extra is not installed: pip install 'charlm[export]'")
+    import dataclasses
+
+    from charlm.export import builders
+    from charlm.tasks import lm
+
+    model, out = models["char"], tmp_path / "out.onnx"
+    if case == "not-a-model":
+        model = tmp_path / "notes.txt"
+        model.write_text("not a model\n")
+    elif case == "onto-the-model":
+        out = model
+    elif case == "onto-a-foreign-file":
+        out.write_text("my notes\n")
+    elif case == "a-layer-it-does-not-know":          # as a tagger with a CRF would be: parameters no builder reads
+        monkeypatch.setitem(builders.EXPORTERS, lm.TASK,
+                            dataclasses.replace(builders.EXPORTERS[lm.TASK], reads=("embed.", "rnn.")))
+    else:                                             # as a sequence-to-sequence model would be
+        monkeypatch.delitem(builders.EXPORTERS, lm.TASK)
+    before = out.read_bytes() if out.exists() else None
+    clean_error(run("export", "-m", model, "-o", out, "--no-check"), code, *needles)
+    assert (out.read_bytes() if out.exists() else None) == before
+    if case == "onto-a-foreign-file":                 # --force replaces it; a charlm export needs no --force
+        assert run("export", "-m", model, "-o", out, "--no-check", "--force").exit_code == 0
+        assert run("export", "-m", model, "-o", out, "--no-check").exit_code == 0
+
+
+def test_export_without_the_extra_says_what_to_install(run, models, tmp_path, monkeypatch):
+    out = tmp_path / "out.onnx"
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    line = clean_error(run("export", "-m", models["char"], "-o", out), 1)
+    assert line == "charlm: error: charlm export needs onnx: pip install 'charlm[export]'"
+    assert not out.exists()
+
+
+def test_export_check_without_onnxruntime_says_what_to_install(run, models, tmp_path, monkeypatch):
+    pytest.importorskip("onnx", reason="the export extra is not installed: pip install 'charlm[export]'")
+    out = tmp_path / "out.onnx"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    line = clean_error(run("export", "-m", models["char"], "-o", out, "--check"), 1)
+    assert line == "charlm: error: checking an export needs onnxruntime: pip install 'charlm[export]'"
+    assert not out.exists()
+    r = run("export", "-m", models["char"], "-o", out)       # the check on by default only with onnxruntime
+    assert r.exit_code == 0 and out.exists() and r.stdout == ""
+    assert "not checked: checking an export needs onnxruntime: pip install 'charlm[export]'" in r.stderr
