@@ -19,7 +19,8 @@ test: $(STAMP)
 
 # The main job on the shipped corpus: about two minutes of training, then sampling, scoring and
 # the training curves (demo/curves.png); then a named-entity tagger trained for a minute on
-# wikigold tags the notes' two Teddy sentences.
+# wikigold tags the notes' two Teddy sentences; a date-normalisation model trained for a minute
+# translates written dates and draws its attention (demo/attention.png).
 demo: $(STAMP)
 	mkdir -p demo
 	$(BIN)/charlm tokenize --stats data/tinyshakespeare.txt
@@ -35,6 +36,15 @@ demo: $(STAMP)
 	cd demo && ../$(BIN)/charlm eval -m ner.npz ../data/wikigold.test.txt | head -4
 	cd demo && ../$(BIN)/charlm tag -m ner.npz "He said, Teddy Roosevelt was a great President" "Teddy bears are on sale!"
 	cd demo && ../$(BIN)/charlm tag -m ner.npz --spans "He said, Teddy Roosevelt was a great President" "Teddy bears are on sale!"
+	@echo "# Sequence to sequence: a minute of training on written dates -> ISO dates, then its attention."
+	cd demo && ../$(BIN)/python -c "from charlm.seq2seq.dates import write_date_pairs as w; \
+		w('dates.tsv', 20000, seed=1); w('dates.dev.tsv', 200, seed=2); w('dates.test.tsv', 500, seed=3)"
+	cd demo && ../$(BIN)/charlm train --task seq2seq dates.tsv --val-file dates.dev.tsv -o dates.npz \
+		--hidden 64 --layers 1 --embedding 16 --eval-every 100 --time-limit 60 --force
+	cd demo && ../$(BIN)/charlm translate -m dates.npz "the 29th of August 1958" "5/1/2001" "Aug 3, 2019" \
+		"Saturday, March 14, 2015"
+	cd demo && ../$(BIN)/charlm eval -m dates.npz dates.test.tsv | head -3
+	cd demo && ../$(BIN)/charlm plot -m dates.npz --attention "the 29th of August 1958" -o attention.png --force
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'

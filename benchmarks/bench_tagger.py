@@ -104,14 +104,10 @@ def make_batches(sentences, spelling, order, seed: int):
     return out
 
 
-def charlm_fn(batches, crf: bool = False):
-    """(one timed call: a training step on each batch, the number of parameters); crf: with a CRF
-    output layer (benchmarks/bench_crf.py)."""
+def training_call(model, batches):
+    """A timed call: one charlm training step (forward, backward, clipping at 5, Adam) per batch."""
     from charlm.engine.optim import clip_grad_norm, make_optimizer
-    from charlm.sentence.network import TaggerNetwork as Tagger
 
-    config = TaggerConfig(task="tag", vocab_size=V, char_vocab_size=C, num_labels=K, word_dropout=0.0, crf=crf)
-    model = Tagger(config, seed=0)
     opt = make_optimizer("adam", 1e-3)
     rng = np.random.default_rng(0)
 
@@ -122,7 +118,17 @@ def charlm_fn(batches, crf: bool = False):
             clip_grad_norm(grads, 5.0)
             opt.step(model.params, grads)
 
-    return call, model.num_params()
+    return call
+
+
+def charlm_fn(batches, crf: bool = False):
+    """(one timed call: a training step on each batch, the number of parameters); crf: with a CRF
+    output layer (benchmarks/bench_crf.py)."""
+    from charlm.sentence.network import TaggerNetwork
+
+    config = TaggerConfig(task="tag", vocab_size=V, char_vocab_size=C, num_labels=K, word_dropout=0.0, crf=crf)
+    model = TaggerNetwork(config, seed=0)
+    return training_call(model, batches), model.num_params()
 
 
 def torch_tagger(torch):

@@ -99,16 +99,19 @@ def _gate_order(H: int) -> np.ndarray:
     return np.concatenate([np.arange(0, 2 * H), np.arange(3 * H, 4 * H), np.arange(2 * H, 3 * H)])
 
 
-def load_charlm(model: BiLSTMTagger, params: dict) -> None:
-    """Copy a charlm tagger's parameters (checkpoint names, a BiLSTMTagger of the same sizes) into
-    the model. charlm's W (H+D, 4H) holds [W_hh; W_ih] transposed (rows [:H] act on a<t-1>); its one
-    bias per gate goes to bias_ih, and bias_hh is set to 0 and frozen (requires_grad False)."""
-    def put(tensor, array):
-        tensor.data.copy_(torch.from_numpy(np.ascontiguousarray(array)).to(tensor.dtype))
+def put(tensor, array) -> None:
+    """Copy a NumPy array into a torch parameter (in the parameter's dtype)."""
+    tensor.data.copy_(torch.from_numpy(np.ascontiguousarray(array)).to(tensor.dtype))
 
-    put(model.embed.weight, params["embed.W"])
-    if model.char_embed is not None:
-        put(model.char_embed.weight, params["char.embed.W"])
+
+def grad(tensor) -> np.ndarray:
+    return tensor.grad.detach().numpy()
+
+
+def load_lstms(model, params: dict) -> None:
+    """Copy charlm's LSTM parameters into every (name, nn.LSTM, suffix, H) of model.lstms(). charlm's
+    W (H+D, 4H) holds [W_hh; W_ih] transposed (rows [:H] act on a<t-1>); its one bias per gate goes
+    to bias_ih, and bias_hh is set to 0 and frozen (requires_grad False)."""
     for name, lstm, sfx, H in model.lstms():
         W, b, cols = params[f"{name}.W"], params[f"{name}.b"], _gate_order(H)
         put(getattr(lstm, f"weight_ih_{sfx}"), W[H:, cols].T)
@@ -117,23 +120,36 @@ def load_charlm(model: BiLSTMTagger, params: dict) -> None:
         bias_hh = getattr(lstm, f"bias_hh_{sfx}")
         bias_hh.data.zero_()
         bias_hh.requires_grad_(False)
+
+
+def lstm_gradients(model) -> dict:
+    """The gradients of the LSTMs set up by `load_lstms`, in charlm's names and layouts."""
+    g = {}
+    for name, lstm, sfx, H in model.lstms():
+        back = np.argsort(_gate_order(H))
+        g[f"{name}.W"] = np.concatenate([grad(getattr(lstm, f"weight_hh_{sfx}")).T,
+                                         grad(getattr(lstm, f"weight_ih_{sfx}")).T])[:, back]
+        g[f"{name}.b"] = grad(getattr(lstm, f"bias_ih_{sfx}"))[back]
+    return g
+
+
+def load_charlm(model: BiLSTMTagger, params: dict) -> None:
+    """Copy a charlm tagger's parameters (checkpoint names, a BiLSTMTagger of the same sizes) into
+    the model (the LSTMs as `load_lstms` says)."""
+    put(model.embed.weight, params["embed.W"])
+    if model.char_embed is not None:
+        put(model.char_embed.weight, params["char.embed.W"])
+    load_lstms(model, params)
     put(model.out.weight, params["out.W"].T)
     put(model.out.bias, params["out.b"])
 
 
 def charlm_gradients(model: BiLSTMTagger) -> dict:
     """The gradients of a model set up by `load_charlm`, in charlm's names and layouts."""
-    def grad(tensor):
-        return tensor.grad.detach().numpy()
-
     g = {"embed.W": grad(model.embed.weight)}
     if model.char_embed is not None:
         g["char.embed.W"] = grad(model.char_embed.weight)
-    for name, lstm, sfx, H in model.lstms():
-        back = np.argsort(_gate_order(H))
-        g[f"{name}.W"] = np.concatenate([grad(getattr(lstm, f"weight_hh_{sfx}")).T,
-                                         grad(getattr(lstm, f"weight_ih_{sfx}")).T])[:, back]
-        g[f"{name}.b"] = grad(getattr(lstm, f"bias_ih_{sfx}"))[back]
+    g.update(lstm_gradients(model))
     g["out.W"], g["out.b"] = grad(model.out.weight).T, grad(model.out.bias)
     return g
 

@@ -2,8 +2,8 @@
 
 The public Python API is what `__all__` lists (see `charlm.api` and the README's "Python API"):
 
-    lm = charlm.load("charlm.npz")       # a model file -> charlm.LM, charlm.Tagger or charlm.Classifier
-    lm = charlm.train("corpus.txt", ...)  # train as `charlm train` does (task="tag"|"classify" too)
+    lm = charlm.load("charlm.npz")       # a model file -> charlm.LM, charlm.Tagger, charlm.Classifier or charlm.Translator
+    lm = charlm.train("corpus.txt", ...)  # train as `charlm train` does (task="tag"|"classify"|"seq2seq" too)
 
 Everything else, the submodules included, is internal and may change between versions.
 """
@@ -16,12 +16,13 @@ from charlm.engine.launch import limit_blas_threads as _limit_blas_threads  # no
 
 _limit_blas_threads()
 
-from charlm.api import LM, Classifier, Model, Tagger, load, train  # noqa: E402
+from charlm.api import LM, Classifier, Model, Tagger, Translator, load, train  # noqa: E402
 from charlm.errors import CharlmError, CheckpointError, DataError, UsageError  # noqa: E402
 from charlm.lm.beam import Candidate  # noqa: E402
 from charlm.lm.generate import Sample  # noqa: E402
 from charlm.lm.scoring import CorpusSummary, SentenceScore  # noqa: E402
 from charlm.sentence.predict import Classified, Tagged  # noqa: E402
+from charlm.seq2seq.translate import Translated  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -31,12 +32,14 @@ __all__ = [
     "LM",
     "Tagger",
     "Classifier",
+    "Translator",
     "SentenceScore",
     "CorpusSummary",
     "Sample",
     "Candidate",
     "Tagged",
     "Classified",
+    "Translated",
     "CharlmError",
     "UsageError",
     "DataError",

@@ -16,6 +16,8 @@
     ner.evaluate("test.txt")                    # as `charlm eval --json`
     clf = charlm.load("sentiment.npz")          # a charlm.Classifier (task "classify")
     clf.classify(["a witty film"], top_k=2)     # [Classified]: as `charlm classify --json`
+    g2p = charlm.load("g2p.npz")                # a charlm.Translator (task "seq2seq")
+    g2p.translate(["PHOENIX"], beam=4)          # [Translated]: as `charlm translate --json`
 
 The model classes belong to their tasks (`charlm.tasks.lm.LM`, `tasks.tag.Tagger`,
 `tasks.classify.Classifier`, base `tasks.base.Model`); `load` builds the one of the file's task
@@ -36,11 +38,12 @@ from charlm.tasks import load as _load
 from charlm.tasks.base import Model
 from charlm.tasks.classify import Classifier
 from charlm.tasks.lm import LM
+from charlm.tasks.seq2seq import Translator
 from charlm.tasks.tag import Tagger
 from charlm.tasks.training import RESUME_OPTION, from_flags, given_names, resumed_task
 from charlm.tasks.training import train as _train_engine
 
-__all__ = ["Model", "LM", "Tagger", "Classifier", "load", "train"]
+__all__ = ["Model", "LM", "Tagger", "Classifier", "Translator", "load", "train"]
 
 KEYWORDS = tuple(o for o in OPTIONS if o.cli) + (RESUME_OPTION,)  # charlm.train()'s options, as `charlm train`'s
 
@@ -48,7 +51,8 @@ KEYWORDS = tuple(o for o in OPTIONS if o.cli) + (RESUME_OPTION,)  # charlm.train
 def load(path: str | os.PathLike) -> Model:
     """Load a model file written by `charlm train` (a best model or a NAME.last.npz).
 
-    Returns the model class of the file's task: `LM` for a language model, `Tagger`, `Classifier`.
+    Returns the model class of the file's task: `LM` for a language model, `Tagger`, `Classifier`,
+    `Translator`.
     Raises `CheckpointError` for a missing, corrupt, unsafe or incompatible file.
     """
     return _load(path)

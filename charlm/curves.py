@@ -24,6 +24,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from charlm.errors import CharlmError, DataError, UsageError
 from charlm.files import PLOT_MARK
 
@@ -205,13 +207,46 @@ def plot_run(run: Run, output: str | os.PathLike, width: int = 1200, height: int
     fig.savefig(output, dpi=dpi, metadata={key: PLOT_MARK})
 
 
+def plot_attention(translated, output: str | os.PathLike, width: int = 1000, height: int = 800) -> None:
+    """Draw the attention of one output (`seq2seq.translate.Translated`): α<t,t'> as a heatmap, the
+    source tokens across, the output tokens (then <EOS>) down, and write it to `output` (.png or
+    .svg) with `charlm.files.PLOT_MARK` in its metadata."""
+    fmt = image_format(output)
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise CharlmError(INSTALL_HINT) from None
+    if translated.attention is None:
+        raise UsageError("the model has no attention to draw (it was trained with --attention none)")
+    alpha = np.asarray(translated.attention, dtype=np.float64)
+    rows = list(translated.tokens) + (["<EOS>"] if translated.stop == "eos" else [])
+    dpi = 100
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(alpha, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(alpha.shape[1]), [_shown(t) for t in translated.source_tokens], rotation=90)
+    ax.set_yticks(range(alpha.shape[0]), [_shown(t) for t in rows])
+    ax.set_xlabel("source x<t'>")
+    ax.set_ylabel("output y<t>")
+    fig.colorbar(image, ax=ax, label="attention α<t,t'>")
+    fig.suptitle(f"{translated.source!r} -> {translated.output!r}")
+    key = "Software" if fmt == "png" else "Creator"
+    fig.savefig(output, dpi=dpi, metadata={key: PLOT_MARK})
+
+
+def _shown(token: str) -> str:
+    """A token as a tick label: a space is shown as ␣."""
+    return "␣" if token == " " else token
+
+
 def _series(records: list[dict], xs: list, key: str) -> tuple[list, list]:
     pts = [(x, r.get(key)) for x, r in zip(xs, records)
            if x is not None and isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-SCORES = (("val_accuracy", "validation accuracy"), ("val_f1", "validation F1"))  # a tagger's or classifier's
+SCORES = (("val_accuracy", "validation accuracy"), ("val_f1", "validation F1"),   # a tagger's or classifier's
+          ("val_ter", "validation token error rate"))                               # a seq2seq model's
 
 
 def _scores(ax, records, xs, scores) -> list:

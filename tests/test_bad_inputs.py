@@ -1106,6 +1106,99 @@ def test_tag_and_classify_usage_errors(run, task_models, args, needle):
         clean_error(r, 2, needle)
 
 
+# ---------------------------------------------------------------------------------- sequence to sequence
+
+S2S_TINY = ["--hidden", "6", "--embedding", "4", "--layers", "1", "--batch-size", "4", "--val-fraction", "0", "-q"]
+PAIRS = "cat\tK AE T\ndog\tD AO G\ndog\tD AA G\nact\tAE K T\n" * 3
+
+
+@pytest.fixture(scope="module")
+def s2s_model(tmp_path_factory):
+    """A tiny sequence-to-sequence model trained by `charlm train --task seq2seq`."""
+    d = tmp_path_factory.mktemp("s2s")
+    (d / "pairs.tsv").write_text(PAIRS)
+    r = CliRunner().invoke(cli, ["train", "--task", "seq2seq", str(d / "pairs.tsv"), "-o", str(d / "g2p.npz"),
+                                 "--target-level", "word", "--target-split", "whitespace", *S2S_TINY,
+                                 "--max-steps", "2"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return {"model": d / "g2p.npz", "pairs": d / "pairs.tsv"}
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "translate-file"])
+@pytest.mark.parametrize("case", ["empty", "latin-1", "missing"])
+def test_bad_pair_file(run, s2s_model, tmp_path, monkeypatch, case, command):
+    make, needles = BAD_CORPORA[case]
+    bad = make(tmp_path / "bad.txt", monkeypatch)
+    args = {"train": ["train", "--task", "seq2seq", bad, "-o", tmp_path / "out.npz", *S2S_TINY, "--max-steps", "1"],
+            "eval": ["eval", "-m", s2s_model["model"], bad],
+            "translate-file": ["translate", "-m", s2s_model["model"], "--file", bad]}[command]
+    clean_error(run(*args), 2 if (command == "translate-file" and case == "empty") else 1,
+                *needles, "no sources")
+    assert not (tmp_path / "out.npz").exists()
+
+
+BAD_PAIR_FILES = {
+    "no-tab": ("cat\tK AE T\ndog D AO G\n", ("line 2", "tab")),
+    "two-tabs": ("cat\tK AE T\ndog\tD AO G\textra\n", ("line 2", "tab")),
+    "empty-source": ("cat\tK AE T\n\tD AO G\n", ("line 2", "empty source")),
+    "empty-target": ("cat\tK AE T\ndog\t  \n", ("line 2", "empty target")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PAIR_FILES))
+def test_malformed_pair_files(run, s2s_model, tmp_path, case):
+    content, needles = BAD_PAIR_FILES[case]
+    p = tmp_path / "bad.tsv"
+    p.write_text(content)
+    clean_error(run("train", "--task", "seq2seq", p, "-o", tmp_path / "out.npz", *S2S_TINY, "--max-steps", "1"),
+                1, *needles)
+    clean_error(run("eval", "-m", s2s_model["model"], p), 1, *needles)
+    assert not (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["translate"], "nothing to translate"),
+    (["translate", ""], "empty source"),
+    (["translate", "x" * 1001], "at most 1000"),
+    (["translate", "--beam", "0", "cat"], "beam width must be at least 1"),
+    (["translate", "--beam", "2", "--nbest", "3", "cat"], "nbest must be between 1 and the beam width 2"),
+    (["translate", "--max-length", "0", "cat"], "max length must be at least 1"),
+    (["translate", "--length-penalty", "-1", "cat"], "length penalty"),
+    (["translate", "--attention", "cat"], "--attention needs --json"),
+])
+def test_translate_usage_errors(run, s2s_model, args, needle):
+    clean_error(run(*args, "-m", s2s_model["model"]), 2, needle)
+
+
+def test_models_of_the_wrong_task(run, s2s_model, task_models, models):
+    for command in (["sample"], ["tag", "x"], ["classify", "x"], ["score", "x"]):
+        clean_error(run(*command, "-m", s2s_model["model"]), 1, "sequence-to-sequence model (task seq2seq)",
+                    "use `charlm translate`")
+    for model, noun in ((task_models["ner"], "a tagger"), (models["char"], "a language model")):
+        clean_error(run("translate", "-m", model, "x"), 1, f"{noun}", "not `charlm translate`")
+
+
+def test_seq2seq_option_errors(run, s2s_model, tmp_path):
+    pairs, out = s2s_model["pairs"], tmp_path / "out.npz"
+    clean_error(run("train", "--task", "seq2seq", pairs, "-o", out, "--level", "word", *S2S_TINY), 2,
+                "--level does not apply to --task seq2seq", "--source-level")
+    clean_error(run("train", "--task", "seq2seq", pairs, "-o", out, "--source-split", "whitespace", *S2S_TINY), 2,
+                "whitespace works only with --level word")
+    clean_error(run("train", "--task", "seq2seq", pairs, "-o", out, "--seq-len", "5", *S2S_TINY), 2,
+                "--seq-len does not apply to --task seq2seq")
+    clean_error(run("train", pairs, "-o", out, "--attention", "dot", *S2S_TINY[:-3]), 2,
+                "--attention applies to --task seq2seq")
+    clean_error(run("eval", "-m", s2s_model["model"], pairs, "--format", "tab"), 2, "--format applies to taggers")
+
+
+def test_unknown_source_tokens_are_reported(run, s2s_model, tmp_path):
+    r = run("translate", "-m", s2s_model["model"], "cxz")
+    assert r.exit_code == 0 and "never saw" in r.stderr and "x z" in r.stderr
+    p = tmp_path / "eval.tsv"
+    p.write_text("cxz\tK AE T\n")
+    r = run("eval", "-m", s2s_model["model"], p, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["unknown_source_tokens"] == ["x", "z"] and "<UNK>" in r.stderr
 # ------------------------------------------------------------------------------------------ charlm export
 
 @pytest.mark.parametrize("case,code,needles", [

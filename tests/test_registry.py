@@ -28,11 +28,11 @@ def ner(tmp_path_factory):
 
 
 def test_the_registry_knows_each_task_by_name():
-    assert list(tasks.TASKS) == ["lm", "tag", "classify"]
+    assert list(tasks.TASKS) == ["lm", "tag", "classify", "seq2seq"]
     for name, task in tasks.TASKS.items():
         assert tasks.get(name) is task and task.name == name and task.api_class.__name__ in charlm.__all__
-    with pytest.raises(UsageError, match="unknown task 'seq2seq': charlm knows lm, tag, classify"):
-        tasks.get("seq2seq")
+    with pytest.raises(UsageError, match="unknown task 'translate': charlm knows lm, tag, classify, seq2seq"):
+        tasks.get("translate")
 
 
 def test_every_option_is_declared_once_and_reaches_the_command_line_and_the_api():
@@ -51,7 +51,7 @@ def test_each_task_default_comes_from_its_network_settings():
     opts = from_flags(corpus="c.txt")
     assert opts.model["cell"] == "gru" and opts.model["dropout"] == 0.1 and opts.seq_len == 100
     help_text = train_command.get_help(train_command.make_context("train", ["c.txt"]))
-    assert "[default: gru (lm), lstm (tag, classify)]" in " ".join(help_text.split())
+    assert "[default: gru (lm), lstm (tag, classify, seq2seq)]" in " ".join(help_text.split())
 
 
 @pytest.mark.parametrize("task,kw,needle", [

@@ -1,4 +1,5 @@
-"""`charlm train`: train a language model, a tagger or a classifier on a text file.
+"""`charlm train`: train a language model, a tagger, a classifier or a sequence-to-sequence model on a
+text file.
 
 The options are generated from their declarations (`charlm.tasks.OPTIONS`: the engine's in
 charlm/engine/options.py, each task's in its module); this module adds the corpus, --resume and
@@ -28,7 +29,8 @@ from charlm.tasks.training import RESUME_OPTION, from_flags, resumed_task, train
 @click_option(RESUME_OPTION)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or evaluation lines.")
 def train_command(corpus, resume, quiet, **flags):
-    """Train a recurrent language model, tagger or classifier on CORPUS (a UTF-8 text file).
+    """Train a recurrent language model, tagger, classifier or sequence-to-sequence model on CORPUS
+    (a UTF-8 text file).
 
     \b
     Examples:
@@ -42,6 +44,7 @@ def train_command(corpus, resume, quiet, **flags):
       charlm train --task tag data/wikigold.train.txt --val-file data/wikigold.dev.txt -o ner.npz
       charlm train --task tag en_ewt-ud-train.conllu --val-file en_ewt-ud-dev.conllu -o pos.npz
       charlm train --task classify reviews.tsv --split whitespace -o sentiment.npz
+      charlm train --task seq2seq data/cmudict-g2p.train.txt --target-level word --target-split whitespace
 
     A corpus of 16 MB or more is tokenized once into a token cache (NAME-KEY.tokens.npy and
     .json, next to the model or in --cache-dir); later runs, --resume and `charlm score

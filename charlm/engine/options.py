@@ -181,7 +181,7 @@ ENGINE_OPTIONS = (
     Option("peephole", bool, False, group="model", help="LSTM peephole connections (c<t-1> feeds the gates)."),
     # the steps
     Option("batch_size", int, 32, low=1, high=100000,
-           help="Parallel streams (lm) or sentences (tag, classify) per step."),
+           help="Parallel streams (lm), sentences (tag, classify) or pairs (seq2seq) per step."),
     Option("accumulate", int, 1, low=1, high=100000, metavar="K",
            help="Update once per K batches, with their mean gradient (an effective batch K times --batch-size; "
                 "under mpiexec, one all-reduce per K batches)."),
@@ -199,14 +199,14 @@ ENGINE_OPTIONS = (
     # the validation data and the schedule
     Option("val_fraction", float, 0.1, low=0, high=1, high_open=True,
            help="Share of the corpus held out for validation: from its end (lm, at most --val-tokens), or a "
-                "seeded random share of the sentences (tag, classify)."),
+                "seeded random share of the sentences (tag, classify) or examples (seq2seq)."),
     Option("val_file", path="any",
            help="Validate on this file instead (all of it, unless --val-tokens is given)."),
     Option("eval_every", int, 200, low=1, metavar="STEPS", help="Evaluate (and save) every STEPS steps."),
     Option("patience", int, 5, low=1, resumable=True,
            help="Stop after this many evaluations without improvement (the learning rate halves at each). "
                 "Improvement: lower validation loss (lm), higher entity F1 (entity tags), token accuracy (other "
-                "tags) or accuracy (classify)."),
+                "tags), accuracy (classify) or lower token error rate (seq2seq)."),
     Option("lr_decay", float, 0.5, low=0, high=1, low_open=True, high_open=True, cli=False,
            label="the learning-rate decay"),
     Option("seed", int, 0, low=0, help="The seed of the initial weights, the data split and dropout."),

@@ -223,7 +223,9 @@ class Bidirectional:
     Without `lengths` every sequence fills all T steps. With `lengths` (B,) (padded sentences, padding
     at the end) ←a starts at each column's OWN last real token: the column is reversed within its
     length, run, and un-reversed, so no real position ever sees padding (→a never does: padding comes
-    after). The final states then include padding steps and are returned as None.
+    after). The final states then include padding steps and are returned as None — unless the cells
+    stop at each column's length (`nn.lengthcell.LengthCell`): they get the lengths and the final
+    states are (→a<L_b>, ←a<1>).
     """
 
     directions = 2
@@ -238,10 +240,11 @@ class Bidirectional:
     def forward(self, params, x, state, lengths=None):
         """x (T,B,D), lengths (B,) or None -> (y (T,B,2H), (final_fwd, final_bwd) or None, cache)."""
         flip = np.s_[::-1] if lengths is None else reverse_within(lengths, x.shape[0])
-        af, sf, cf = self.fwd.forward(params[0], x, state[0])
-        ab, sb, cb = self.bwd.forward(params[1], np.ascontiguousarray(x[flip]), state[1])
+        extra = (lengths,) if lengths is not None and getattr(self.fwd, "stops_at_length", False) else ()
+        af, sf, cf = self.fwd.forward(params[0], x, state[0], *extra)
+        ab, sb, cb = self.bwd.forward(params[1], np.ascontiguousarray(x[flip]), state[1], *extra)
         y = np.concatenate([af, ab[flip]], axis=-1)           # [→a<t>, ←a<t>]
-        return y, (sf, sb) if lengths is None else None, (cf, cb, af.shape[-1], flip)
+        return y, (sf, sb) if lengths is None or extra else None, (cf, cb, af.shape[-1], flip)
 
     def backward(self, params, dy, cache, dstate=None):
         """dy (T,B,2H) -> (dx (T,B,D), (grads_fwd, grads_bwd), (dstate0_fwd, dstate0_bwd))."""

@@ -15,8 +15,8 @@ from typing import Sequence
 import numpy as np
 
 from charlm.errors import DataError
+from charlm.nn.padded import widen
 
-ROW_ALIGN = 8  # rows of every matrix product: a multiple of this (see sentence/network.py)
 
 
 @dataclass
@@ -143,15 +143,11 @@ def _pad_labels(labels, lengths: np.ndarray):
     return y
 
 
-def _widen(n: int) -> int:
-    return -(-n // ROW_ALIGN) * ROW_ALIGN
-
-
 def aligned(batch: SentenceBatch) -> SentenceBatch:
     """The batch widened to a multiple of ROW_ALIGN sentences and distinct words: dummy sentences of
     one word (id 0, mask 0) and dummy words of one character (id 0) nothing points at."""
     B, W = batch.size, batch.char_lengths.shape[0]
-    pad_b, pad_w = _widen(B) - B, _widen(W) - W
+    pad_b, pad_w = widen(B) - B, widen(W) - W
     if pad_b == 0 and pad_w == 0:
         return batch
     cols = ((0, 0), (0, pad_b))

@@ -2,7 +2,7 @@
 
     read(path)                        -> token lists and gold tags (per sentence) or labels:
                                          `read_tags` or `read_labels`, as the task says
-    split_validation(n, fraction, seed) -> which examples are held out
+    split_validation(n, fraction, seed) -> which examples are held out (engine.batches)
     Encoder.build(...)                -> vocabularies and label set from the training part
     prepare_task_data(...)            -> TaskData: encoded training and validation sentences
 
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from charlm.engine.batches import split_validation
 from charlm.errors import DataError
 from charlm.sentence.encoder import Encoder
 from charlm.sentence.formats import read_labelled, read_tagged
@@ -38,20 +39,6 @@ def read_labels(path, tokenizer: TokenizerConfig, format: str | None = None, tag
     cut = Encoder.text_tokenizer(tokenizer)
     f = read_labelled(path, cut.tokenize, format=format)
     return [e.tokens for e in f.examples], [e.label for e in f.examples], f.format
-
-
-def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, validation indices) of n examples: round(n * fraction) of them (at least
-    one when fraction > 0) chosen by a generator seeded with `seed`, each part in file order."""
-    if fraction <= 0:
-        return np.arange(n), np.arange(0)
-    n_val = max(1, int(round(n * fraction)))
-    if n - n_val < 1:
-        raise DataError(f"too few examples to hold out validation data: {n}; use a larger file, "
-                        "--val-file or --val-fraction 0")
-    held = np.sort(np.random.default_rng(seed).permutation(n)[:n_val])
-    keep = np.setdiff1d(np.arange(n), held)
-    return keep, held
 
 
 @dataclass

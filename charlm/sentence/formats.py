@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 
 from charlm.errors import DataError, UsageError
-from charlm.text.reader import iter_lines
+from charlm.text.reader import iter_lines, source_name
 
 TAG_FORMATS = ("conllu", "columns")
 LABEL_FORMATS = ("tab", "fasttext")
@@ -39,10 +39,6 @@ MISSING = "_"  # CoNLL-U: no value
 
 _CONLLU_ID = re.compile(r"\d+(?:-\d+|\.\d+)?")
 _FASTTEXT = re.compile(r"__label__(\S*)\s*(.*)", re.S)
-
-
-def _name(source) -> str:
-    return "<stdin>" if source == "-" else str(getattr(source, "name", source))
 
 
 def _numbered_lines(source):
@@ -102,7 +98,7 @@ class _TagReader:
     """Reads a tagging file line by line (see the module docstring); one instance per file."""
 
     def __init__(self, source, format: str | None, tag_column, need_tags: bool):
-        self.name = _name(source)
+        self.name = source_name(source)
         self.format = format
         self.tag_column = parse_tag_column(tag_column)
         self.need_tags = need_tags
@@ -257,8 +253,8 @@ def read_text_sentences(source, tokenize) -> TaggedFile:
         if tokens:
             sentences.append(Sentence(tokens, None, lineno))
     if not sentences:
-        raise DataError(f"{_name(source)} is empty: no sentences to tag")
-    return TaggedFile(sentences, "text", _name(source))
+        raise DataError(f"{source_name(source)} is empty: no sentences to tag")
+    return TaggedFile(sentences, "text", source_name(source))
 
 
 def looks_like_columns(source, known_tags) -> bool:
@@ -394,7 +390,7 @@ def read_labelled(source, tokenize, format: str | None = None, need_labels: bool
     allowed = LABEL_FORMATS if need_labels else LABEL_FORMATS + ("text",)
     if format is not None and format not in allowed:
         raise UsageError(f"--format must be one of {', '.join(allowed)} for classification (got {format!r})")
-    name, examples, first = _name(source), [], 0
+    name, examples, first = source_name(source), [], 0
     for lineno, line in _numbered_lines(source):
         if not line.strip():
             continue

@@ -22,15 +22,8 @@ word dropout (training only) gives a random share of the words <UNK>'s embedding
 the character encoder still reads their spelling, so that the model learns to tag unknown words.
 
 Every matrix product of these models has a multiple of ROW_ALIGN rows: a batch is widened with
-dummy one-word sentences (and dummy one-character words) that no loss or output sees. BLAS
-computes a row of a product in a way that depends on how many rows there are (OpenBLAS: one row is
-a matrix-vector product; rows after the last full block of its kernel go through an edge kernel;
-each adds in another order). With whole blocks a sentence gets the same numbers alone as in any
-batch, bit for bit in float64 (tests/test_tagger.py), at no cost for batches of 8k sentences. One
-case remains: OpenBLAS's AVX-512 (SkylakeX) kernels send many products with M·N·K <= 10^6 to a
-small-matrix kernel, so at full size a sentence alone (a small product) and in a batch of 32 (a
-large one) can differ in the last bits (measured: at most 8.9e-16 in a log-probability, default
-model, float64); the Haswell kernels, and the small sizes of the tests, have no such switch.
+dummy one-word sentences (and dummy one-character words) that no loss or output sees, so that a
+sentence gets the same numbers alone as in any batch, bit for bit in float64 (`nn.padded` says why).
 """
 
 from __future__ import annotations
@@ -42,7 +35,7 @@ import numpy as np
 from charlm.errors import CharlmError, DataError
 from charlm.nn import crf
 from charlm.nn.cells import CellSettings, cell_from_config
-from charlm.nn.config import check_rate, check_settings, checked_params, is_int
+from charlm.nn.config import check_rate, check_settings, is_int
 from charlm.nn.layers import (
     POOLS,
     Bidirectional,
@@ -57,6 +50,7 @@ from charlm.nn.layers import (
     softmax_cross_entropy,
     softmax_cross_entropy_backward,
 )
+from charlm.nn.padded import PaddedNetwork, param_name
 from charlm.sentence.batch import SentenceBatch, aligned
 from charlm.sentence.decode import decode_batch
 
@@ -118,11 +112,7 @@ class TaggerConfig(CellSettings):
 
 
 # -- models ---------------------------------------------------------------------------------------------------
-def _name(prefix: str, direction: str, key: str) -> str:
-    return f"{prefix}.{direction}.{key}" if direction else f"{prefix}.{key}"
-
-
-class SentenceNetwork:
+class SentenceNetwork(PaddedNetwork):
     """What the tagger and the classifier share: parameters, the encoder x -> [→a<t>, ←a<t>] and its
     backward pass. Subclasses add the read-out (`loss`, `backward`, `log_probs`)."""
 
@@ -137,11 +127,7 @@ class SentenceNetwork:
         self.directions = ("fwd", "bwd") if config.bidirectional else ("",)
         self.rnn = StackedRecurrent(Bidirectional(self.cell) if config.bidirectional else self.cell, config.layers)
         self.chars = CharEncoder(self.cell) if config.char_hidden else None
-        self._rng = np.random.default_rng(seed)
-        if params is None:
-            self.params = self._init_params(np.random.default_rng(seed))
-        else:
-            self.params = checked_params(params, self.param_shapes(), self.dtype)
+        self._set_params(params, seed)
 
     # -- parameters ----------------------------------------------------------------------------------
     def param_shapes(self) -> dict[str, tuple]:
@@ -156,16 +142,13 @@ class SentenceNetwork:
             D = self._input_width() if l == 0 else self._width()       # layer l+1 reads [→a, ←a]
             for d in self.directions:
                 for k, s in self.cell.param_shapes(D, c.hidden).items():
-                    shapes[_name(f"rnn.{l}", d, k)] = tuple(s)
+                    shapes[param_name(f"rnn.{l}", d, k)] = tuple(s)
         shapes["out.W"] = (self._width(), c.num_labels)
         shapes["out.b"] = (c.num_labels,)
         if c.crf:
             K = c.num_labels
             shapes.update({"crf.trans": (K, K), "crf.start": (K,), "crf.end": (K,)})
         return shapes
-
-    def num_params(self) -> int:
-        return int(sum(np.prod(s) for s in self.param_shapes().values()))
 
     def _input_width(self) -> int:
         return self.config.embedding + 2 * self.config.char_hidden
@@ -193,28 +176,10 @@ class SentenceNetwork:
                 p[k] = np.zeros(shape, dtype=dt)
         return {k: p[k] for k in self.param_shapes()}
 
-    def _flat(self, prefix: str, layer) -> dict:
-        """A layer's params (a dict, or a (fwd, bwd) pair) -> {checkpoint name: array}."""
-        pairs = zip(("fwd", "bwd"), layer) if isinstance(layer, tuple) else [("", layer)]
-        return {_name(prefix, d, k): v for d, lp in pairs for k, v in lp.items()}
-
-    def _group(self, prefix: str, directions) -> tuple | dict:
-        keys = self.cell.param_shapes(1, 1)
-        groups = tuple({k: self.params[_name(prefix, d, k)] for k in keys} for d in directions)
-        return groups if len(groups) == 2 else groups[0]
-
     def _layer_params(self) -> list:
         return [self._group(f"rnn.{l}", self.directions) for l in range(self.config.layers)]
 
-    def init_state(self, batch: int) -> None:
-        """Sentence models carry no state from batch to batch."""
-        return None
-
     # -- the encoder -------------------------------------------------------------------------------
-    def _dropout(self, train: bool, rng):
-        """-> (dropout rate, generator of the masks): no dropout unless training."""
-        return (self.config.dropout, self._rng if rng is None else rng) if train else (0.0, None)
-
     def _check(self, batch: SentenceBatch, need_labels: bool) -> SentenceBatch:
         """The batch, checked against the model and widened to whole row blocks."""
         c = self.config

@@ -7,12 +7,11 @@ set scores held-out sentences with the task's metric (`sentence_counts`, summabl
 from __future__ import annotations
 
 import hashlib
-import math
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from charlm.engine.batches import Batch, Evaluation
+from charlm.engine.batches import Buckets, Evaluation
 from charlm.sentence.batch import EncodedSentence
 from charlm.sentence.metrics import EntityCounts, confusion_report, conlleval_counts, prf
 from charlm.sentence.predict import Predictor
@@ -21,14 +20,9 @@ from charlm.sentence.predict import Predictor
 # ------------------------------------------------------------------------ sentence batches
 
 
-class SentenceBatches:
-    """Batches of whole sentences for a tagger or classifier (no state carried).
-
-    Each epoch the sentences are shuffled, stably sorted by length and cut into batches of
-    `batch_size` neighbours (little padding), and the batches are shuffled; both shuffles use a
-    generator seeded with (seed, epoch), so the order of an epoch is a function of the epoch alone
-    and a resumed run continues at exactly the batch it stopped before. `clock.epoch` (the run's
-    `TrainState`) says which epoch `batches` serves.
+class SentenceBatches(Buckets):
+    """Batches of whole sentences for a tagger or classifier (`engine.batches.Buckets`: bucketed by
+    length, shuffled per epoch, no state carried).
 
     sentences: EncodedSentence list (`sentence.batch`); to_batch(list) -> SentenceBatch
     (`sentence.batch.make_batch`).
@@ -36,23 +30,11 @@ class SentenceBatches:
     (classification): the predictions the batch trains on.
     """
 
-    carries_state = False
-
-    def __init__(self, sentences: list, to_batch, batch_size: int, seed: int, clock, per_sentence: bool = False,
-                 share=None):
-        self.sentences, self.to_batch = sentences, to_batch
-        self.batch_size = int(batch_size)
-        self.seed, self.clock, self.per_sentence = int(seed), clock, per_sentence
-        self.lengths = np.array([len(s) for s in sentences], dtype=np.int64)
-        self.share = share
-
-    def part(self, share) -> "SentenceBatches":
-        """The sentences share(n) of every batch of n (one process's share of a data-parallel run).
-        A process whose share of a batch is empty (the last, short batch of an epoch, fewer
-        sentences than processes) trains on one of them with weight 0 (tokens 0), so that it
-        still takes part in the step's gradient sum and adds nothing to it."""
-        return SentenceBatches(self.sentences, self.to_batch, self.batch_size, self.seed, self.clock,
-                               self.per_sentence, share)
+    def __init__(self, sentences: list, to_batch, batch_size: int, seed: int, clock, per_sentence: bool = False):
+        lengths = [len(s) for s in sentences]
+        super().__init__(lengths, np.ones(len(lengths)) if per_sentence else lengths,
+                         lambda idx: (to_batch([sentences[i] for i in idx]),), batch_size, seed, clock)
+        self.sentences = sentences
 
     def fingerprint(self) -> str:
         """A hash of the encoded training sentences (words and labels), as `StreamBatches`'s."""
@@ -61,32 +43,6 @@ class SentenceBatches:
             h.update(np.asarray(s.words, dtype=np.int64).tobytes())
             h.update(np.asarray(s.labels, dtype=np.int64).tobytes())
         return h.hexdigest()
-
-    def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.sentences) / self.batch_size)
-
-    def epoch_fraction(self, position: int) -> float:
-        return position / max(self.steps_per_epoch(), 1)
-
-    def order(self, epoch: int) -> list[np.ndarray]:
-        """The sentence indices of each batch of `epoch`, in the order they are trained on."""
-        rng = np.random.default_rng([self.seed, int(epoch)])
-        shuffled = rng.permutation(len(self.sentences))
-        by_length = shuffled[np.argsort(self.lengths[shuffled], kind="stable")]
-        groups = [by_length[i:i + self.batch_size] for i in range(0, len(by_length), self.batch_size)]
-        return [groups[i] for i in rng.permutation(len(groups))]
-
-    def batches(self, position: int = 0) -> Iterator[Batch]:
-        groups = self.order(self.clock.epoch)
-        for k in range(int(position), len(groups)):
-            mine, weight = groups[k], 1
-            if self.share is not None:
-                mine = mine[self.share(len(mine))]
-                if len(mine) == 0:                   # a weightless stand-in (see `part`)
-                    mine, weight = groups[k][-1:], 0
-            chosen = [self.sentences[i] for i in mine]
-            tokens = len(chosen) if self.per_sentence else int(self.lengths[mine].sum())
-            yield Batch((self.to_batch(chosen),), k + 1, weight * tokens)
 
 
 class SentenceValidation:

@@ -1,12 +1,12 @@
 """The task registry: one object per task, found by name.
 
-    TASKS                  {"lm": LMTask, "tag": TagTask, "classify": ClassifyTask} (objects)
+    TASKS                  {"lm": LMTask, "tag": TagTask, "classify": ClassifyTask, "seq2seq": Seq2SeqTask}
     get(name)              the task object (UsageError listing the known tasks)
     load(path, command=)   the one function that loads any model file: the `Model` of the file's
                            task (meta["task"]; "lm" when absent), checked by that task
     OPTIONS                every training option, declared once (engine, --task, each task's own)
 
-A task is one module (`tasks/lm.py`, `tag.py`, `classify.py`) holding one `Task` object and its
+A task is one module (`tasks/lm.py`, `tag.py`, `classify.py`, `seq2seq.py`) holding one `Task` object and its
 `Model` class; adding a task is adding its module and its object to TASKS (docs/architecture.md).
 The engine, `charlm.load`, `charlm eval`, `charlm info`, `charlm train` and the wrong-command
 messages all look tasks up here.
@@ -19,14 +19,15 @@ import os
 from charlm.checkpoint import DEFAULT_TASK, load_checkpoint
 from charlm.engine.options import ENGINE_OPTIONS, Option
 from charlm.errors import CheckpointError, UsageError
-from charlm.tasks import classify, lm, tag
+from charlm.tasks import classify, lm, seq2seq, tag
 from charlm.tasks.base import Model, Task
 
-TASKS: dict[str, Task] = {t.name: t for t in (lm.TASK, tag.TASK, classify.TASK)}
+TASKS: dict[str, Task] = {t.name: t for t in (lm.TASK, tag.TASK, classify.TASK, seq2seq.TASK)}
 
 TASK = Option("task", default="lm", choices=tuple(TASKS),
               help="lm: a language model on running text; tag: a tagger (a tag per token, e.g. named entities or "
-                   "parts of speech); classify: a classifier (a label per line).")
+                   "parts of speech); classify: a classifier (a label per line); seq2seq: a sequence-to-sequence model "
+                   "(SOURCE<TAB>TARGET lines).")
 
 
 def _all_options() -> tuple[Option, ...]:

@@ -41,7 +41,7 @@ CHAR_EMBEDDING = Option("char_embedding", int, low=1, high=1024, group="model",
 CHAR_HIDDEN = Option("char_hidden", int, low=0, high=1024, group="model",
                      help="tag/classify: units per direction of the character encoder, 0 for none.")
 BIDIRECTIONAL = Option("bidirectional", bool, group="model", switch=True,
-                       help="tag/classify: --no-bidirectional keeps the left-to-right layers only (the notes' "
+                       help="tag/classify/seq2seq: --no-bidirectional keeps the left-to-right layers only (the notes' "
                             "one-directional comparison) [default: bidirectional].")
 MAX_LENGTH_OPTION = Option("max_length", int, MAX_LENGTH, low=1, metavar="N",
                            help="tag/classify: tokens per example read at once: a longer sentence is split into "

@@ -95,7 +95,9 @@ class _Validated:
             unknown = sorted(set(groups[group]) - (settings if group == "model" else set()))
             if unknown:
                 raise UsageError(f"unknown {group} setting(s): {', '.join(map(str, unknown))}")
-        self.tokenizer = TokenizerConfig(**values["tokenizer"]).to_dict()
+        # a task that takes no tokenizer option (seq2seq: one per side, its own options) keeps none
+        takes_tokenizer = any(o.group == "tokenizer" and o.name in task.accepts for o in STORED)
+        self.tokenizer = TokenizerConfig(**values["tokenizer"]).to_dict() if takes_tokenizer else {}
         self.model = values["model"]
         if self.lr is None:
             self.lr = default_lr(self.optimizer)

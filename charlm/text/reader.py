@@ -21,6 +21,15 @@ CHUNK_SIZE = 1 << 20  # bytes (or characters, for text file objects) read at a t
 # chunk_size=None means this value, looked up at call time (tests shrink it)
 
 
+def source_name(source) -> str:
+    """What messages call a source: the path as given, <stdin> for "-", a file object's name, or
+    <input>."""
+    if isinstance(source, (str, os.PathLike)):
+        return "<stdin>" if str(source) == "-" else str(source)
+    name = getattr(source, "name", None)
+    return name if isinstance(name, str) else "<input>"
+
+
 def read_text(source, *, chunk_size: int | None = None,
               on_bytes: Callable[[bytes], None] | None = None) -> Iterator[str]:
     """Decoded text of `source` in pieces of about `chunk_size`, with universal newlines.
@@ -51,8 +60,7 @@ def read_text(source, *, chunk_size: int | None = None,
         with f:
             yield from _decode(f, str(path), chunk_size, on_bytes)
     else:
-        name = getattr(source, "name", None)
-        yield from _decode(source, name if isinstance(name, str) else "<input>", chunk_size, on_bytes)
+        yield from _decode(source, source_name(source), chunk_size, on_bytes)
 
 
 def _decode(f, name: str, chunk_size: int, on_bytes=None) -> Iterator[str]:
