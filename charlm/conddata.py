@@ -1,0 +1,208 @@
+"""A conditional language model's data: a labelled file -> texts with labels -> padded batches.
+
+The file has one example per line in a classification format (`charlm.tagdata.read_labelled`:
+LABEL<TAB>TEXT or __label__LABEL TEXT, detected from the first line, one format per file). Each
+text is cut by the model's tokenizer in lines mode and read as a sentence: inputs `<EOS> t1..tn`,
+targets `t1..tn <EOS>` (n + 1 predictions), from the state of its label.
+
+    prepare_condlm_data(path, tokenizer, ...) -> CondData: vocabulary and LabelSet from the training
+                                  part, training texts as LabelledLine, validation texts and labels
+    pad_lines(lines, eos)       -> LabelledLines: one text per row, padded (T, B), with its label
+    batch_source(data, B, seed, clock) -> the engine's batch source (charlm.batches.SentenceBatches)
+    LinesValidation             -> nats per token of the validation texts given their labels
+
+Batches hold one whole text per row (sorted by length into batches, little padding) rather than
+B streams with the state carried: every text starts from its own label's a<0>, which the cells'
+loops cannot restart inside a window, and the whole text is back-propagated (no truncation).
+An epoch's order depends on (seed, epoch) only, so a resumed run continues at the very batch.
+
+Problems are `DataError`s naming the file: a training part with a single label, validation
+labels the training part does not have (an unknown label), and what `read_labelled` raises
+(a line without a label or without text, a file that mixes the two formats).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from functools import partial
+
+import numpy as np
+
+from charlm.batches import Evaluation, SentenceBatches
+from charlm.condpredict import bayes_classify, true_label_sums
+from charlm.errors import DataError
+from charlm.tagdata import read_labelled
+from charlm.taskdata import split_validation
+from charlm.tokenizer import Tokenizer, TokenizerConfig
+from charlm.vocab import EOS, Vocab
+
+__all__ = ["LabelSet", "LabelledLine", "LabelledLines", "CondData", "pad_lines", "read_conditional",
+           "prepare_condlm_data", "batch_source", "LinesValidation"]
+
+
+@dataclass
+class LabelSet:
+    """The labels of a conditional model: label id i is names[i] (sorted); counts[i] is how many
+    training texts have it, which gives the prior P(c) = counts[c] / Σ counts of the Bayes classifier."""
+
+    names: list
+    counts: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.names = [str(n) for n in self.names]
+        self.counts = [int(c) for c in self.counts] or [1] * len(self.names)
+        self.index = {n: i for i, n in enumerate(self.names)}
+
+    @classmethod
+    def count(cls, labels) -> "LabelSet":
+        """The label set of the training labels (names, one per text)."""
+        counts = Counter(labels)
+        names = sorted(counts)
+        return cls(names, [counts[n] for n in names])
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def known(self) -> str:
+        return ", ".join(self.names)
+
+    def id(self, name: str) -> int:
+        """The id of a label name; DataError (naming the known labels) for one the model does not have."""
+        try:
+            return self.index[name]
+        except KeyError:
+            raise DataError(f"unknown label {name!r} (the labels are: {self.known()})") from None
+
+    def log_prior(self) -> np.ndarray:
+        """log P(c) (C,) float64: the training texts' label frequencies."""
+        counts = np.asarray(self.counts, dtype=np.float64)
+        return np.log(counts / counts.sum())
+
+    def to_meta(self) -> dict:
+        return {"labels": list(self.names), "label_counts": list(self.counts)}
+
+
+@dataclass
+class LabelledLine:
+    """One training text: its token ids (n,) and its label id; len() = n + 1 predictions."""
+
+    ids: np.ndarray
+    label: int
+
+    def __len__(self) -> int:
+        return len(self.ids) + 1
+
+
+@dataclass
+class LabelledLines:
+    """B texts padded to the longest, time-major: x, y (T,B) ids (x = <EOS> t1..tn, y = t1..tn <EOS>,
+    padding <EOS>), mask (T,B) float64 (1 at the n + 1 real targets of a row, 0 at padding),
+    labels (B,) int64."""
+
+    x: np.ndarray
+    y: np.ndarray
+    mask: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def tokens(self) -> int:
+        return int(self.mask.sum())
+
+
+def pad_lines(lines, eos: int) -> LabelledLines:
+    """LabelledLines of a list of LabelledLine, in the order given."""
+    lengths = np.array([len(line) for line in lines])
+    T, B = int(lengths.max()), len(lines)
+    x = np.full((T, B), eos, dtype=np.int64)
+    y = np.full((T, B), eos, dtype=np.int64)
+    for b, line in enumerate(lines):
+        x[1:lengths[b], b] = line.ids                            # x<1> = <EOS>
+        y[:lengths[b] - 1, b] = line.ids                         # y<n+1> = <EOS>
+    mask = (np.arange(T)[:, None] < lengths[None, :]).astype(np.float64)
+    return LabelledLines(x, y, mask, np.array([line.label for line in lines], dtype=np.int64))
+
+
+def read_conditional(path, tokenizer: TokenizerConfig, format: str | None = None):
+    """(token lists, label names, format) of a labelled file, the texts cut by `tokenizer`."""
+    f = read_labelled(path, Tokenizer(tokenizer).tokenize, format=format)
+    return [e.tokens for e in f.examples], [e.label for e in f.examples], f.format
+
+
+@dataclass
+class CondData:
+    """A conditional language model's training and validation texts."""
+
+    vocab: Vocab
+    labels: LabelSet
+    train: list                 # LabelledLine
+    val_tokens: list            # token lists of the validation texts
+    val_labels: np.ndarray      # (Nv,) their label ids
+    format: str
+    n_train_tokens: int         # predictions: tokens + one <EOS> per text
+    n_val_tokens: int
+
+
+def prepare_condlm_data(corpus, tokenizer: TokenizerConfig, *, format: str | None = None, val_file=None,
+                        val_fraction: float = 0.1, seed: int = 0, min_count: int = 1,
+                        max_vocab: int | None = None, vocab: Vocab | None = None,
+                        labels: LabelSet | None = None) -> CondData:
+    """Read and split a labelled file, build the vocabulary and label set from the training part
+    (unless given: a resumed run) and encode. The tokenizer reads lines (mode "lines" is implied).
+
+    Without `val_file` a seeded share `val_fraction` of the texts is held out
+    (`charlm.taskdata.split_validation`: the same share for the same file and seed).
+    """
+    tokenizer = replace(vocab.tokenizer if vocab is not None else tokenizer, mode="lines")
+    tokens, names, fmt = read_conditional(corpus, tokenizer, format)
+    if val_file:
+        val_tokens, val_names, _ = read_conditional(val_file, tokenizer, format)
+    else:
+        keep, held = split_validation(len(tokens), val_fraction, seed)
+        val_tokens, val_names = [tokens[i] for i in held], [names[i] for i in held]
+        tokens, names = [tokens[i] for i in keep], [names[i] for i in keep]
+    if labels is None:
+        labels = LabelSet.count(names)
+        if len(labels) < 2:
+            raise DataError(f"{corpus}: the training data has a single label ({labels.names[0]!r}): "
+                            "a conditional language model needs at least two")
+    if vocab is None:
+        counts = Counter(t for toks in tokens for t in toks)
+        counts[EOS] = len(tokens)
+        vocab = Vocab.from_counts(counts, min_count=min_count, max_vocab=max_vocab, tokenizer=tokenizer)
+    train = [LabelledLine(vocab.encode(t).astype(np.int64), labels.id(n)) for t, n in zip(tokens, names)]
+    val_ids = np.array([labels.id(n) for n in val_names], dtype=np.int64)
+    return CondData(vocab, labels, train, val_tokens, val_ids, fmt, sum(map(len, train)),
+                    sum(len(t) + 1 for t in val_tokens))
+
+
+def batch_source(data: CondData, batch_size: int, seed: int, clock) -> SentenceBatches:
+    """The engine's batch source: `batch_size` texts per batch, Batch.inputs = (LabelledLines,),
+    Batch.tokens = predictions (tokens + <EOS>); `clock.epoch` (the run's TrainState) picks the
+    epoch's order (see `SentenceBatches`)."""
+    return SentenceBatches(data.train, partial(pad_lines, eos=data.vocab.eos_id), batch_size, seed, clock)
+
+
+class LinesValidation:
+    """Validation texts scored given their own labels: Evaluation.loss = objective = nats per
+    prediction (tokens + <EOS>), as the training loss. With `log_prior` (C,) also metrics
+    "val_accuracy" of the Bayes classifier (C times the work). With several processes each scores
+    every comm.size-th text and the sums are reduced."""
+
+    def __init__(self, vocab: Vocab, token_lists: list, labels: np.ndarray, log_prior=None, batch_size: int = 64):
+        self.vocab, self.token_lists, self.labels = vocab, token_lists, np.asarray(labels)
+        self.log_prior, self.batch_size = log_prior, batch_size
+
+    def evaluate(self, model, comm) -> Evaluation:
+        mine = range(comm.rank, len(self.token_lists), comm.size)
+        tokens = [self.token_lists[i] for i in mine]
+        labels = self.labels[list(mine)]
+        nats, count = true_label_sums(model, self.vocab, tokens, labels, self.batch_size)
+        sums = [nats.sum(), count.sum()]
+        if self.log_prior is not None:
+            guess = bayes_classify(model, self.vocab, tokens, self.log_prior, self.batch_size).labels
+            sums += [float((guess == labels).sum()), len(tokens)]
+        sums = comm.allreduce(np.array(sums, dtype=np.float64))
+        loss = float(sums[0] / max(sums[1], 1.0))
+        metrics = {} if self.log_prior is None else {"val_accuracy": float(sums[2] / max(sums[3], 1.0))}
+        return Evaluation(loss, loss, metrics)
