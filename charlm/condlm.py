@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlm.errors import CharlmError, UsageError
-from charlm.model import LanguageModel, ModelConfig, State, _is_int
+from charlm.model import LanguageModel, ModelConfig, State, check_settings
 from charlm.nn.layers import dense_backward, dense_forward, embedding_backward
 
 __all__ = ["CondConfig", "ConditionalLM", "ConditionedStack", "Given", "CONDITION_INPUTS"]
@@ -56,11 +56,7 @@ class CondConfig(ModelConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("num_labels", "label_embedding"):
-            v = getattr(self, name)
-            if not _is_int(v) or v < 1:
-                raise CharlmError(f"model setting {name} must be a positive integer, got {v!r}")
-            setattr(self, name, int(v))
+        check_settings(self, ("num_labels", "label_embedding"))
         if self.num_labels < 2:
             raise CharlmError(f"a conditional language model needs at least two labels, got {self.num_labels}")
         if self.condition_input not in CONDITION_INPUTS:
