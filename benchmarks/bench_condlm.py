@@ -2,23 +2,25 @@
 the generative (Bayes) classifier, samples given a label, and the two ways of feeding the label.
 
     python benchmarks/bench_condlm.py mr     [--steps 2700] [--threads 1]     # (a) MR given polarity
-    python benchmarks/bench_condlm.py mr-cv  [--folds 10] [--run-folds K]     # (b) Bayes classifier on MR
+    python benchmarks/bench_condlm.py mr-cv  [--run-folds K] [--first-fold F] # (b) Bayes classifier on MR
     python benchmarks/bench_condlm.py dinos  [--steps 1500] [--seeds 3]       # (c) + (d) dinosaur names
     python benchmarks/bench_condlm.py train FILE --out DIR [...]              # one model (what the others run)
 
 mr: the movie-review snippets (rt-polarity.pos/.neg, ../shared/data/mr or --data DIR), labelled pos
     and neg, split as fold 0 of benchmarks/bench_tasks.py mr (the same 10 % test lines): a
-    character-level conditional GRU and an unconditional GRU of the same sizes are trained on the
-    same texts with the same batches and steps (the best of the evaluations on a seeded 10 % of
+    character-level conditional GRU (--condition-input every, and first) and an unconditional GRU
+    of the same sizes are trained on the same texts with the same batches and steps (the best of the evaluations on a seeded 10 % of
     the training texts); the figure is the perplexity per character (<EOS> included) of the test
     texts, per label, each text scored from its label's state (conditional) or from a<0> = 0;
     then samples of both models.
 mr-cv: the generative classifier argmax_c log P(text | c) + log P(c) on the folds of
-    bench_tasks.py mr (10-fold cross-validation; --run-folds K runs the first K), next to the
+    bench_tasks.py mr (10-fold cross-validation; --run-folds K runs K of them from --first-fold F;
+    fold 0's model is mr's "every" model), next to the
     discriminative classifier's 76.13 % (README, the same folds).
 dinos: data/dinos.txt labelled by what a reader sees, "saurus" (the name ends in -saurus) or
-    "other": a tiny model, both --condition-input every and first, --seeds seeds each, and the
-    unconditional model; figures: held-out nats per character, the Bayes classifier's accuracy
+    "other": a tiny model, both --condition-input every and first, --seeds seeds each, the
+    unconditional model, and a control with the training labels shuffled among the names (the
+    conditional model's parameters, no information in the label); figures: held-out nats per character, the Bayes classifier's accuracy
     and how often samples of each label keep to it (a "saurus" sample ends in -saurus, an "other"
     one does not).
 
@@ -192,33 +194,40 @@ def mr(a, out, log) -> dict:
     train, test = mr_folds(a.data, 10, out)[0]
     common_args = ["--test", test, *size_args("mr"), "--steps", a.steps, "--eval-every", a.eval_every,
                    "--seed", a.seed]
-    cond, uncond = run_all([train_cmd(train, out, *common_args), train_cmd(train, out, *common_args, "--unconditional")],
-                           log, a.jobs)
-    return {"conditional": cond, "unconditional": uncond,
-            "lower_by_label": {n: cond["test_perplexity_by_label"][n] < uncond["test_perplexity_by_label"][n]
-                               for n in cond["labels"]}}
+    every, first, uncond = run_all([train_cmd(train, out, *common_args, "--condition-input", "every"),
+                                    train_cmd(train, out, *common_args, "--condition-input", "first"),
+                                    train_cmd(train, out, *common_args, "--unconditional")], log, a.jobs)
+    return {"every": every, "first": first, "unconditional": uncond,
+            "lower_by_label": {mode: {n: r["test_perplexity_by_label"][n] < uncond["test_perplexity_by_label"][n]
+                                      for n in r["labels"]} for mode, r in (("every", every), ("first", first))}}
 
 
 def mr_cv(a, out, log) -> dict:
-    folds = mr_folds(a.data, a.folds, out)[:a.run_folds or a.folds]
-    cmds = [train_cmd(train, out / f"fold{i}", "--test", test, *size_args("mr"), "--steps", a.steps,
+    first = a.first_fold
+    folds = mr_folds(a.data, a.folds, out)[first:first + (a.run_folds or a.folds)]
+    cmds = [train_cmd(train, out / f"fold{first + i}", "--test", test, *size_args("mr"), "--steps", a.steps,
                       "--eval-every", a.eval_every, "--seed", a.seed, "--samples", 2) for i, (train, test) in enumerate(folds)]
     keep = ("test_bayes_accuracy", "best_step", "steps", "wall_s", "test_nats_per_char", "val_nats_per_char")
-    per_fold = [{"fold": i, **{k: r[k] for k in keep}} for i, r in enumerate(run_all(cmds, log, a.jobs))]
+    per_fold = [{"fold": first + i, **{k: r[k] for k in keep}} for i, r in enumerate(run_all(cmds, log, a.jobs))]
     accs = [r["test_bayes_accuracy"] for r in per_fold]
     return {"folds": len(per_fold), "of": a.folds, "mean_test_accuracy": round(float(np.mean(accs)), 4),
             "std": round(float(np.std(accs)), 4), "discriminative_10_fold": DISCRIMINATIVE_MR, "per_fold": per_fold}
 
 
-def dinos_file(out: Path) -> tuple[Path, Path]:
-    """(train, test) LABEL<TAB>NAME files: every 5th name (from a seeded shuffle) is held out."""
+def dinos_file(out: Path) -> tuple[Path, Path, Path]:
+    """(train, test, shuffled) LABEL<TAB>NAME files: every 5th name (from a seeded shuffle) is held
+    out; `shuffled` is the training file with its labels permuted among the names (a control that
+    has the conditional model's parameters and label frequencies, but no information in the label)."""
     names = [n.strip() for n in open(REPO / "data" / "dinos.txt", encoding="utf-8") if n.strip()]
-    rows = [f"{'saurus' if n.lower().endswith('saurus') else 'other'}\t{n}\n" for n in names]
-    order = np.random.default_rng(0).permutation(len(rows))
+    labels = ["saurus" if n.lower().endswith("saurus") else "other" for n in names]
+    order = np.random.default_rng(0).permutation(len(names))
     test = set(order[::5].tolist())
-    paths = out / "dinos.train.tsv", out / "dinos.test.tsv"
-    paths[0].write_text("".join(r for k, r in enumerate(rows) if k not in test), encoding="utf-8")
-    paths[1].write_text("".join(rows[k] for k in sorted(test)), encoding="utf-8")
+    train = [k for k in range(len(names)) if k not in test]
+    permuted = np.random.default_rng(1).permutation([labels[k] for k in train])
+    paths = out / "dinos.train.tsv", out / "dinos.test.tsv", out / "dinos.shuffled.tsv"
+    paths[0].write_text("".join(f"{labels[k]}\t{names[k]}\n" for k in train), encoding="utf-8")
+    paths[1].write_text("".join(f"{labels[k]}\t{names[k]}\n" for k in sorted(test)), encoding="utf-8")
+    paths[2].write_text("".join(f"{c}\t{names[k]}\n" for c, k in zip(permuted, train)), encoding="utf-8")
     return paths
 
 
@@ -228,13 +237,15 @@ def keeps_to(label: str, text: str) -> bool:
 
 
 def dinos(a, out, log) -> dict:
-    train, test = dinos_file(out)
+    train, test, shuffled = dinos_file(out)
     common_args = ["--test", test, *size_args("dinos"), "--steps", a.steps, "--eval-every", a.eval_every,
                    "--batch-size", 32, "--samples", 100, "--length", 40, "--temperature", 1.0]
+    variants = {"every": (train, out, "--condition-input", "every"), "first": (train, out, "--condition-input", "first"),
+                "shuffled-labels": (shuffled, out / "shuffled", "--condition-input", "every"),
+                "unconditional": (train, out, "--unconditional")}
     result = {}
-    for variant in ("every", "first", "unconditional"):
-        extra = ["--unconditional"] if variant == "unconditional" else ["--condition-input", variant]
-        runs = run_all([train_cmd(train, out, *common_args, *extra, "--seed", seed)
+    for variant, (file, folder, *extra) in variants.items():
+        runs = run_all([train_cmd(file, folder, *common_args, *extra, "--seed", seed)
                         for seed in range(a.seed, a.seed + a.seeds)], log, a.jobs)
         for r in runs:
             r["keeps_to_label"] = {n: round(float(np.mean([keeps_to(n, t) for t in s])), 3)
@@ -266,7 +277,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, default=3, help="dinos: seeds per variant")
     p.add_argument("--folds", type=int, default=10, help="mr-cv: folds of the cross-validation")
-    p.add_argument("--run-folds", type=int, default=None, help="mr-cv: run only the first K folds")
+    p.add_argument("--run-folds", type=int, default=None, help="mr-cv: run only K folds ...")
+    p.add_argument("--first-fold", type=int, default=0, help="mr-cv: ... from this one (0-based)")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads of each training process")
     p.add_argument("--jobs", type=int, default=2, help="training processes at a time")
     a = p.parse_args()

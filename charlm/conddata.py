@@ -31,7 +31,7 @@ import numpy as np
 
 from charlm.batches import Evaluation, SentenceBatches
 from charlm.condpredict import bayes_classify, true_label_sums
-from charlm.errors import DataError
+from charlm.errors import CharlmError, DataError
 from charlm.tagdata import read_labelled
 from charlm.taskdata import split_validation
 from charlm.tokenizer import Tokenizer, TokenizerConfig
@@ -80,7 +80,18 @@ class LabelSet:
         return np.log(counts / counts.sum())
 
     def to_meta(self) -> dict:
+        """What a checkpoint's metadata holds: "labels" (names) and "label_counts" (the prior)."""
         return {"labels": list(self.names), "label_counts": list(self.counts)}
+
+    @classmethod
+    def from_meta(cls, meta: dict, num_labels: int) -> "LabelSet":
+        """The label set `to_meta` wrote for a model of `num_labels` labels (CharlmError when unusable)."""
+        names, counts = meta.get("labels"), meta.get("label_counts")
+        if not (isinstance(names, list) and isinstance(counts, list) and len(names) == len(counts) == num_labels
+                and len(set(map(str, names))) == num_labels
+                and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in counts)):
+            raise CharlmError(f"the model's metadata does not name its {num_labels} labels and their counts")
+        return cls(names, counts)
 
 
 @dataclass

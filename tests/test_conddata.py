@@ -12,7 +12,7 @@ from charlm.conddata import (LabelSet, LabelledLine, LinesValidation, batch_sour
                              prepare_condlm_data)
 from charlm.condlm import CondConfig, ConditionalLM
 from charlm.condpredict import bayes_classify
-from charlm.errors import DataError
+from charlm.errors import CharlmError, DataError
 from charlm.optim import make_optimizer
 from charlm.tokenizer import TokenizerConfig
 from charlm.train import Reporter, Run, SingleProcess, Trainer, TrainOptions, TrainState
@@ -45,6 +45,11 @@ def test_label_set_and_prior():
     assert labels.id("b") == 1
     with pytest.raises(DataError, match=r"unknown label 'c' \(the labels are: a, b\)"):
         labels.id("c")
+    assert LabelSet.from_meta(json.loads(json.dumps(labels.to_meta())), 2) == labels
+    for bad in ({"labels": ["a", "b"], "label_counts": [1]}, {"labels": ["a", "a"], "label_counts": [1, 1]},
+                {"labels": ["a", "b"], "label_counts": [1, 0]}, {}):
+        with pytest.raises(CharlmError, match="does not name its 2 labels"):
+            LabelSet.from_meta(bad, 2)
 
 
 def test_pad_lines():
