@@ -17,6 +17,8 @@ so P(y<1>..y<Ty> | c) = Π_t ŷ<t>[y<t>]: a text is read as in lines mode, input
 targets `t1..tn <EOS>`, from the label's state. (The issue writes the projection W_c, b_c; here it
 is W_0, b_0, since W_c is the candidate's weight c~ in the notes' GRU and LSTM.) Dropout acts on the
 token embeddings, between layers and below the output, as in the LanguageModel; never on v<t>.
+At initialisation L = 0, b_0 = 0 and layer 0's rows for v are 0 (W_0 is drawn): the model starts as
+the LanguageModel of the same seed (the same draws; a<0> = 0, v = 0) and learns how to use the label.
 
 The state of a conditional model is the LanguageModel's list over layers with one more entry at the
 end, (v,): v (B, Ec) is the label input that goes with the next x<t> (e(c), or 0 once "first" has
@@ -80,7 +82,12 @@ class ConditionedStack:
         return self.stack.param_shapes(D + self.width, H)
 
     def init_params(self, D: int, H: int, rng, dtype="float32") -> list:
-        return self.stack.init_params(D + self.width, H, rng, dtype)
+        """The stack's parameters for D inputs (the same draws), layer 0's W with Ec more rows, at
+        zero, that read v (W's rows: [:H] on a<t-1>, [H:H+D] on x<t>, [H+D:] on v<t>)."""
+        layers = self.stack.init_params(D, H, rng, dtype)
+        W = layers[0]["W"]
+        layers[0]["W"] = np.concatenate([W, np.zeros((self.width, W.shape[1]), dtype=W.dtype)])
+        return layers
 
     def _join(self, x: np.ndarray, state):
         """x (T,B,D) -> ([x<t>; v<t>] (T,B,D+Ec), the layers' state, the state's v after T steps)."""
@@ -146,10 +153,13 @@ class ConditionalLM(LanguageModel):
         return shapes
 
     def _init_params(self, rng: np.random.Generator) -> dict:
-        """The LanguageModel's, then L ~ N(0, 1) (as the token embedding), W_0 ~ U(±1/sqrt(Ec)), b_0 = 0."""
+        """The LanguageModel's draws (so those parameters start as a LanguageModel's of the same
+        seed), then W_0 ~ U(±1/sqrt(Ec)); the label's embedding L, b_0 and the rows of rnn.0.W that
+        read v start at 0. So the model starts as the unconditional one, a<0> = tanh(0) = 0 and
+        v = 0, and learns to use the label: the gradient reaches L through W_0 from the first step."""
         p = super()._init_params(rng)
         c, dt = self.config, self.dtype
-        p["label.embed.W"] = rng.standard_normal((c.num_labels, c.label_embedding)).astype(dt)
+        p["label.embed.W"] = np.zeros((c.num_labels, c.label_embedding), dtype=dt)
         s = 1.0 / np.sqrt(c.label_embedding)
         for l in range(c.layers):
             shape = self.param_shapes()[f"label.init.{l}.W"]

@@ -212,6 +212,29 @@ def test_the_unconditional_model_is_unchanged(tmp_path):
     np.testing.assert_array_equal(loaded.log_probs(x, loaded.init_state(3))[0], lm.log_probs(x, lm.init_state(3))[0])
 
 
+@pytest.mark.parametrize("mode", ["every", "first"])
+def test_it_starts_as_the_unconditional_model(mode):
+    """The shared parameters are a LanguageModel's of the same seed (the same draws), the label
+    pathway starts at 0 (L, b_0, layer 0's rows for v; W_0 is drawn), so the first predictions and
+    the first gradients of the shared parameters are the LanguageModel's; and the label's
+    embedding gets a gradient at once (through W_0)."""
+    cfg = dict(vocab_size=V, cell="lstm", layers=2, hidden=H, embedding=E, dtype="float64")
+    m = ConditionalLM(CondConfig(**cfg, num_labels=C, label_embedding=EC, condition_input=mode), seed=4)
+    lm = LanguageModel(ModelConfig(**cfg), seed=4)
+    for k, p in lm.params.items():
+        np.testing.assert_array_equal(m.params[k][:H + E] if k == "rnn.0.W" else m.params[k], p)
+    assert not m.params["rnn.0.W"][H + E:].any() and not m.params["label.embed.W"].any()
+    assert np.abs(m.params["label.init.0.W"]).min() > 0
+    batch = pad_lines(lines(5), eos=1)
+    lm_loss, _, lm_cache = lm.loss(batch.x, batch.y, lm.init_state(batch.x.shape[1]), batch.mask)
+    loss, _, cache = m.loss(batch)
+    assert loss == lm_loss
+    grads, lm_grads = m.backward(cache), lm.backward(lm_cache)
+    for k, g in lm_grads.items():
+        np.testing.assert_allclose(grads[k][:H + E] if k == "rnn.0.W" else grads[k], g, atol=1e-15)
+    assert np.abs(grads["label.embed.W"][np.unique(batch.labels)]).max() > 0
+
+
 def test_config_validation():
     with pytest.raises(CharlmError, match="at least two labels"):
         CondConfig(vocab_size=V, num_labels=1)
