@@ -71,6 +71,7 @@ def train_main(argv) -> int:
         p.add_argument(f"--{name}", type=type(default), default=default)
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--lr-decay", type=float, default=0.5, help="on a plateau (the engine's); 0.9999: a fixed rate")
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--temperature", type=float, default=0.8)
     a = p.parse_args(argv)
@@ -85,7 +86,7 @@ def train_one(a) -> dict:
     from charlm.checkpoint import arrays_under, load_checkpoint
     from charlm.conddata import LinesValidation, batch_source, prepare_condlm_data, read_conditional
     from charlm.condlm import CondConfig, ConditionalLM
-    from charlm.condpredict import bayes_classify, true_label_sums
+    from charlm.condpredict import bayes_classify
     from charlm.model import LanguageModel, ModelConfig
     from charlm.optim import make_optimizer
     from charlm.scoring import score_token_lists
@@ -111,7 +112,7 @@ def train_one(a) -> dict:
     a.out.mkdir(parents=True, exist_ok=True)
     name = "unconditional" if a.unconditional else f"conditional-{a.condition_input}"
     opts = TrainOptions(corpus=a.file, output=str(a.out / f"{name}-seed{a.seed}.npz"), batch_size=a.batch_size,
-                        lr=a.lr, eval_every=a.eval_every, patience=a.patience, seed=a.seed, epochs=10 ** 6,
+                        lr=a.lr, lr_decay=a.lr_decay, eval_every=a.eval_every, patience=a.patience, seed=a.seed, epochs=10 ** 6,
                         max_steps=a.steps, metrics=str(a.out / f"{name}-seed{a.seed}.metrics.jsonl"), force=True)
     if os.path.exists(opts.metrics):
         os.remove(opts.metrics)
@@ -152,14 +153,15 @@ def train_one(a) -> dict:
     if a.test:
         tokens, names, _ = read_conditional(a.test, data.vocab.tokenizer)
         labels = np.array([data.labels.id(n) for n in names])
-        if a.unconditional:
-            scores = score_token_lists(model, data.vocab, tokens)
-            nats = np.array([-sum(s.logprob for s, c in zip(scores, labels) if c == k) for k in range(len(data.labels))])
-            count = np.array([sum(s.n_tokens for s, c in zip(scores, labels) if c == k) for k in range(len(data.labels))])
+        if a.unconditional:                                    # -log P(text), -log P(text | its label)
+            per_text = -np.array([s.logprob for s in score_token_lists(model, data.vocab, tokens)])
         else:
-            nats, count = true_label_sums(model, data.vocab, tokens, labels)
-            guess = bayes_classify(model, data.vocab, tokens, data.labels.log_prior()).labels
-            result["test_bayes_accuracy"] = round(float(np.mean(guess == labels)), 4)
+            bayes = bayes_classify(model, data.vocab, tokens, data.labels.log_prior())
+            per_text = -bayes.loglik[np.arange(len(tokens)), labels]
+            result["test_bayes_accuracy"] = round(float(np.mean(bayes.labels == labels)), 4)
+        np.save(a.out / f"{name}-seed{a.seed}.test_nats.npy", per_text)
+        nats = np.array([per_text[labels == k].sum() for k in range(len(data.labels))])
+        count = np.array([sum(len(t) + 1 for t, c in zip(tokens, labels) if c == k) for k in range(len(data.labels))])
         result["test_texts"] = len(tokens)
         result["test_nats_per_char"] = round(float(nats.sum() / count.sum()), 4)
         result["test_perplexity_by_label"] = {n: round(math.exp(nats[k] / count[k]), 4)
@@ -190,16 +192,25 @@ def size_args(setup: str) -> list:
     return [x for k, v in SIZES[setup].items() for x in (f"--{k.replace('_', '-')}", v)]
 
 
+def paired(out: Path, seed: int, name: str) -> dict:
+    """Per held-out text, -log P(text | label) of model `name` minus -log P(text) of the
+    unconditional one (nats): mean, its standard error, and how many texts are more likely."""
+    d = np.load(out / f"{name}-seed{seed}.test_nats.npy") - np.load(out / f"unconditional-seed{seed}.test_nats.npy")
+    return {"mean_nats_per_text": round(float(d.mean()), 4), "standard_error": round(float(d.std(ddof=1) / np.sqrt(len(d))), 4),
+            "texts_more_likely": round(float(np.mean(d < 0)), 4)}
+
+
 def mr(a, out, log) -> dict:
     train, test = mr_folds(a.data, 10, out)[0]
     common_args = ["--test", test, *size_args("mr"), "--steps", a.steps, "--eval-every", a.eval_every,
-                   "--seed", a.seed]
+                   "--seed", a.seed, "--lr-decay", a.lr_decay]
     every, first, uncond = run_all([train_cmd(train, out, *common_args, "--condition-input", "every"),
                                     train_cmd(train, out, *common_args, "--condition-input", "first"),
                                     train_cmd(train, out, *common_args, "--unconditional")], log, a.jobs)
     return {"every": every, "first": first, "unconditional": uncond,
             "lower_by_label": {mode: {n: r["test_perplexity_by_label"][n] < uncond["test_perplexity_by_label"][n]
-                                      for n in r["labels"]} for mode, r in (("every", every), ("first", first))}}
+                                      for n in r["labels"]} for mode, r in (("every", every), ("first", first))},
+            "paired_difference": {mode: paired(out, a.seed, f"conditional-{mode}") for mode in ("every", "first")}}
 
 
 def mr_cv(a, out, log) -> dict:
@@ -281,6 +292,9 @@ def main() -> int:
     p.add_argument("--first-fold", type=int, default=0, help="mr-cv: ... from this one (0-based)")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads of each training process")
     p.add_argument("--jobs", type=int, default=2, help="training processes at a time")
+    p.add_argument("--lr-decay", type=float, default=0.5,
+                   help="mr: the learning-rate decay on a plateau (0.9999: a fixed rate, so that the models' "
+                        "schedules cannot part ways)")
     a = p.parse_args()
     common.prepare()
     fn, steps, every = SETUPS[a.setup]

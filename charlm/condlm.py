@@ -160,11 +160,10 @@ class ConditionalLM(LanguageModel):
         p = super()._init_params(rng)
         c, dt = self.config, self.dtype
         p["label.embed.W"] = np.zeros((c.num_labels, c.label_embedding), dtype=dt)
-        s = 1.0 / np.sqrt(c.label_embedding)
+        s, SH = 1.0 / np.sqrt(c.label_embedding), self.cell.n_states * c.hidden
         for l in range(c.layers):
-            shape = self.param_shapes()[f"label.init.{l}.W"]
-            p[f"label.init.{l}.W"] = rng.uniform(-s, s, size=shape).astype(dt)
-            p[f"label.init.{l}.b"] = np.zeros(shape[1], dtype=dt)
+            p[f"label.init.{l}.W"] = rng.uniform(-s, s, size=(c.label_embedding, SH)).astype(dt)
+            p[f"label.init.{l}.b"] = np.zeros(SH, dtype=dt)
         return p
 
     # -- the label's state ---------------------------------------------------------------------------
