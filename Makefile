@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,plot]'
 	touch $(STAMP)
 
+# The import contract first (pyproject.toml, [tool.importlinter]: no upward import, no cycle), then the tests.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/lint-imports && $(BIN)/python -m pytest
 
 # The main job on the shipped corpus: about two minutes of training, then sampling, scoring and
 # the training curves (demo/curves.png); then a named-entity tagger trained for a minute on
@@ -24,7 +25,10 @@ demo: $(STAMP)
 	$(BIN)/charlm tokenize --stats data/tinyshakespeare.txt
 	cd demo && ../$(BIN)/charlm train ../data/tinyshakespeare.txt --time-limit 110 --eval-every 100 --force
 	cd demo && ../$(BIN)/charlm sample --temperature 0.8 --length 400 --seed 1
+	@echo "# The notes' pair: a model that has read two minutes of Shakespeare and never a salad cannot"
+	@echo "# tell pear from pair (it may well prefer 'pair'); the same test on grammar it has seen:"
 	cd demo && ../$(BIN)/charlm score "The apple and pear salad" "The apple and pair salad"
+	cd demo && ../$(BIN)/charlm score "Thou art a villain." "Thou are a villain."
 	cd demo && ../$(BIN)/charlm plot charlm.last.npz -o curves.png
 	cd demo && ../$(BIN)/charlm train --task tag ../data/wikigold.train.txt --val-file ../data/wikigold.dev.txt \
 		-o ner.npz --time-limit 60 --eval-every 42 --force

@@ -44,9 +44,9 @@ SLOWDOWN_TARGET = 3.0
 def api_model(name: str, cell: str):
     """(charlm.LM with random weights, the vocabulary's tokens) for configuration `name`."""
     import charlm
-    from charlm.model import LanguageModel, ModelConfig
-    from charlm.tokenizer import TokenizerConfig
-    from charlm.vocab import Vocab
+    from charlm.lm.model import LanguageModel, ModelConfig
+    from charlm.text.tokenizer import TokenizerConfig
+    from charlm.text.vocab import Vocab
 
     cfg = CONFIGS[name]
     n = cfg["V"] - 2                                      # <UNK> and <EOS> take two ids
@@ -58,7 +58,7 @@ def api_model(name: str, cell: str):
         tok_cfg = TokenizerConfig(level="word", split="whitespace")
     vocab = Vocab.from_counts({t: 10 * n - i for i, t in enumerate(toks)}, tokenizer=tok_cfg)
     net = LanguageModel(ModelConfig(vocab_size=len(vocab), cell=cell, layers=cfg["L"], hidden=cfg["H"],
-                                    embedding=cfg["E"]), seed=0)
+                                    embedding=cfg["E"], dropout=0.0), seed=0)
     return charlm.LM(net, vocab, meta={}, path=f"config {name} ({cell})"), toks
 
 
@@ -81,7 +81,7 @@ def score_rows(name: str, cell: str, args, warm: int, steps: int, log) -> list[d
     net, vocab = lm.network, lm.vocab
 
     def pair(s: str):  # the inputs and targets `score` feeds the network
-        from charlm.scoring import _inputs_targets, start_id, tokenizer_mode
+        from charlm.lm.scoring import _inputs_targets, start_id, tokenizer_mode
         mode = tokenizer_mode(vocab)
         ids = np.asarray(vocab.encode(lm.tokenizer.tokenize(s)), dtype=np.int64)
         x, y = _inputs_targets(ids, mode, vocab.eos_id, start_id(vocab, mode))

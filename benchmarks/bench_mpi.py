@@ -8,7 +8,7 @@ OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (see README.md here) and the thread
 
 1. Side by side, in alternating rounds (one, two, two, one): a training step of one process with
    2 BLAS threads on the configuration's batch B, against `mpiexec -n 2` with 1 thread each on
-   B/2 streams: forward, backward, the all-reduce of the packed gradients (charlm.parallel.
+   B/2 streams: forward, backward, the all-reduce of the packed gradients (charlm.engine.parallel.
    MPIComm.reduce_gradients), global-norm clipping at 5 and an Adam update, dropout 0.1 (the
    global batch's masks, as `charlm train` draws them). tokens/s = B·T / median step time of
    rank 0 (the all-reduce makes every step end together). Target: two ≥ 0.9 × one.
@@ -62,8 +62,8 @@ SWEEP_BYTES = (4, 1 << 10, 1 << 14, 1 << 18, 1 << 20, 1 << 22, 1 << 24)
 # ------------------------------------------------------------------------------ the workers
 
 def _model_and_optimizer(cfg: dict, cell: str):
-    from charlm.model import LanguageModel, ModelConfig
-    from charlm.optim import make_optimizer
+    from charlm.lm.model import LanguageModel, ModelConfig
+    from charlm.engine.optim import make_optimizer
 
     model = LanguageModel(ModelConfig(vocab_size=cfg["V"], cell=cell, layers=cfg["L"], hidden=cfg["H"],
                                       embedding=cfg["E"], dropout=DROPOUT), seed=0)
@@ -90,8 +90,8 @@ def train_steps(cfg: dict, cell: str, batch: int, warm: int, steps: int, pack: b
     """Time training steps on this process's share of `batch` streams (the whole batch when
     alone). Returns medians (s) of fb (forward + backward), reduce (the gradient hook), update
     (clip + Adam) and step, and the BLAS the process runs."""
-    from charlm import parallel
-    from charlm.optim import clip_grad_norm
+    from charlm.engine import parallel
+    from charlm.engine.optim import clip_grad_norm
 
     comm = parallel.world()
     if comm.size == 1 and pack:
@@ -152,7 +152,7 @@ def worker(argv: list[str]) -> None:
                              spec.get("pack", False))
     else:
         result = allreduce_times(spec["sizes"], spec["reps"])
-    from charlm import launch
+    from charlm.engine import launch
     if launch.rank() == 0:
         Path(argv[2]).write_text(json.dumps(result))
 

@@ -77,8 +77,8 @@ def run(cmd: list[str], log) -> subprocess.CompletedProcess:
 def validation_text(opts, path: Path) -> Path:
     """Write the validation part of a char-level run's corpus (the last --val-fraction of its
     tokens, as charlm train splits it) to `path`, to be scored as one stream."""
-    from charlm.corpus import split_point
-    from charlm.tokenizer import Tokenizer, TokenizerConfig
+    from charlm.lm.corpus import split_point
+    from charlm.text.tokenizer import Tokenizer, TokenizerConfig
 
     tokens = [t for piece in Tokenizer(TokenizerConfig.from_dict(opts.tokenizer)).iter_sentences(opts.corpus)
               for t in piece]
@@ -88,7 +88,7 @@ def validation_text(opts, path: Path) -> Path:
 
 def score_files(files: list[Path], charlm_cmd, model_path: Path, peer, log) -> dict:
     """{stem_perplexity, stem_nats_per_token} of each file scored as one stream: with
-    `charlm score --stream`, or for the peer with the same code (charlm.scoring.score_stream)."""
+    `charlm score --stream`, or for the peer with the same code (charlm.lm.scoring.score_stream)."""
     out = {}
     for f in files:
         if peer is None:
@@ -99,8 +99,8 @@ def score_files(files: list[Path], charlm_cmd, model_path: Path, peer, log) -> d
             summary = json.loads(proc.stdout.strip().splitlines()[-1])
             nats, ppl = summary["nats_per_token"], summary["perplexity"]
         else:
-            from charlm.scoring import score_stream
-            from charlm.tokenizer import Tokenizer
+            from charlm.lm.scoring import score_stream
+            from charlm.text.tokenizer import Tokenizer
             s = score_stream(peer["model"], peer["vocab"], Tokenizer(peer["vocab"].tokenizer).iter_sentences(str(f)))
             nats, ppl = s.nats_per_token, float(np.exp(s.nats_per_token))
         out[f"{f.stem}_perplexity"] = round(ppl, 2)

@@ -7,13 +7,13 @@ state carried between windows (T = the configuration's sequence length):
              lp = log_softmax(logits).gather(-1, y)
     tokens/s = T·64 / median time per window. Target: charlm ≥ PyTorch (the issue's author measured
     PyTorch LSTM at 58.7k tokens/s on b and 12.5k on d).
-  + end to end: charlm.scoring.score_sentences on 256 synthetic sentences (tokenize, encode, sort
+  + end to end: charlm.lm.scoring.score_sentences on 256 synthetic sentences (tokenize, encode, sort
     by length, pad, mask, one target_log_probs per 64 sentences, per-sentence records), tokens/s =
     scored tokens / median time. Reported separately, its ratio against the same PyTorch
     window-forward figure (informational; PyTorch does none of the surrounding work there).
 
 Generation, configuration b (V 65, E 64, H 256, 2 layers), random weights, temperature 1:
-    charlm:  charlm.generate.sample(model, vocab, num=B, length=N, rng=rng)  (stream-mode char
+    charlm:  charlm.lm.generate.sample(model, vocab, num=B, length=N, rng=rng)  (stream-mode char
              vocabulary, "\\n" start token fed first; all N tokens are generated, no <EOS> stop)
              — falls back to a model.step loop with an inverse-CDF draw if generate is missing.
     PyTorch: with torch.no_grad(): N times  logits, h = net(x_t, h); p = softmax(logits);
@@ -36,7 +36,7 @@ import numpy as np
 import common  # first: it puts this checkout on sys.path
 from common import CONFIGS
 
-from charlm.model import LanguageModel, ModelConfig
+from charlm.lm.model import LanguageModel, ModelConfig
 
 SCORE_CONFIGS = ("b", "d")
 SCORE_BATCH = 64
@@ -52,7 +52,7 @@ GEN_LENGTH = 200                                 # tokens generated per timed ca
 
 def charlm_model(cfg: dict, cell: str):
     return LanguageModel(ModelConfig(vocab_size=cfg["V"], cell=cell, layers=cfg["L"],
-                                     hidden=cfg["H"], embedding=cfg["E"]), seed=0)
+                                     hidden=cfg["H"], embedding=cfg["E"], dropout=0.0), seed=0)
 
 
 def synthetic_vocab(V: int):
@@ -60,12 +60,12 @@ def synthetic_vocab(V: int):
 
     V ≤ 100: character level (stream mode), printable characters and "\\n";
     otherwise word level (lines mode, whitespace split), words "w0", "w1", ...
-    Counts are Zipf-like so the order is deterministic. None when charlm.vocab or
-    charlm.tokenizer is missing.
+    Counts are Zipf-like so the order is deterministic. None when charlm.text.vocab or
+    charlm.text.tokenizer is missing.
     """
     try:
-        from charlm.tokenizer import Tokenizer, TokenizerConfig
-        from charlm.vocab import Vocab
+        from charlm.text.tokenizer import Tokenizer, TokenizerConfig
+        from charlm.text.vocab import Vocab
     except ImportError:
         return None
     n = V - 2                                            # <UNK> and <EOS> take two ids
@@ -135,7 +135,7 @@ def score_fns(torch, cfg: dict, cell: str):
 def score_sentences_fn(model, V: int):
     """(callable scoring N_SENTENCES synthetic sentences end to end, scored tokens) or None."""
     try:
-        from charlm.scoring import score_sentences
+        from charlm.lm.scoring import score_sentences
     except ImportError:
         return None
     made = synthetic_vocab(V)
@@ -152,17 +152,17 @@ def score_sentences_fn(model, V: int):
 # generation
 
 def charlm_generate_fn(cfg: dict, cell: str, B: int, N: int):
-    """(callable generating B·N tokens, how) — charlm.generate.sample, else a model.step loop."""
+    """(callable generating B·N tokens, how) — charlm.lm.generate.sample, else a model.step loop."""
     model = charlm_model(cfg, cell)
     rng = np.random.default_rng(4)
     made = synthetic_vocab(cfg["V"])
     try:
-        from charlm.generate import sample
+        from charlm.lm.generate import sample
     except ImportError:
         sample = None
     if sample is not None and made is not None:
         vocab = made[0]
-        return (lambda: sample(model, vocab, num=B, length=N, rng=rng)), "charlm.generate.sample"
+        return (lambda: sample(model, vocab, num=B, length=N, rng=rng)), "charlm.lm.generate.sample"
 
     def loop():                                          # fallback: step + inverse-CDF draw
         state = model.init_state(B)
@@ -175,7 +175,7 @@ def charlm_generate_fn(cfg: dict, cell: str, B: int, N: int):
             ids = np.minimum((cdf < u[:, None]).sum(axis=1), cdf.shape[1] - 1)
         return ids
 
-    return loop, "model.step loop (charlm.generate missing)"
+    return loop, "model.step loop (charlm.lm.generate missing)"
 
 
 def torch_generate_fn(torch, cfg: dict, cell: str, B: int, N: int):

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 import common
-from charlm.tagger import TaggerConfig
+from charlm.sentence.network import TaggerConfig
 
 V, C, K = 20000, 100, 17          # word ids, character ids, tags
 BATCH, PER_CALL = 32, 8           # sentences per batch, batches per timed call
@@ -91,7 +91,7 @@ def random_corpus(seed: int = 0):
 
 def make_batches(sentences, spelling, order, seed: int):
     """PER_CALL SentenceBatches of BATCH sentences each, taken from `order` at evenly spaced places."""
-    from charlm.tagger import pad_sentences
+    from charlm.sentence.batch import pad_sentences
 
     rng = np.random.default_rng(seed)
     chunks = [order[i:i + BATCH] for i in range(0, len(order) - BATCH + 1, BATCH)]
@@ -105,8 +105,8 @@ def make_batches(sentences, spelling, order, seed: int):
 
 
 def charlm_fn(batches):
-    from charlm.optim import clip_grad_norm, make_optimizer
-    from charlm.tagger import Tagger
+    from charlm.engine.optim import clip_grad_norm, make_optimizer
+    from charlm.sentence.network import TaggerNetwork as Tagger
 
     config = TaggerConfig(task="tag", vocab_size=V, char_vocab_size=C, num_labels=K, word_dropout=0.0)
     model = Tagger(config, seed=0)

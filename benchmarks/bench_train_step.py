@@ -57,11 +57,11 @@ def random_batches(V: int, B: int, T: int, seed: int = 1):
 
 
 def charlm_step_fn(cfg: dict, cell: str, batches):
-    from charlm.model import LanguageModel, ModelConfig
-    from charlm.optim import clip_grad_norm, make_optimizer
+    from charlm.lm.model import LanguageModel, ModelConfig
+    from charlm.engine.optim import clip_grad_norm, make_optimizer
 
     model = LanguageModel(ModelConfig(vocab_size=cfg["V"], cell=cell, layers=cfg["L"],
-                                      hidden=cfg["H"], embedding=cfg["E"]), seed=0)
+                                      hidden=cfg["H"], embedding=cfg["E"], dropout=0.0), seed=0)  # no dropout, as the peer
     opt = make_optimizer("adam", 2e-3)
     rng = np.random.default_rng(0)
     box = {"state": model.init_state(cfg["B"]), "i": 0}

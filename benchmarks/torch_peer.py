@@ -4,9 +4,9 @@ would make with the same options, trained in PyTorch for the same wall-clock sec
 What is the same, and how it is made the same:
   * options: parsed by charlm's own `train` command line (defaults included), so both sides read
     one TrainOptions;
-  * data: charlm's own run set-up (charlm.train._start): tokenizer, vocabulary, the split (the last
+  * data: charlm's own run set-up (charlm.tasks.training.start): tokenizer, vocabulary, the split (the last
     --val-fraction of the corpus is validation), training batches of B contiguous streams x windows
-    of T tokens (charlm.batches.StreamBatches), the state carried from window to window, detached,
+    of T tokens (charlm.lm.batches.StreamBatches), the state carried from window to window, detached,
     and reset at each epoch start;
   * model: embedding -> L-layer nn.LSTM (or nn.GRU) -> dense layer (the embedding's transpose with
     --tie-weights), started from charlm's initial weights (copied from the charlm model the same
@@ -16,7 +16,7 @@ What is the same, and how it is made the same:
   * loss: mean cross-entropy of the window; Adam (β 0.9/0.999, ε 1e-8) at --lr; the global gradient
     norm clipped to --clip;
   * evaluation every --eval-every steps and at the end, by charlm's own scoring code
-    (charlm.batches.StreamValidation, charlm.scoring.score_stream) through `TorchScorer`, which has
+    (charlm.lm.batches.StreamValidation, charlm.lm.scoring.score_stream) through `TorchScorer`, which has
     the two methods that code calls (init_state, target_log_probs); an evaluation without
     improvement multiplies the learning rate by --lr-decay (floor: --lr/1000), --patience of them
     in a row stop the run; the time limit counts from the first step and includes evaluations.
@@ -156,7 +156,7 @@ class TorchScorer:
 def check_same_scores(torch, net, model, data: np.ndarray, seq_len: int, windows: int = 3):
     """(charlm, PyTorch) nats per token of the first `windows` windows of `data` (N, B), state
     carried, on the weights both hold now: the scoring protocol and the weight copy agree if these do."""
-    from charlm.scoring import stream_loss_sums
+    from charlm.lm.scoring import stream_loss_sums
     part = data[:windows * seq_len + 1]
     ours = stream_loss_sums(model, part, seq_len)
     theirs = stream_loss_sums(TorchScorer(torch, net), part, seq_len)
@@ -167,7 +167,9 @@ def train_peer(argv: list[str], out: Path, log) -> dict:
     """Train the PyTorch peer of `charlm train ARGV` (which must hold --time-limit); write
     out/metrics.jsonl in charlm's format and return {"model": TorchScorer of the best weights,
     "vocab": the run's vocabulary, "check": (charlm, PyTorch) nats of check_same_scores}."""
-    from charlm.train import MIN_LR_FRACTION, SingleProcess, _start
+    from charlm.engine.parallel import SingleProcess
+    from charlm.engine.loop import MIN_LR_FRACTION
+    from charlm.tasks.training import start as _start
 
     torch = common.torch_or_none(threads=int(os.environ.get("OMP_NUM_THREADS") or 2))
     if torch is None:

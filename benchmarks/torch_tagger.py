@@ -15,10 +15,10 @@ What is the same as charlm's run with the same options:
     validation file; the best model by entity F1 is kept, the learning rate halves after an
     evaluation that does not improve, --patience of them stop the run, and so do --time-limit
     and --epochs;
-  * decoding and metric: charlm's constrained Viterbi (`charlm.decode`) on the log-probabilities,
-    and conlleval's entity F1 (`charlm.metrics`) in the data's scheme.
+  * decoding and metric: charlm's constrained Viterbi (`charlm.sentence.decode`) on the log-probabilities,
+    and conlleval's entity F1 (`charlm.sentence.metrics`) in the data's scheme.
   * initialisation (--init charlm, the default): the peer starts from exactly the weights
-    `charlm train --seed S` starts from (`charlm.tagger.make_model`, copied by `load_charlm`), with
+    `charlm train --seed S` starts from (`charlm.sentence.network.TaggerNetwork`, copied by `load_charlm`), with
     one bias per gate as charlm has (nn.LSTM's second bias, bias_hh, is held at 0 and not trained;
     with both trained, Adam moves a gate's bias twice as fast). --init torch: PyTorch's own
     initialisation and its two trained biases per gate.
@@ -45,14 +45,15 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
-from charlm.batches import SentenceBatches  # noqa: E402
-from charlm.decode import decode_batch, tag_constraints  # noqa: E402
-from charlm.labels import detect_scheme  # noqa: E402
-from charlm.metrics import conlleval_counts  # noqa: E402
-from charlm.sentences import Encoder  # noqa: E402
-from charlm.tagger import TaggerConfig, make_model  # noqa: E402
-from charlm.tagdata import read_tagged  # noqa: E402
-from charlm.tokenizer import TokenizerConfig  # noqa: E402
+from charlm.sentence.source import SentenceBatches  # noqa: E402
+from charlm.sentence.decode import decode_batch, tag_constraints  # noqa: E402
+from charlm.sentence.labels import detect_scheme  # noqa: E402
+from charlm.sentence.metrics import conlleval_counts  # noqa: E402
+from charlm.sentence.encoder import Encoder  # noqa: E402
+from charlm.sentence.batch import make_batch  # noqa: E402
+from charlm.sentence.network import TaggerConfig, TaggerNetwork  # noqa: E402
+from charlm.sentence.formats import read_tagged  # noqa: E402
+from charlm.text.tokenizer import TokenizerConfig  # noqa: E402
 
 
 class BiLSTMTagger(nn.Module):
@@ -159,7 +160,7 @@ def entity_f1(model, enc, sentences, batch_size=64) -> float:
     with torch.no_grad():
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
-            b = enc.batch([encoded[j] for j in idx], with_labels=False)
+            b = make_batch([encoded[j] for j in idx], with_labels=False)
             lp = model(b).numpy()
             for j, ids in zip(idx, decode_batch(lp, b.lengths, constraints)):
                 predicted[j] = enc.report_labels([enc.labels[k] for k in ids])
@@ -187,11 +188,11 @@ def main() -> int:
     train = read_tagged(a.train).sentences
     dev, test = read_tagged(a.val_file).sentences, read_tagged(a.test_file).sentences
     scheme = detect_scheme([s.tags for s in train])
-    enc = Encoder.build("tag", [s.tokens for s in train], [s.tags for s in train], TokenizerConfig(level="word"),
+    enc = Encoder.build(True, [s.tokens for s in train], [s.tags for s in train], TokenizerConfig(level="word"),
                         scheme)
     encoded = [enc.encode(s.tokens, s.tags) for s in train]
     clock = Clock()
-    source = SentenceBatches(encoded, enc.batch, a.batch_size, a.seed, clock)
+    source = SentenceBatches(encoded, make_batch, a.batch_size, a.seed, clock)
     model = BiLSTMTagger(len(enc.vocab), len(enc.chars), len(enc.labels), a.embedding, a.char_embedding,
                          a.char_hidden, a.hidden, a.layers, a.dropout, a.word_dropout)
     if a.init == "charlm":
@@ -199,7 +200,7 @@ def main() -> int:
                               num_labels=len(enc.labels), cell="lstm", layers=a.layers, hidden=a.hidden,
                               embedding=a.embedding, char_embedding=a.char_embedding, char_hidden=a.char_hidden,
                               dropout=a.dropout, word_dropout=a.word_dropout)
-        load_charlm(model, make_model(config, seed=a.seed).params)
+        load_charlm(model, TaggerNetwork(config, seed=a.seed).params)
     trained = [q for q in model.parameters() if q.requires_grad]
     opt = torch.optim.Adam(trained, lr=a.lr)
     best_f1, best_state, best_step, bad, step, tokens, position = -1.0, None, 0, 0, 0, 0, 0

@@ -8,24 +8,20 @@ The public Python API is what `__all__` lists (see `charlm.api` and the README's
 Everything else, the submodules included, is internal and may change between versions.
 """
 
-__version__ = "0.1.0"
+from charlm.version import __version__  # noqa: F401
 
 # Under mpiexec, each process's share of the cores as BLAS threads: this must happen before
-# anything imports NumPy (charlm/launch.py).
-from charlm.launch import limit_blas_threads as _limit_blas_threads  # noqa: E402
+# anything imports NumPy (charlm/engine/launch.py).
+from charlm.engine.launch import limit_blas_threads as _limit_blas_threads  # noqa: E402
 
 _limit_blas_threads()
 
-# `charlm.train` names both the training engine's module and the API function. Import the
-# module first, so `from charlm.train import TrainOptions` finds it in sys.modules, then let
-# the package attribute be the function (see charlm/api.py).
-from charlm import train as _engine  # noqa: E402,F401
 from charlm.api import LM, Classifier, Model, Tagger, load, train  # noqa: E402
-from charlm.beam import Candidate  # noqa: E402
 from charlm.errors import CharlmError, CheckpointError, DataError, UsageError  # noqa: E402
-from charlm.generate import Sample  # noqa: E402
-from charlm.predict import Classified, Tagged  # noqa: E402
-from charlm.scoring import CorpusSummary, SentenceScore  # noqa: E402
+from charlm.lm.beam import Candidate  # noqa: E402
+from charlm.lm.generate import Sample  # noqa: E402
+from charlm.lm.scoring import CorpusSummary, SentenceScore  # noqa: E402
+from charlm.sentence.predict import Classified, Tagged  # noqa: E402
 
 __all__ = [
     "__version__",

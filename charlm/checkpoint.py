@@ -3,7 +3,8 @@
 Layout of a checkpoint (a zip of .npy members, readable by `np.load(allow_pickle=False)`):
 
     __meta__          uint8 (k,)  UTF-8 JSON: format, format_version, charlm_version, kind,
-                                  model (ModelConfig), vocab (Vocab + tokenizer), train (...)
+                                  task (DEFAULT_TASK when absent), model (the network's settings),
+                                  vocab (Vocab + tokenizer), train (...), and the task's own keys
     param/<name>      the model parameters, e.g. param/rnn.0.W (H+D, G*H)
     optim/<slot.name> optimizer state (in "last" checkpoints), e.g. optim/m.rnn.0.W
 
@@ -11,6 +12,10 @@ Saving is atomic (temp file in the same folder, fsync, os.replace, fsync the fol
 crash or a full disk mid-save leaves the previous file as it was. Loading never unpickles
 and checks the format before reading anything else; every problem is a CheckpointError
 whose one-line message names the file.
+
+This module is the file format only: arrays and metadata. What the metadata means and which
+network a file holds is its task's business: `charlm.tasks.load(path)` builds the model of any
+file (the registry, dispatching on meta["task"]).
 """
 
 from __future__ import annotations
@@ -19,18 +24,15 @@ import json
 import os
 import tempfile
 import zipfile
-from dataclasses import dataclass
 
 import numpy as np
 
-from charlm import __version__
-from charlm.errors import CharlmError, CheckpointError
-from charlm.model import LanguageModel, ModelConfig
-from charlm.tagger import MODELS, TaggerConfig
-from charlm.vocab import Vocab
+from charlm.errors import CheckpointError
+from charlm.version import __version__
 
 FORMAT = "charlm-checkpoint"
 FORMAT_VERSION = 1
+DEFAULT_TASK = "lm"  # the task of files without meta["task"] (0.1.0 wrote language models only)
 META = "__meta__"
 
 # The member writer, a module attribute so tests can make it fail half-way.
@@ -164,12 +166,14 @@ def load_checkpoint(path) -> tuple[dict, dict]:
                 arrays[name] = arr
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as err:
-        raise CheckpointError(f"{path} is truncated or corrupt ({err}); retrain or use an "
-                              "earlier checkpoint") from None
     except (MemoryError, OverflowError):  # a member whose header claims an absurd shape
         raise CheckpointError(f"{path} is corrupt (an array larger than memory); retrain or use "
                               "an earlier checkpoint") from None
+    except Exception as err:  # noqa: BLE001 - damage shows up as any error of zipfile or numpy
+        # (BadZipFile, EOFError, ValueError, KeyError; a damaged .npy header even fails in
+        # Python's tokenizer): every one is the same message
+        raise CheckpointError(f"{path} is truncated or corrupt ({type(err).__name__}: {err}); retrain or "
+                              "use an earlier checkpoint") from None
     return arrays, meta
 
 
@@ -207,113 +211,3 @@ def arrays_under(arrays: dict, prefix: str) -> dict:
     """
     p = prefix.rstrip("/") + "/"
     return {k[len(p):]: v for k, v in arrays.items() if k.startswith(p)}
-
-
-@dataclass
-class Loaded:
-    """A model file, loaded. Unpacks as `model, vocab, meta = load_model(path)` for every task.
-
-    task: "lm", "tag" or "classify" (files without a task are language models); char_vocab: the
-    character Vocab of a tagger/classifier (None without a character encoder, and for language
-    models); labels: the names of label ids 0..K-1 (None for language models).
-    """
-
-    model: object
-    vocab: Vocab
-    meta: dict
-    task: str = "lm"
-    char_vocab: Vocab | None = None
-    labels: list | None = None
-
-    def __iter__(self):
-        return iter((self.model, self.vocab, self.meta))
-
-
-def load_model(path) -> Loaded:
-    """Load a model file of any task: a `Loaded` (unpacks as (model, vocab, meta)). See
-    `model_from_checkpoint`."""
-    path = os.fspath(path)
-    arrays, meta = load_checkpoint(path)
-    return model_from_checkpoint(arrays, meta, path)
-
-
-def model_from_checkpoint(arrays: dict, meta: dict, path: str) -> Loaded:
-    """A `Loaded` model from what `load_checkpoint(path)` returned, built by the loader of
-    meta["task"] (TASK_LOADERS; no task: a language model).
-
-    The "param/*" arrays must match model.param_shapes() exactly (names and shapes; float
-    dtypes are cast to the config dtype) and the vocabularies and labels must fit the settings.
-    """
-    task = meta.get("task", "lm")
-    if task not in TASK_LOADERS:
-        raise CheckpointError(f"{path} holds a model for task {task!r}, which this version of charlm "
-                              "does not know: upgrade charlm")
-    for key in ("model", "vocab"):
-        if not isinstance(meta.get(key), dict):
-            raise CheckpointError(f"{path} has no {key} settings: not a model file (or corrupt)")
-    vocab = _vocab(meta["vocab"], path, "vocabulary")
-    params = arrays_under(arrays, "param")
-    for name, arr in params.items():
-        if arr.dtype.kind != "f":
-            raise CheckpointError(f"{path}: param/{name} has dtype {arr.dtype}, expected float")
-    return TASK_LOADERS[task](meta, params, vocab, path)
-
-
-def _vocab(d, path: str, what: str) -> Vocab:
-    try:
-        return Vocab.from_dict(d)
-    except (CharlmError, KeyError, TypeError, ValueError, AttributeError) as err:
-        raise CheckpointError(f"{path} has a bad {what}: {err}") from None
-
-
-def _settings(cls, meta: dict, vocab: Vocab, path: str):
-    """The model's configuration from meta["model"], checked against the word vocabulary."""
-    try:
-        config = cls.from_dict(meta["model"])
-    except (CharlmError, KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path} has bad model settings: {err}") from None
-    if len(vocab) != config.vocab_size:
-        raise CheckpointError(f"{path} is inconsistent: vocabulary has {len(vocab)} tokens but "
-                              f"the model expects {config.vocab_size}")
-    return config
-
-
-def _build(cls, config, params: dict, path: str):
-    """cls(config, params), the params cast to the config's dtype; names and shapes that do not fit
-    the settings are a CheckpointError."""
-    dtype = np.dtype(config.dtype)
-    try:  # the constructor checks names and shapes against the config
-        return cls(config, params={k: v.astype(dtype, copy=False) for k, v in params.items()})
-    except (CharlmError, KeyError, ValueError, TypeError) as err:
-        raise CheckpointError(f"{path} does not match its model settings: {err}") from None
-
-
-def _language_model(meta: dict, params: dict, vocab: Vocab, path: str) -> Loaded:
-    config = _settings(ModelConfig, meta, vocab, path)
-    return Loaded(_build(LanguageModel, config, params, path), vocab, meta)
-
-
-def _sentence_model(meta: dict, params: dict, vocab: Vocab, path: str) -> Loaded:
-    """A tagger or classifier: meta also holds "char_vocab" (a Vocab; may be absent or null without a
-    character encoder) and "labels" (the names of label ids 0..K-1)."""
-    config = _settings(TaggerConfig, meta, vocab, path)
-    if config.task != meta["task"]:
-        raise CheckpointError(f"{path} is inconsistent: a {meta['task']!r} file with settings for "
-                              f"{config.task!r}")
-    char_vocab = None if meta.get("char_vocab") is None else _vocab(meta["char_vocab"], path,
-                                                                   "character vocabulary")
-    if config.char_hidden and (char_vocab is None or len(char_vocab) != config.char_vocab_size):
-        have = "none" if char_vocab is None else f"{len(char_vocab)} characters"
-        raise CheckpointError(f"{path} is inconsistent: the model reads {config.char_vocab_size} "
-                              f"characters but the character vocabulary has {have}")
-    labels = meta.get("labels")
-    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels) \
-            or len(labels) != config.num_labels:
-        raise CheckpointError(f"{path} is inconsistent: the model predicts {config.num_labels} labels "
-                              f"but the file names {len(labels) if isinstance(labels, list) else 'no'} labels")
-    model = _build(MODELS[config.task], config, params, path)
-    return Loaded(model, vocab, meta, config.task, char_vocab, list(labels))
-
-
-# How each task's model is built from a checkpoint: (meta, params, word vocab, path) -> Loaded.
-TASK_LOADERS = {"lm": _language_model, "tag": _sentence_model, "classify": _sentence_model}

@@ -1,16 +1,18 @@
 """Training curves: a run's evaluation records, read from a `--metrics` file or a NAME.last.npz,
 drawn as a PNG or SVG with matplotlib (the optional `plot` extra).
 
-A record is what `charlm.train` logs at each evaluation: `step`, `elapsed` (seconds since the
+A record is what the engine (`charlm.engine.loop`) logs at each evaluation: `step`, `elapsed` (seconds since the
 process started, so it restarts at 0 when a run is resumed), `train_loss` and `val_loss` (mean
 nats per token; either may be null), `lr` (the learning rate used since the previous
 evaluation). The picture has two panels, one above the other: the losses against the step and
 against wall-clock time (the restarts of `elapsed` added up), each with
 
     left axis:  nats per token, and beside it bits (= nats / ln 2) per character or token, or
-                for a word-level model perplexity (= exp(nats))
+                for a word-level model perplexity (= exp(nats)) — a language model's figures
     right axis: the learning rate (log scale), with each decay marked by a dotted line at the
-                evaluation that decided it
+                evaluation that decided it; and, for a tagger or classifier (its records carry
+                val_accuracy and val_f1), the validation accuracy and F1 in percent on a second
+                right axis instead of the bits or perplexity, which mean nothing for labels
 """
 
 from __future__ import annotations
@@ -61,24 +63,28 @@ def read_run(path: str | os.PathLike) -> Run:
     path = os.fspath(path)
     if _looks_like_a_checkpoint(path):
         return _from_checkpoint(path)
-    from charlm.scoring import iter_lines
+    from charlm.text.reader import iter_lines
 
     records, skipped = [], 0
-    for line in iter_lines(path):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            obj = None
-        if _is_record(obj):
-            records.append(obj)
-        else:
-            skipped += 1
+    try:
+        for line in iter_lines(path):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                obj = None
+            if _is_record(obj):
+                records.append(obj)
+            else:
+                skipped += 1
+    except DataError as err:  # missing, a directory, binary, not UTF-8
+        raise DataError(f"{path} is not a metrics log or model file ({err}): give a file written by "
+                        "`charlm train --metrics` or a NAME.last.npz") from None
     if not records:
-        raise DataError(f"{path} has no metrics records"
+        raise DataError(f"{path} is not a metrics log or model file: it has no metrics records"
                         + (f" ({skipped} broken line{'s' * (skipped != 1)})" if skipped else "")
-                        + ": give a file written by `charlm train --metrics` or a NAME.last.npz")
+                        + "; give a file written by `charlm train --metrics` or a NAME.last.npz")
     runs = _split_runs(records)
     return Run(path, runs[-1], None, skipped, len(runs))
 
@@ -205,6 +211,22 @@ def _series(records: list[dict], xs: list, key: str) -> tuple[list, list]:
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+SCORES = (("val_accuracy", "validation accuracy"), ("val_f1", "validation F1"))  # a tagger's or classifier's
+
+
+def _scores(ax, records, xs, scores) -> list:
+    """The validation accuracy and F1 (percent) on a right axis set off from the learning rate's."""
+    axis = ax.twinx()
+    axis.spines["right"].set_position(("axes", 1.08))
+    handles = []
+    for key, label in scores:
+        x, y = _series(records, xs, key)
+        if x:
+            handles += axis.plot(x, [100 * v for v in y], "--s", markersize=3, label=label)
+    axis.set_ylabel("accuracy, F1 (%)")
+    return handles
+
+
 def _panel(ax, records, xs, xlabel: str, per: str, level: str | None) -> None:
     import numpy as np
 
@@ -217,7 +239,10 @@ def _panel(ax, records, xs, xlabel: str, per: str, level: str | None) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"nats per {per}")
     ax.grid(True, alpha=0.3)
-    if level == "word":
+    scores = [(key, label) for key, label in SCORES if any(isinstance(r.get(key), (int, float)) for r in records)]
+    if scores:
+        handles += _scores(ax, records, xs, scores)
+    elif level == "word":
         second = ax.secondary_yaxis(-0.1, functions=(lambda n: np.exp(np.clip(n, -50, 50)),
                                                      lambda p: np.log(np.maximum(p, 1e-300))))
         second.set_ylabel("perplexity")

@@ -7,7 +7,7 @@
 * No two outputs may be the same file.
 * An existing output is replaced (or appended to) only when it is already a file of the kind
   the command writes: a charlm checkpoint, a charlm metrics log, a charlm vocabulary, a charlm
-  plot (an image whose metadata names `PLOT_MARK`), a charlm token cache (`charlm.tokencache`:
+  plot (an image whose metadata names `PLOT_MARK`), a charlm token cache (`charlm.text.tokencache`:
   its record or its .npy id file). Anything
   else is refused unless `force` is given, which allows replacing it (never an input).
 * An output cannot be a directory, and its folder must exist and be writable.
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from charlm.checkpoint import META
 from charlm.errors import UsageError
-from charlm.vocab import VOCAB_FORMAT
 
 # What a command writes, and how to recognise an existing file of that kind.
 CHECKPOINT, METRICS, VOCAB = "charlm checkpoint", "charlm metrics log", "charlm vocabulary"
@@ -31,6 +30,7 @@ PLOT = "charlm plot"
 PLOT_MARK = "charlm plot"  # `charlm plot` writes it in the image's metadata (PNG Software, SVG Creator)
 TOKEN_CACHE = "charlm token cache"
 TOKEN_CACHE_FORMAT = "charlm-token-cache"
+VOCAB_FORMAT = "charlm-vocab"  # the "format" of a vocabulary file (charlm.text.vocab)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """One process of an `mpiexec` job started by tests/test_mpi.py; it reports back through files.
 
     mpiexec -n N python mpirun.py train SPEC.json
-        charlm.train.train(TrainOptions(**spec["options"]), spec["resume"], reporter, comm) on the
+        charlm.tasks.training.train(TrainOptions(**spec["options"]), spec["resume"], reporter, comm) on the
         process group of the job; rank 0 writes {"losses": [per-step loss], "summary": ...} to
         spec["result"]. spec["kill_at"] = [step, "SIGINT"]: rank 0 sends itself that signal after
         that step.
@@ -19,11 +19,13 @@ import signal
 import sys
 from pathlib import Path
 
-from charlm import launch, parallel, tokencache
+from charlm.engine import launch, parallel
+from charlm.text import tokencache
 
 
 def run_train(spec_path: str) -> None:
-    from charlm.train import Reporter, TrainOptions, train
+    from charlm.engine.progress import Reporter
+    from charlm.tasks.training import TrainOptions, train
 
     spec = json.loads(Path(spec_path).read_text())
     comm = parallel.world()

@@ -1,4 +1,4 @@
-"""Gradient accumulation (`charlm train --accumulate K`, charlm.batches.Accumulated)."""
+"""Gradient accumulation (`charlm train --accumulate K`, charlm.engine.batches.Accumulated)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 from charlm import checkpoint as ckpt
-from charlm.batches import Accumulated, Batch
+from charlm.engine.batches import Accumulated, Batch
+from charlm.engine.progress import Reporter
+from charlm.engine.run import last_path
 from charlm.errors import UsageError
-from charlm.train import Reporter, TrainOptions, _start, last_path, train
+from charlm.tasks.training import TrainOptions, train
+from charlm.tasks.training import start as _start
 
 TEXT = "the quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs.\n" * 12
 

@@ -3,21 +3,21 @@ the model loaded once, the task registry, the name `charlm.train`, and a typed p
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import inspect
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from charlm import api, checkpoint, tasks
 import charlm
-from charlm import api, checkpoint, scoring
 from charlm.cli import cli
 from charlm.errors import CheckpointError, DataError, UsageError
+from charlm.lm import scoring
 
 from tinymodel import TEXT, build, save  # noqa: E402
 
@@ -197,14 +197,14 @@ def _options_from_api(monkeypatch, corpus, **kw) -> dict:
       "--dropout", "0.3", "--tie-weights", "--seq-len", "7", "--batch-size", "5", "--clip", "0",
       "--epochs", "4", "--max-steps", "9", "--time-limit", "60", "--val-fraction", "0.2",
       "--eval-every", "3", "--patience", "2", "--seed", "7", "--resume", "-o", "x.npz",
-      "--metrics", "m.jsonl", "--val-file", "v.txt", "--force", "--val-tokens", "99", "--cache-dir", "cd",
-      "--no-cache"],
+      "--metrics", "m.jsonl", "--val-file", "v.txt", "--force", "--val-tokens", "99", "--cache-dir", "cd"],
      {"level": "word", "mode": "stream", "split": "whitespace", "lowercase": True, "min_count": 2,
       "max_vocab": 50, "cell": "gru", "layers": 3, "hidden": 32, "embedding": 32, "dropout": 0.3,
       "tie_weights": True, "seq_len": 7, "batch_size": 5, "clip": 0.0, "epochs": 4, "max_steps": 9,
       "time_limit": 60.0, "val_fraction": 0.2, "eval_every": 3, "patience": 2, "seed": 7,
       "resume": True, "output": "x.npz", "metrics": "m.jsonl", "val_file": "v.txt", "force": True,
-      "val_tokens": 99, "cache_dir": "cd", "no_cache": True}),
+      "val_tokens": 99, "cache_dir": "cd"}),
+    (["--no-cache"], {"no_cache": True}),
     (["--cell", "rnn", "--activation", "relu", "--graphemes", "--vocab", "v.json"],
      {"cell": "rnn", "activation": "relu", "graphemes": True, "vocab": "v.json"}),
     (["--peephole", "--tie-weights", "--embedding", "256"],
@@ -248,7 +248,7 @@ def test_queries_reuse_the_loaded_model(files, monkeypatch):
     lm = charlm.load(files["word"])
     calls = []
     monkeypatch.setattr(checkpoint, "load_checkpoint", lambda *a, **k: calls.append(a))
-    monkeypatch.setattr(api, "load_checkpoint", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(tasks, "load_checkpoint", lambda *a, **k: calls.append(a))
     for s in SENTENCES:
         lm.score(s)
         lm.next_tokens(s)
@@ -261,17 +261,17 @@ def test_load_dispatches_on_the_task(files, tmp_path, monkeypatch):
     arrays, meta = checkpoint.load_checkpoint(files["word"])
     assert "task" not in meta and type(charlm.load(files["word"])) is charlm.LM
 
-    @api.register_task("toy")
-    class Toy(charlm.Model):
-        @classmethod
-        def from_checkpoint(cls, arrays, meta, path):
-            return cls(charlm.load(files["word"]).network, charlm.load(files["word"]).vocab, meta, path)
+    class Toy(charlm.LM):
+        """A model of the toy task."""
 
-    monkeypatch.setitem(api.TASKS, "toy", Toy)
+    class ToyTask(type(tasks.get("lm"))):
+        name, noun, api_class = "toy", "a toy", Toy
+
+    monkeypatch.setitem(tasks.TASKS, "toy", ToyTask())
     checkpoint.save_checkpoint(tmp_path / "toy.npz", arrays, dict(meta, task="toy"))
     toy = charlm.load(tmp_path / "toy.npz")
     assert type(toy) is Toy and toy.task == "toy" and toy.info()["task"] == "toy"
-    monkeypatch.delitem(api.TASKS, "toy")
+    monkeypatch.delitem(tasks.TASKS, "toy")
     with pytest.raises(CheckpointError, match="task 'toy'"):
         charlm.load(tmp_path / "toy.npz")
 
@@ -298,16 +298,14 @@ def test_api_errors_are_charlm_errors(files, tmp_path):
 
 # -- the name charlm.train and the public surface ----------------------------------------------
 
-def test_charlm_train_is_the_api_and_the_engine_module_stays_importable():
-    from charlm.train import Reporter, TrainOptions, last_path  # noqa: F401 - the engine's names
-    from charlm.train import train as engine_train
+def test_charlm_train_is_the_api_and_no_module_clashes_with_it():
+    """The engine's loop is charlm.engine.loop; no module charlm.train shadows the function."""
+    from charlm.engine import loop
+    from charlm.tasks.training import TrainOptions, train as task_train  # noqa: F401 - where they live
 
-    engine = sys.modules["charlm.train"]
-    assert inspect.ismodule(engine) and importlib.import_module("charlm.train") is engine
-    assert engine_train is engine.train and engine_train is not charlm.train
-    assert charlm.train is api.train and inspect.isfunction(charlm.train)
+    assert importlib.util.find_spec("charlm.train") is None and inspect.ismodule(loop)
+    assert charlm.train is api.train and inspect.isfunction(charlm.train) and task_train is not charlm.train
     assert "corpus" in inspect.signature(charlm.train).parameters
-    assert TrainOptions is engine.TrainOptions
 
 
 def _public_callables():

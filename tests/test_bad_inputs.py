@@ -23,7 +23,9 @@ import pytest
 from click.testing import CliRunner
 
 from charlm import checkpoint
+from charlm.text import tokencache
 from charlm.cli import cli
+from charlm.tasks import load as load_model
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--hidden", "8", "--embedding", "4", "--layers", "1", "--seq-len", "8", "--batch-size", "2", "-q"]
@@ -452,7 +454,7 @@ def test_train_option_extreme_but_valid(run, models, tmp_path, option, value):
     r = run("train", models["corpus"], "-o", out, *TINY, "--max-steps", "2", option, value)
     assert r.exit_code == 0, r.output
     assert "Traceback" not in r.output
-    checkpoint.load_model(out)  # whatever was written is a usable model
+    load_model(out)  # whatever was written is a usable model
 
 
 def test_train_model_too_big_for_memory_is_refused_up_front(run, models, tmp_path):
@@ -470,7 +472,7 @@ def test_train_output_that_cannot_be_written_fails_before_training(run, models, 
 
 def test_train_non_finite_parameters_never_reach_a_checkpoint(run, models, tmp_path, monkeypatch):
     """If an update makes the weights inf/NaN, training stops and the files on disk stay loadable."""
-    from charlm import optim
+    from charlm.engine import optim
 
     out = tmp_path / "o.npz"
     assert run("train", models["corpus"], "-o", out, *TINY, "--max-steps", "2", "--eval-every", "1").exit_code == 0
@@ -485,7 +487,7 @@ def test_train_non_finite_parameters_never_reach_a_checkpoint(run, models, tmp_p
     r = run("train", models["corpus"], "-o", out, *TINY, "--max-steps", "6", "--eval-every", "1", "--resume")
     clean_error(r, 1, "diverged")
     assert (out.read_bytes(), (tmp_path / "o.last.npz").read_bytes()) == before
-    checkpoint.load_model(out)
+    load_model(out)
 
 
 @pytest.mark.parametrize("args,code", [
@@ -635,7 +637,7 @@ def test_2mb_single_line_trains(tmp_path):
                                 tmp_path)
     assert code == 0, err
     assert peak < 300, peak
-    checkpoint.load_model(tmp_path / "m.npz")
+    load_model(tmp_path / "m.npz")
 
 
 # ---------------------------------------------------- never destroy the user's files (charlm.files)
@@ -914,14 +916,15 @@ def test_plot_never_writes_over_the_run_or_a_foreign_image(run, tmp_path):
 @pytest.mark.parametrize("damage,says", [
     (lambda f: f.ids.write_bytes(f.ids.read_bytes()[:-3]), "its id file is truncated"),
     (lambda f: f.ids.write_bytes(b"\x93NUMPY" + bytes(200)), "its id file"),
-    (lambda f: f.record.write_text('{"format": "charlm-token-cache", "version": 1}'), "its record is damaged"),
+    (lambda f: f.record.write_text('{"format": "charlm-token-cache", "version": %d}' % tokencache.VERSION),
+     "its record is damaged"),
     (lambda f: f.record.write_text("not json at all"), "is not a charlm token cache: left alone"),
 ])
 def test_corrupt_token_cache(run, models, tmp_path, monkeypatch, damage, says):
     """A damaged token cache is never trusted: the run says so in one warning line and tokenizes
     again (rebuilding the cache when it is charlm's, leaving a file that is not alone)."""
-    from charlm import tokencache
-    from charlm.tokenizer import TokenizerConfig
+    from charlm.text import tokencache
+    from charlm.text.tokenizer import TokenizerConfig
 
     monkeypatch.setattr(tokencache, "MIN_BYTES", 0)
     cmd = ["train", models["corpus"], "-o", tmp_path / "m.npz", *TINY[:-1], "--max-steps", "2",

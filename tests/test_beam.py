@@ -8,10 +8,10 @@ import itertools
 import numpy as np
 import pytest
 
-from charlm import beam, generate, scoring
 from charlm.errors import UsageError
-from charlm.generate import Prime
-from charlm.model import LanguageModel
+from charlm.lm import beam, generate, scoring
+from charlm.lm.generate import Prime
+from charlm.lm.model import LanguageModel
 
 from tinymodel import build  # noqa: E402
 

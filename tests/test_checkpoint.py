@@ -10,9 +10,10 @@ import pytest
 
 from charlm import checkpoint as ckpt
 from charlm.errors import CheckpointError
-from charlm.model import LanguageModel, ModelConfig
-from charlm.tokenizer import TokenizerConfig
-from charlm.vocab import Vocab
+from charlm.lm.model import LanguageModel, ModelConfig
+from charlm.tasks import load as load_model
+from charlm.text.tokenizer import TokenizerConfig
+from charlm.text.vocab import Vocab
 
 
 def sample_arrays():
@@ -239,7 +240,7 @@ def test_non_finite_values(tmp_path, bad):
         ckpt.load_checkpoint(path)
 
 
-# -- load_model ---------------------------------------------------------------------
+# -- loading a model (charlm.tasks.load) ---------------------------------------------------------------------
 
 def make_vocab(n_types):
     """A Vocab with n_types tokens: UNK, EOS and n_types-2 letters."""
@@ -266,7 +267,8 @@ def saved_model(tmp_path):
 
 def test_load_model_round_trip(saved_model):
     model, vocab, save = saved_model
-    loaded, v2, meta = ckpt.load_model(save())
+    m = load_model(save())
+    loaded, v2, meta = m.network, m.vocab, m.meta
     assert loaded.config == model.config and meta["kind"] == "best"
     assert len(v2) == len(vocab) and v2.tokens == vocab.tokens
     assert set(loaded.params) == set(model.params)
@@ -278,7 +280,7 @@ def test_load_model_round_trip(saved_model):
 def test_load_model_casts_float64_params(saved_model):
     model, _, save = saved_model
     arrays = {k: v.astype(np.float64) for k, v in ckpt.model_arrays(model).items()}
-    loaded, _, _ = ckpt.load_model(save(arrays))
+    loaded = load_model(save(arrays)).network
     assert all(p.dtype == np.float32 for p in loaded.params.values())
 
 
@@ -292,17 +294,17 @@ def test_load_model_refuses_mismatches(saved_model):
     for arrays, what in [(bad_shape, "rnn.1.W"), (missing, "out.b"), (extra, "rnn.9.W"),
                          (ints, "dtype int64")]:
         with pytest.raises(CheckpointError, match=what):
-            ckpt.load_model(save(arrays))
+            load_model(save(arrays))
     with pytest.raises(CheckpointError, match="does not match its model settings"):
-        ckpt.load_model(save(model_meta=dict(model.config.to_dict(), hidden=9)))
+        load_model(save(model_meta=dict(model.config.to_dict(), hidden=9)))
     with pytest.raises(CheckpointError, match="vocabulary has 6 tokens but the model expects 7"):
-        ckpt.load_model(save(model_meta=dict(model.config.to_dict(), vocab_size=7)))
+        load_model(save(model_meta=dict(model.config.to_dict(), vocab_size=7)))
     with pytest.raises(CheckpointError, match="bad model settings"):
-        ckpt.load_model(save(model_meta={"vocab_size": 6, "cell": "transformer"}))
+        load_model(save(model_meta={"vocab_size": 6, "cell": "transformer"}))
 
 
 def test_load_model_needs_model_and_vocab(tmp_path):
     path = tmp_path / "m.npz"
     ckpt.save_checkpoint(path, {}, {"kind": "best"})
     with pytest.raises(CheckpointError, match="no model settings"):
-        ckpt.load_model(path)
+        load_model(path)

@@ -11,9 +11,10 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from charlm import checkpoint, curves, generate
+from charlm import checkpoint, curves
 from charlm.cli import cli
-from charlm.generate import Prime
+from charlm.lm import generate
+from charlm.lm.generate import Prime
 
 from tinymodel import TEXT, build, save  # noqa: E402
 

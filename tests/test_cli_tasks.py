@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from charlm.cli import cli
-from charlm.labels import chunks
-from charlm.tagdata import read_tagged
+from charlm.sentence.formats import read_tagged
+from charlm.sentence.labels import chunks
 from tasksdata import classification_text, column_text, conllu_text, ner_sentences
 
 TINY = ["--hidden", "8", "--embedding", "8", "--char-embedding", "4", "--char-hidden", "4", "--layers", "1",

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from charlm.cli import cli
-from charlm.tokenizer import Tokenizer, TokenizerConfig
-from charlm.vocab import EOS, UNK, Vocab
+from charlm.text.tokenizer import Tokenizer, TokenizerConfig
+from charlm.text.vocab import EOS, UNK, Vocab
 
 
 def run(*args, input=None):
@@ -112,7 +112,7 @@ def test_output_does_not_depend_on_chunk_size(write_corpus, monkeypatch, args, c
         sentences = map(tok.tokenize, text.split("\n"))
         expected = [t for t in sentences if t and not all(x.isspace() for x in t)]
     for chunk in (3, 7, 1 << 20):
-        monkeypatch.setattr("charlm.reader.CHUNK_SIZE", chunk)
+        monkeypatch.setattr("charlm.text.reader.CHUNK_SIZE", chunk)
         assert json_lines(ok(path, "--json", *args)) == expected
 
 

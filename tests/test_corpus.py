@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from charlm import reader, tokenids
-from charlm.corpus import (MappedStreams, batchify, build_vocab, fit_batch, iter_windows, lookup_table, split_point,
+from charlm.text import reader, tokenids
+from charlm.lm.corpus import (MappedStreams, batchify, build_vocab, fit_batch, iter_windows, lookup_table, split_point,
                            training_counts)
-from charlm.tokenids import tokenize_ids
 from charlm.errors import DataError, UsageError
-from charlm.tokenizer import Tokenizer, TokenizerConfig
-from charlm.vocab import EOS, UNK
+from charlm.text.tokenids import tokenize_ids
+from charlm.text.tokenizer import Tokenizer, TokenizerConfig
+from charlm.text.vocab import EOS, UNK
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -281,8 +281,8 @@ def reference_data(corpus_path, cfg, n_train=None, val_fraction=0.1, val_tokens=
     final ids -> (N, B) training streams and (Nv, Bv) validation streams."""
     from collections import Counter
 
-    from charlm.corpus import DEFAULT_VAL_TOKENS, eval_streams
-    from charlm.vocab import Vocab
+    from charlm.lm.corpus import DEFAULT_VAL_TOKENS, eval_streams
+    from charlm.text.vocab import Vocab
 
     tokenizer = Tokenizer(cfg)
     stream = reference_stream(corpus_path, tokenizer)
@@ -310,8 +310,8 @@ def reference_data(corpus_path, cfg, n_train=None, val_fraction=0.1, val_tokens=
 def test_prepared_data_equals_the_in_memory_path(tmp_path, monkeypatch, kw, opts):
     """Tiny chunks, tiny buffers, the token cache on (written, then read back): vocabulary,
     training and validation streams equal the in-memory path's, value for value."""
-    from charlm import tokencache
-    from charlm.corpus import prepare_lm_data
+    from charlm.text import tokencache
+    from charlm.lm.corpus import prepare_lm_data
 
     path = write(tmp_path, TRICKY * 4 + "more words here\n" * 5)
     opts = dict(opts)
@@ -340,7 +340,7 @@ def test_split_point_with_a_limit():
 
 
 def test_eval_streams():
-    from charlm.corpus import LONG_EVAL, eval_streams
+    from charlm.lm.corpus import LONG_EVAL, eval_streams
 
     assert eval_streams(2) == 1 and eval_streams(100) == 16 and eval_streams(111_539) == 16
     assert eval_streams(LONG_EVAL) == 64

@@ -1,7 +1,7 @@
 """No crash loses work: SIGKILL at random moments, a save that dies or fails half-way, Ctrl-C.
 
 What "safe" means here: whatever moment `charlm train` dies at, every checkpoint file present on
-disk loads (checkpoint.load_checkpoint / load_model) and `charlm train --resume` continues and
+disk loads (checkpoint.load_checkpoint / tasks.load) and `charlm train --resume` continues and
 exits 0. A kill in the middle of a save may leave its temporary file behind (a hidden
 ".NAME.npz.XXXX.tmp" next to the model; nothing can delete it once the process is gone): such
 files are never read by charlm and do not disturb loading or resuming.
@@ -24,8 +24,10 @@ from click.testing import CliRunner
 
 from charlm import checkpoint
 from charlm.cli import cli
+from charlm.engine.run import last_path
 from charlm.errors import CheckpointError
-from charlm.train import TrainOptions, last_path, train
+from charlm.tasks import load as load_model
+from charlm.tasks.training import TrainOptions, train
 
 TINY = ["--hidden", "8", "--embedding", "4", "--layers", "1", "--seq-len", "8", "--batch-size", "2"]
 TEXT = "".join(f"line {i}: the cat sat on the mat and the dog ran far away.\n" for i in range(200))
@@ -56,7 +58,7 @@ def _check_on_disk(out: Path) -> dict:
     for p in (out, last_path(out)):
         if p.exists():
             arrays, meta = checkpoint.load_checkpoint(p)  # raises if half-written or corrupt
-            checkpoint.load_model(p)
+            load_model(p)
             found[p.name] = meta["kind"]
     return found
 
@@ -67,7 +69,7 @@ def _temp_files(folder: Path) -> list[str]:
 
 def test_sigkill_at_random_moments_then_resume(tmp_path):
     """KILL_TRIALS runs of `charlm train --eval-every 1` (two saves per step) killed with SIGKILL at
-    seeded random moments between 0.3 and 3 s after start, in waves of WAVE concurrent runs to keep
+    seeded random moments between 0.3 and 3 s of CPU time after start, in waves of WAVE concurrent runs to keep
     the test short. After each kill the files on disk load and --resume finishes."""
     rnd = random.Random(1234)
     delays = [rnd.uniform(0.3, 3.0) for _ in range(KILL_TRIALS)]
@@ -80,9 +82,9 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
             (d / "c.txt").write_text(TEXT)
             p = subprocess.Popen(_train_cmd(d / "c.txt", d / "m.npz", "--eval-every", "1", "--max-steps", "100000"),
                                  cwd=d, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            trials.append((d, time.monotonic() + delays[i], p))
-        for d, at, p in sorted(trials, key=lambda t: t[1]):
-            time.sleep(max(0.0, at - time.monotonic()))
+            trials.append((d, delays[i], p))
+        for d, cpu, p in sorted(trials, key=lambda t: t[1]):
+            _wait_for_cpu(p, cpu)  # CPU time, not wall time: a busy machine must not move the kills
             p.send_signal(signal.SIGKILL)
         resumes = []
         for d, _, p in trials:

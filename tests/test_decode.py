@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from charlm.decode import decode_batch, tag_constraints, viterbi
 from charlm.errors import CharlmError
+from charlm.sentence.decode import decode_batch, tag_constraints, viterbi
 
 IOB2 = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 IOBES = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "E-LOC"]

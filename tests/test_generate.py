@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charlm import generate
 from charlm.errors import UsageError
-from charlm.model import LanguageModel
+from charlm.lm import generate
+from charlm.lm.model import LanguageModel
 
 from tinymodel import TEXT, build as _build  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Entity schemes (charlm/labels.py) and metrics (charlm/metrics.py), against hand-computed counts."""
+"""Entity schemes (charlm/sentence/labels.py) and metrics (charlm/sentence/metrics.py), against hand-computed counts."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from charlm.labels import chunks, convert, detect_scheme, entity_types, from_chunks, is_entity_tagset, training_scheme
-from charlm.metrics import classification_report, conlleval_counts, prf, tag_report
+from charlm.sentence.labels import chunks, convert, detect_scheme, entity_types, from_chunks, is_entity_tagset, training_scheme
+from charlm.sentence.metrics import classification_report, conlleval_counts, prf, tag_report
 
 # ------------------------------------------------------------------------------ schemes
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from charlm.errors import CharlmError
-from charlm.model import LanguageModel, ModelConfig
+from charlm.lm.model import LanguageModel, ModelConfig
 from charlm.nn.layers import log_softmax
 from gradcheck import check_grad
 
@@ -242,7 +242,7 @@ def test_param_names_and_shapes():
 def test_config_round_trip_and_validation():
     cfg = ModelConfig(vocab_size=50, cell="rnn", activation="relu", dropout=0.25, layers=3)
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
-    assert ModelConfig.from_dict({"vocab_size": 5}).cell == "lstm"
+    assert ModelConfig.from_dict({"vocab_size": 5}).cell == "gru"  # the language model's default
     bad = [
         {"vocab_size": 0}, {"vocab_size": 1}, {"vocab_size": 2.5}, {"vocab_size": "10"},
         {"vocab_size": 10, "cell": "transformer"}, {"vocab_size": 10, "layers": 0},
@@ -262,7 +262,7 @@ def test_config_round_trip_and_validation():
 
 def test_embedding_initialisation_as_documented():
     """embed.W ~ N(0, 1) (input rows of useful size); tied weights start U(-0.1, 0.1)."""
-    untied = LanguageModel(ModelConfig(vocab_size=500, embedding=64, hidden=32, layers=1), seed=1)
+    untied = LanguageModel(ModelConfig(vocab_size=500, cell="lstm", embedding=64, hidden=32, layers=1), seed=1)
     E = untied.params["embed.W"]
     assert abs(E.mean()) < 0.02 and abs(E.std() - 1.0) < 0.02
     tied = LanguageModel(ModelConfig(vocab_size=500, embedding=32, hidden=32, layers=1, tie_weights=True), seed=1)

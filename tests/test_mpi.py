@@ -1,4 +1,4 @@
-"""Data-parallel training and scoring under `mpiexec` (charlm.parallel, charlm.launch).
+"""Data-parallel training and scoring under `mpiexec` (charlm.engine.parallel, charlm.engine.launch).
 
 The MPI tests start real jobs with the mpiexec of the MPI that mpi4py uses (the `test` extra
 installs mpi4py and MPICH's wheels); tests/mpirun.py is the program each process runs when a
@@ -20,8 +20,11 @@ import numpy as np
 import pytest
 
 from charlm import checkpoint as ckpt
-from charlm import launch, parallel
-from charlm.train import Reporter, TrainOptions, last_path, train
+from charlm.engine import launch, parallel
+from charlm.engine.progress import Reporter
+from charlm.engine.run import last_path
+from charlm.tasks import load as load_model
+from charlm.tasks.training import TrainOptions, train
 
 HERE = Path(__file__).resolve().parent
 TEXT = ("To be, or not to be, that is the question:\n"
@@ -245,7 +248,7 @@ def test_two_processes_train_as_one(corpus, tmp_path):
             np.testing.assert_allclose(result["losses"], losses_one, rtol=1e-5)
     meta = ckpt.load_checkpoint(two["output"])[1]
     assert meta["kind"] == "best" and meta["train"]["processes"] == 2
-    ckpt.load_model(two["output"])  # an ordinary model
+    load_model(two["output"])  # an ordinary model
 
 
 @needs_mpi
@@ -372,7 +375,7 @@ def _metrics_written(path: Path):
 
 def _check_on_disk(out: Path) -> int:
     """Both files load; the step of the resumable state."""
-    ckpt.load_model(out)
+    load_model(out)
     arrays, meta = ckpt.load_checkpoint(last_path(out))
     return meta["train"]["step"]
 
@@ -430,7 +433,7 @@ def test_a_process_failing_alone_ends_the_job_with_one_line(corpus, tmp_path):
     assert p.returncode != 0
     assert error_lines(err) == ["charlm: error: process 0: Is a directory: " + str(log)], err
     # a traceback on one process (a bug, or --debug) ends the job too
-    r = job(2, sys.executable, "-c", "from charlm import parallel\n"
+    r = job(2, sys.executable, "-c", "from charlm.engine import parallel\n"
             "comm = parallel.world()\n"
             "if comm.rank == 1: raise RuntimeError('a bug')\n"
             "comm.any(False)\n")

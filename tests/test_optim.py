@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
+from charlm.engine.optim import SGD, Adagrad, Adam, RMSprop, clip_grad_norm, make_optimizer
 from charlm.errors import UsageError
-from charlm.optim import SGD, Adagrad, Adam, RMSprop, clip_grad_norm, make_optimizer
 
 P0 = np.array([0.5, -1.0, 2.0, 0.0])
 GRADS = [np.array([0.1, -0.2, 0.3, -0.4]), np.array([-0.3, 0.1, 0.2, 0.5]),
@@ -21,7 +21,7 @@ def run(opt, steps=3):
     return params["w"]
 
 
-# -- textbook formulas, written out independently of charlm.optim ------------------
+# -- textbook formulas, written out independently of charlm.engine.optim ------------------
 
 def test_sgd_plain_matches_formula():
     p = P0.copy()
@@ -193,7 +193,7 @@ def test_make_optimizer_errors():
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adagrad", "rmsprop"])
 def test_blocked_update_is_identical(name, monkeypatch):
-    import charlm.optim as optim
+    import charlm.engine.optim as optim
     rng = np.random.default_rng(2)
     init = rng.normal(size=(37, 29)).astype(np.float32)
     grads = [rng.normal(size=init.shape).astype(np.float32) for _ in range(3)]

@@ -20,12 +20,13 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from charlm import checkpoint, generate, scoring
 from charlm.cli import cli
 from charlm.errors import DataError
-from charlm.reader import read_text
-from charlm.tokenizer import Tokenizer, TokenizerConfig
-from charlm.vocab import EOS, UNK, Vocab
+from charlm.lm import generate, scoring
+from charlm.tasks import load as load_model
+from charlm.text.reader import read_text
+from charlm.text.tokenizer import Tokenizer, TokenizerConfig
+from charlm.text.vocab import EOS, UNK, Vocab
 
 TINY = ["--hidden", "8", "--embedding", "4", "--layers", "1", "--seq-len", "8", "--batch-size", "2", "-q"]
 TEXT = "The cat sat on the mat.\nThe dog sat on the log!\nA caf\u00e9, na\u00efve r\u00e9sum\u00e9: 42 3.14\n" * 4
@@ -130,7 +131,8 @@ def models(tmp_path_factory):
         r = CliRunner().invoke(cli, ["train", str(corpus), "-o", str(path), *TINY, "--max-steps", "4", *extra],
                                catch_exceptions=False)
         assert r.exit_code == 0, r.output
-        model, vocab, _ = checkpoint.load_model(path)
+        loaded = load_model(path)
+        model, vocab = loaded.network, loaded.vocab
         out[name] = (path, model, vocab, Tokenizer(vocab.tokenizer))
     return out
 

@@ -1,4 +1,4 @@
-"""Streaming UTF-8 reading (charlm.reader): chunks, universal newlines, the byte-order mark,
+"""Streaming UTF-8 reading (charlm.text.reader): chunks, universal newlines, the byte-order mark,
 and what is refused (missing files, NUL bytes, bytes that are not UTF-8)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import itertools
 import pytest
 
 from charlm.errors import DataError
-from charlm.reader import read_text
-from charlm.tokenizer import Tokenizer, TokenizerConfig
+from charlm.text.reader import read_text
+from charlm.text.tokenizer import Tokenizer, TokenizerConfig
 
 CHAR = TokenizerConfig()
 GRAPH = TokenizerConfig(graphemes=True)

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from charlm import scoring
 from charlm.errors import UsageError
+from charlm.lm import scoring
+from charlm.text.reader import iter_lines
 
 from tinymodel import TEXT, build  # noqa: E402
 
@@ -218,15 +219,15 @@ def test_batch_size_must_be_positive(word_lines):
 def test_iter_lines(tmp_path):
     p = tmp_path / "t.txt"
     p.write_bytes(b"\xef\xbb\xbfone\r\ntwo\n\nthree")
-    assert list(scoring.iter_lines(str(p))) == ["one", "two", "", "three"]
-    assert list(scoring.iter_lines(io.StringIO("a\nb\n"))) == ["a", "b"]
+    assert list(iter_lines(str(p))) == ["one", "two", "", "three"]
+    assert list(iter_lines(io.StringIO("a\nb\n"))) == ["a", "b"]
 
 
 @pytest.mark.parametrize("which", ["word_lines", "char_stream"])
 def test_score_stream_equals_single_stream_validation(which, request, tmp_path):
     """--stream gives the training's validation figure for the same text (evaluated as one stream)."""
-    from charlm import corpus
-    from charlm.tokenids import tokenize_ids
+    from charlm.lm import corpus
+    from charlm.text.tokenids import tokenize_ids
 
     model, vocab, tok = request.getfixturevalue(which)
     p = tmp_path / "val.txt"
@@ -246,7 +247,7 @@ def test_score_stream_equals_single_stream_validation(which, request, tmp_path):
 @pytest.mark.parametrize("window", [1, 5, 2048])
 def test_score_ids_equals_score_stream(which, window, request, tmp_path):
     """The token-cache path (ids read through the lookup) gives score_stream's figures exactly."""
-    from charlm.tokenids import tokenize_ids
+    from charlm.text.tokenids import tokenize_ids
 
     model, vocab, tok = request.getfixturevalue(which)
     p = tmp_path / "text.txt"

@@ -1,4 +1,4 @@
-"""Tagging and classification file formats (charlm/tagdata.py) and the shipped wikigold split."""
+"""Tagging and classification file formats (charlm/sentence/formats.py, split.py) and the shipped wikigold split."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import hashlib
 import pytest
 
 from charlm.errors import DataError, UsageError
-from charlm.tagdata import (
+from charlm.sentence.formats import (
     detect_label_format,
     looks_like_columns,
     read_labelled,
     read_tagged,
     read_text_sentences,
-    split_documents,
     write_columns,
 )
+from charlm.sentence.split import split_documents
 
 CONLLU = """# sent_id = 1
 # text = I can't go.
@@ -82,7 +82,7 @@ def test_tag_column_number_in_a_conll2003_file(write_corpus):
 def test_forced_format_and_tokens_only(write_corpus):
     f = read_tagged(write_corpus(CONLLU), format="conllu", need_tags=False)
     assert f.sentences[0].tags is None and f.sentences[0].tokens[0] == "I"
-    with pytest.raises(DataError, match="mixes formats"):
+    with pytest.raises(DataError, match=r"not in --format conllu: line 1 \(.*\) is not a CoNLL-U line"):
         read_tagged(write_corpus("a B\nb C\n"), format="conllu")
 
 

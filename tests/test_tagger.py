@@ -9,7 +9,11 @@ import pytest
 from charlm.errors import CharlmError, DataError
 from charlm.nn import cells as C
 from charlm.nn import layers as L
-from charlm.tagger import Classifier, Tagger, TaggerConfig, make_model, pad_sentences
+from charlm.sentence.batch import pad_sentences
+from charlm.sentence.network import ClassifierNetwork as Classifier
+from charlm.sentence.network import TaggerConfig
+from charlm.sentence.network import TaggerNetwork as Tagger
+from charlm.tasks import load as load_model
 from gradcheck import check_grad
 from test_cells import CASES, IDS, TOL
 LENGTHS = [4, 9, 1, 6, 3, 12, 2, 5, 7, 10]      # 10 sentences: more than one block of 8 rows
@@ -209,7 +213,7 @@ def model(task, kind="lstm", opts=None, seed=0, **kw):
     settings = dict(task=task, vocab_size=12, char_vocab_size=9, num_labels=3, cell=kind, layers=2, hidden=H,
                     embedding=D, char_embedding=3, char_hidden=3, dropout=0.3, dtype="float64")
     settings.update(opts or {}, **kw)
-    m = make_model(TaggerConfig(**settings), seed=seed)
+    m = (Tagger if task == "tag" else Classifier)(TaggerConfig(**settings), seed=seed)
     rng = np.random.default_rng(seed + 100)
     for k, v in m.params.items():                              # away from the initialisation
         v += rng.normal(0, 0.3, v.shape)
@@ -219,7 +223,7 @@ def model(task, kind="lstm", opts=None, seed=0, **kw):
 def batch_for(task, seed=6, lengths=(3, 6, 1, 4)):
     words, chars, tags = sentences(seed, lengths)
     labels = tags if task == "tag" else [int(t[0]) for t in tags]
-    return pad_sentences(words, chars, labels, task=task)
+    return pad_sentences(words, chars, labels)
 
 
 def whole_model_check(m, batch, n_samples=12):
@@ -280,10 +284,10 @@ def test_padding_bit_for_bit(kind, opts, task, pool):
     shorter sentences (float64, every cell)."""
     m = model(task, kind, opts, pool=pool)
     words, chars, _ = sentences(8)
-    whole = m.log_probs(pad_sentences(words, chars, task=task))
-    part = m.log_probs(pad_sentences(words[3:7], chars[3:7], task=task))     # another batch, other T
+    whole = m.log_probs(pad_sentences(words, chars))
+    part = m.log_probs(pad_sentences(words[3:7], chars[3:7]))     # another batch, other T
     for i, n in enumerate(LENGTHS):
-        alone = m.log_probs(pad_sentences(words[i:i + 1], chars[i:i + 1], task=task))
+        alone = m.log_probs(pad_sentences(words[i:i + 1], chars[i:i + 1]))
         if task == "tag":
             np.testing.assert_array_equal(alone[:n, 0], whole[:n, i])
             if 3 <= i < 7:
@@ -355,7 +359,7 @@ def test_pad_sentences():
     assert b.word_index[0, 1] == 3 and b.size == 2 and b.tokens == 4
     same = pad_sentences([np.array([4, 4])], [[np.array([1, 2]), np.array([1, 2])]])
     np.testing.assert_array_equal(same.word_index[:, 0], [0, 0])       # encoded once
-    c = pad_sentences(words, None, [1, 0], task="classify")
+    c = pad_sentences(words, None, [1, 0])                              # a label per sentence
     assert c.labels.tolist() == [1, 0] and c.chars.shape == (0, 0) and c.labels.dtype == np.int64
     assert pad_sentences(words).labels is None
 
@@ -368,8 +372,7 @@ def test_pad_sentences():
     lambda: pad_sentences([np.array([1])], [[np.array([1])], [np.array([1])]]),
     lambda: pad_sentences([np.array([1, 2])], None, [np.array([1])]),
     lambda: pad_sentences([np.array([1, 2])], None, [[1, 1], [1]]),
-    lambda: pad_sentences([np.array([1, 2])], None, [1, 2], task="classify"),
-    lambda: pad_sentences([np.array([1, 2])], task="lm"),
+    lambda: pad_sentences([np.array([1, 2])], None, [1, 2]),
 ])
 def test_pad_sentences_refuses_inconsistent_input(call):
     with pytest.raises(DataError):
@@ -434,7 +437,7 @@ def test_bidirectional_tagger_learns_what_only_the_right_context_tells():
     """The notes' "Teddy" problem in miniature: a word is tagged 1 when the word AFTER it is 2 or 3, so
     only a model that reads to the right can learn it (the best a left-to-right model can do is about
     60 %). A few hundred Adam steps on a tiny model."""
-    from charlm.optim import make_optimizer
+    from charlm.engine.optim import make_optimizer
 
     rng = np.random.default_rng(11)
 
@@ -463,7 +466,7 @@ def test_bidirectional_tagger_learns_what_only_the_right_context_tells():
 def saved(tmp_path, m, **meta_changes):
     """Save a tagger/classifier as the training engine does; -> path."""
     from charlm import checkpoint as ckpt
-    from charlm.vocab import Vocab
+    from charlm.text.vocab import Vocab
 
     c = m.config
     words = Vocab.from_counts({f"w{i}": 100 - i for i in range(c.vocab_size - 2)})
@@ -480,16 +483,13 @@ def saved(tmp_path, m, **meta_changes):
 @pytest.mark.parametrize("task,kw", [("tag", {}), ("classify", {"pool": "max", "char_hidden": 0}),
                                      ("tag", {"bidirectional": False})])
 def test_checkpoint_round_trip(tmp_path, task, kw):
-    from charlm import checkpoint as ckpt
-
     m = model(task, **kw)
-    loaded = ckpt.load_model(saved(tmp_path, m))
-    assert loaded.task == task and type(loaded.model) is type(m) and loaded.model.task == task
-    assert loaded.labels == ["L0", "L1", "L2"] and loaded.model.config == m.config
-    assert (loaded.char_vocab is None) == (m.config.char_hidden == 0)
-    if loaded.char_vocab is not None:
-        assert len(loaded.char_vocab) == m.config.char_vocab_size
-    model2, vocab, meta = loaded                                   # unpacks as load_model always did
+    loaded = load_model(saved(tmp_path, m))
+    assert loaded.task == task and type(loaded.network) is type(m) and loaded.network.task == task
+    assert loaded.labels == ["L0", "L1", "L2"] and loaded.network.config == m.config
+    if m.config.char_hidden:
+        assert len(loaded.predictor.encoder.chars) == m.config.char_vocab_size
+    model2, vocab, meta = loaded.network, loaded.vocab, loaded.meta
     assert len(vocab) == m.config.vocab_size and meta["task"] == task
     b = batch_for(task)
     np.testing.assert_array_equal(model2.log_probs(b), m.log_probs(b))
@@ -497,16 +497,16 @@ def test_checkpoint_round_trip(tmp_path, task, kw):
 
 def test_checkpoint_of_a_language_model_has_task_lm(tmp_path):
     from charlm import checkpoint as ckpt
-    from charlm.model import LanguageModel, ModelConfig
-    from charlm.vocab import Vocab
+    from charlm.lm.model import LanguageModel, ModelConfig
+    from charlm.text.vocab import Vocab
 
     vocab = Vocab.from_counts({"a": 3, "b": 2})
     lm = LanguageModel(ModelConfig(vocab_size=len(vocab), hidden=4, embedding=3))
     ckpt.save_checkpoint(tmp_path / "lm.npz", ckpt.model_arrays(lm),
                          {"kind": "best", "model": lm.config.to_dict(), "vocab": vocab.to_dict()})  # no task
-    loaded = ckpt.load_model(tmp_path / "lm.npz")
-    assert loaded.task == "lm" and loaded.labels is None and loaded.char_vocab is None
-    assert isinstance(loaded.model, LanguageModel) and loaded.model.task == "lm"
+    loaded = load_model(tmp_path / "lm.npz")
+    assert loaded.task == "lm" and not hasattr(loaded, "labels") and not hasattr(loaded, "predictor")
+    assert isinstance(loaded.network, LanguageModel) and loaded.network.task == "lm"
 
 
 @pytest.mark.parametrize("change,message", [
@@ -518,18 +518,16 @@ def test_checkpoint_of_a_language_model_has_task_lm(tmp_path):
     ({"char_vocab": {"tokens": 3}}, "bad character vocabulary"),
 ])
 def test_checkpoint_refuses_inconsistent_files(tmp_path, change, message):
-    from charlm import checkpoint as ckpt
     from charlm.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match=message):
-        ckpt.load_model(saved(tmp_path, model("tag"), **change))
+        load_model(saved(tmp_path, model("tag"), **change))
 
 
 def test_checkpoint_refuses_parameters_of_another_model(tmp_path):
-    from charlm import checkpoint as ckpt
     from charlm.errors import CheckpointError
 
     m = model("tag")
     path = saved(tmp_path, m, model=dict(m.config.to_dict(), bidirectional=False))
     with pytest.raises(CheckpointError, match="does not match its model settings: missing rnn.0.W"):
-        ckpt.load_model(path)
+        load_model(path)

@@ -11,14 +11,18 @@ import numpy as np
 import pytest
 
 from charlm import checkpoint as ckpt
-from charlm.batches import SentenceBatches, SentenceValidation
+from charlm.engine.parallel import SingleProcess
+from charlm.engine.run import last_path
 from charlm.errors import DataError, UsageError
-from charlm.metrics import conlleval_counts
-from charlm.predict import Predictor
-from charlm.sentences import Encoder
-from charlm.tagdata import read_tagged
-from charlm.tokenizer import TokenizerConfig
-from charlm.train import SingleProcess, TrainOptions, last_path, train
+from charlm.sentence.batch import make_batch
+from charlm.sentence.encoder import Encoder
+from charlm.sentence.formats import read_tagged
+from charlm.sentence.metrics import conlleval_counts
+from charlm.sentence.predict import Predictor
+from charlm.sentence.source import SentenceBatches, SentenceValidation
+from charlm.tasks import load as load_model
+from charlm.tasks.training import TrainOptions, train
+from charlm.text.tokenizer import TokenizerConfig
 from test_train import KillAt
 from tasksdata import classification_text, column_text, conllu_text, ner_sentences
 
@@ -71,12 +75,12 @@ def test_tagger_run_saves_its_task_vocabularies_and_labels(files, tmp_path):
     opts = options(tmp_path, files["ner.train"], "tag", val_file=str(files["ner.dev"]),
                    metrics=str(tmp_path / "m.jsonl"))
     summary = train(opts)
-    loaded = ckpt.load_model(opts.output)
+    loaded = load_model(opts.output)
     meta = loaded.meta
     assert meta["task"] == "tag" and loaded.task == "tag" and meta["tag_scheme"] == "IOB1"
     assert meta["labels"] == sorted(meta["labels"]) and "B-PER" in meta["labels"] and "I-PER" in meta["labels"]
-    assert len(loaded.char_vocab) == loaded.model.config.char_vocab_size
-    assert len(loaded.vocab) == loaded.model.config.vocab_size
+    assert len(loaded.predictor.encoder.chars) == loaded.network.config.char_vocab_size
+    assert len(loaded.vocab) == loaded.network.config.vocab_size
     assert meta["train"]["options"]["task"] == "tag"
     recs = records(opts.metrics)
     assert all({"val_loss", "val_accuracy", "val_f1"} <= r.keys() for r in recs)
@@ -90,7 +94,7 @@ def test_pos_tagger_objective_is_token_accuracy(files, tmp_path):
     opts = options(tmp_path, files["pos.train"], "tag", val_file=str(files["pos.dev"]),
                    metrics=str(tmp_path / "m.jsonl"), tag_column="xpos")
     summary = train(opts)
-    loaded = ckpt.load_model(opts.output)
+    loaded = load_model(opts.output)
     assert loaded.meta["tag_scheme"] is None and loaded.labels == ["adj", "det", "noun", "punct", "verb"]
     recs = records(opts.metrics)
     assert all("val_f1" not in r for r in recs)
@@ -101,9 +105,9 @@ def test_classifier_run_and_validation_share(files, tmp_path):
     opts = options(tmp_path, files["cls.train"], "classify", val_fraction=0.25,
                    model=dict(SMALL, pool="mean"), metrics=str(tmp_path / "m.jsonl"))
     summary = train(opts)
-    loaded = ckpt.load_model(opts.output)
+    loaded = load_model(opts.output)
     assert loaded.task == "classify" and loaded.labels == ["neg", "pos"]
-    assert loaded.model.config.pool == "mean"
+    assert loaded.network.config.pool == "mean"
     rec = records(opts.metrics)[-1]
     assert {"val_accuracy", "val_f1"} <= rec.keys()
     assert summary["best_val_loss"] == -max(r["val_accuracy"] for r in records(opts.metrics))
@@ -172,7 +176,7 @@ class Clock:
 def _encoded(files, n=None):
     f = read_tagged(files["ner.train"])
     sents = f.sentences[:n]
-    enc = Encoder.build("tag", [s.tokens for s in sents], [s.tags for s in sents], TokenizerConfig(level="word"),
+    enc = Encoder.build(True, [s.tokens for s in sents], [s.tags for s in sents], TokenizerConfig(level="word"),
                         "IOB1")
     return enc, [enc.encode(s.tokens, s.tags) for s in sents], [s.tags for s in sents]
 
@@ -180,14 +184,14 @@ def _encoded(files, n=None):
 def test_sentence_batches_bucket_shuffle_and_resume(files):
     enc, encoded, _ = _encoded(files)
     clock = Clock()
-    source = SentenceBatches(encoded, enc.batch, 8, seed=5, clock=clock)
+    source = SentenceBatches(encoded, make_batch, 8, seed=5, clock=clock)
     assert source.steps_per_epoch() == 10 and not source.carries_state
     e0 = source.order(0)
     assert sorted(np.concatenate(e0).tolist()) == list(range(80))  # every sentence once
     lengths = source.lengths
     by_len = sorted(lengths.tolist())
     assert sorted(lengths[g].max() for g in e0) == sorted(by_len[i + 7] for i in range(0, 80, 8))  # buckets
-    assert all(np.array_equal(a, b) for a, b in zip(e0, SentenceBatches(encoded, enc.batch, 8, 5, clock).order(0)))
+    assert all(np.array_equal(a, b) for a, b in zip(e0, SentenceBatches(encoded, make_batch, 8, 5, clock).order(0)))
     assert any(not np.array_equal(a, b) for a, b in zip(e0, source.order(1)))
     full = list(source.batches(0))
     tail = list(source.batches(6))
@@ -212,9 +216,9 @@ class Share:
 
 
 def _tiny_tagger(enc, seed=1):
-    from charlm.tagger import TaggerConfig, make_model
+    from charlm.sentence.network import TaggerConfig, TaggerNetwork
 
-    return make_model(TaggerConfig(task="tag", vocab_size=len(enc.vocab), char_vocab_size=len(enc.chars),
+    return TaggerNetwork(TaggerConfig(task="tag", vocab_size=len(enc.vocab), char_vocab_size=len(enc.chars),
                                    num_labels=len(enc.labels), hidden=6, embedding=5, char_embedding=3,
                                    char_hidden=3, layers=1, dtype="float64"), seed=seed)
 

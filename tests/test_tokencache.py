@@ -1,4 +1,4 @@
-"""The token cache: built once, reused, and never trusted blindly (charlm/tokencache.py)."""
+"""The token cache: built once, reused, and never trusted blindly (charlm/text/tokencache.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from charlm import tokencache, tokenids
-from charlm.tokencache import cache_files, token_ids
-from charlm.tokenizer import TokenizerConfig
+from charlm.text import tokencache, tokenids
+from charlm.text.tokencache import cache_files, token_ids
+from charlm.text.tokenizer import TokenizerConfig
 
 TEXT = "The quick brown fox\njumps over the lazy dog.\n\n" * 40
 CHAR = TokenizerConfig(level="char")

@@ -1,4 +1,4 @@
-"""The tokenizer (charlm.tokenizer): settings, character and word level, and reading a
+"""The tokenizer (charlm.text.tokenizer): settings, character and word level, and reading a
 corpus in chunks that are cut only at safe points."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from charlm.errors import CharlmError, UsageError
-from charlm.tokenizer import Tokenizer, TokenizerConfig
-from charlm.vocab import EOS, UNK, Vocab
+from charlm.text.tokenizer import Tokenizer, TokenizerConfig
+from charlm.text.vocab import EOS, UNK, Vocab
 
 CHAR = TokenizerConfig()
 GRAPH = TokenizerConfig(graphemes=True)

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charlm.labels import detect_scheme
-from charlm.sentences import Encoder
-from charlm.tagger import TaggerConfig, make_model
-from charlm.tokenizer import TokenizerConfig
+from charlm.sentence.batch import make_batch
+from charlm.sentence.encoder import Encoder
+from charlm.sentence.labels import detect_scheme
+from charlm.sentence.network import TaggerConfig, TaggerNetwork
+from charlm.text.tokenizer import TokenizerConfig
 from tasksdata import ner_sentences
 
 torch = pytest.importorskip("torch")
@@ -25,13 +26,13 @@ import torch_tagger  # noqa: E402
 def test_peer_from_charlm_weights_has_charlm_loss_and_gradients(char_hidden):
     sents = ner_sentences(12, seed=3)
     tokens, tags = [[w for w, _ in s] for s in sents], [[t for _, t in s] for s in sents]
-    enc = Encoder.build("tag", tokens, tags, TokenizerConfig(level="word"), detect_scheme(tags))
-    batch = enc.batch([enc.encode(t, g) for t, g in zip(tokens, tags)])   # sentences of several lengths
+    enc = Encoder.build(True, tokens, tags, TokenizerConfig(level="word"), detect_scheme(tags))
+    batch = make_batch([enc.encode(t, g) for t, g in zip(tokens, tags)])   # sentences of several lengths
     assert len(set(batch.lengths.tolist())) > 1
     sizes = dict(layers=2, hidden=5, embedding=4, char_embedding=3, char_hidden=char_hidden)
     config = TaggerConfig(task="tag", vocab_size=len(enc.vocab), char_vocab_size=len(enc.chars),
                           num_labels=len(enc.labels), cell="lstm", dtype="float64", **sizes)
-    model = make_model(config, seed=1)
+    model = TaggerNetwork(config, seed=1)
     rng = np.random.default_rng(2)
     for v in model.params.values():            # biases too (charlm starts them at 0 and 1)
         v += rng.uniform(-0.3, 0.3, v.shape)

@@ -13,8 +13,11 @@ from click.testing import CliRunner
 
 from charlm import checkpoint as ckpt
 from charlm.cli import cli
+from charlm.engine.progress import Reporter
+from charlm.engine.run import last_path
 from charlm.errors import CharlmError
-from charlm.train import Reporter, TrainOptions, last_path, train
+from charlm.tasks import load as load_model
+from charlm.tasks.training import TrainOptions, train
 
 TEXT = (
     "To be, or not to be, that is the question:\n"
@@ -57,7 +60,8 @@ def test_train_writes_best_and_last_and_learns(corpus, tmp_path):
     opts = options(corpus, tmp_path, epochs=6, metrics=str(tmp_path / "metrics.jsonl"))
     summary = train(opts)
     assert summary["reason"] == "finished"
-    model, vocab, meta = ckpt.load_model(opts.output)
+    loaded = load_model(opts.output)
+    model, vocab, meta = loaded.network, loaded.vocab, loaded.meta
     assert meta["kind"] == "best" and len(vocab) == model.config.vocab_size
     assert last_path(opts.output).exists()
     records = [json.loads(line) for line in open(opts.metrics)]
@@ -111,7 +115,7 @@ def test_non_finite_steps_are_skipped_then_training_stops_keeping_the_good_check
     opts = options(corpus, tmp_path, max_steps=10)
     train(opts)
     good = params_of(opts.output)
-    from charlm.model import LanguageModel
+    from charlm.lm.model import LanguageModel
 
     real_loss = LanguageModel.loss
 
@@ -152,7 +156,7 @@ def test_time_limit_stops_cleanly(corpus, tmp_path):
     summary = train(options(corpus, tmp_path, epochs=1000, time_limit=1.0))
     assert summary["reason"] == "reached --time-limit"
     assert summary["elapsed"] < 30
-    ckpt.load_model(tmp_path / "m.npz")
+    load_model(tmp_path / "m.npz")
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru"])
@@ -162,7 +166,8 @@ def test_word_level_lines_with_other_cells(tmp_path, cell):
     opts = options(p, tmp_path, tokenizer={"level": "word"}, model=dict(cell=cell, layers=1, hidden=8, embedding=8),
                    max_steps=6)
     train(opts)
-    model, vocab, meta = ckpt.load_model(opts.output)
+    loaded = load_model(opts.output)
+    model, vocab, meta = loaded.network, loaded.vocab, loaded.meta
     assert vocab.tokenizer.mode == "lines" and model.config.cell == cell
     assert "<EOS>" in vocab.tokens and "cat" in vocab.tokens
 
@@ -230,7 +235,7 @@ def test_a_last_file_written_by_charlm_0_1_0_resumes_where_0_1_0_ended(tmp_path,
 
 
 def test_train_state_decides_on_scheduled_evaluations_only():
-    from charlm.train import TrainState
+    from charlm.engine.state import TrainState
 
     st = TrainState()
     assert st.observe(2.0, scheduled=True) == (True, False)
@@ -243,7 +248,7 @@ def test_train_state_decides_on_scheduled_evaluations_only():
 
 
 def test_train_state_round_trips_through_a_checkpoint():
-    from charlm.train import TrainState
+    from charlm.engine.state import TrainState
 
     st = TrainState(step=3, epoch=1, position=40, metrics=[{"step": 3}], rng=np.random.default_rng(9),
                     hidden=[(np.ones((2, 3), np.float32), np.zeros((2, 3), np.float32))])
@@ -255,7 +260,7 @@ def test_train_state_round_trips_through_a_checkpoint():
 
 
 def test_the_gradient_hook_sees_every_step_before_clipping(corpus, tmp_path):
-    from charlm.train import SingleProcess
+    from charlm.engine.parallel import SingleProcess
 
     seen = []
 
@@ -271,9 +276,9 @@ def test_the_gradient_hook_sees_every_step_before_clipping(corpus, tmp_path):
     assert len(seen) == 3 and seen[0][1] == 4 * 12 and "embed.W" in seen[0][0]
     first = params_of(opts.output)
     assert_same_params(first, params_of(last_path(opts.output)))
-    from charlm.model import LanguageModel, ModelConfig
+    from charlm.lm.model import LanguageModel, ModelConfig
 
-    _, vocab, _ = ckpt.load_model(opts.output)
+    vocab = load_model(opts.output).vocab
     fresh = LanguageModel(ModelConfig(vocab_size=len(vocab), **opts.model), seed=opts.seed)
     for k, v in fresh.params.items():  # zero gradients: Adam leaves every parameter as it was
         assert np.array_equal(first[f"param/{k}"], v), k
@@ -297,7 +302,7 @@ def test_resumed_word_level_run_reports_perplexity(tmp_path):
 def test_second_run_and_resume_use_the_token_cache_and_resume_exactly(corpus, tmp_path, monkeypatch):
     """With the cache built by the first run, a second run and --resume do not tokenize again, and
     the resumed run ends bit-exactly where an uninterrupted one does."""
-    from charlm import tokencache
+    from charlm.text import tokencache
 
     monkeypatch.setattr(tokencache, "MIN_BYTES", 0)
     (tmp_path / "straight").mkdir(), (tmp_path / "broken").mkdir()

@@ -1,4 +1,4 @@
-"""The vocabulary (charlm.vocab): ids, limits, the JSON file and corpus statistics."""
+"""The vocabulary (charlm.text.vocab): ids, limits, the JSON file and corpus statistics."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from charlm.errors import CharlmError, UsageError
-from charlm.tokenizer import TokenizerConfig
-from charlm.vocab import EOS, UNK, Vocab, count_summary
+from charlm.text.tokenizer import TokenizerConfig
+from charlm.text.vocab import EOS, UNK, Vocab, count_summary
 
 
 def test_vocab_order_is_count_then_token():

@@ -7,10 +7,11 @@ from collections import Counter
 
 import numpy as np
 
-from charlm import __version__, checkpoint, optim
-from charlm.model import LanguageModel, ModelConfig
-from charlm.tokenizer import Tokenizer, TokenizerConfig
-from charlm.vocab import Vocab
+from charlm import __version__, checkpoint
+from charlm.engine import optim
+from charlm.lm.model import LanguageModel, ModelConfig
+from charlm.text.tokenizer import Tokenizer, TokenizerConfig
+from charlm.text.vocab import Vocab
 
 TEXT = "the cat sat on the mat\nthe dog sat on the log\na cat and a dog\n" * 2
 

@@ -6,9 +6,9 @@ import json
 
 import click
 
-from charlm.cli import cli
+from charlm.cli.group import cli
 from charlm.cli.options import input_options, load_predictor, texts_or_file
-from charlm.tagdata import read_labelled
+from charlm.sentence.formats import read_labelled
 
 
 @cli.command("classify")
@@ -36,13 +36,17 @@ def classify_command(texts, model_path, file, fmt, top_k, as_json, batch_size) -
       charlm classify -m sentiment.npz --file reviews.txt
       cat reviews.txt | charlm classify -m sentiment.npz --file -
     """
-    predictor = load_predictor(model_path, "classify", batch_size)
-    token_lists, shown = texts_or_file(texts, file, fmt, predictor), list(texts)
+    predictor = load_predictor(model_path, batch_size)
+    token_lists, shown = texts_or_file(texts, file, fmt, predictor, "TEXT"), list(texts)
     if token_lists is None:
         cut = predictor.encoder.tokenizer().tokenize
         examples = read_labelled(file, cut, format=fmt, need_labels=False).examples
         token_lists, shown = [e.tokens for e in examples], [e.text for e in examples]
-    for r in predictor.classify(token_lists, shown, top_k):
+    results = predictor.classify(token_lists, shown, top_k)
+    if predictor.truncated:
+        click.echo(f"charlm: {predictor.truncated} text(s) longer than {predictor.max_length} words (the model's "
+                   f"--max-length): their first {predictor.max_length} words were classified", err=True)
+    for r in results:
         if as_json:
             click.echo(json.dumps(r.to_dict(), ensure_ascii=False))
         else:

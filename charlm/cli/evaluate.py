@@ -6,54 +6,16 @@ import json
 
 import click
 
-from charlm import scoring
-from charlm.cli import cli, warn
-from charlm.cli.options import load_checked, model_option
-from charlm.cli.score import _summary_lines
-from charlm.errors import DataError
-from charlm.predict import Predictor, evaluate_file
-from charlm.tokenizer import Tokenizer
-
-
-def _pct(x) -> str:
-    return "-" if x is None else f"{100 * x:6.2f}"
-
-
-def _prf_table(title: str, rows: dict, count: str = "support") -> list[str]:
-    width = max([len(title)] + [len(k) for k in rows])
-    lines = [f"{title:<{width}}  precision  recall      F1  {count:>7}  predicted"]
-    for name, r in rows.items():
-        lines.append(f"{name:<{width}}  {_pct(r['precision']):>9}  {_pct(r['recall']):>6}  {_pct(r['f1']):>6}"
-                     f"  {r['support']:>7}  {r['predicted']:>9}")
-    return lines
-
-
-def _tag_lines(r: dict) -> list[str]:
-    lines = [f"tokens: {r['tokens']} in {r['sentences']} sentences", f"token accuracy: {_pct(r['accuracy'])}%"]
-    if r.get("entity_f1") is not None:
-        lines.append(f"entities ({r['scheme']}, counted as conlleval counts them): {r['entities']} in the data, "
-                     f"{r['predicted_entities']} found, {r['correct_entities']} correct")
-        lines.append(f"entity precision: {_pct(r['entity_precision'])}%  recall: {_pct(r['entity_recall'])}%  "
-                     f"F1: {_pct(r['entity_f1'])}")
-        lines += [""] + _prf_table("type", r["per_type"])
-    return lines + [""] + _prf_table("tag", r["per_tag"])
-
-
-def _class_lines(r: dict) -> list[str]:
-    lines = [f"examples: {r['examples']}", f"accuracy: {_pct(r['accuracy'])}%", f"macro-F1: {_pct(r['macro_f1'])}",
-             ""] + _prf_table("label", r["per_class"]) + ["", "confusion (rows: gold label, columns: predicted)"]
-    width = max(len(x) for x in r["labels"])
-    cells = max([width] + [len(str(c)) for row in r["confusion"] for c in row])
-    lines.append(" " * width + "  " + " ".join(f"{x:>{cells}}" for x in r["labels"]))
-    for label, row in zip(r["labels"], r["confusion"]):
-        lines.append(f"{label:<{width}}  " + " ".join(f"{c:>{cells}}" for c in row))
-    return lines
+from charlm.cli.group import cli, warn
+from charlm.cli.options import load_model, model_option
+from charlm.tasks import get
+from charlm.tasks.sentence import FORMAT
 
 
 @cli.command("eval")
 @model_option
 @click.argument("file", metavar="FILE")
-@click.option("--format", "fmt", type=click.Choice(["conllu", "columns", "tab", "fasttext"]), default=None,
+@click.option("--format", "fmt", type=click.Choice(list(FORMAT.choices)), default=None,
               help="The file's format (tagger: conllu or columns; classifier: tab or fasttext) "
                    "[default: detected].")
 @click.option("--tag-column", default=None, metavar="upos|xpos|N",
@@ -84,30 +46,11 @@ def eval_command(model_path, file, fmt, tag_column, as_json, batch_size) -> None
       charlm eval -m sentiment.npz test.tsv
       charlm eval -m ptb.npz ptb.test.txt                 # = charlm score --file ... --stream
     """
-    loaded = load_checked(model_path, ("lm", "tag", "classify"))
-    task = loaded.task
-    if task == "lm":
-        if fmt or tag_column:
-            raise click.UsageError(f"{'--format' if fmt else '--tag-column'} applies to taggers and classifiers; "
-                                   f"{model_path} is a language model")
-        model, vocab, _ = loaded
-        summary = scoring.score_stream(model, vocab, Tokenizer(vocab.tokenizer).iter_sentences(file))
-        if summary.tokens == 0:
-            raise DataError(f"{'stdin' if file == '-' else file} has nothing to score")
-        if as_json:
-            d = summary.to_dict()
-            d.pop("summary", None)
-            click.echo(json.dumps({"task": "lm", **d}))
-        else:
-            click.echo("\n".join(_summary_lines(summary)))
-        return
-    report = evaluate_file(Predictor.from_loaded(loaded, batch_size), file, fmt, tag_column)
-    unknown = report["unknown_labels"]
-    if unknown:
-        what = "tag" if task == "tag" else "label"
-        warn(f"{file} has {len(unknown)} gold {what}(s) the model never saw ({', '.join(unknown[:8])}"
-             f"{', ...' if len(unknown) > 8 else ''}): counted as errors")
+    model = load_model(model_path, any_task=True)
+    report = get(model.task).evaluate(model, file, fmt, tag_column, batch_size)
+    if report.warning:
+        warn(report.warning)
     if as_json:
-        click.echo(json.dumps(report, ensure_ascii=False))
+        click.echo(json.dumps(report.data, ensure_ascii=False))
     else:
-        click.echo("\n".join(_tag_lines(report) if task == "tag" else _class_lines(report)))
+        click.echo("\n".join(report.lines))

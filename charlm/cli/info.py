@@ -7,17 +7,18 @@ import math
 
 import click
 
-from charlm.cli import cli, json_line
-from charlm.cli.options import load_model_file
+from charlm.cli.group import cli, json_line
+from charlm.cli.options import load_model
+from charlm.info import quality
 
 
 def _figures(d: dict) -> str:
-    """"1.4875 nats (2.146 bits/char)" or "4.47 nats (perplexity 87.67)" from loss figures."""
+    """"1.4875 nats (2.146 bits/char)", "4.47 nats (perplexity 87.67)" or "0.4123 nats (accuracy
+    93.20%, F1 80.10)": an evaluation's figures (its task's, `Task.figures`)."""
     if "val_loss" not in d:
         return "-"
-    extra = (f"{d['bits_per_char']:.3f} bits/char" if "bits_per_char" in d
-             else f"perplexity {d['perplexity']:.2f}")
-    return f"{d['val_loss']:.4f} nats ({extra})"
+    extra = quality(d)
+    return f"{d['val_loss']:.4f} nats" + (f" ({extra})" if extra != "n/a" else "")
 
 
 def _options(options: dict) -> str:
@@ -99,7 +100,7 @@ def info_command(model_path, as_json) -> None:
       charlm info charlm.last.npz        # where the run stands
       charlm info ptb.npz --json
     """
-    info = load_model_file(model_path).info()
+    info = load_model(model_path, any_task=True).info()
     if as_json:
         click.echo(json_line(info))
     else:

@@ -7,9 +7,9 @@ import math
 
 import click
 
-from charlm.cli import cli, json_line
+from charlm.cli.group import cli, json_line
 from charlm.cli.options import load, model_option
-from charlm.vocab import EOS, UNK
+from charlm.text.vocab import EOS, UNK
 
 
 def show_token(tok: str) -> str:
@@ -40,7 +40,7 @@ def next_command(prefix, model_path, top, as_json) -> None:
       charlm next -m dinos.npz ""               # how names start
       charlm next "To be, or not to" --json
     """
-    from charlm import generate
+    from charlm.lm import generate
 
     if top < 1:
         raise click.BadParameter(f"must be at least 1, got {top}", param_hint="-k")

@@ -1,4 +1,5 @@
-"""Command-line options shared by several subcommands, and loading the model they name."""
+"""Command-line options shared by several subcommands, made from the option declarations, and
+loading the model they name."""
 
 from __future__ import annotations
 
@@ -7,51 +8,70 @@ import os
 
 import click
 
-from charlm.checkpoint import load_checkpoint, model_from_checkpoint
+from charlm.engine.options import ENGINE_OPTIONS, Option
 from charlm.errors import CheckpointError
 from charlm.nn.alloc import keep_freed_memory
-from charlm.predict import Predictor
-from charlm.tokenizer import TokenizerConfig
+from charlm.sentence.predict import Predictor
+from charlm.tasks import load as load_file
+from charlm.tasks import takers
+from charlm.tasks.lm import CACHE_OPTIONS
+from charlm.text.tokenizer import TokenizerConfig
 
 DEFAULT_MODEL = "charlm.npz"
+_BY_NAME = {o.name: o for o in ENGINE_OPTIONS}
+TOKENIZER = tuple(o for o in ENGINE_OPTIONS if o.group == "tokenizer")
+VOCABULARY = (_BY_NAME["min_count"], _BY_NAME["max_vocab"])
 
 
-def tokenizer_options(f):
-    """Add --level, --mode, --split, --lowercase, --graphemes to a command.
-
-    The command receives them as keyword arguments `level, mode, split, lowercase, graphemes`;
-    turn them into a `TokenizerConfig` with `tokenizer_settings(**kwargs)`.
-    """
-    options = [
-        click.option("--level", type=click.Choice(["char", "word"]), default="char", show_default=True,
-                     help="Tokens are characters or words."),
-        click.option("--mode", type=click.Choice(["lines", "stream"]), default=None,
-                     help="lines: each non-empty line is a sentence ending in <EOS> (default for words); "
-                          "stream: one running text, newline is a token (default for characters)."),
-        click.option("--split", type=click.Choice(["regex", "whitespace"]), default="regex", show_default=True,
-                     help="Word level: a Unicode word/number/punctuation pattern, or whitespace "
-                          "(pre-tokenized corpora; <unk> maps to <UNK>)."),
-        click.option("--lowercase", is_flag=True, help="Lowercase the text first."),
-        click.option("--graphemes", is_flag=True,
-                     help="Character level: keep extended grapheme clusters (e.g. e + accent, emoji) whole."),
-    ]
-    return functools.reduce(lambda g, opt: opt(g), reversed(options), f)
+def _click_type(option: Option):
+    if option.choices:
+        return click.Choice(list(option.choices))
+    if option.path:
+        return click.Path(file_okay=option.path != "dir", dir_okay=option.path != "file")
+    if option.type is int and (option.low is not None or option.high is not None):
+        return click.IntRange(min=option.low, max=option.high)
+    if option.type is float and (option.low is not None or option.high is not None):
+        return click.FloatRange(min=option.low, max=option.high, min_open=option.low_open,
+                                max_open=option.high_open)
+    return option.type
 
 
-def vocab_options(f):
-    """Add --min-count and --max-vocab (the vocabulary's limits) to a command."""
-    f = click.option("--max-vocab", type=click.IntRange(min=2), default=None, metavar="N",
-                     help="Vocabulary: at most N entries, <UNK> and <EOS> included.")(f)
-    return click.option("--min-count", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
-                        help="Vocabulary: tokens seen fewer than N times become <UNK>.")(f)
+def click_option(option: Option, default=None, defaults: dict | None = None):
+    """The click option of a declaration. Given a `default`, the option has it (and shows it);
+    otherwise its click default is None (a plain flag: False) and the tasks fill it in, and the
+    help says `defaults` ({task: default}) when they have one."""
+    names = [option.short, option.flag] if option.short else [option.flag]
+    help_text = option.help
+    if option.switch:
+        names = [f"{option.flag}/--no-{option.flag[2:]}"]
+    if option.type is bool and not option.switch:
+        return click.option(*names, option.name, is_flag=True, default=bool(default), help=help_text)
+    if default is None and defaults:
+        help_text = " ".join(x for x in (help_text, option.default_text(defaults)) if x)
+    return click.option(*names, option.name, type=_click_type(option), default=default, help=help_text or None,
+                        metavar=option.metavar, show_default=default is not None)
 
 
-def cache_options(f):
-    """Add --cache-dir DIR and --no-cache (the token cache of a large corpus, charlm.tokencache)."""
-    f = click.option("--no-cache", is_flag=True, help="Neither use nor write a token cache.")(f)
-    return click.option("--cache-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
-                        help="Where the token cache of a corpus of 16 MB or more is kept "
-                             "[default: the model's folder].")(f)
+def click_options(options, defaults: dict | None = None):
+    """A decorator adding the click options of `options` (declarations), in order; `defaults`
+    {name: value} gives some their default (see `click_option`)."""
+    defaults = defaults or {}
+    decorators = [click_option(o, defaults.get(o.name)) for o in options]
+    return lambda f: functools.reduce(lambda g, d: d(g), reversed(decorators), f)
+
+
+def train_options(options):
+    """A decorator adding `charlm train`'s click options: every declaration in `options`, with
+    the defaults of the tasks that accept it in its help."""
+    decorators = [click_option(o, defaults={t.name: t.default(o) for t in takers(o)}) for o in options]
+    return lambda f: functools.reduce(lambda g, d: d(g), reversed(decorators), f)
+
+
+# --level, --mode, --split, --lowercase, --graphemes; the command receives them as keyword arguments
+# (turn them into a TokenizerConfig with `tokenizer_settings(**kwargs)`): a language model's defaults
+tokenizer_options = click_options(TOKENIZER, {"level": "char", "split": "regex"})
+vocab_options = click_options(VOCABULARY, {"min_count": 1})  # --min-count, --max-vocab
+cache_options = click_options(CACHE_OPTIONS)  # --cache-dir DIR, --no-cache (charlm.text.tokencache)
 
 
 def tokenizer_settings(level, mode, split, lowercase, graphemes):
@@ -70,11 +90,11 @@ def input_options(argument: str, file_help: str, formats: list[str], format_help
     return add
 
 
-def texts_or_file(texts, file, fmt, predictor: Predictor) -> list | None:
+def texts_or_file(texts, file, fmt, predictor: Predictor, noun: str) -> list | None:
     """Token lists of the command-line texts (None when --file is used; see
-    `Predictor.token_lists`); usage errors for neither, both, an empty text, or --format without --file."""
-    what = predictor.task
-    noun = "SENTENCE" if what == "tag" else "TEXT"
+    `Predictor.token_lists`); usage errors for neither, both, an empty text, or --format without
+    --file. `noun` is the command's argument (SENTENCE, TEXT)."""
+    what = click.get_current_context().info_name
     if file is None and not texts:
         raise click.UsageError(f"nothing to {what}: give one or more {noun} arguments or --file PATH")
     if file is not None and texts:
@@ -94,67 +114,31 @@ def model_option(f):
         help="Model file to use.")(f)
 
 
-# what each task's model is called, and the commands that use it
-TASK_COMMANDS = {"lm": ("a language model", "`charlm score` or `charlm sample`"),
-                 "tag": ("a tagger", "`charlm tag`"), "classify": ("a classifier", "`charlm classify`")}
-
-
-def _check_path(model_path: str) -> None:
+def load_model(model_path: str, any_task: bool = False):
+    """The model (`charlm.Model`) at `model_path`, which must be of a task this command uses (the
+    task's `commands`; `any_task`: any) — otherwise a CheckpointError names the model's task and
+    the command to use; no file: how to make one."""
     if not os.path.exists(model_path):
         raise CheckpointError(
             f"no model at {model_path}: train one with `charlm train CORPUS` or pass -m PATH")
     if os.path.isdir(model_path):
         raise CheckpointError(f"{model_path} is a directory, not a model file")
-
-
-def read_model_file(model_path: str, tasks) -> tuple[dict, dict]:
-    """(arrays, meta) of the model file at model_path (`checkpoint.load_checkpoint`), which must
-    hold a model of one of `tasks`: otherwise a CheckpointError names the model's task and the
-    command to use instead (and no file: how to make one)."""
-    _check_path(model_path)
-    arrays, meta = load_checkpoint(model_path)
-    task = meta.get("task", "lm")
-    if task not in tasks:
-        ctx = click.get_current_context(silent=True)
-        here = f"`charlm {ctx.info_name}`" if ctx is not None else "this command"
-        what, use = TASK_COMMANDS.get(task, (f"a {task} model", "another command"))
-        raise CheckpointError(f"{model_path} is {what} (task {task}): use {use}, not {here}")
-    return arrays, meta
-
-
-def load_model_file(model_path: str):
-    """The model (`charlm.Model`, any task) at `model_path`; no file -> CheckpointError saying
-    how to make one."""
-    from charlm.api import load as api_load
-
-    _check_path(model_path)
-    model = api_load(model_path)
+    ctx = click.get_current_context(silent=True)
+    command = None if any_task or ctx is None else ctx.info_name
+    model = load_file(model_path, command)
     keep_freed_memory()  # the command computes with the model: reuse freed memory (nn/alloc.py)
     return model
 
 
-def load_lm(model_path: str):
-    """The language model (`charlm.LM`) at `model_path` (CheckpointError for another task)."""
-    from charlm.api import LM
-
-    lm = LM.from_checkpoint(*read_model_file(model_path, ("lm",)), model_path)
-    keep_freed_memory()  # the command computes with the model: reuse freed memory (nn/alloc.py)
-    return lm
-
-
 def load(model_path: str):
-    """Load (model, vocab, tokenizer, meta) from a language-model file (see `load_lm`)."""
-    lm = load_lm(model_path)
+    """(network, vocab, tokenizer, meta) of the language model at `model_path` (see `load_model`)."""
+    lm = load_model(model_path)
     return lm.network, lm.vocab, lm.tokenizer, lm.meta
 
 
-def load_checked(model_path: str, tasks):
-    """The `checkpoint.Loaded` model at model_path, a model of one of `tasks` (see `read_model_file`)."""
-    loaded = model_from_checkpoint(*read_model_file(model_path, tasks), model_path)
-    keep_freed_memory()  # the command computes with the model: reuse freed memory (nn/alloc.py)
-    return loaded
+def load_predictor(model_path: str, batch_size: int) -> Predictor:
+    """A `charlm.sentence.predict.Predictor` for the tagger or classifier at `model_path` (of the
+    task the command uses, see `load_model`)."""
+    model = load_model(model_path)
+    return Predictor(model.network, model.predictor.encoder, batch_size, model.meta)
 
-
-def load_predictor(model_path: str, task: str, batch_size: int):
-    """A `charlm.predict.Predictor` for the tagger ("tag") or classifier ("classify") at model_path."""
-    return Predictor.from_loaded(load_checked(model_path, (task,)), batch_size)

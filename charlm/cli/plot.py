@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from charlm.cli import cli, warn
+from charlm.cli.group import cli, warn
 
 
 @cli.command("plot")

@@ -7,8 +7,9 @@ import sys
 import click
 import numpy as np
 
-from charlm.cli import cli, json_line, warn
+from charlm.cli.group import cli, json_line, warn
 from charlm.cli.options import load, model_option
+from charlm.errors import CharlmError
 
 
 def _stdout_is_tty() -> bool:
@@ -130,8 +131,8 @@ def sample_command(ctx, model_path, temperature, top_k, top_p, prime, prime_file
       charlm sample -m dinos.npz --beam 10 --nbest 5 --json      # the 5 likeliest names
       charlm sample --json --num 3
     """
-    from charlm import beam as beam_search
-    from charlm import generate, scoring
+    from charlm.lm import beam as beam_search
+    from charlm.lm import generate, scoring
 
     _check_options(ctx, temperature, top_k, top_p, length, num, seed, stop_at, beam, nbest,
                    length_penalty)
@@ -153,9 +154,15 @@ def sample_command(ctx, model_path, temperature, top_k, top_p, prime, prime_file
     stream_mode = scoring.tokenizer_mode(vocab) == "stream"
 
     if beam is not None:
-        results = beam_search.search(model, vocab, tokenizer, primed, beam=beam, nbest=nbest,
-                                     length=length, length_penalty=length_penalty,
-                                     stop_at=stop_at)
+        try:
+            results = beam_search.search(model, vocab, tokenizer, primed, beam=beam, nbest=nbest,
+                                         length=length, length_penalty=length_penalty,
+                                         stop_at=stop_at)
+        except (MemoryError, ValueError) as err:  # numpy: "array is too big" for absurd sizes
+            if not (isinstance(err, MemoryError) or "array is too big" in str(err)):
+                raise
+            raise CharlmError(f"out of memory: --beam {beam} keeps {beam:,} hypotheses of "
+                              f"{len(vocab):,} scores each: try a smaller --beam or --length") from None
     else:
         on_token = None
         streaming = num == 1 and not as_json and _stdout_is_tty()

@@ -7,12 +7,15 @@ import os
 
 import click
 
-from charlm import parallel, scoring
-from charlm.cli import cli, json_line, warn
+from charlm.cli.group import cli, json_line, warn
 from charlm.cli.options import cache_options, load, model_option
-from charlm.cli.progress import ReadingBar
+from charlm.engine import parallel
+from charlm.engine.progress import ReadingBar
 from charlm.errors import DataError
-from charlm.tokencache import token_ids
+from charlm.lm import scoring
+from charlm.lm.scoring import shown
+from charlm.text.reader import iter_lines
+from charlm.text.tokencache import token_ids
 
 # -- formatting ------------------------------------------------------------------------------------
 
@@ -32,10 +35,6 @@ def format_prob(log10p: float, digits: int = 3) -> str:
     return f"{m:.{digits - 1}f}e{e:+d}" if e < 0 else f"{m:.{digits - 1}f}e+{e:d}"
 
 
-def _num(x: float, fmt: str = ".3f") -> str:
-    return "-" if x is None or not math.isfinite(x) else format(x, fmt)
-
-
 def _show_token(tok: str) -> str:
     return tok.replace("\n", "\\n").replace("\t", "\\t")
 
@@ -46,7 +45,7 @@ TABLE_HEAD = (f"{'logprob':>12} {'log10prob':>11} {'probability':>12} {'perplexi
 
 def _table_row(s, mark: str = " ") -> str:
     return (f"{s.logprob:12.4f} {s.log10prob:11.4f} {format_prob(s.log10prob):>12} "
-            f"{_num(s.perplexity, '.3f'):>11} {s.n_tokens:6d} {s.oov:4d} {mark}{s.text}")
+            f"{shown(s.perplexity, '.3f'):>11} {s.n_tokens:6d} {s.oov:4d} {mark}{s.text}")
 
 
 def _per_token_lines(s, indent: str = "    ") -> list[str]:
@@ -64,24 +63,12 @@ def _single_block(s, per_token: bool) -> list[str]:
         f"tokens:       {s.n_tokens}  {toks}",
         f"logprob:      {s.logprob:.4f} (ln)   {s.log10prob:.4f} (log10)",
         f"probability:  {format_prob(s.log10prob)}",
-        f"perplexity:   {_num(s.perplexity, '.3f')}",
+        f"perplexity:   {shown(s.perplexity, '.3f')}",
         f"oov:          {s.oov}",
     ]
     if per_token:
         lines.append("per token:")
         lines += _per_token_lines(s)
-    return lines
-
-
-def _summary_lines(summary) -> list[str]:
-    lines = [f"corpus: {summary.tokens} tokens scored, {summary.oov} out of vocabulary"
-             + (f", {summary.sentences} sentences" if summary.sentences else "")]
-    lines.append(f"cross-entropy: {_num(summary.nats_per_token, '.4f')} nats/token, "
-                 f"{_num(summary.bits_per_token, '.4f')} bits/token")
-    if summary.chars is not None:
-        lines.append(f"per character: {_num(summary.nats_per_char, '.4f')} nats/char, "
-                     f"{_num(summary.bits_per_char, '.4f')} bits/char")
-    lines.append(f"perplexity: {_num(summary.perplexity, '.3f')}")
     return lines
 
 
@@ -138,12 +125,12 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
       charlm score -m shakespeare.npz --file test.txt
       charlm score --file test.txt --stream        # as the training's validation sees it
       charlm score --file big.txt --stream --cache-dir cache/   # tokenized once, cached
-
-    With --stream, a file of 16 MB or more is tokenized once into a token cache (next to the
-    model, or in --cache-dir) that later scoring and training runs with the same tokenizer use.
       cat lines.txt | charlm score --file - --json
       charlm score -- "-5 degrees and falling"   # -- before a sentence that starts with -
       mpiexec -n 4 charlm score --file big.txt    # 4 processes share the lines (charlm[mpi])
+
+    With --stream, a file of 16 MB or more is tokenized once into a token cache (next to the
+    model, or in --cache-dir) that later scoring and training runs with the same tokenizer use.
     """
     comm = parallel.world()
     if file is None and not sentences:
@@ -154,6 +141,8 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
         raise click.UsageError("--stream needs --file PATH")
     if stream and per_token:
         raise click.UsageError("--per-token cannot be combined with --stream")
+    if no_cache and cache_dir is not None:
+        raise click.UsageError("--cache-dir and --no-cache contradict each other: give one of them")
     if comm.size > 1 and stream:
         raise click.UsageError("--stream scores one running text, which cannot be shared among "
                                "processes: run it without mpiexec")
@@ -189,7 +178,7 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
         summary = scoring.score_ids(model, vocab, token_ids(file, vocab.tokenizer, folder, report=_Report()))
     else:
         summary = scoring.CorpusSummary(chars=0 if char_level else None)
-        for s in scoring.score_lines(model, vocab, tokenizer, scoring.iter_lines(file),
+        for s in scoring.score_lines(model, vocab, tokenizer, iter_lines(file),
                                      batch_size, comm=comm):
             summary.add(s, char_level)
             if as_json:
@@ -207,4 +196,4 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
     if as_json:
         echo(json_line(summary.to_dict()))
     else:
-        echo("\n".join(_summary_lines(summary)))
+        echo("\n".join(summary.lines()))

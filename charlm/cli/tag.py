@@ -7,23 +7,40 @@ import json
 
 import click
 
-from charlm.cli import cli
+from charlm.cli.group import cli
 from charlm.cli.options import input_options, load_predictor, texts_or_file
-from charlm.labels import SCHEMES
-from charlm.tagdata import detect_tag_format, looks_like_columns, read_tagged, read_text_sentences, write_columns
-from charlm.reader import read_text
-from charlm.scoring import iter_lines
+from charlm.sentence.formats import (
+    column_tags,
+    detect_tag_format,
+    looks_like_columns,
+    read_tagged,
+    read_text_sentences,
+    write_columns,
+)
+from charlm.sentence.labels import SCHEMES
+from charlm.text.reader import iter_lines, read_text
 
 
 def _input_format(source, known_tags: set) -> str:
-    """conllu, columns or text: what an unlabelled input to tag looks like (see --format)."""
+    """conllu, columns or text: what an unlabelled input to tag looks like (see --format). A
+    column file whose tags are not the model's is still a column file: its tokens are tagged and
+    a line on stderr says that its tags are another tag set."""
     for line in iter_lines(source):
         if line.strip() and not line.startswith("#"):
             if detect_tag_format(line) == "conllu":
                 return "conllu"
             break
     _rewind(source)
-    return "columns" if looks_like_columns(source, known_tags) else "text"
+    if looks_like_columns(source, known_tags):
+        return "columns"
+    _rewind(source)
+    tags = column_tags(source)
+    if tags is None:
+        return "text"
+    shown = ", ".join(sorted(tags)[:6]) + (", ..." if len(tags) > 6 else "")
+    click.echo(f"charlm: {getattr(source, 'name', source)} is a column file whose tags ({shown}) are not this "
+               "model's: its first column is tagged, its last column left out", err=True)
+    return "columns"
 
 
 def _rewind(source) -> None:
@@ -88,10 +105,10 @@ def tag_command(texts, model_path, file, fmt, conll, as_json, spans, scheme, bat
     """
     if conll and (as_json or spans):
         raise click.UsageError("--conll cannot be combined with --json or --spans")
-    predictor = load_predictor(model_path, "tag", batch_size)
+    predictor = load_predictor(model_path, batch_size)
     if spans or scheme:
         predictor.need_entity_tags("--spans" if spans else "--scheme")
-    token_lists = texts_or_file(texts, file, fmt, predictor)
+    token_lists = texts_or_file(texts, file, fmt, predictor, "SENTENCE")
     if token_lists is None:
         token_lists = _read_input(file, fmt, predictor)
     results = predictor.tag(token_lists, scheme)

@@ -8,12 +8,12 @@ from collections import Counter
 
 import click
 
-from charlm.cli import cli
+from charlm.cli.group import cli
 from charlm.cli.options import tokenizer_options, tokenizer_settings, vocab_options
 from charlm.errors import DataError
 from charlm.files import VOCAB, Output, check_outputs
-from charlm.tokenizer import Tokenizer, TokenizerConfig
-from charlm.vocab import EOS, Vocab, count_summary
+from charlm.text.tokenizer import Tokenizer, TokenizerConfig
+from charlm.text.vocab import EOS, Vocab, count_summary
 
 _FLUSH_EVERY = 1 << 16  # characters of output gathered before one write
 

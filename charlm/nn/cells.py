@@ -40,11 +40,15 @@ contiguous, so every gate's (H, B) block is one run of memory for the element-wi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
 
-__all__ = ["RNNCell", "GRUCell", "LSTMCell", "CELLS", "make_cell", "cell_from_config", "sigmoid"]
+from charlm.errors import CharlmError
+from charlm.nn.config import Settings
+
+__all__ = ["RNNCell", "GRUCell", "LSTMCell", "CELLS", "CellSettings", "make_cell", "cell_from_config", "sigmoid"]
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -99,10 +103,11 @@ class Cell:
     kind = ""
     G = 1
     n_states = 1
+    settings: dict = {}  # this cell's own settings (fields of CellSettings) and their defaults
 
     @classmethod
     def from_config(cls, config) -> "Cell":
-        """The cell a model configuration describes (reads the options this cell has)."""
+        """The cell a model configuration describes (reads the settings this cell has)."""
         return cls()
 
     def param_shapes(self, D: int, H: int) -> dict[str, tuple]:
@@ -172,14 +177,18 @@ class RNNCell(Cell):
     kind = "rnn"
     G = 1
     n_states = 1
+    settings = {"activation": "tanh"}
+    ACTIVATIONS = ("tanh", "relu")
 
     def __init__(self, activation: str = "tanh"):
-        if activation not in ("tanh", "relu"):
+        if activation not in self.ACTIVATIONS:
             raise ValueError(f"activation must be 'tanh' or 'relu', not {activation!r}")
         self.activation = activation
 
     @classmethod
     def from_config(cls, config) -> "RNNCell":
+        if config.activation not in cls.ACTIVATIONS:
+            raise CharlmError(f"unknown activation {config.activation!r}; choose tanh or relu")
         return cls(config.activation)
 
     def __repr__(self) -> str:
@@ -377,12 +386,15 @@ class LSTMCell(Cell):
     kind = "lstm"
     G = 4
     n_states = 2
+    settings = {"peephole": False}
 
     def __init__(self, peephole: bool = False):
         self.peephole = bool(peephole)
 
     @classmethod
     def from_config(cls, config) -> "LSTMCell":
+        if not isinstance(config.peephole, (bool, np.bool_)):
+            raise CharlmError(f"model setting peephole must be true or false, got {config.peephole!r}")
         return cls(config.peephole)
 
     def __repr__(self) -> str:
@@ -499,9 +511,34 @@ class LSTMCell(Cell):
         return a, (a, c)
 
 
-# The cell registry: the one place that lists the cells. The model, the CLI's --cell choices and
-# the memory estimate all read it, so a new cell is added here and nowhere else.
+# The cell registry: the one place that lists the cells. The models, the --cell choices of
+# `charlm train` and the memory estimate all read it, so a new cell is added here; a setting of its
+# own is an entry of its `settings`, a field of CellSettings and one option declaration
+# (charlm/engine/options.py).
 CELLS: dict[str, type[Cell]] = {"rnn": RNNCell, "gru": GRUCell, "lstm": LSTMCell}
+
+
+@dataclass(kw_only=True)
+class CellSettings(Settings):
+    """The settings of the cells, which every network configuration has (it subclasses this):
+    the cell, and a field for each setting a cell has of its own (`Cell.settings`; read by that
+    cell's `from_config`). A cell's setting given to another cell must keep its default."""
+
+    cell: str = "lstm"
+    activation: str = "tanh"    # RNNCell: g = tanh | relu
+    peephole: bool = False      # LSTMCell: c<t-1> feeds Γu, Γf, Γo
+
+    def check_cell(self) -> None:
+        """CharlmError for an unknown cell, a bad value of its settings, or another cell's setting."""
+        if self.cell not in CELLS:
+            raise CharlmError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        mine = CELLS[self.cell]
+        for other in CELLS.values():
+            for name, default in other.settings.items():
+                value = getattr(self, name)
+                if name not in mine.settings and value != default:
+                    raise CharlmError(f"{name} {value!r} applies only to the {other.kind} cell")
+        mine.from_config(self)
 
 
 def make_cell(kind: str, activation: str = "tanh", peephole: bool = False) -> Cell:

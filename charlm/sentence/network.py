@@ -1,0 +1,345 @@
+"""Sentence models on the recurrent core: a tagger (many-to-many, Tx = Ty) and a classifier
+(many-to-one), bidirectional by default (the notes, "Bidirectional RNNs" and "Deep RNNs").
+
+    x<t>   = [E[w<t>], [→c, ←c](w<t>)]            embed.W E (V, Emb); the word's character code
+                                                  (nn.layers.CharEncoder, char.*; omitted if char_hidden = 0)
+    →a[l]<t>, ←a[l]<t>  stacked bidirectional     rnn.{l}.fwd.*, rnn.{l}.bwd.* (one-directional: rnn.{l}.*)
+                        layers; a[l+1] reads [→a[l]<t>, ←a[l]<t>]
+    Tagger:      ŷ<t> = softmax(W_y[→a<t>, ←a<t>] + b_y)   at every real t    out.W (2H, K), out.b (K,)
+                 L = mean over the batch's real tokens of −log ŷ<t>[y<t>]
+    Classifier:  ŷ = softmax(W_y[→a<Tx>, ←a<1>] + b_y)      (pool "last"; "mean"/"max": over real t)
+                 L = mean over the batch's sentences of −log ŷ[y]
+
+A batch (`sentence.batch.SentenceBatch`, made by `pad_sentences`) holds sentences padded to the longest, with
+their lengths; ←a starts at each sentence's own last word, so padding never reaches a real
+position. Dropout (inverted, training only) sits on x<t>, between layers and on what W_y reads;
+word dropout (training only) gives a random share of the words <UNK>'s embedding (id 0) while
+the character encoder still reads their spelling, so that the model learns to tag unknown words.
+
+Every matrix product of these models has a multiple of ROW_ALIGN rows: a batch is widened with
+dummy one-word sentences (and dummy one-character words) that no loss or output sees. BLAS
+computes a row of a product in a way that depends on how many rows there are (OpenBLAS: one row is
+a matrix-vector product; rows after the last full block of its kernel go through an edge kernel;
+each adds in another order). With whole blocks a sentence gets the same numbers alone as in any
+batch, bit for bit in float64 (tests/test_tagger.py), at no cost for batches of 8k sentences. One
+case remains: OpenBLAS's AVX-512 (SkylakeX) kernels send many products with M·N·K <= 10^6 to a
+small-matrix kernel, so at full size a sentence alone (a small product) and in a batch of 32 (a
+large one) can differ in the last bits (measured: at most 8.9e-16 in a log-probability, default
+model, float64); the Haswell kernels, and the small sizes of the tests, have no such switch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from charlm.errors import CharlmError, DataError
+from charlm.nn.cells import CellSettings, cell_from_config
+from charlm.nn.config import check_rate, check_settings, checked_params, is_int
+from charlm.nn.layers import (
+    POOLS,
+    Bidirectional,
+    CharEncoder,
+    StackedRecurrent,
+    dense_forward,
+    dropout_mask,
+    embedding_backward,
+    log_softmax,
+    pool_backward,
+    pool_forward,
+    softmax_cross_entropy,
+    softmax_cross_entropy_backward,
+)
+from charlm.sentence.batch import SentenceBatch, aligned
+
+__all__ = ["TaggerConfig", "SentenceNetwork", "TaggerNetwork", "ClassifierNetwork"]
+
+
+# -- configuration ----------------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class TaggerConfig(CellSettings):
+    """Hyper-parameters of a TaggerNetwork or ClassifierNetwork. Construction validates (CharlmError on nonsense).
+
+    hidden and char_hidden are per direction; char_hidden = 0 turns the character encoder off;
+    bidirectional = False is the one-directional comparison the notes make; pool is the
+    classifier's read-out ("last": [→a<Tx>, ←a<1>], "mean", "max").
+    """
+
+    task: str                   # the read-out: "tag" (TaggerNetwork) or "classify" (ClassifierNetwork)
+    vocab_size: int             # V, words
+    char_vocab_size: int        # characters (0 is fine without a character encoder)
+    num_labels: int             # K, tags or classes
+    cell: str = "lstm"          # rnn | gru | lstm, for the sentence and the character RNNs (CellSettings)
+    layers: int = 2             # stacked (bidirectional) layers
+    hidden: int = 128           # H per direction
+    embedding: int = 100        # word embedding size
+    char_embedding: int = 25    # character embedding size
+    char_hidden: int = 25       # Hc per direction; 0: no character encoder
+    bidirectional: bool = True
+    dropout: float = 0.25       # on x<t>, between layers, before W_y (0.5 was worse on UD EWT)
+    word_dropout: float = 0.1   # training: a word's embedding is <UNK>'s (id 0), its spelling kept
+    pool: str = "last"          # the classifier's read-out: last | mean | max
+    dtype: str = "float32"
+
+    REQUIRED = ("task", "vocab_size", "char_vocab_size", "num_labels")
+
+    def validate(self) -> None:
+        readouts = (TaggerNetwork.task, ClassifierNetwork.task)
+        if self.task not in readouts:
+            raise CharlmError(f"model task must be {' or '.join(readouts)}, got {self.task!r}")
+        check_settings(self, ("vocab_size", "num_labels", "layers", "hidden", "embedding", "char_embedding"),
+                       ("bidirectional",))
+        self.check_cell()
+        for name in ("char_hidden", "char_vocab_size"):
+            v = getattr(self, name)
+            if not is_int(v) or v < 0:
+                raise CharlmError(f"model setting {name} must be a whole number >= 0, got {v!r}")
+            setattr(self, name, int(v))
+        if self.vocab_size < 2:
+            raise CharlmError(f"vocab_size must be at least 2, got {self.vocab_size}")
+        if self.num_labels < 2:
+            raise CharlmError(f"num_labels must be at least 2, got {self.num_labels}")
+        if self.char_hidden and self.char_vocab_size < 2:
+            raise CharlmError(f"the character encoder needs char_vocab_size >= 2, got {self.char_vocab_size}")
+        check_rate(self, "word_dropout")
+        if self.pool not in POOLS:
+            raise CharlmError(f"unknown pool {self.pool!r}; choose one of {', '.join(POOLS)}")
+
+
+# -- models ---------------------------------------------------------------------------------------------------
+def _name(prefix: str, direction: str, key: str) -> str:
+    return f"{prefix}.{direction}.{key}" if direction else f"{prefix}.{key}"
+
+
+class SentenceNetwork:
+    """What the tagger and the classifier share: parameters, the encoder x -> [→a<t>, ←a<t>] and its
+    backward pass. Subclasses add the read-out (`loss`, `backward`, `log_probs`)."""
+
+    task = ""
+
+    def __init__(self, config: TaggerConfig, params: dict | None = None, seed: int = 0):
+        if config.task != self.task:
+            raise CharlmError(f"{type(self).__name__} is for task {self.task!r}, the settings say {config.task!r}")
+        self.config = config
+        self.dtype = np.dtype(config.dtype)
+        self.cell = cell_from_config(config)
+        self.directions = ("fwd", "bwd") if config.bidirectional else ("",)
+        self.rnn = StackedRecurrent(Bidirectional(self.cell) if config.bidirectional else self.cell, config.layers)
+        self.chars = CharEncoder(self.cell) if config.char_hidden else None
+        self._rng = np.random.default_rng(seed)
+        if params is None:
+            self.params = self._init_params(np.random.default_rng(seed))
+        else:
+            self.params = checked_params(params, self.param_shapes(), self.dtype)
+
+    # -- parameters ----------------------------------------------------------------------------------
+    def param_shapes(self) -> dict[str, tuple]:
+        c = self.config
+        shapes = {"embed.W": (c.vocab_size, c.embedding)}
+        if self.chars is not None:
+            shapes["char.embed.W"] = (c.char_vocab_size, c.char_embedding)
+            for d in ("fwd", "bwd"):
+                for k, s in self.cell.param_shapes(c.char_embedding, c.char_hidden).items():
+                    shapes[f"char.{d}.{k}"] = tuple(s)
+        for l in range(c.layers):
+            D = self._input_width() if l == 0 else self._width()       # layer l+1 reads [→a, ←a]
+            for d in self.directions:
+                for k, s in self.cell.param_shapes(D, c.hidden).items():
+                    shapes[_name(f"rnn.{l}", d, k)] = tuple(s)
+        shapes["out.W"] = (self._width(), c.num_labels)
+        shapes["out.b"] = (c.num_labels,)
+        return shapes
+
+    def num_params(self) -> int:
+        return int(sum(np.prod(s) for s in self.param_shapes().values()))
+
+    def _input_width(self) -> int:
+        return self.config.embedding + 2 * self.config.char_hidden
+
+    def _width(self) -> int:
+        """Features per position of the top layer: 2H, or H one-directional."""
+        return self.config.hidden * len(self.directions)
+
+    def _init_params(self, rng: np.random.Generator) -> dict:
+        """Embeddings ~ N(0, 1) (as the language model's); cells as in nn.cells; out.W ~ U(±1/sqrt(2H))."""
+        c, dt = self.config, self.dtype
+        p = {"embed.W": rng.standard_normal((c.vocab_size, c.embedding)).astype(dt)}
+        if self.chars is not None:
+            p["char.embed.W"], pair = self.chars.init_params(c.char_vocab_size, c.char_embedding, c.char_hidden,
+                                                             rng, dt)
+            p.update(self._flat("char", pair))
+        for l, layer in enumerate(self.rnn.init_params(self._input_width(), c.hidden, rng, dt)):
+            p.update(self._flat(f"rnn.{l}", layer))
+        s = 1.0 / np.sqrt(self._width())
+        p["out.W"] = rng.uniform(-s, s, size=(self._width(), c.num_labels)).astype(dt)
+        p["out.b"] = np.zeros(c.num_labels, dtype=dt)
+        return {k: p[k] for k in self.param_shapes()}
+
+    def _flat(self, prefix: str, layer) -> dict:
+        """A layer's params (a dict, or a (fwd, bwd) pair) -> {checkpoint name: array}."""
+        pairs = zip(("fwd", "bwd"), layer) if isinstance(layer, tuple) else [("", layer)]
+        return {_name(prefix, d, k): v for d, lp in pairs for k, v in lp.items()}
+
+    def _group(self, prefix: str, directions) -> tuple | dict:
+        keys = self.cell.param_shapes(1, 1)
+        groups = tuple({k: self.params[_name(prefix, d, k)] for k in keys} for d in directions)
+        return groups if len(groups) == 2 else groups[0]
+
+    def _layer_params(self) -> list:
+        return [self._group(f"rnn.{l}", self.directions) for l in range(self.config.layers)]
+
+    def init_state(self, batch: int) -> None:
+        """Sentence models carry no state from batch to batch."""
+        return None
+
+    # -- the encoder -------------------------------------------------------------------------------
+    def _dropout(self, train: bool, rng):
+        """-> (dropout rate, generator of the masks): no dropout unless training."""
+        return (self.config.dropout, self._rng if rng is None else rng) if train else (0.0, None)
+
+    def _check(self, batch: SentenceBatch, need_labels: bool) -> SentenceBatch:
+        """The batch, checked against the model and widened to whole row blocks."""
+        c = self.config
+        if batch.words.size and (batch.words.min() < 0 or batch.words.max() >= c.vocab_size):
+            raise DataError(f"word ids must be in [0, {c.vocab_size})")
+        if self.chars is not None:
+            if batch.char_lengths.size == 0:
+                raise DataError("this model reads the characters of each word: the batch has none")
+            if batch.chars.min() < 0 or batch.chars.max() >= c.char_vocab_size:
+                raise DataError(f"character ids must be in [0, {c.char_vocab_size})")
+        if need_labels:
+            if batch.labels is None:
+                raise DataError("the batch has no labels to train on")
+            if batch.labels.min() < 0 or batch.labels.max() >= c.num_labels:
+                raise DataError(f"label ids must be in [0, {c.num_labels})")
+        return aligned(batch)
+
+    def _encode(self, batch: SentenceBatch, rate: float, rng):
+        """An aligned batch -> (a (T,B,2H) = [→a<t>, ←a<t>] of the top layer, cache). Training when
+        rng is given (dropout at `rate`, word dropout), evaluation when it is None."""
+        c, p = self.config, self.params
+        T, B = batch.words.shape
+        words = batch.words
+        if rng is not None and c.word_dropout > 0.0:            # word dropout: <UNK>'s embedding instead
+            words = np.where(rng.random(words.shape) < c.word_dropout, 0, words)
+        x = p["embed.W"][words]                                 # E[w<t>]   (T,B,Emb)
+        char_cache = None
+        if self.chars is not None:
+            codes, char_cache = self.chars.forward(p["char.embed.W"], self._group("char", ("fwd", "bwd")),
+                                                   batch.chars, batch.char_lengths)       # (W, 2Hc)
+            x = np.concatenate([x, codes[batch.word_index]], axis=-1)   # x<t> = [E[w<t>], code(w<t>)]
+        m_in = dropout_mask(x.shape, rate, rng, self.dtype)
+        if m_in is not None:
+            x *= m_in
+        zero = self.cell.init_state(B, c.hidden, self.dtype)
+        state = [(zero, zero) if c.bidirectional else zero] * c.layers
+        layer_params = self._layer_params()
+        a, _, rnn_cache = self.rnn.forward(layer_params, x, state, rate, rng,
+                                           batch.lengths if c.bidirectional else None)
+        return a, (batch, words, char_cache, m_in, layer_params, rnn_cache)
+
+    def _encode_backward(self, da: np.ndarray, cache) -> dict:
+        """da (T,B,2H) -> gradients of every parameter but out.*."""
+        batch, words, char_cache, m_in, layer_params, rnn_cache = cache
+        c = self.config
+        dx, rgrads, _ = self.rnn.backward(layer_params, da, rnn_cache)
+        if m_in is not None:
+            dx *= m_in
+        grads = {"embed.W": embedding_backward(dx[..., :c.embedding], words, c.vocab_size)}
+        if self.chars is not None:
+            dcodes = embedding_backward(dx[..., c.embedding:], batch.word_index, batch.char_lengths.shape[0])
+            grads["char.embed.W"], pair = self.chars.backward(self._group("char", ("fwd", "bwd")), dcodes,
+                                                              char_cache)
+            grads.update(self._flat("char", pair))
+        for l, g in enumerate(rgrads):
+            grads.update(self._flat(f"rnn.{l}", g))
+        return grads
+
+    def _out_backward(self, dlogits: np.ndarray, features: np.ndarray, grads: dict) -> np.ndarray:
+        """logits = features @ W_y + b_y: adds out.W, out.b to grads; -> dfeatures."""
+        grads["out.W"] = features.T @ dlogits
+        grads["out.b"] = dlogits.sum(axis=0)
+        return dlogits @ self.params["out.W"].T
+
+    def _ordered(self, grads: dict) -> dict:
+        return {k: grads[k] for k in self.param_shapes()}
+
+
+class TaggerNetwork(SentenceNetwork):
+    """A tag for every word: ŷ<t> = softmax(W_y[→a<t>, ←a<t>] + b_y) (see the module docstring)."""
+
+    task = "tag"
+
+    def loss(self, batch: SentenceBatch, state=None, train: bool = False, rng=None):
+        """-> (mean over real tokens of −log ŷ<t>[y<t>], None, cache for backward)."""
+        rate, rng = self._dropout(train, rng)
+        batch = self._check(batch, need_labels=True)
+        a, enc_cache = self._encode(batch, rate, rng)
+        m_out = dropout_mask(a.shape, rate, rng, self.dtype)
+        if m_out is not None:
+            a = a * m_out
+        T, B, F = a.shape
+        a2 = a.reshape(T * B, F)
+        logits = dense_forward(a2, self.params["out.W"], self.params["out.b"])       # (T*B, K)
+        loss, sm_cache = softmax_cross_entropy(logits, batch.labels.reshape(-1), batch.mask.reshape(-1))
+        return loss, None, (enc_cache, m_out, a2, sm_cache)
+
+    def backward(self, cache) -> dict:
+        enc_cache, m_out, a2, sm_cache = cache
+        grads: dict = {}
+        da = self._out_backward(softmax_cross_entropy_backward(sm_cache), a2, grads)
+        da = da.reshape(enc_cache[0].words.shape + (a2.shape[1],))
+        if m_out is not None:
+            da *= m_out
+        grads.update(self._encode_backward(da, enc_cache))
+        return self._ordered(grads)
+
+    def log_probs(self, batch: SentenceBatch) -> np.ndarray:
+        """-> log ŷ<t> (T,B,K) in the model's dtype; evaluation mode. Padding rows are meaningless."""
+        B = batch.size
+        a, _ = self._encode(self._check(batch, need_labels=False), 0.0, None)
+        T, Bp, F = a.shape
+        logits = dense_forward(a.reshape(T * Bp, F), self.params["out.W"], self.params["out.b"])
+        return log_softmax(logits).reshape(T, Bp, -1)[:, :B]
+
+
+class ClassifierNetwork(SentenceNetwork):
+    """A label for every sentence: ŷ = softmax(W_y[→a<Tx>, ←a<1>] + b_y), or W_y applied to the mean
+    or the maximum of [→a<t>, ←a<t>] over the sentence (see the module docstring)."""
+
+    task = "classify"
+
+    def _features(self, batch: SentenceBatch, rate: float, rng):
+        a, enc_cache = self._encode(batch, rate, rng)
+        pooled, pool_cache = pool_forward(a, batch.lengths, self.config.pool, self.config.hidden)  # (B, 2H)
+        return pooled, (enc_cache, pool_cache)
+
+    def loss(self, batch: SentenceBatch, state=None, train: bool = False, rng=None):
+        """-> (mean over sentences of −log ŷ[y], None, cache for backward)."""
+        rate, rng = self._dropout(train, rng)
+        B = batch.size
+        batch = self._check(batch, need_labels=True)
+        pooled, feat_cache = self._features(batch, rate, rng)
+        m_out = dropout_mask(pooled.shape, rate, rng, self.dtype)
+        if m_out is not None:
+            pooled = pooled * m_out
+        logits = dense_forward(pooled, self.params["out.W"], self.params["out.b"])   # (B, K)
+        real = (np.arange(batch.size) < B).astype(np.float64)                        # not the dummies
+        loss, sm_cache = softmax_cross_entropy(logits, batch.labels, real)
+        return loss, None, (feat_cache, m_out, pooled, sm_cache)
+
+    def backward(self, cache) -> dict:
+        (enc_cache, pool_cache), m_out, pooled, sm_cache = cache
+        grads: dict = {}
+        dpooled = self._out_backward(softmax_cross_entropy_backward(sm_cache), pooled, grads)
+        if m_out is not None:
+            dpooled *= m_out
+        grads.update(self._encode_backward(pool_backward(dpooled, pool_cache), enc_cache))
+        return self._ordered(grads)
+
+    def log_probs(self, batch: SentenceBatch) -> np.ndarray:
+        """-> log ŷ (B,K) in the model's dtype; evaluation mode."""
+        B = batch.size
+        pooled, _ = self._features(self._check(batch, need_labels=False), 0.0, None)
+        return log_softmax(dense_forward(pooled, self.params["out.W"], self.params["out.b"]))[:B]

@@ -1,0 +1,238 @@
+"""The language model task (`--task lm`, the default): P(y<1>, ..., y<n>) = prod_t P(y<t> | y<t-1>, ...).
+
+The network is `lm.model.LanguageModel`; a run reads its corpus as B streams of windows with the
+state carried (`lm.corpus`, `lm.batches`), through the token cache for a large corpus; quality is
+the validation loss in nats per token, quoted as bits per character or perplexity. `LM` is what
+`charlm.load` returns for its files: scoring, sampling, beam search.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import IO, Iterable, Sequence
+
+import numpy as np
+
+from charlm.engine.memory import check_memory
+from charlm.engine.optim import make_optimizer
+from charlm.engine.options import Option
+from charlm.engine.run import Run
+from charlm.engine.state import TrainState
+from charlm.errors import DataError, UsageError
+from charlm.info import loss_figures
+from charlm.lm.batches import StreamBatches, StreamValidation
+from charlm.lm.beam import Candidate, search
+from charlm.lm.corpus import prepare_lm_data
+from charlm.lm.generate import Prime, Sample, next_tokens, read_prime_file, samples
+from charlm.lm.model import LanguageModel, ModelConfig, memory_need
+from charlm.lm.scoring import (
+    LN2,
+    CorpusSummary,
+    SentenceScore,
+    is_char_level,
+    score_lines,
+    score_sentences,
+    score_stream,
+)
+from charlm.tasks.base import Model, Report, Task, items, text_source
+from charlm.text.reader import iter_lines
+from charlm.text.tokenizer import Tokenizer, TokenizerConfig
+from charlm.text.vocab import Vocab
+
+# The options only a language model has (`engine.options` declares the shared ones).
+VOCAB = Option("vocab", path="any",
+               help="Use a vocabulary made by `charlm tokenize --vocab-out` (its tokenizer settings win).")
+TIE_WEIGHTS = Option("tie_weights", bool, False, group="model",
+                     help="Share the embedding and output weights (needs --embedding = --hidden).")
+SEQ_LEN = Option("seq_len", int, 100, low=1, high=100000, help="lm: truncated-BPTT window, in tokens.")
+VAL_TOKENS = Option("val_tokens", int, low=0, metavar="N",
+                    help="lm: at most N validation tokens: the last N of the corpus, or the first N of --val-file "
+                         "(0: no limit) [default: 131072 from the corpus, a --val-file whole].")
+CACHE_DIR = Option("cache_dir", path="dir", resumable=True, metavar="DIR",
+                   help="Where the token cache of a corpus of 16 MB or more is kept [default: the model's folder].")
+NO_CACHE = Option("no_cache", bool, False, resumable=True, help="Neither use nor write a token cache.")
+CACHE_OPTIONS = (CACHE_DIR, NO_CACHE)  # `charlm score` has them too
+
+
+class LM(Model):
+    """A language model: P(y<1>, ..., y<n>) = prod_t P(y<t> | y<1>, ..., y<t-1>).
+
+    Sentences are scored from the zero state with the conventions of `charlm score` (a
+    lines-mode model scores the final <EOS>; see `charlm.lm.scoring`).
+    """
+
+    # -- scoring ----------------------------------------------------------------------------
+    def score(self, texts: str | Iterable[str], *, batch_size: int = 64) -> list[SentenceScore]:
+        """Score each text as one sentence (a lone string is one sentence).
+
+        Returns one `SentenceScore` per text, in order; `to_dict(per_token=True)` gives the
+        fields of `charlm score --json --per-token`. A text with no tokens raises UsageError.
+        """
+        texts = items(texts)
+        for t in texts:
+            if not isinstance(t, str):
+                raise UsageError(f"expected text (str), got {type(t).__name__}")
+        return score_sentences(self.network, self.vocab, self.tokenizer, texts, batch_size)
+
+    def evaluate(self, path_or_text: str | os.PathLike | IO[str], *, stream: bool = True,
+                 batch_size: int = 64) -> CorpusSummary:
+        """Cross-entropy of a file or text: nats/bits per token (and per character), perplexity.
+
+        stream=True scores it as one running text, the state carried across lines (as the
+        model was trained, `charlm score --file F --stream`); stream=False scores each non-empty
+        line as a sentence from the zero state. A str is a file path when it names an existing
+        file and has no newline; pass a `pathlib.Path` to be explicit, or any file object.
+        """
+        source = text_source(path_or_text)
+        net, vocab, tok = self.network, self.vocab, self.tokenizer
+        if stream:
+            summary = score_stream(net, vocab, tok.iter_sentences(source))
+        else:
+            char_level = is_char_level(vocab)
+            summary = CorpusSummary(chars=0 if char_level else None)
+            for s in score_lines(net, vocab, tok, iter_lines(source), batch_size):
+                summary.add(s, char_level)
+        if summary.tokens == 0:
+            raise DataError("nothing to score: the text has no tokens")
+        return summary
+
+    def perplexity(self, path_or_text: str | os.PathLike | IO[str], stream: bool = True) -> float:
+        """exp(nats per token) of a file or text (see `evaluate`)."""
+        return self.evaluate(path_or_text, stream=stream).perplexity
+
+    def next_tokens(self, prefix: str = "", k: int = 10) -> list[tuple[str, float]]:
+        """The k likeliest next tokens after `prefix` with their probabilities, likeliest first:
+        P(y<t> | y<1>, ..., y<t-1>) over the whole vocabulary, <EOS> and <UNK> included.
+
+        The prefix is read as `score` and `sample` read text: after <EOS> (lines mode) or a
+        newline (stream mode); a lines-mode prefix's complete lines are earlier sentences.
+        """
+        prime = Prime.from_text(self.tokenizer, prefix)
+        return [(tok, math.exp(lp)) for tok, lp in next_tokens(self.network, self.vocab, prime, k)]
+
+    # -- generation -------------------------------------------------------------------------
+    def _prime(self, prime: str, prime_file: str | os.PathLike | None) -> Prime:
+        if prime_file is not None:
+            if prime:
+                raise UsageError("give prime or prime_file, not both")
+            prime = read_prime_file(prime_file)
+        return Prime.from_text(self.tokenizer, prime)
+
+    def sample(self, num: int = 1, *, length: int | None = None, temperature: float = 1.0,
+               top_k: int | None = None, top_p: float | None = None, prime: str = "",
+               prime_file: str | os.PathLike | None = None, stop_at: str | Sequence[str] = (),
+               seed: int | None = None) -> list[Sample]:
+        """Generate `num` texts (one batch), as `charlm sample` does with the same options.
+
+        length: maximum generated tokens (default 200 characters or 50 words); temperature 0 is
+        greedy; prime (or prime_file) is read first and starts each text; a sample ends at
+        <EOS> (lines mode), after `length` tokens, or with the token that completes a stop
+        string. Same seed, same samples. Returns `Sample`s: `str(s)` / `s.text` is the text.
+        """
+        rng = np.random.default_rng(seed)
+        return samples(self.network, self.vocab, self.tokenizer, self._prime(prime, prime_file),
+                       num=num, length=length, temperature=temperature, top_k=top_k, top_p=top_p,
+                       stop_at=stop_at, rng=rng)
+
+    def complete(self, prefix: str = "", beam: int = 5, *, nbest: int = 1,
+                 length: int | None = None, length_penalty: float = 0.0,
+                 stop_at: str | Sequence[str] = ()) -> list[Candidate]:
+        """The `nbest` most probable continuations of `prefix` found by beam search of width
+        `beam` (`charlm sample --beam`). Deterministic. Each `Candidate` has the text, tokens,
+        log-probability and score = logprob / length^length_penalty; best first.
+        """
+        prime = Prime.from_text(self.tokenizer, prefix)
+        return search(self.network, self.vocab, self.tokenizer, prime, beam=beam, nbest=nbest,
+                      length=length, length_penalty=length_penalty, stop_at=stop_at)
+
+
+class LMTask(Task):
+    """The language model (see the module docstring)."""
+
+    name = "lm"
+    noun = "a language model"
+    commands = ("score", "sample", "next")
+    options = (VOCAB, TIE_WEIGHTS, SEQ_LEN, VAL_TOKENS, *CACHE_OPTIONS)
+    level = "char"
+    unit = "tok"
+    config = ModelConfig
+    network = LanguageModel
+    api_class = LM
+
+    def check_options(self, opts) -> None:
+        if opts.no_cache and opts.cache_dir is not None:
+            raise UsageError("--cache-dir and --no-cache contradict each other: give one of them")
+        if opts.val_tokens == 1:
+            raise UsageError("--val-tokens must be 0 (no limit) or at least 2 (got 1)")
+        model = opts.model
+        if model["tie_weights"] and model["embedding"] != model["hidden"]:
+            raise UsageError(f"--tie-weights needs --embedding equal to --hidden "
+                             f"({model['embedding']} != {model['hidden']})")
+
+    # -- training ---------------------------------------------------------------------------------
+    def _data(self, opts, vocab: Vocab | None = None, n_train: int | None = None, reporter=None,
+              verify: bool = True):
+        """(source, validation, vocab, info, warning) of a run (verify: see
+        `charlm.text.tokencache.token_ids`)."""
+        if vocab is None and opts.vocab:
+            vocab = Vocab.load(opts.vocab)
+        cache_dir = None if opts.no_cache else (opts.cache_dir or os.path.dirname(os.path.abspath(opts.output)))
+        data = prepare_lm_data(opts.corpus, TokenizerConfig.from_dict(opts.tokenizer), vocab=vocab,
+                               val_file=opts.val_file, val_fraction=opts.val_fraction, val_tokens=opts.val_tokens,
+                               min_count=opts.min_count, max_vocab=opts.max_vocab, batch_size=opts.batch_size,
+                               seq_len=opts.seq_len, n_train=n_train, cache_dir=cache_dir, verify=verify,
+                               report=reporter)
+        source = StreamBatches(data.train, data.seq_len)
+        validation = StreamValidation(data.val, data.seq_len) if data.val is not None else None
+        info = {"vocab": len(data.vocab), "train_tokens": data.n_train_tokens, "val_tokens": data.n_val_tokens,
+                "batch": data.batch_size, "seq_len": data.seq_len, "steps_per_epoch": source.steps_per_epoch(),
+                "level": data.vocab.tokenizer.level, "task": self.name, "val_note": data.val_note}
+        return source, validation, data.vocab, info, data.warning
+
+    def start(self, opts, reporter, verify: bool) -> Run:
+        source, validation, vocab, info, warning = self._data(opts, reporter=reporter, verify=verify)
+        config = ModelConfig(vocab_size=len(vocab), **opts.model)
+        slots = len(make_optimizer(opts.optimizer, 1.0).slots)  # state arrays per parameter
+        check_memory(*memory_need(config, source.batch_size, source.seq_len, slots),
+                     "--hidden, --layers, --embedding, --batch-size or --seq-len")
+        model = LanguageModel(config, seed=opts.seed)
+        state = TrainState(n_train=info["train_tokens"], rng=np.random.default_rng(opts.seed + 1))
+        run = Run(opts, model, vocab, source, validation, make_optimizer(opts.optimizer, opts.lr), state,
+                  dict(info, params=model.num_params()), warning)
+        state.hidden = run.initial_hidden()
+        return run
+
+    def resume_data(self, opts, model, state, reporter, verify: bool):
+        source, validation, _, info, warning = self._data(opts, vocab=model.vocab, n_train=state.n_train,
+                                                          reporter=reporter, verify=verify)
+        return source, validation, info, warning, {}
+
+    # -- figures ----------------------------------------------------------------------------------
+    def figures(self, record: dict, level: str) -> dict:
+        return loss_figures(record.get("val_loss"), level)
+
+    def headline(self, info: dict) -> str:
+        return (f"vocabulary {info['vocab']:,}, {info['train_tokens']:,} training and {info['val_tokens']:,} "
+                f"validation tokens, batch {info['batch']} x {info['seq_len']} steps")
+
+    def progress(self, loss: float, level: str) -> str:
+        return f"{loss / LN2:.3f}bpc " if level == "char" else f"ppl={math.exp(min(loss, 700)):.1f} "
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def evaluate(self, model, source, format=None, tag_column=None, batch_size: int = 64) -> Report:
+        """Cross-entropy and perplexity of the file read as one running text (`charlm score
+        --file --stream`)."""
+        if format or tag_column:
+            raise UsageError(f"{'--format' if format else '--tag-column'} applies to taggers and classifiers; "
+                             f"{model.path} is a language model")
+        summary = score_stream(model.network, model.vocab, Tokenizer(model.vocab.tokenizer).iter_sentences(source))
+        if summary.tokens == 0:
+            raise DataError(f"{'stdin' if source == '-' else source} has nothing to score")
+        data = summary.to_dict()
+        data.pop("summary", None)
+        return Report({"task": self.name, **data}, summary.lines())
+
+
+TASK = LMTask()
+LM._task = TASK  # the task of the files an LM is made from
