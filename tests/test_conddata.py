@@ -1,4 +1,4 @@
-"""A conditional language model's data (charlm.conddata): the labelled formats, padded batches, the
+"""A conditional language model's data (charlm.lm.labelled, charlm.tasks.conditional): the labelled formats, padded batches, the
 label set and prior, bad input, the validation figure, and an exact resume through the engine."""
 
 from __future__ import annotations
@@ -8,14 +8,20 @@ import json
 import numpy as np
 import pytest
 
-from charlm.conddata import (LabelSet, LabelledLine, LinesValidation, batch_source, pad_lines,
-                             prepare_condlm_data)
-from charlm.condlm import CondConfig, ConditionalLM
-from charlm.condpredict import bayes_classify
+from charlm.engine.loop import Trainer
+from charlm.engine.optim import make_optimizer
+from charlm.engine.parallel import SingleProcess
+from charlm.engine.progress import Reporter
+from charlm.engine.run import Run
+from charlm.engine.state import TrainState
 from charlm.errors import CharlmError, DataError
-from charlm.optim import make_optimizer
-from charlm.tokenizer import TokenizerConfig
-from charlm.train import Reporter, Run, SingleProcess, Trainer, TrainOptions, TrainState
+from charlm.lm.bayes import bayes_classify
+from charlm.lm.conditional import CondConfig, ConditionalLM
+from charlm.lm.labelled import LabelSet, LabelledLine, LinesValidation, pad_lines
+from charlm.tasks.conditional import batch_source
+from charlm.tasks.conditional import prepare as prepare_condlm_data
+from charlm.tasks.training import TrainOptions
+from charlm.text.tokenizer import TokenizerConfig
 
 CHAR = TokenizerConfig(level="char")
 NAMES = ["tyrannosaurus", "stegosaurus", "velociraptor", "triceratops", "brachiosaurus", "iguanodon",
@@ -120,7 +126,7 @@ def make_run(path, out, snapshot=None):
 
 
 def train_until(run, trainer, steps: int) -> None:
-    """The engine's loop (charlm.train.train) up to `steps` steps."""
+    """The engine's loop (charlm.engine.loop.train) up to `steps` steps."""
     st = run.state
     while st.step < steps:
         for batch in run.source.batches(st.position):

@@ -1,4 +1,4 @@
-"""The conditional language model (charlm.condlm, charlm.condpredict): gradient checks of the label
+"""The conditional language model (charlm.lm.conditional, charlm.lm.bayes): gradient checks of the label
 parameters and the whole loss (each cell, both condition inputs), the label's state, the reduction
 to the unconditional model, scoring/sampling/beam search given a label, and Bayes' rule."""
 
@@ -10,17 +10,19 @@ import math
 import numpy as np
 import pytest
 
-from charlm import beam, generate, scoring
-from charlm.conddata import LabelledLine, pad_lines, prepare_condlm_data
-from charlm.condlm import CondConfig, ConditionalLM
-from charlm.condpredict import bayes_classify, classified, label_scores, posterior, true_label_sums
+from charlm.engine.optim import Adam
 from charlm.errors import CharlmError, UsageError
-from charlm.generate import Prime
-from charlm.model import LanguageModel, ModelConfig
+from charlm.lm import beam, generate, scoring
+from charlm.lm.bayes import bayes_classify, label_scores, posterior, true_label_sums
+from charlm.lm.conditional import CondConfig, ConditionalLM
+from charlm.lm.generate import Prime
+from charlm.lm.labelled import LabelledLine, pad_lines
+from charlm.lm.model import LanguageModel, ModelConfig
 from charlm.nn.cells import cell_from_config
 from charlm.nn.layers import log_softmax
-from charlm.optim import Adam
-from charlm.tokenizer import Tokenizer, TokenizerConfig
+from charlm.tasks.conditional import classified
+from charlm.tasks.conditional import prepare as prepare_condlm_data
+from charlm.text.tokenizer import Tokenizer, TokenizerConfig
 from gradcheck import check_grad
 
 V, C, H, E, EC = 7, 3, 4, 3, 2
@@ -185,8 +187,8 @@ def test_the_unconditional_model_is_unchanged(tmp_path):
     """A LanguageModel has no label parameters; its shapes and initial values are those of the
     notes' model drawn in the same order (embedding, each layer's cell, output), and a saved
     unconditional model loads as a LanguageModel with the same parameters and predictions."""
-    from charlm import checkpoint
-    from charlm.vocab import Vocab
+    from charlm import checkpoint, tasks
+    from charlm.text.vocab import Vocab
     cfg = ModelConfig(vocab_size=V, cell="lstm", layers=2, hidden=H, embedding=E)
     lm = LanguageModel(cfg, seed=3)
     assert not getattr(lm, "conditional", False)
@@ -206,7 +208,7 @@ def test_the_unconditional_model_is_unchanged(tmp_path):
     checkpoint.save_checkpoint(tmp_path / "lm.npz", checkpoint.model_arrays(lm),
                                {"format": checkpoint.FORMAT, "format_version": checkpoint.FORMAT_VERSION,
                                 "kind": "best", "task": "lm", "model": cfg.to_dict(), "vocab": vocab.to_dict()})
-    loaded = checkpoint.load_model(tmp_path / "lm.npz").model
+    loaded = tasks.load(tmp_path / "lm.npz").network
     assert type(loaded) is LanguageModel and list(loaded.params) == list(expect)
     x = np.arange(12).reshape(4, 3) % V
     np.testing.assert_array_equal(loaded.log_probs(x, loaded.init_state(3))[0], lm.log_probs(x, lm.init_state(3))[0])

@@ -81,7 +81,7 @@ class LanguageModel:
         self.params: dict[str, np.ndarray] = params
 
     def _recurrent(self):
-        """The recurrent layers (a conditional model, charlm.condlm, wraps them)."""
+        """The recurrent layers (a conditional model, lm/conditional.py, wraps them)."""
         return StackedRecurrent(self.cell, self.config.layers)
 
     # -- parameters ----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ state of every layer and goes in with the input x<t>:
     x<t>    = [E[x<t>]; v<t>]                               rnn.0.W reads H + Emb + Ec rows
     v<t>    = e(c) at every step ("every"), or e(c) at the first step and 0 after ("first": the notes
               feed the input at step 1 only)
-    a[l]<t>, ŷ<t>, the loss: as in the LanguageModel (charlm.model)
+    a[l]<t>, ŷ<t>, the loss: as in the LanguageModel (charlm.lm.model)
 
 so P(y<1>..y<Ty> | c) = Π_t ŷ<t>[y<t>]: a text is read as in lines mode, inputs `<EOS> t1..tn`,
 targets `t1..tn <EOS>`, from the label's state. (The issue writes the projection W_c, b_c; here it
@@ -24,10 +24,10 @@ The state of a conditional model is the LanguageModel's list over layers with on
 end, (v,): v (B, Ec) is the label input that goes with the next x<t> (e(c), or 0 once "first" has
 fed it). So a state carries its label: `target_log_probs`, `step` and `log_probs` are the
 LanguageModel's, and `given(label)` is the model with `init_state` starting from that label, which
-charlm.scoring, charlm.generate and charlm.beam use as they use a LanguageModel.
+charlm.lm.scoring, .generate and .beam use as they use a LanguageModel.
 
 Training (the engine's interface, as the sentence models'): `loss(batch, state=None, train, rng)`
-on a padded `charlm.conddata.LabelledLines` batch, every row from its own label's a<0>; `backward`.
+on a padded `charlm.lm.labelled.LabelledLines` batch, every row from its own label's a<0>; `backward`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlm.errors import CharlmError, UsageError
-from charlm.model import LanguageModel, ModelConfig, State, check_settings
+from charlm.lm.model import LanguageModel, ModelConfig, State
+from charlm.nn.config import check_settings
 from charlm.nn.layers import dense_backward, dense_forward, embedding_backward
 
 __all__ = ["CondConfig", "ConditionalLM", "ConditionedStack", "Given", "CONDITION_INPUTS"]
@@ -45,7 +46,7 @@ __all__ = ["CondConfig", "ConditionalLM", "ConditionedStack", "Given", "CONDITIO
 CONDITION_INPUTS = ("every", "first")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class CondConfig(ModelConfig):
     """A LanguageModel's settings and the label's: num_labels C (>= 2), label_embedding Ec, and
     condition_input "every" or "first" (see the module docstring)."""
@@ -229,7 +230,7 @@ class ConditionalLM(LanguageModel):
 
 
 class Given:
-    """A conditional model with its label fixed: what charlm.scoring, .generate and .beam call on
+    """A conditional model with its label fixed: what charlm.lm.scoring, .generate and .beam call on
     a LanguageModel (`init_state`, `target_log_probs`, `step`, ...), each row given `label`."""
 
     def __init__(self, model: ConditionalLM, label: int):

@@ -1,44 +1,34 @@
-"""A conditional language model's data: a labelled file -> texts with labels -> padded batches.
+"""A conditional language model's data: labelled texts -> padded batches, and their validation.
 
-The file has one example per line in a classification format (`charlm.tagdata.read_labelled`:
-LABEL<TAB>TEXT or __label__LABEL TEXT, detected from the first line, one format per file). Each
-text is cut by the model's tokenizer in lines mode and read as a sentence: inputs `<EOS> t1..tn`,
-targets `t1..tn <EOS>` (n + 1 predictions), from the state of its label.
+A text is cut by the model's tokenizer in lines mode and read as a sentence: inputs `<EOS> t1..tn`,
+targets `t1..tn <EOS>` (n + 1 predictions), from the state of its label. (Reading a labelled file,
+LABEL<TAB>TEXT or __label__LABEL TEXT, is the classification formats' code, charlm.sentence.formats:
+tasks/conditional.py reads the file and hands the token lists and label names here.)
 
-    prepare_condlm_data(path, tokenizer, ...) -> CondData: vocabulary and LabelSet from the training
-                                  part, training texts as LabelledLine, validation texts and labels
+    LabelSet                    the labels: names, training counts (the prior), id(name), metadata
+    encode_lines(...)           -> LabelledLine list: token ids and label id of each text
     pad_lines(lines, eos)       -> LabelledLines: one text per row, padded (T, B), with its label
-    batch_source(data, B, seed, clock) -> the engine's batch source (charlm.batches.SentenceBatches)
     LinesValidation             -> nats per token of the validation texts given their labels
 
-Batches hold one whole text per row (sorted by length into batches, little padding) rather than
-B streams with the state carried: every text starts from its own label's a<0>, which the cells'
-loops cannot restart inside a window, and the whole text is back-propagated (no truncation).
-An epoch's order depends on (seed, epoch) only, so a resumed run continues at the very batch.
-
-Problems are `DataError`s naming the file: a training part with a single label, validation
-labels the training part does not have (an unknown label), and what `read_labelled` raises
-(a line without a label or without text, a file that mixes the two formats).
+Batches hold one whole text per row (sorted by length into batches, little padding: the sentence
+tasks' batch source, charlm.sentence.source.SentenceBatches) rather than B streams with the state
+carried: every text starts from its own label's a<0>, which the cells' loops cannot restart
+inside a window, and the whole text is back-propagated (no truncation).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field, replace
-from functools import partial
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from charlm.batches import Evaluation, SentenceBatches
-from charlm.condpredict import bayes_classify, true_label_sums
+from charlm.engine.batches import Evaluation
 from charlm.errors import CharlmError, DataError
-from charlm.tagdata import read_labelled
-from charlm.taskdata import split_validation
-from charlm.tokenizer import Tokenizer, TokenizerConfig
-from charlm.vocab import EOS, Vocab
+from charlm.lm.bayes import bayes_classify, true_label_sums
+from charlm.text.vocab import Vocab
 
-__all__ = ["LabelSet", "LabelledLine", "LabelledLines", "CondData", "pad_lines", "read_conditional",
-           "prepare_condlm_data", "batch_source", "LinesValidation"]
+__all__ = ["LabelSet", "LabelledLine", "LabelledLines", "encode_lines", "pad_lines", "LinesValidation"]
 
 
 @dataclass
@@ -104,6 +94,15 @@ class LabelledLine:
     def __len__(self) -> int:
         return len(self.ids) + 1
 
+    # what the sentence batch source hashes (`fingerprint`): the words and the labels
+    @property
+    def words(self) -> np.ndarray:
+        return self.ids
+
+    @property
+    def labels(self) -> tuple:
+        return (self.label,)
+
 
 @dataclass
 class LabelledLines:
@@ -134,64 +133,10 @@ def pad_lines(lines, eos: int) -> LabelledLines:
     return LabelledLines(x, y, mask, np.array([line.label for line in lines], dtype=np.int64))
 
 
-def read_conditional(path, tokenizer: TokenizerConfig, format: str | None = None):
-    """(token lists, label names, format) of a labelled file, the texts cut by `tokenizer`."""
-    f = read_labelled(path, Tokenizer(tokenizer).tokenize, format=format)
-    return [e.tokens for e in f.examples], [e.label for e in f.examples], f.format
-
-
-@dataclass
-class CondData:
-    """A conditional language model's training and validation texts."""
-
-    vocab: Vocab
-    labels: LabelSet
-    train: list                 # LabelledLine
-    val_tokens: list            # token lists of the validation texts
-    val_labels: np.ndarray      # (Nv,) their label ids
-    format: str
-    n_train_tokens: int         # predictions: tokens + one <EOS> per text
-    n_val_tokens: int
-
-
-def prepare_condlm_data(corpus, tokenizer: TokenizerConfig, *, format: str | None = None, val_file=None,
-                        val_fraction: float = 0.1, seed: int = 0, min_count: int = 1,
-                        max_vocab: int | None = None, vocab: Vocab | None = None,
-                        labels: LabelSet | None = None) -> CondData:
-    """Read and split a labelled file, build the vocabulary and label set from the training part
-    (unless given: a resumed run) and encode. The tokenizer reads lines (mode "lines" is implied).
-
-    Without `val_file` a seeded share `val_fraction` of the texts is held out
-    (`charlm.taskdata.split_validation`: the same share for the same file and seed).
-    """
-    tokenizer = replace(vocab.tokenizer if vocab is not None else tokenizer, mode="lines")
-    tokens, names, fmt = read_conditional(corpus, tokenizer, format)
-    if val_file:
-        val_tokens, val_names, _ = read_conditional(val_file, tokenizer, format)
-    else:
-        keep, held = split_validation(len(tokens), val_fraction, seed)
-        val_tokens, val_names = [tokens[i] for i in held], [names[i] for i in held]
-        tokens, names = [tokens[i] for i in keep], [names[i] for i in keep]
-    if labels is None:
-        labels = LabelSet.count(names)
-        if len(labels) < 2:
-            raise DataError(f"{corpus}: the training data has a single label ({labels.names[0]!r}): "
-                            "a conditional language model needs at least two")
-    if vocab is None:
-        counts = Counter(t for toks in tokens for t in toks)
-        counts[EOS] = len(tokens)
-        vocab = Vocab.from_counts(counts, min_count=min_count, max_vocab=max_vocab, tokenizer=tokenizer)
-    train = [LabelledLine(vocab.encode(t).astype(np.int64), labels.id(n)) for t, n in zip(tokens, names)]
-    val_ids = np.array([labels.id(n) for n in val_names], dtype=np.int64)
-    return CondData(vocab, labels, train, val_tokens, val_ids, fmt, sum(map(len, train)),
-                    sum(len(t) + 1 for t in val_tokens))
-
-
-def batch_source(data: CondData, batch_size: int, seed: int, clock) -> SentenceBatches:
-    """The engine's batch source: `batch_size` texts per batch, Batch.inputs = (LabelledLines,),
-    Batch.tokens = predictions (tokens + <EOS>); `clock.epoch` (the run's TrainState) picks the
-    epoch's order (see `SentenceBatches`)."""
-    return SentenceBatches(data.train, partial(pad_lines, eos=data.vocab.eos_id), batch_size, seed, clock)
+def encode_lines(token_lists, names, vocab: Vocab, labels: "LabelSet") -> list:
+    """LabelledLine list: each text's token ids (`vocab`) and its label's id (DataError for a label
+    `labels` does not have)."""
+    return [LabelledLine(vocab.encode(t).astype(np.int64), labels.id(n)) for t, n in zip(token_lists, names)]
 
 
 class LinesValidation:

@@ -1,16 +1,16 @@
-"""Predictions of a conditional language model (charlm.condlm): log P(text | label) for each label,
+"""Predictions of a conditional language model (lm/conditional.py): log P(text | label) for each label,
 and the generative classifier by Bayes' rule.
 
     log P(text | c)  = Σ_t log ŷ<t>[y<t>] from the state of label c     (nats; lines mode: the n
-                       tokens and the final <EOS>, the scoring conventions of charlm.scoring)
+                       tokens and the final <EOS>, the scoring conventions of charlm.lm.scoring)
     ĉ                = argmax_c  log P(text | c) + log P(c)
     P(c | text)      = softmax_c (log P(text | c) + log P(c))            (Bayes' rule; the sum over
                        c of P(text | c) P(c) is the normaliser)
 
-P(c) is the label frequency of the training texts (`charlm.conddata.LabelSet.log_prior`). Every
-text is scored once per label with `charlm.scoring.score_token_lists` on `model.given(c)`, which
+P(c) is the label frequency of the training texts (`charlm.lm.labelled.LabelSet.log_prior`). Every
+text is scored once per label with `charlm.lm.scoring.score_token_lists` on `model.given(c)`, which
 is also what `score --label c` prints, so the classifier and the scores agree by construction.
-Sampling and beam search given a label are charlm.generate / charlm.beam on `model.given(c)`.
+Sampling and beam search given a label are charlm.lm.generate / charlm.lm.beam on `model.given(c)`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from typing import Sequence
 
 import numpy as np
 
-from charlm.predict import Classified
-from charlm.scoring import score_token_lists
+from charlm.lm.scoring import score_token_lists
 
-__all__ = ["label_scores", "true_label_sums", "posterior", "Bayes", "bayes_classify", "classified"]
+__all__ = ["label_scores", "true_label_sums", "posterior", "Bayes", "bayes_classify"]
 
 
 def label_scores(model, vocab, token_lists: Sequence[Sequence[str]], batch_size: int = 64,
@@ -76,15 +75,3 @@ def bayes_classify(model, vocab, token_lists: Sequence[Sequence[str]], log_prior
     loglik = label_scores(model, vocab, token_lists, batch_size, comm)
     post = posterior(loglik, log_prior)
     return Bayes(np.argmax(loglik + np.asarray(log_prior), axis=1), post, loglik)
-
-
-def classified(result: Bayes, names: Sequence[str], texts: Sequence[str]) -> list[Classified]:
-    """The records `charlm classify` prints (charlm.predict.Classified): label, its posterior, and
-    every label's posterior, likeliest first."""
-    out = []
-    for i, text in enumerate(texts):
-        order = np.argsort(-result.posterior[i], kind="stable")
-        probs = {names[c]: float(result.posterior[i, c]) for c in order}
-        c = int(result.labels[i])
-        out.append(Classified(text, names[c], float(result.posterior[i, c]), probs))
-    return out
