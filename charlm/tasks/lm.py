@@ -317,6 +317,7 @@ class _ConditionalFiles(LMTask):
     """How `LMTask.open` reads a conditional model's file: its settings and network classes."""
 
     config, network = CondConfig, ConditionalLM
+    open = Task.open  # the settings checked against CondConfig, the network built as a ConditionalLM
 
     def model(self, config, params, vocab, meta, path):
         return LM(self.build(config, params, path), vocab, meta, path, task=TASK)
