@@ -93,12 +93,12 @@ class _Report:
 def _label_table(names, texts, scores) -> list[str]:
     """`--all-labels`: log P(text | label) (nats) in a column per label, the likeliest marked `*`."""
     width = max([12] + [len(n) for n in names])
-    lines = [" ".join(f"{n:>{width}}" for n in names) + "  sentence"]
+    lines = [" ".join(f"{n:>{width}} " for n in names) + " sentence"]
     for i, text in enumerate(texts):
         row = [scores[c][i].logprob for c in range(len(names))]
         best = max(range(len(row)), key=row.__getitem__)
-        lines.append(" ".join(f"{lp:{width}.4f}" + ("*" if c == best else " ") for c, lp in enumerate(row))[:-1]
-                     + "  " + text)
+        lines.append(" ".join(f"{lp:{width}.4f}" + ("*" if c == best else " ") for c, lp in enumerate(row))
+                     + " " + text)
     return lines
 
 
