@@ -24,9 +24,10 @@ dinos: data/dinos.txt labelled by what a reader sees, "saurus" (the name ends in
     and how often samples of each label keep to it (a "saurus" sample ends in -saurus, an "other"
     one does not).
 
-Until `charlm train --task lm --condition` exists (issue 21, phase 2) the `train` subcommand drives
-the training engine from Python (charlm.train.Run and Trainer over charlm.conddata's batch
-source); replace it by that command once wired. Comparisons are step-bound (--steps, evaluations
+The `train` subcommand drives the training engine from Python (charlm.engine's Run and Trainer over
+the conditional model's batch source, tasks/conditional.py), as `charlm train --condition` does, so
+that the unconditional baseline reads the very same padded batches of whole texts (every text from
+a<0> = 0), which `charlm train --mode lines` (streams of windows) would not. Comparisons are step-bound (--steps, evaluations
 every --eval-every steps pick the best), so they do not depend on the machine's load; wall times
 are reported apart. Every command is printed first; processes run without OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE, with --threads BLAS threads. The run's folder is benchmarks/runs/condlm-NAME-DATE/.
@@ -81,17 +82,24 @@ def train_main(argv) -> int:
 
 
 def train_one(a) -> dict:
-    from charlm import generate
-    from charlm.batches import Evaluation
-    from charlm.checkpoint import arrays_under, load_checkpoint
-    from charlm.conddata import LinesValidation, batch_source, prepare_condlm_data, read_conditional
-    from charlm.condlm import CondConfig, ConditionalLM
-    from charlm.condpredict import bayes_classify
-    from charlm.model import LanguageModel, ModelConfig
-    from charlm.optim import make_optimizer
-    from charlm.scoring import score_token_lists
-    from charlm.tokenizer import Tokenizer, TokenizerConfig
-    from charlm.train import Reporter, Run, SingleProcess, Trainer, TrainOptions, TrainState
+    from charlm.checkpoint import load_checkpoint
+    from charlm.engine.batches import Evaluation
+    from charlm.engine.loop import Trainer
+    from charlm.engine.optim import make_optimizer
+    from charlm.engine.parallel import SingleProcess
+    from charlm.engine.progress import Reporter
+    from charlm.engine.run import Run
+    from charlm.engine.state import TrainState
+    from charlm.lm import generate
+    from charlm.lm.bayes import bayes_classify
+    from charlm.lm.conditional import CondConfig, ConditionalLM
+    from charlm.lm.labelled import LinesValidation
+    from charlm.lm.model import LanguageModel, ModelConfig
+    from charlm.lm.scoring import score_token_lists
+    from charlm.tasks.conditional import batch_source, read_conditional
+    from charlm.tasks.conditional import prepare as prepare_condlm_data
+    from charlm.tasks.training import TrainOptions
+    from charlm.text.tokenizer import Tokenizer, TokenizerConfig
 
     class LinesLM(LanguageModel):
         """The unconditional baseline on the same padded batches: every text from a<0> = 0."""
@@ -131,7 +139,7 @@ def train_one(a) -> dict:
     run_ = Run(opts, model, data.vocab, source, validation, make_optimizer("adam", a.lr), state, {})
     trainer = Trainer(run_, Reporter(), SingleProcess())
     started, reason = time.perf_counter(), None
-    while reason is None and state.step < a.steps:            # charlm.train.train's loop
+    while reason is None and state.step < a.steps:            # engine.loop.train's loop
         for batch in source.batches(state.position):
             trainer.step(batch)
             if state.step % a.eval_every == 0 and trainer.evaluate():
