@@ -55,6 +55,14 @@ def test_the_file_is_a_conditional_language_model(cond):
     assert charlm.load(cond / "plain.npz").labels is None
 
 
+def test_info_shows_the_labels(cond, stdout_of):
+    info = json.loads(stdout_of("info", cond / "cond.npz", "--json"))
+    _, meta = load_checkpoint(cond / "cond.npz")
+    assert info["labels"] == dict(zip(meta["labels"], meta["label_counts"]))
+    assert "labels:      neg (" in stdout_of("info", cond / "cond.npz")
+    assert "labels" not in json.loads(stdout_of("info", cond / "plain.npz", "--json"))
+
+
 def test_sample_given_a_label(cond, stdout_of):
     out = stdout_of("sample", "-m", cond / "cond.npz", "--label", "pos", "--num", "4", "--seed", "3",
                     "--temperature", "0.5")
