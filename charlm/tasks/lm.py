@@ -31,7 +31,7 @@ from charlm.lm.beam import Candidate, search
 from charlm.lm.corpus import prepare_lm_data
 from charlm.lm.generate import Prime, Sample, next_tokens, read_prime_file, samples
 from charlm.lm.bayes import bayes_classify
-from charlm.lm.conditional import CondConfig, ConditionalLM
+from charlm.lm.conditional import CondConfig, ConditionalLM, Given
 from charlm.lm.model import LanguageModel, ModelConfig, memory_need
 from charlm.lm.scoring import (
     LN2,
@@ -42,6 +42,7 @@ from charlm.lm.scoring import (
     score_sentences,
     score_stream,
 )
+from charlm.sentence.predict import Classified
 from charlm.tasks import conditional
 from charlm.tasks.base import Model, Report, Task, items, text_source
 from charlm.text.reader import iter_lines
@@ -79,7 +80,7 @@ class LM(Model):
         self.labels = conditional.labels_of(meta, network.config, path) \
             if isinstance(network, ConditionalLM) else None
 
-    def conditioned(self, label: str | None = None):
+    def conditioned(self, label: str | None = None) -> LanguageModel | Given:
         """The network that computes P(text) (label None), or P(text | label) for a conditional
         model. UsageError: a label for a model without labels, none (or an unknown one) for a
         conditional model (the message lists its labels)."""
@@ -95,7 +96,8 @@ class LM(Model):
             raise UsageError(f"unknown label {label!r} (the labels are: {self.labels.known()})")
         return self.network.given(self.labels.id(label))
 
-    def classify(self, texts: str | Iterable[str], top_k: int | None = 1, *, batch_size: int = 64):
+    def classify(self, texts: str | Iterable[str], top_k: int | None = 1, *,
+                 batch_size: int = 64) -> list[Classified]:
         """The label of each text by Bayes' rule (a conditional model only): argmax over c of
         log P(text | c) + log P(c), P(c) the training texts' label frequencies. One
         `sentence.predict.Classified` per text (text, label, its posterior P(c | text), the top_k
