@@ -159,7 +159,7 @@ def _data(opts, vocab=None, labels=None):
     validation = LinesValidation(data.vocab, data.val_tokens, data.val_labels, data.labels.log_prior(),
                                  batch_size=64) if data.val_tokens else None
     info = {"vocab": len(data.vocab), "train_tokens": data.n_train_tokens, "val_tokens": data.n_val_tokens,
-            "batch": opts.batch_size, "seq_len": "whole texts", "level": data.vocab.tokenizer.level, "task": "lm",
+            "batch": opts.batch_size, "level": data.vocab.tokenizer.level, "task": "lm",
             "labels": len(data.labels), "texts": len(data.train)}
     return validation, data, info
 
