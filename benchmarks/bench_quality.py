@@ -1,7 +1,8 @@
 """Quality benchmarks: train under a wall-clock budget, then score held-out text.
 
-    python benchmarks/bench_quality.py shakespeare [--time-limit 600] [--peer torch] [charlm train options]
-    python benchmarks/bench_quality.py ptb [--time-limit 3600] [--peer torch]
+    python benchmarks/bench_quality.py shakespeare [--time-limit 600] [--peer torch] [--recipe locked]
+                                               [charlm train options]
+    python benchmarks/bench_quality.py ptb [--time-limit 3600] [--recipe plain|asgd|awd] [--threads N]
 
 shakespeare: tiny Shakespeare, character level; the last 10 % of characters are the validation
     text (charlm's default split), also written to RUN/val.txt and scored as one stream
@@ -9,6 +10,17 @@ shakespeare: tiny Shakespeare, character level; the last 10 % of characters are 
 ptb: Penn Treebank (Mikolov's 10k-word version), word level, whitespace-split, trained on
     ptb.train.txt, validated on ptb.valid.txt, then `charlm score --stream` on valid and test.
     Target: test perplexity <= 85 within 60 minutes of training.
+
+--recipe NAME adds a named set of options (RECIPES) after the setup's own; options given on the command
+line come after both, so they win (`charlm train` takes an option's last value):
+    ptb plain   dropout 0.3, one evaluation per epoch, patience 4 (test perplexity 86.23 in 60 min, README)
+    ptb asgd    plain, with NT-ASGD (SGD lr 20, averaging from the first epoch without improvement)
+    ptb awd     the AWD-LSTM regularisers (Merity et al. 2017) on the same tied 2x200 LSTM: locked
+                dropout 0.3, embedding dropout 0.1, weight drop 0.2 on the recurrent weights, and
+                NT-ASGD (SGD lr 20, averaging from the first epoch without improvement)
+    shakespeare locked   --dropout-kind locked on the defaults
+--threads N sets the BLAS/OpenMP thread variables (charlm.engine.launch.THREAD_VARS) to N for the
+processes it starts (printed before each command); without it they inherit this environment.
 
 --peer torch trains the same recipe in PyTorch instead of charlm, for the same seconds (see
 benchmarks/torch_peer.py: options, data, initial weights and scoring code are charlm's own) and
@@ -26,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -35,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 import common
+from charlm.engine.launch import THREAD_VARS
 
 HERE = Path(__file__).resolve().parent
 # ../shared/data next to the checkout (or next to the folder of a git worktree in NAME/wt/BRANCH)
@@ -63,12 +77,27 @@ SETUPS = {
 }
 
 
+# named recipes: options added after a setup's own "train" options (see the module docstring)
+PTB_EPOCH = ["--eval-every", "1327", "--patience", "4"]  # 1327 steps of 20 x 35 words: one epoch
+RECIPES = {
+    "ptb": {
+        "plain": ["--dropout", "0.3", *PTB_EPOCH],
+        "asgd": ["--dropout", "0.3", "--optimizer", "asgd", "--lr", "20", *PTB_EPOCH],
+        "awd": ["--dropout", "0.3", "--dropout-kind", "locked", "--embedding-dropout", "0.1", "--weight-drop", "0.2",
+                "--optimizer", "asgd", "--lr", "20", *PTB_EPOCH],
+    },
+    "shakespeare": {"locked": ["--dropout-kind", "locked"]},
+}
+ENV: dict = {}  # variables set for the processes this script starts (--threads)
+
+
 def run(cmd: list[str], log) -> subprocess.CompletedProcess:
-    line = " ".join(shlex.quote(c) for c in cmd)
+    line = "".join(f"{k}={v} " for k, v in ENV.items()) + " ".join(shlex.quote(c) for c in cmd)
     print(f"$ {line}", flush=True)
     log.write(f"$ {line}\n")
     log.flush()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env={**os.environ, **ENV})
     log.write(proc.stdout)
     log.flush()
     return proc
@@ -115,23 +144,40 @@ def main() -> int:
     parser.add_argument("--time-limit", type=float, default=None, help="seconds of training (default: the target's)")
     parser.add_argument("--peer", choices=("torch",), default=None,
                         help="train the same recipe in PyTorch instead (needs the bench extra)")
+    parser.add_argument("--recipe", choices=sorted({r for rs in RECIPES.values() for r in rs}), default=None,
+                        help="a named set of options for the setup (see above)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS/OpenMP threads of the charlm processes (default: inherited)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with the corpora")
     parser.add_argument("--out", type=Path, default=None, help="run directory")
     args, extra = parser.parse_known_args()  # anything else is passed on to `charlm train`
     setup = SETUPS[args.setup]
+    recipe = []
+    if args.recipe is not None:
+        if args.recipe not in RECIPES.get(args.setup, {}):
+            print(f"bench_quality: no recipe {args.recipe!r} for {args.setup} (there are: "
+                  f"{', '.join(RECIPES.get(args.setup, {})) or 'none'})", file=sys.stderr)
+            return 2
+        recipe = RECIPES[args.setup][args.recipe]
+    if args.threads is not None and args.peer:
+        print("bench_quality: --threads applies to the charlm processes; for --peer torch set "
+              "OMP_NUM_THREADS and OPENBLAS_NUM_THREADS before starting", file=sys.stderr)
+        return 2
+    if args.threads is not None:
+        ENV.update({v: str(args.threads) for v in THREAD_VARS})
     corpus = args.data / setup["corpus"]
     if not corpus.exists():
         print(f"bench_quality: {corpus} not found (pass --data DIR)", file=sys.stderr)
         return 2
     limit = args.time_limit or setup["time_limit"]
-    name = args.setup + ("-" + args.peer if args.peer else "")
+    name = args.setup + (f"-{args.recipe}" if args.recipe else "") + ("-" + args.peer if args.peer else "")
     out = args.out or HERE / "runs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     model = out / "model.npz"
     charlm = [sys.executable, "-m", "charlm"]
     extra = [a for a in extra if a != "--"]
     train_argv = [str(corpus), "-o", str(model), "--time-limit", str(limit), "--metrics", str(out / "metrics.jsonl"),
-                  "-q", *[a.format(data=args.data) for a in setup["train"]], *extra]
+                  "-q", *[a.format(data=args.data) for a in setup["train"]], *recipe, *extra]
     with open(out / "log.txt", "a", encoding="utf-8") as log:
         for line in common.machine_lines(common.torch_or_none(args.peer != "torch")):
             print(line)
@@ -159,7 +205,8 @@ def main() -> int:
         records = [json.loads(l) for l in open(out / "metrics.jsonl", encoding="utf-8")]
         best = min((r for r in records if r["val_loss"] is not None), key=lambda r: r["val_loss"])
         result = {
-            "setup": args.setup, "trained_by": "charlm" if peer is None else f"PyTorch peer ({peer['torch']})",
+            "setup": args.setup, "recipe": args.recipe, "threads": args.threads,
+            "trained_by": "charlm" if peer is None else f"PyTorch peer ({peer['torch']})",
             "time_limit_s": limit, "wall_s": round(wall, 1),
             "steps": records[-1]["step"], "epochs": round(records[-1]["epoch"], 2),
             "tokens_per_s": round(records[-1]["tokens_per_s"] or 0),

@@ -104,11 +104,13 @@ def make_batches(sentences, spelling, order, seed: int):
     return out
 
 
-def charlm_fn(batches):
+def charlm_fn(batches, crf: bool = False):
+    """(one timed call: a training step on each batch, the number of parameters); crf: with a CRF
+    output layer (benchmarks/bench_crf.py)."""
     from charlm.engine.optim import clip_grad_norm, make_optimizer
     from charlm.sentence.network import TaggerNetwork as Tagger
 
-    config = TaggerConfig(task="tag", vocab_size=V, char_vocab_size=C, num_labels=K, word_dropout=0.0)
+    config = TaggerConfig(task="tag", vocab_size=V, char_vocab_size=C, num_labels=K, word_dropout=0.0, crf=crf)
     model = Tagger(config, seed=0)
     opt = make_optimizer("adam", 1e-3)
     rng = np.random.default_rng(0)

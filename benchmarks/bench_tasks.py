@@ -1,8 +1,8 @@
 """Quality benchmarks of the tagging and classification tasks: train with `charlm train --task ...`
 under a wall-clock budget, then `charlm eval` on held-out data.
 
-    python benchmarks/bench_tasks.py pos [--time-limit 1200] [--ablations]
-    python benchmarks/bench_tasks.py ner [--time-limit 300] [--seeds 10] [--first-seed 0] [--peer-init charlm,torch] [--no-torch]
+    python benchmarks/bench_tasks.py pos [--time-limit 1200] [--ablations] [--crf]
+    python benchmarks/bench_tasks.py ner [--time-limit 300] [--seeds 10] [--first-seed 0] [--peer-init charlm,torch] [--no-torch] [--crf]
     python benchmarks/bench_tasks.py mr  [--time-limit 180] [--folds 10] [--run-folds K]
 
 pos: Universal Dependencies English EWT, UPOS tags: trained on en_ewt-ud-train.conllu, the best
@@ -19,6 +19,14 @@ ner: wikigold (shipped in data/, with its fixed document split): trained on wiki
     peers: one starting from charlm's own initial weights (the same function, so only dropout
     draws and rounding differ) and one with PyTorch's initialisation (--peer-init). Target:
     charlm >= PyTorch - 1 point.
+--crf: taggers with a CRF output layer (`charlm train --crf`). ner: a side of its own
+    ("charlm-crf") beside the plain tagger on the same seeds, with the CRF's gain over the plain
+    tagger (paired by seed) and over each peer. pos: the tagger (and its ablations) with --crf
+    instead of without (the plain tagger's figure is in the README).
+Figures over seeds are means with their standard errors (sem = std / sqrt(n)); a difference of two
+sides carries the standard error sqrt(sem1² + sem2²), and one paired by seed the standard error of
+the per-seed differences. A run that stopped at --time-limit rather than by early stopping is
+marked "hit_time_limit" (then the figure depends on the machine's load: raise --time-limit).
 mr: movie-review polarity (rt-polarity.pos/.neg), 10-fold cross-validation: the 10662 lines
     shuffled with a generator seeded with 0, fold i holds every 10th line from the i-th; each fold
     is tested on after training on the other nine (10 % of them, a seeded share, held out to pick
@@ -44,6 +52,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import common  # first: it puts this checkout on sys.path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -98,8 +108,10 @@ def train_and_eval(name: str, train: Path, test: Path, out: Path, limit: float, 
     records = [json.loads(line) for line in open(metrics, encoding="utf-8")]
     report = last_json(run(CHARLM + ["eval", "-m", model, test, "--json"], log))
     best = max(records, key=lambda r: r.get("val_f1", r["val_accuracy"]))
-    return {"wall_s": round(wall, 1), "steps": records[-1]["step"], "epochs": round(records[-1]["epoch"], 2),
+    return {"wall_s": round(wall, 1), "hit_time_limit": records[-1]["elapsed"] >= limit,
+            "steps": records[-1]["step"], "epochs": round(records[-1]["epoch"], 2),
             "tokens_per_s": round(records[-1]["tokens_per_s"] or 0), "best_step": best["step"],
+            "best_elapsed_s": round(best["elapsed"], 1),
             "dev_accuracy": round(best["val_accuracy"], 4),
             **({"dev_f1": round(best["val_f1"], 4)} if "val_f1" in best else {}), "test": report}
 
@@ -109,6 +121,8 @@ def pos(args, extra, out, log) -> dict:
     runs = {"charlm": []}
     if args.ablations:
         runs.update({"one-directional": ["--no-bidirectional"], "no-char-encoder": ["--char-hidden", "0"]})
+    if args.crf:
+        runs = {f"{name}-crf": [*change, "--crf"] for name, change in runs.items()}
     result = {}
     for name, change in runs.items():
         r = train_and_eval(name, d / "en_ewt-ud-train.conllu", d / "en_ewt-ud-test.conllu", out, args.limit,
@@ -123,14 +137,18 @@ def ner(args, extra, out, log) -> dict:
     d = REPO / "data"
     train, dev, test = d / "wikigold.train.txt", d / "wikigold.dev.txt", d / "wikigold.test.txt"
     inits = [] if args.no_torch else args.peer_init.split(",")
-    sides: dict = {"charlm": [], **{f"pytorch-{init}-init": [] for init in inits}}
+    ours = {"charlm": [], **({"charlm-crf": ["--crf"]} if args.crf else {})}
+    sides: dict = {name: [] for name in ours} | {f"pytorch-{init}-init": [] for init in inits}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        r = train_and_eval(f"charlm-seed{seed}", train, test, out, args.limit,
-                           ["--task", "tag", *MODEL, *SETUPS["ner"]["train"], "--seed", seed, *extra], log, val=dev)
-        report = r.pop("test")
-        r.update(seed=seed, test_entity_f1=round(report["entity_f1"], 4), test_accuracy=round(report["accuracy"], 4),
-                 test_per_type={k: round(v["f1"], 4) for k, v in report["per_type"].items()})
-        sides["charlm"].append(r)
+        for name, change in ours.items():
+            r = train_and_eval(f"{name}-seed{seed}", train, test, out, args.limit,
+                               ["--task", "tag", *MODEL, *SETUPS["ner"]["train"], "--seed", seed, *change, *extra],
+                               log, val=dev)
+            report = r.pop("test")
+            r.update(seed=seed, test_entity_f1=round(report["entity_f1"], 4),
+                     test_accuracy=round(report["accuracy"], 4),
+                     test_per_type={k: round(v["f1"], 4) for k, v in report["per_type"].items()})
+            sides[name].append(r)
         for init in inits:
             torch_cmd = [sys.executable, HERE / "torch_tagger.py", train, "--val-file", dev, "--test-file", test,
                          "--time-limit", args.limit, *SIZES, *SETUPS["ner"]["train"], "--seed", seed,
@@ -140,11 +158,31 @@ def ner(args, extra, out, log) -> dict:
     for name, runs in sides.items():
         f1 = [r["test_entity_f1"] for r in runs]
         result[name] = {"mean_test_entity_f1": round(float(np.mean(f1)), 4),
-                        "std": round(float(np.std(f1, ddof=1)), 4) if len(f1) > 1 else None, "runs": runs}
-        if name != "charlm":
-            result[name]["charlm_minus_this_points"] = round(
-                100 * (result["charlm"]["mean_test_entity_f1"] - result[name]["mean_test_entity_f1"]), 2)
+                        "std": round(float(np.std(f1, ddof=1)), 4) if len(f1) > 1 else None,
+                        "sem": _sem(f1), "runs": runs}
+    for name in sides:
+        for mine in [m for m in ours if m != name]:
+            result[name][f"{mine}_minus_this_points"] = _difference(result[mine], result[name],
+                                                                   paired=name in ours)
     return result
+
+
+def _sem(values) -> float | None:
+    """The standard error of the mean (None for fewer than two values)."""
+    return round(float(np.std(values, ddof=1) / np.sqrt(len(values))), 4) if len(values) > 1 else None
+
+
+def _difference(a: dict, b: dict, paired: bool) -> dict:
+    """Mean test entity F1 of side a minus side b, in points, with its standard error: of the
+    per-seed differences when the sides share their seeds' batches and initial weights (paired),
+    else sqrt(sem_a² + sem_b²)."""
+    fa = np.array([r["test_entity_f1"] for r in a["runs"]])
+    fb = np.array([r["test_entity_f1"] for r in b["runs"]])
+    if paired:
+        se = _sem(fa - fb)
+    else:
+        se = None if a["sem"] is None or b["sem"] is None else float(np.hypot(a["sem"], b["sem"]))
+    return {"points": round(100 * float(fa.mean() - fb.mean()), 2), "se": None if se is None else round(100 * se, 2)}
 
 
 def mr_folds(data: Path, folds: int, out: Path) -> list[tuple[Path, Path]]:
@@ -179,6 +217,7 @@ def mr(args, extra, out, log) -> dict:
 
 
 def main() -> int:
+    common.prepare()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("setup", choices=sorted(SETUPS))
     parser.add_argument("--time-limit", dest="limit", type=float, default=None,
@@ -192,12 +231,18 @@ def main() -> int:
     parser.add_argument("--peer-init", default="charlm,torch",
                         help="ner: the PyTorch peers, by initialisation: charlm (charlm's initial weights), torch "
                              "(PyTorch's own), or both (the default)")
+    parser.add_argument("--crf", action="store_true",
+                        help="ner: also train each charlm tagger with a CRF output layer (side charlm-crf); "
+                             "pos: train the taggers with it")
     parser.add_argument("--folds", type=int, default=10, help="mr: folds of the cross-validation")
     parser.add_argument("--run-folds", type=int, default=None, help="mr: run only the first K folds (a short check)")
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS/PyTorch threads per training process (default: the libraries' own choice)")
     args, extra = parser.parse_known_args()
     args.limit = args.limit or SETUPS[args.setup]["time_limit"]
+    if args.crf and args.setup == "mr":
+        print("bench_tasks: --crf is for the taggers (pos, ner), not for mr", file=sys.stderr)
+        return 2
     if args.threads:
         ENV.update(OPENBLAS_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
     needs = {"pos": args.data / "ud-ewt", "mr": args.data / "mr", "ner": REPO / "data"}[args.setup]
@@ -208,6 +253,11 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     extra = [a for a in extra if a != "--"]
     with open(out / "log.txt", "a", encoding="utf-8") as log:
+        gemm = common.gemm_peak(quick=True)["gflops"]
+        torch = common.torch_or_none(args.no_torch or args.setup != "ner", threads=args.threads or 2)
+        for line in [*common.machine_lines(torch), f"float32 GEMM (n = 1024): {gemm:.1f} GFLOP/s", f"run directory: {out}"]:
+            print(line, flush=True)
+            log.write(line + "\n")
         result = {"setup": args.setup, "time_limit_s": args.limit, "threads": args.threads,
                   **{"pos": pos, "ner": ner, "mr": mr}[args.setup](args, extra, out, log)}
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -56,13 +56,17 @@ def random_batches(V: int, B: int, T: int, seed: int = 1):
             for _ in range(N_BATCHES)]
 
 
-def charlm_step_fn(cfg: dict, cell: str, batches):
-    from charlm.lm.model import LanguageModel, ModelConfig
+def charlm_step_fn(cfg: dict, cell: str, batches, optimizer=None, **settings):
+    """One charlm training step as a zero-argument function (its model is `step.model`); `settings`
+    are more ModelConfig fields (dropout, ...; no dropout unless given, as the peer), `optimizer`
+    replaces Adam at 2e-3."""
     from charlm.engine.optim import clip_grad_norm, make_optimizer
+    from charlm.lm.model import LanguageModel, ModelConfig
 
+    settings = {"dropout": 0.0, **settings}
     model = LanguageModel(ModelConfig(vocab_size=cfg["V"], cell=cell, layers=cfg["L"],
-                                      hidden=cfg["H"], embedding=cfg["E"], dropout=0.0), seed=0)  # no dropout, as the peer
-    opt = make_optimizer("adam", 2e-3)
+                                      hidden=cfg["H"], embedding=cfg["E"], **settings), seed=0)
+    opt = optimizer or make_optimizer("adam", 2e-3)
     rng = np.random.default_rng(0)
     box = {"state": model.init_state(cfg["B"]), "i": 0}
 
@@ -75,6 +79,7 @@ def charlm_step_fn(cfg: dict, cell: str, batches):
         opt.step(model.params, grads)
         return loss
 
+    step.model = model
     return step
 
 

@@ -1,7 +1,7 @@
 """Run every charlm speed benchmark and write one markdown report to stdout and benchmarks/results.md.
 
     python benchmarks/run_all.py [--quick] [--cells lstm,gru] [--configs a,b,c,d] [--no-torch]
-                                 [--only train|score|api|tagger] [--output PATH]
+                                 [--only train|regularize|score|api|tagger] [--output PATH]
 
 Progress lines go to stderr; the report (machine header, table, notes) to stdout and the file.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import common
 import bench_api
+import bench_regularize
 import bench_score_sample
 import bench_tagger
 import bench_train_step
@@ -27,8 +28,9 @@ HERE = Path(__file__).resolve().parent
 def main(argv=None) -> int:
     common.prepare()
     p = common.add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
-    p.add_argument("--only", choices=("train", "score", "api", "tagger"), default=None,
-                   help="run only the training-step, the score/sample, the Python API or the tagger benchmark")
+    p.add_argument("--only", choices=("train", "regularize", "score", "api", "tagger"), default=None,
+                   help="run only the training-step, the regulariser-cost, the score/sample, the Python API or "
+                        "the tagger benchmark")
     p.add_argument("--output", default=str(HERE / "results.md"),
                    help="markdown file to write (default benchmarks/results.md; '-' for none)")
     args = p.parse_args(argv)
@@ -44,6 +46,10 @@ def main(argv=None) -> int:
     rows, notes = [], []
     if args.only in (None, "train"):
         r, n = bench_train_step.run(args, log=log)
+        rows += r
+        notes += n
+    if args.only in (None, "regularize"):
+        r, n = bench_regularize.run(args, log=log)
         rows += r
         notes += n
     if args.only in (None, "score"):

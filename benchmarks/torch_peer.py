@@ -81,6 +81,9 @@ def peer_model(torch, config):
     nn = torch.nn
     if config.cell not in ("lstm", "gru") or config.peephole or config.dtype != "float32":
         raise SystemExit("bench_quality --peer torch: only float32 LSTM (no peepholes) and GRU models")
+    if config.dropout_kind != "standard" or config.embedding_dropout or config.weight_drop:
+        raise SystemExit("bench_quality --peer torch: the peer has standard dropout only (no --dropout-kind "
+                         "locked, --embedding-dropout or --weight-drop)")
     V, E, H, L, p = config.vocab_size, config.embedding, config.hidden, config.layers, config.dropout
 
     class PeerLM(nn.Module):

@@ -8,7 +8,7 @@
 * An existing output is replaced (or appended to) only when it is already a file of the kind
   the command writes: a charlm checkpoint, a charlm metrics log, a charlm vocabulary, a charlm
   plot (an image whose metadata names `PLOT_MARK`), a charlm token cache (`charlm.text.tokencache`:
-  its record or its .npy id file). Anything
+  its record or its .npy id file), an ONNX model written by `charlm export`. Anything
   else is refused unless `force` is given, which allows replacing it (never an input).
 * An output cannot be a directory, and its folder must exist and be writable.
 
@@ -31,6 +31,7 @@ PLOT_MARK = "charlm plot"  # `charlm plot` writes it in the image's metadata (PN
 TOKEN_CACHE = "charlm token cache"
 TOKEN_CACHE_FORMAT = "charlm-token-cache"
 VOCAB_FORMAT = "charlm-vocab"  # the "format" of a vocabulary file (charlm.text.vocab)
+ONNX = "charlm ONNX export"
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,22 @@ def _is_token_cache(path: str) -> bool:
     return _json_format(path) == TOKEN_CACHE_FORMAT
 
 
+def _is_onnx_export(path: str) -> bool:
+    """An ONNX model whose producer is charlm: a protobuf ModelProto starts with field 1 (ir_version,
+    a varint), then field 2 (producer_name, a string) = "charlm" (export/onnxfile.py PRODUCER)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+    except OSError:
+        return False
+    if head[:1] != b"\x08":
+        return False
+    end = next((i for i in range(1, 11) if i < len(head) and not head[i] & 0x80), 10) + 1
+    return head[end:end + 8] == b"\x12\x06charlm"
+
+
 _RECOGNISE = {CHECKPOINT: _is_checkpoint, METRICS: _is_metrics_log, VOCAB: _is_vocab, PLOT: _is_plot,
-              TOKEN_CACHE: _is_token_cache}
+              TOKEN_CACHE: _is_token_cache, ONNX: _is_onnx_export}
 
 
 def _same_file(a: str, b: str) -> bool:

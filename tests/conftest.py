@@ -74,3 +74,11 @@ def char_stream():
 @pytest.fixture(scope="module")
 def char_lines():
     return build("char", "lines")
+
+
+@pytest.fixture(scope="session")
+def serve_models(tmp_path_factory):
+    """{name: path} of the models the `charlm serve` tests serve: lm, ner, pos, cls (tests/servemodels.py)."""
+    from servemodels import train_models
+
+    return train_models(tmp_path_factory.mktemp("serve_models"))

@@ -1036,6 +1036,32 @@ def test_tag_column_or_format_that_does_not_exist(run, task_models, tmp_path, ar
     clean_error(r, code, needle)
 
 
+@pytest.mark.parametrize("task", ["classify", "lm"])
+def test_crf_for_a_task_without_tags(run, task_models, tmp_path, task):
+    """--crf scores tag sequences: refused for a classifier and a language model (issue 22)."""
+    corpus = task_models["cls_text"]
+    r = run("train", "--task", task, corpus, "-o", tmp_path / "out.npz", "--crf", "--max-steps", "2", "-q")
+    clean_error(r, 2, "--crf applies to --task tag only")
+    assert f"not to --task {task}" in r.stderr and not (tmp_path / "out.npz").exists()
+
+
+def test_init_from_what_is_not_a_fitting_language_model(run, models, task_models, tmp_path):
+    """--init-from (issue 22): a tagger file, a character LM for a word tagger, sizes that differ, a
+    file that is not there; --freeze-epochs without it; either for a language model."""
+    base = ["train", "--task", "tag", task_models["ner_text"], "-o", tmp_path / "out.npz", *TASK_TINY, "--max-steps", "2"]
+    clean_error(run(*base, "--init-from", task_models["ner"]), 2, "is not a language model (task tag)")
+    clean_error(run(*base, "--init-from", models["char"]), 2, "char-level language model; the tagger reading words")
+    clean_error(run(*base, "--init-from", models["word"]), 2, "the language model's cell is gru, the tagger's lstm")
+    clean_error(run(*base, "--init-from", models["word"], "--cell", "gru"), 2,
+                "the language model's hidden is 8, the tagger's 6: train the tagger with --hidden 8")
+    clean_error(run(*base, "--init-from", tmp_path / "none.npz"), 1, "--init-from: ", "no such model file")
+    clean_error(run(*base, "--freeze-epochs", "1"), 2, "--freeze-epochs needs --init-from")
+    clean_error(run(*base, "--freeze-epochs", "-1"), 2, "--freeze-epochs")
+    r = run("train", models["corpus"], "-o", tmp_path / "out.npz", *TINY, "--init-from", models["word"])
+    clean_error(r, 2, "--init-from applies to --task tag and --task classify, not to a language model")
+    assert not (tmp_path / "out.npz").exists()
+
+
 def test_xpos_column_that_is_empty(run, tmp_path):
     p = tmp_path / "x.conllu"
     p.write_text(CONLLU.replace("\tDT\t", "\t_\t"))
@@ -1117,10 +1143,10 @@ def test_conditional_model_usage_errors(run, cond_model, args, code, needle):
     (["sample", "--label", "pos"], "not a conditional language model"),
     (["score", "--label", "pos", "the cat"], "not a conditional language model"),
     (["score", "--all-labels", "the cat"], "--all-labels needs a conditional language model"),
-    (["classify", "the cat"], "a language model without labels: train one with --condition"),
+    (["classify", "the cat"], "is a language model (task lm)"),
 ])
 def test_labels_on_an_unconditional_model(run, models, args, needle):
-    clean_error(run(*args, "-m", models["word"]), 2, needle)
+    clean_error(run(*args, "-m", models["word"]), 1 if args[0] == "classify" else 2, needle)
 
 
 @pytest.mark.parametrize("content,code,needle", [
@@ -1156,3 +1182,59 @@ def test_unknown_label_in_the_validation_file(run, tmp_path):
     v.write_text("pos\tfine\nmeh\tso so\n", encoding="utf-8")
     clean_error(run("train", "--condition", p, "--val-file", v, "-o", tmp_path / "m.npz", "-q"), 1,
                 "unknown label 'meh' (the labels are: neg, pos)")
+
+# ------------------------------------------------------------------------------------------ charlm export
+
+@pytest.mark.parametrize("case,code,needles", [
+    ("not-a-model", 1, ("is not a charlm model file",)),
+    ("onto-the-model", 2, ("is the model", "never writes over one of its inputs")),
+    ("onto-a-foreign-file", 2, ("exists and is not a charlm onnx export", "--force")),
+    ("a-layer-it-does-not-know", 2, ("cannot write this lm model", "out.W, out.b")),
+    ("a-task-it-does-not-know", 2, ("cannot write a language model (task lm) yet",)),
+])
+def test_export_bad_inputs(run, models, tmp_path, monkeypatch, case, code, needles):
+    pytest.importorskip("onnx", reason="the export extra is not installed: pip install 'charlm[export]'")
+    import dataclasses
+
+    from charlm.export import builders
+    from charlm.tasks import lm
+
+    model, out = models["char"], tmp_path / "out.onnx"
+    if case == "not-a-model":
+        model = tmp_path / "notes.txt"
+        model.write_text("not a model\n")
+    elif case == "onto-the-model":
+        out = model
+    elif case == "onto-a-foreign-file":
+        out.write_text("my notes\n")
+    elif case == "a-layer-it-does-not-know":          # as a tagger with a CRF would be: parameters no builder reads
+        monkeypatch.setitem(builders.EXPORTERS, lm.TASK,
+                            dataclasses.replace(builders.EXPORTERS[lm.TASK], reads=("embed.", "rnn.")))
+    else:                                             # as a sequence-to-sequence model would be
+        monkeypatch.delitem(builders.EXPORTERS, lm.TASK)
+    before = out.read_bytes() if out.exists() else None
+    clean_error(run("export", "-m", model, "-o", out, "--no-check"), code, *needles)
+    assert (out.read_bytes() if out.exists() else None) == before
+    if case == "onto-a-foreign-file":                 # --force replaces it; a charlm export needs no --force
+        assert run("export", "-m", model, "-o", out, "--no-check", "--force").exit_code == 0
+        assert run("export", "-m", model, "-o", out, "--no-check").exit_code == 0
+
+
+def test_export_without_the_extra_says_what_to_install(run, models, tmp_path, monkeypatch):
+    out = tmp_path / "out.onnx"
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    line = clean_error(run("export", "-m", models["char"], "-o", out), 1)
+    assert line == "charlm: error: charlm export needs onnx: pip install 'charlm[export]'"
+    assert not out.exists()
+
+
+def test_export_check_without_onnxruntime_says_what_to_install(run, models, tmp_path, monkeypatch):
+    pytest.importorskip("onnx", reason="the export extra is not installed: pip install 'charlm[export]'")
+    out = tmp_path / "out.onnx"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    line = clean_error(run("export", "-m", models["char"], "-o", out, "--check"), 1)
+    assert line == "charlm: error: checking an export needs onnxruntime: pip install 'charlm[export]'"
+    assert not out.exists()
+    r = run("export", "-m", models["char"], "-o", out)       # the check on by default only with onnxruntime
+    assert r.exit_code == 0 and out.exists() and r.stdout == ""
+    assert "not checked: checking an export needs onnxruntime: pip install 'charlm[export]'" in r.stderr

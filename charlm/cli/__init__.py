@@ -5,3 +5,5 @@ from charlm.cli.group import cli, main  # noqa: F401
 from charlm.cli import tokenize, train, score, sample  # noqa: F401,E402
 from charlm.cli import nexttoken, info, plot  # noqa: F401,E402
 from charlm.cli import tag, classify, evaluate  # noqa: F401,E402
+from charlm.cli import export  # noqa: F401,E402
+from charlm.cli import serve  # noqa: F401,E402

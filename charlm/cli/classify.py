@@ -44,11 +44,11 @@ def classify_command(texts, model_path, file, fmt, top_k, as_json, batch_size) -
       cat reviews.txt | charlm classify -m sentiment.npz --file -
       charlm classify -m reviews-lm.npz --top-k 2 "a gorgeous, witty film"   # a conditional LM
     """
-    model = load_model(model_path)
-    if isinstance(model, LM):
+    model = load_model(model_path, any_task=True)
+    if isinstance(model, LM) and model.labels is not None:   # a conditional language model: Bayes' rule
         results = _bayes(model, texts, file, fmt, top_k, batch_size)
-    else:
-        results = _classified(load_predictor(model_path, batch_size, model), texts, file, fmt, top_k)
+    else:  # a classifier (any other model: the message that names its task and its commands)
+        results = _classified(load_predictor(model_path, batch_size), texts, file, fmt, top_k)
     for r in results:
         if as_json:
             click.echo(json.dumps(r.to_dict(), ensure_ascii=False))

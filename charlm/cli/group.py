@@ -122,6 +122,7 @@ _MEMORY_HINTS = {
     "classify": "a smaller --batch-size or shorter texts",
     "eval": "a smaller --batch-size",
     "next": "a shorter PREFIX",
+    "export": "a smaller model",
 }
 
 
@@ -176,6 +177,7 @@ def cli(debug: bool) -> None:
       charlm score "The apple and pear salad" "The apple and pair salad"
       charlm train --task tag train.conll --val-file dev.conll -o ner.npz
       charlm tag -m ner.npz "He said, Teddy Roosevelt was a great President"
+      charlm export -m ner.npz             # ner.onnx, for ONNX Runtime (charlm[export])
 
     Run `charlm COMMAND --help` for the options of each command.
     """

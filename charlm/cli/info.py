@@ -35,13 +35,15 @@ def _options(options: dict) -> str:
 def _lines(info: dict) -> list[str]:
     m, voc = info["model"], info["vocabulary"]
     sizes = ", ".join(f"{k} {m[k]}" for k in ("layers", "hidden", "embedding") if k in m)
-    flags = [k for k in ("tie_weights", "peephole") if m.get(k)]
+    flags = [k for k in ("tie_weights", "peephole", "crf") if m.get(k)]
     top = " ".join(f"{json.dumps(t, ensure_ascii=False)}:{c}" for t, c in voc["top"])
     lines = [
         f"file:        {info['file']} ({info['kind'] or 'unknown kind'}, format "
         f"{info['format_version']}, charlm {info['charlm_version'] or '?'})",
         f"task:        {info['task']}",
         f"model:       {m.get('cell', '?')}, {sizes}, dropout {m.get('dropout', 0)}"
+        + (" (locked)" if m.get("dropout_kind") == "locked" else "")
+        + "".join(f", {k.replace('_', ' ')} {m[k]}" for k in ("embedding_dropout", "weight_drop") if m.get(k))
         + (f", activation {m['activation']}" if m.get("cell") == "rnn" else "")
         + "".join(f", {f}" for f in flags) + f", {m.get('dtype', '?')}",
         f"parameters:  {m['parameters']:,}",

@@ -49,8 +49,7 @@ def next_command(prefix, model_path, top, as_json, label) -> None:
     prime = generate.Prime.from_text(tokenizer, prefix)
     best = generate.next_tokens(model, vocab, prime, top)
     if as_json:
-        click.echo(json_line({"prefix": prefix, "next": [
-            {"token": tok, "prob": math.exp(lp), "logprob": lp} for tok, lp in best]}))
+        click.echo(json_line(generate.next_record(prefix, best)))
         return
     click.echo(f"{'probability':>11} {'logprob':>9}  token")
     for tok, lp in best:

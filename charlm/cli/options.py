@@ -144,9 +144,9 @@ def label_option(multiple: bool = False, help: str = ""):
         "A conditional language model (trained with --condition): the label the text is given."))
 
 
-def load_predictor(model_path: str, batch_size: int, model=None) -> Predictor:
+def load_predictor(model_path: str, batch_size: int) -> Predictor:
     """A `charlm.sentence.predict.Predictor` for the tagger or classifier at `model_path` (of the
-    task the command uses, see `load_model`), or for `model` when it is already loaded."""
-    model = model if model is not None else load_model(model_path)
+    task the command uses, see `load_model`)."""
+    model = load_model(model_path)
     return Predictor(model.network, model.predictor.encoder, batch_size, model.meta)
 

@@ -114,10 +114,7 @@ def tag_command(texts, model_path, file, fmt, conll, as_json, spans, scheme, bat
     results = predictor.tag(token_lists, scheme)
     for n, r in enumerate(results):
         if as_json:
-            d = r.to_dict()
-            if spans:
-                d["spans"] = [{"text": t, "type": k, "start": s, "end": e} for t, k, s, e in r.spans()]
-            click.echo(json.dumps(d, ensure_ascii=False))
+            click.echo(json.dumps(r.to_dict(spans), ensure_ascii=False))
         elif conll:
             click.echo(write_columns(r.tokens, r.tags), nl=False)
         elif spans:

@@ -9,15 +9,19 @@ validation set (`engine.batches`) and a `TrainState`. One step:
                                                               process; an all-reduce under MPI)
     clip_grad_norm(grads, clip);  optimizer.step(params, grads)                    update
 
-(with --accumulate K, forward and backward run for K batches and their gradients are averaged).
+(with --accumulate K, forward and backward run for K batches and their gradients are averaged;
+during the run's first `frozen_epochs` epochs the gradients of its `frozen` parameters are dropped
+before clipping, so they are not updated: --freeze-epochs).
 
 Every --eval-every steps the model is evaluated: the best one (lowest validation objective) is
 written to --output, and everything an exact resume needs to NAME.last.npz — parameters,
 optimizer state, the `TrainState` (step, epoch, data position, best/patience counters, metrics,
 carried hidden state, random-generator state) and the run's options. A scheduled evaluation that
-does not improve on the best one halves the learning rate; --patience of them in a row stop the
-run. Only scheduled evaluations make these decisions, so a run interrupted after any step and
-resumed ends with the same parameters, bit for bit, as one that was never interrupted.
+does not improve on the best one halves the learning rate (with --optimizer asgd the first one
+starts the averaging of the weights instead, and the average is what is evaluated and saved from
+then on: `Optimizer.evaluated`, `Optimizer.plateau`); --patience of them in a row stop the run.
+Only scheduled evaluations make these decisions, so a run interrupted after any step and resumed
+ends with the same parameters, bit for bit, as one that was never interrupted.
 
 A step whose loss or gradient is not finite is skipped and the learning rate halved; five in a
 row stop the run ("diverged") with the last good files on disk. Ctrl-C / SIGTERM finish the
@@ -102,6 +106,8 @@ class Trainer:
         run, st = self.run, self.run.state
         loss, hidden, grads = self._gradients(batch)
         grads, loss, tokens = self.comm.reduce_gradients(grads, loss, batch.tokens)
+        if st.epoch < run.frozen_epochs:   # (--freeze-epochs) no update, nor optimizer state, for these
+            grads = {k: g for k, g in grads.items() if k not in run.frozen}
         norm = clip_grad_norm(grads, run.opts.clip)
         if math.isfinite(loss) and math.isfinite(norm):
             self.bad_steps = 0
@@ -175,20 +181,21 @@ class Trainer:
         """
         run, st, opts = self.run, self.run.state, self.run.opts
         tick = time.perf_counter()
-        ev = run.validation.evaluate(run.model, self.comm) if run.validation is not None else None
-        elapsed = time.perf_counter() - self.started
-        record = {
-            "step": st.step, "epoch": st.epoch + run.source.epoch_fraction(st.position),
-            "train_loss": self.window_loss / self.window_count if self.window_count else None,
-            "val_loss": None if ev is None else ev.loss, **({} if ev is None else ev.metrics),
-            "lr": run.optimizer.lr, "tokens_per_s": self.tick_tokens / elapsed if elapsed > 0 else None,
-            "elapsed": elapsed, "eval_seconds": elapsed - (tick - self.started),
-        }
+        with run.optimizer.evaluated(run.model.params):  # the weights to judge and save (ASGD: the average)
+            ev = run.validation.evaluate(run.model, self.comm) if run.validation is not None else None
+            elapsed = time.perf_counter() - self.started
+            record = {
+                "step": st.step, "epoch": st.epoch + run.source.epoch_fraction(st.position),
+                "train_loss": self.window_loss / self.window_count if self.window_count else None,
+                "val_loss": None if ev is None else ev.loss, **({} if ev is None else ev.metrics),
+                "lr": run.optimizer.lr, "tokens_per_s": self.tick_tokens / elapsed if elapsed > 0 else None,
+                "elapsed": elapsed, "eval_seconds": elapsed - (tick - self.started),
+            }
+            save, plateau = st.observe(None if ev is None else ev.objective, scheduled)
+            if save:
+                self.save_best(record, [] if ev is None else list(ev.metrics))
         self.window_loss, self.window_count = 0.0, 0
-        save, plateau = st.observe(None if ev is None else ev.objective, scheduled)
-        if save:
-            self.save_best(record, [] if ev is None else list(ev.metrics))
-        if plateau:
+        if plateau and not run.optimizer.plateau(run.model.params):  # ASGD: starts averaging instead
             run.optimizer.lr = max(run.optimizer.lr * opts.lr_decay, opts.lr * MIN_LR_FRACTION)
         st.metrics.append(record)
         if opts.metrics and self.comm.rank == 0:

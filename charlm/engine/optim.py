@@ -5,16 +5,24 @@ Parameters and gradients are flat dicts {name: ndarray} (names as in the model, 
 lives in the parameter's dtype (float32 by default), a shared scratch buffer avoids
 temporaries, and large arrays are swept in cache-sized blocks.
 
-Update rules (g = gradient, t = step count starting at 1, lr = learning rate):
+Update rules (g = gradient, t = step count starting at 1, lr = learning rate; a parameter that joins
+the updates late, e.g. after `--freeze-epochs`, counts its own t from its first update, as a fresh
+Adam would):
     SGD      v = μ·v + g ;  p -= lr·v                      (μ = momentum; μ = 0: p -= lr·g)
     Adam     m = β1·m + (1-β1)·g ;  v = β2·v + (1-β2)·g² ;
              m^ = m/(1-β1^t) ;  v^ = v/(1-β2^t) ;  p -= lr·m^/(√v^ + ε)
     Adagrad  G += g² ;  p -= lr·g/(√G + ε)
     RMSprop  s = ρ·s + (1-ρ)·g² ;  p -= lr·g/(√s + ε)
+    ASGD     as SGD; once averaging (k > 0):  k += 1 ;  ax += (p - ax)/k    (NT-ASGD)
+
+Two hooks for the training engine's evaluations: `evaluated(params)` (the weights to evaluate and
+save: ASGD's average) and `plateau(params)` (an evaluation without improvement: ASGD starts
+averaging there instead of the learning rate decaying).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -63,7 +71,8 @@ def _fraction(name: str, value) -> float:
 class Optimizer:
     """Base class. Subclasses set `name`, `slots` (state arrays per parameter) and `hyper`.
 
-    .lr: learning rate (settable, e.g. by a schedule). .t: number of steps taken.
+    .lr: learning rate (settable, e.g. by a schedule). .t: number of steps taken; .first[name]:
+    the step at which a parameter's updates began (1 unless it joined late).
     .step(params, grads) updates params in place (grads are only read). State arrays are
     created lazily as zeros of the param's shape and dtype, keyed "<slot>.<param name>"
     in state_dict() (e.g. "m.rnn.0.W").
@@ -77,6 +86,7 @@ class Optimizer:
     def __init__(self, lr: float):
         self.lr = _positive("learning rate", lr)
         self.t = 0
+        self.first: dict[str, int] = {}
         self.state: dict[str, dict[str, np.ndarray]] = {s: {} for s in self.slots}
         self._scratch: dict[np.dtype, np.ndarray] = {}
 
@@ -113,6 +123,7 @@ class Optimizer:
             if g.shape != p.shape:
                 raise ValueError(f"gradient {name} has shape {g.shape}, parameter {p.shape}")
             slots = [self._slot(s, name, p) for s in self.slots]
+            self._param_step(self.t - self.first.setdefault(name, self.t) + 1)
             if p.size <= BLOCK or not p.flags.c_contiguous:
                 self._update(p, g, *slots, buf=self._buf(p.size, p.dtype).reshape(p.shape))
                 continue
@@ -125,14 +136,31 @@ class Optimizer:
     def _begin_step(self) -> None:
         """Hook: per-step scalars (e.g. Adam's bias corrections), computed once."""
 
+    def _param_step(self, t: int) -> None:
+        """Hook: the next _update is the t-th of its parameter (t < self.t when it joined late)."""
+
     def _update(self, p, g, *slots, buf) -> None:  # pragma: no cover
         """Update p in place from g; slots are this parameter's state arrays, buf scratch."""
         raise NotImplementedError
+
+    # -- the engine's evaluation hooks --------------------------------------------
+    def evaluated(self, params: dict):
+        """Context manager: while it is open, `params` holds the weights to evaluate and to save
+        as the best model. For most optimizers they are the weights as they are."""
+        return contextlib.nullcontext()
+
+    def plateau(self, params: dict) -> bool:
+        """A scheduled evaluation did not improve on the best one. True: the optimizer acted on it
+        (and the learning rate is kept); False (most optimizers): the learning rate decays."""
+        return False
 
     def state_dict(self) -> tuple[dict, dict[str, np.ndarray]]:
         """(scalars: JSON-able dict, arrays: {"<slot>.<param>": ndarray}) — copies."""
         scalars = {"name": self.name, "lr": self.lr, "t": self.t}
         scalars.update({h: getattr(self, h) for h in self.hyper})
+        late = {name: t for name, t in self.first.items() if t != 1}
+        if late:
+            scalars["first"] = late
         arrays = {f"{slot}.{name}": a.copy() for slot, d in self.state.items()
                   for name, a in d.items()}
         return scalars, arrays
@@ -154,6 +182,8 @@ class Optimizer:
                 raise CheckpointError(f"unexpected optimizer state array {key!r} for {self.name}")
             state[slot][name] = np.array(a, copy=True)
         self.state = state
+        late = scalars.get("first", {})
+        self.first = {name: int(late.get(name, 1)) for d in state.values() for name in d}
 
     def __repr__(self) -> str:
         hyper = ", ".join(f"{h}={getattr(self, h)}" for h in self.hyper)
@@ -185,6 +215,76 @@ class SGD(Optimizer):
         p -= buf
 
 
+class ASGD(SGD):
+    """Non-monotonically triggered averaged SGD (NT-ASGD; Merity et al. 2017, after Polyak and
+    Juditsky): SGD steps, and from the first scheduled evaluation without improvement on
+    (`plateau`) also the running mean of the weights after each step since then:
+
+        ax = p, k = 1  when averaging starts;  then after each step  k += 1 ;  ax += (p - ax)/k
+
+    The average ax is what is evaluated and saved as the best model (`evaluated`); p goes on
+    training. Starting to average takes the place of that first learning-rate decay; later
+    evaluations without improvement decay the learning rate as usual. k and ax are saved with the
+    optimizer's state (slot "ax"), so a resumed run averages on exactly.
+    """
+
+    name = "asgd"
+
+    def __init__(self, lr: float, momentum: float = 0.0):
+        self.k = 0  # steps averaged (0: not averaging yet)
+        super().__init__(lr, momentum)
+
+    @property
+    def slots(self):
+        return super().slots + (("ax",) if self.k else ())
+
+    def _begin_step(self):
+        if self.k:
+            self.k += 1
+            self._inv_k = 1.0 / self.k
+
+    def _update(self, p, g, *slots, buf):
+        if not self.k:
+            return super()._update(p, g, *slots, buf=buf)
+        *v, ax = slots
+        super()._update(p, g, *v, buf=buf)
+        np.subtract(p, ax, out=buf)                  # ax += (p - ax)/k
+        buf *= self._inv_k
+        ax += buf
+
+    def plateau(self, params):
+        if self.k:
+            return False
+        self.k = 1
+        self.state["ax"] = {name: p.copy() for name, p in params.items()}
+        return True
+
+    @contextlib.contextmanager
+    def evaluated(self, params):
+        if not self.k:
+            yield
+            return
+        kept = {name: p.copy() for name, p in params.items()}
+        for name, p in params.items():
+            p[...] = self.state["ax"][name]
+        try:
+            yield
+        finally:
+            for name, p in params.items():
+                p[...] = kept[name]
+
+    def state_dict(self):
+        scalars, arrays = super().state_dict()
+        scalars["averaged_steps"] = self.k
+        return scalars, arrays
+
+    def load_state_dict(self, scalars, arrays):
+        self.k = int(scalars.get("averaged_steps", 0))
+        super().load_state_dict(scalars, arrays)
+        if self.k and not self.state["ax"]:
+            raise CheckpointError("ASGD state says it averages but holds no average")
+
+
 class Adam(Optimizer):
     """Adam with bias correction (Kingma & Ba, Algorithm 1).
 
@@ -204,9 +304,13 @@ class Adam(Optimizer):
         super().__init__(lr)
 
     def _begin_step(self):
-        c2 = math.sqrt(1.0 - self.beta2 ** self.t)
-        self._lr_t = self.lr * c2 / (1.0 - self.beta1 ** self.t)
-        self._eps_t = self.eps * c2
+        self._corrections = {}
+
+    def _param_step(self, t):
+        if t not in self._corrections:                # (lr_t, ε_t) of step t, computed once
+            c2 = math.sqrt(1.0 - self.beta2 ** t)
+            self._corrections[t] = (self.lr * c2 / (1.0 - self.beta1 ** t), self.eps * c2)
+        self._lr_t, self._eps_t = self._corrections[t]
 
     def _update(self, p, g, m, v, *, buf):
         b1, b2 = self.beta1, self.beta2
@@ -272,12 +376,12 @@ def _step_scaled_by_root(p, g, acc, lr: float, eps: float, buf) -> None:
     p -= buf
 
 
-OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, Adagrad, RMSprop)}
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, Adagrad, RMSprop, ASGD)}
 DEFAULT_LR = {name: cls.default_lr for name, cls in OPTIMIZERS.items()}
 
 
 def make_optimizer(name: str, lr: float, **kw) -> Optimizer:
-    """Build an optimizer by name ("sgd", "adam", "adagrad", "rmsprop"); UsageError if bad."""
+    """Build an optimizer by name ("sgd", "adam", "adagrad", "rmsprop", "asgd"); UsageError if bad."""
     cls = OPTIMIZERS.get(str(name).lower())
     if cls is None:
         raise UsageError(f"unknown optimizer {name!r}: choose from {', '.join(OPTIMIZERS)}")

@@ -42,6 +42,7 @@ class Option:
     keep the run's value, and a different one given on --resume is refused. path: a file name
     (compared resolved on --resume): "any", "file" (not a folder) or "dir" (a folder). cli=False: kept and checked, but not a flag or keyword
     (`label` names it in messages). stored=False: a flag of the command, not kept in the options.
+    only: why the tasks that do not list it refuse it ("applies to --task tag only (why), not to ...").
     """
 
     name: str
@@ -65,6 +66,7 @@ class Option:
     cli: bool = True
     stored: bool = True
     label: str = ""
+    only: str = ""
 
     @property
     def flag(self) -> str:
@@ -183,7 +185,9 @@ ENGINE_OPTIONS = (
     Option("accumulate", int, 1, low=1, high=100000, metavar="K",
            help="Update once per K batches, with their mean gradient (an effective batch K times --batch-size; "
                 "under mpiexec, one all-reduce per K batches)."),
-    Option("optimizer", default="adam", choices=tuple(OPTIMIZERS), help="The optimizer."),
+    Option("optimizer", default="adam", choices=tuple(OPTIMIZERS),
+           help="The optimizer. asgd: SGD, then from the first evaluation without improvement the running average "
+                "of the weights (NT-ASGD), which is what is evaluated and saved."),
     Option("lr", float, low=0, low_open=True, finite=True,
            help="Learning rate [default: " + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + "]."),
     Option("clip", float, 5.0, low=0, finite=True, rule=">= 0, 0 turns clipping off",

@@ -17,9 +17,11 @@ reading or hashing the corpus again, so N processes on a machine share one copy 
 
 `MPIComm` is the process group the engine (`charlm.engine`) talks to; `SingleProcess` has
 the same methods for an ordinary run. Dropout masks are those one process would draw for the
-whole batch (`GlobalBatchRng`), so N processes train exactly as one, up to the order of the
-floating-point sums. The carried hidden states of all processes are gathered to rank 0 when
-the resumable state is saved, in the layout one process would have: a run resumes with any N.
+whole batch (`GlobalBatchRng`), and the masks over the model's own rows (embedding dropout, weight
+drop: `charlm.nn.regularize`) the same on every process (the wrappers' `shared` generator), so N
+processes train exactly as one, up to the order of the floating-point sums. The carried hidden
+states of all processes are gathered to rank 0 when the resumable state is saved, in the layout
+one process would have: a run resumes with any N.
 
 mpi4py is an optional extra (`pip install 'charlm[mpi]'`): it is imported only when a launcher
 started this process (`charlm.engine.launch`).
@@ -244,7 +246,8 @@ class MPIComm:
     def part(self, run):
         """This process's share of `run` (charlm.engine.run.Run), in place: rank 0's parameters, its
         columns of the batch and of the carried state, and its dropout draws (for streams the
-        global batch's masks cut by columns, `GlobalBatchRng`; for sentences its own, `ProcessRng`).
+        global batch's masks cut by columns, `GlobalBatchRng`; for sentences its own, `ProcessRng`;
+        either way, masks over the vocabulary or the weights from `.shared`, the same everywhere).
         CharlmError when the processes do not hold the same data layout and parameter shapes."""
         B = run.source.batch_size
         if B < self.size:
@@ -362,6 +365,11 @@ class ProcessRng:
     def bit_generator(self):
         return self.rng.bit_generator
 
+    @property
+    def shared(self) -> np.random.Generator:
+        """The run's generator itself: draws that are the same on every process (`charlm.nn.regularize`)."""
+        return self.rng
+
     def random(self, shape, dtype=np.float64) -> np.ndarray:
         key = int(self.rng.integers(2**63))
         return np.random.default_rng([key, self.rank]).random(shape, dtype=dtype)
@@ -387,8 +395,15 @@ class GlobalBatchRng:
     def bit_generator(self):
         return self.rng.bit_generator
 
+    @property
+    def shared(self) -> np.random.Generator:
+        """The run's generator itself: draws of the whole model (masks over the vocabulary or the
+        weights, `charlm.nn.regularize`) that every process makes alike, as one process would."""
+        return self.rng
+
     def random(self, shape, dtype=np.float64) -> np.ndarray:
-        """rng.random(global shape)[:, cols] for `shape` = (T, len(cols), ...)."""
+        """rng.random(global shape)[:, cols] for `shape` = (T, len(cols), ...); a locked dropout
+        mask is (1, len(cols), ...)."""
         dtype = np.dtype(dtype)
         T, b = shape[0], shape[1]
         if b != self.cols.stop - self.cols.start:

@@ -29,6 +29,8 @@ class Run:
     info: dict  # for Reporter.start
     warning: str | None = None
     extra_meta: dict = field(default_factory=dict)  # more checkpoint metadata (tag/classify: Encoder.to_meta)
+    frozen: tuple = ()  # names of parameters left out of the update during the first `frozen_epochs` epochs
+    frozen_epochs: int = 0
 
     def initial_hidden(self):
         return self.model.init_state(self.source.batch_size) if self.source.carries_state else None
@@ -52,7 +54,8 @@ def outputs(opts) -> list[Output]:
 
 def inputs(opts) -> dict:
     """The files a run reads (never written over, not even with --force)."""
-    return {"the corpus": opts.corpus, "the validation file": opts.val_file, "the vocabulary": opts.vocab}
+    return {"the corpus": opts.corpus, "the validation file": opts.val_file, "the vocabulary": opts.vocab,
+            "the language model of --init-from": opts.init_from}
 
 
 def describe_run(path: Path) -> str:

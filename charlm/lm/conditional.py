@@ -102,10 +102,10 @@ class ConditionedStack:
         after = v if self.mode == "every" or T == 0 else np.zeros_like(v)
         return np.concatenate([x, vt], axis=-1), layers, after
 
-    def forward(self, params, x, state, dropout: float = 0.0, rng=None):
-        """x (T,B,D) -> (a (T,B,H) of the top layer, new state, cache)."""
+    def forward(self, params, x, state, dropout: float = 0.0, rng=None, **kw):
+        """x (T,B,D) -> (a (T,B,H) of the top layer, new state, cache); `kw` as the stack's."""
         xv, layers, after = self._join(x, state)
-        a, new_state, cache = self.stack.forward(params, xv, layers, dropout, rng)
+        a, new_state, cache = self.stack.forward(params, xv, layers, dropout, rng, **kw)
         return a, new_state + [(after,)], (cache, x.shape[-1])
 
     def backward(self, params, da, cache, dstate=None):

@@ -31,6 +31,7 @@ Nothing here prints; `on_token` lets the CLI stream tokens as they are generated
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -239,6 +240,12 @@ def next_tokens(model, vocab, prime: Prime, k: int = 10) -> list[tuple[str, floa
         ids = np.argpartition(-logp, k - 1)[:k]              # the k largest, in any order
     order = ids[np.lexsort((ids, -logp[ids]))]
     return [(vocab.tokens[i], float(logp[i])) for i in order.tolist()]
+
+
+def next_record(prefix: str, best: Sequence[tuple[str, float]]) -> dict:
+    """The record `charlm next --json` prints for `next_tokens`' result `best`:
+    {"prefix", "next": [{"token", "prob", "logprob"}, ...]}, likeliest first."""
+    return {"prefix": prefix, "next": [{"token": tok, "prob": math.exp(lp), "logprob": lp} for tok, lp in best]}
 
 
 def read_prime_file(path) -> str:

@@ -6,7 +6,9 @@
     L       = mean over unmasked (t, b) of -log ŷ<t>[y<t>]
 
 Dropout (inverted; training only) sits on the non-recurrent connections: on the embeddings fed to
-layer 0, between layers, and on the top layer's output before the dense layer.
+layer 0, between layers, and on the top layer's output before the dense layer; a fresh mask per
+step, or with dropout_kind "locked" one mask per stream for all steps. Embedding dropout and weight
+drop (`charlm.nn.regularize`) drop whole words of the vocabulary and recurrent weights per batch.
 Parameters live in one flat dict[str, ndarray] whose names are the checkpoint's names.
 """
 
@@ -18,7 +20,7 @@ import numpy as np
 
 from charlm.errors import CharlmError
 from charlm.nn.cells import CellSettings, cell_from_config
-from charlm.nn.config import check_settings, checked_params
+from charlm.nn.config import check_rate, check_settings, checked_params
 from charlm.nn.layers import (
     StackedRecurrent,
     dense_forward,
@@ -29,6 +31,7 @@ from charlm.nn.layers import (
     softmax_cross_entropy_backward,
     target_log_probs,
 )
+from charlm.nn.regularize import DROPOUT_KINDS, embedding_dropout_mask, weight_drop, weight_drop_backward
 
 __all__ = ["ModelConfig", "LanguageModel", "State"]
 
@@ -50,12 +53,19 @@ class ModelConfig(CellSettings):
     dropout: float = 0.1
     tie_weights: bool = False
     dtype: str = "float32"
+    dropout_kind: str = "standard"  # "locked": one dropout mask per stream, reused at every step
+    embedding_dropout: float = 0.0  # drop whole words of the vocabulary (per batch)
+    weight_drop: float = 0.0  # DropConnect on the recurrent weights W[:H] (per batch)
 
     REQUIRED = ("vocab_size",)
 
     def validate(self) -> None:
         check_settings(self, ("vocab_size", "layers", "hidden", "embedding"), ("tie_weights",))
         self.check_cell()
+        if self.dropout_kind not in DROPOUT_KINDS:
+            raise CharlmError(f"dropout_kind must be one of {', '.join(DROPOUT_KINDS)}, got {self.dropout_kind!r}")
+        check_rate(self, "embedding_dropout")
+        check_rate(self, "weight_drop")
         if self.vocab_size < 2:
             raise CharlmError(f"vocab_size must be at least 2, got {self.vocab_size}")
         if self.tie_weights and self.embedding != self.hidden:
@@ -143,29 +153,34 @@ class LanguageModel:
         """x, y (T,B) int ids (y = next tokens), mask (T,B) 0/1 or None.
 
         Returns (mean NLL in nats over unmasked positions, new state, cache for backward).
-        Dropout only when train=True (masks drawn from `rng`, or the model's own generator).
+        Dropout and the other regularisers only when train=True (masks drawn from `rng`, or the
+        model's own generator), in this order: embedding dropout, weight drop, the dropout masks.
         """
         x = np.asarray(x)
         y = np.asarray(y)
         T, B = x.shape
-        p = self.params
-        rate = self.config.dropout if train else 0.0
-        if rate > 0.0 and rng is None:
+        c, p = self.config, self.params
+        rate, emb_rate, w_rate = (c.dropout, c.embedding_dropout, c.weight_drop) if train else (0.0, 0.0, 0.0)
+        locked = c.dropout_kind == "locked"
+        if max(rate, emb_rate, w_rate) > 0.0 and rng is None:
             rng = self._rng
         e = p["embed.W"][x]                                  # e<t> = E[x<t>]   (T,B,E)
-        m_in = dropout_mask(e.shape, rate, rng, self.dtype)
+        m_emb = embedding_dropout_mask(x, c.vocab_size, emb_rate, rng, self.dtype)
+        if m_emb is not None:
+            e *= m_emb                                       # E[x<t>] * m_e[x<t>]
+        layer_params, m_w = weight_drop(self._layer_params(), c.hidden, w_rate, rng)
+        m_in = dropout_mask(e.shape, rate, rng, self.dtype, locked=locked)
         if m_in is not None:
             e *= m_in
-        layer_params = self._layer_params()
-        a, new_state, rnn_cache = self.rnn.forward(layer_params, e, state, rate, rng)
-        m_out = dropout_mask(a.shape, rate, rng, self.dtype)
+        a, new_state, rnn_cache = self.rnn.forward(layer_params, e, state, rate, rng, locked=locked)
+        m_out = dropout_mask(a.shape, rate, rng, self.dtype, locked=locked)
         if m_out is not None:
             a = a * m_out
         a2 = a.reshape(T * B, -1)
         logits = dense_forward(a2, self._out_W(), p["out.b"])       # (T*B, V)
         loss, sm_cache = softmax_cross_entropy(
             logits, y.reshape(-1), None if mask is None else np.asarray(mask).reshape(-1))
-        cache = (x, m_in, layer_params, rnn_cache, m_out, a2, sm_cache)
+        cache = (x, (m_emb, m_in), (layer_params, m_w), rnn_cache, m_out, a2, sm_cache)
         return loss, new_state, cache
 
     def backward(self, cache, return_dstate: bool = False):
@@ -174,7 +189,7 @@ class LanguageModel:
         With return_dstate=True returns (grads, dstate0), dstate0 the gradient w.r.t. the initial
         state passed to loss() (same structure as a State). A cache can be back-propagated once.
         """
-        x, m_in, layer_params, rnn_cache, m_out, a2, sm_cache = cache
+        x, (m_emb, m_in), (layer_params, m_w), rnn_cache, m_out, a2, sm_cache = cache
         c = self.config
         T, B = x.shape
         p = self.params
@@ -191,8 +206,11 @@ class LanguageModel:
         if m_out is not None:
             da *= m_out
         de, rgrads, dstate0 = self.rnn.backward(layer_params, da, rnn_cache)
+        weight_drop_backward(rgrads, m_w, c.hidden)
         if m_in is not None:
             de *= m_in
+        if m_emb is not None:
+            de *= m_emb
         dE = embedding_backward(de, x, c.vocab_size)
         if c.tie_weights:
             dE += dE_out

@@ -40,16 +40,22 @@ def embedding_backward(dx: np.ndarray, ids: np.ndarray, V: int) -> np.ndarray:
 
 
 # -- dropout ------------------------------------------------------------------------------------------
-def dropout_mask(shape, rate: float, rng: np.random.Generator, dtype="float32", like=None):
+def dropout_mask(shape, rate: float, rng: np.random.Generator, dtype="float32", like=None,
+                 locked: bool = False):
     """Inverted-dropout mask: 0 with probability `rate`, else 1/(1-rate); None when rate == 0.
 
     Apply as y = x * mask (forward) and dx = dy * mask (backward); at evaluation time no mask.
     The draws fill `shape` in C order; with `like` (an array of that shape) the mask is stored
     in like's memory layout (the same values), so x * mask runs through memory in one order
     when x is laid out as `like` (the cells return views whose strides are not C order).
+    locked=True (Gal & Ghahramani's variational dropout) for `shape` (T,B,...): one mask per
+    stream and unit, (1,B,...), that broadcasts over the T steps (the same units dropped at
+    every step of the window); `like` is then ignored.
     """
     if rate <= 0.0:
         return None
+    if locked:
+        shape, like = (1, *shape[1:]), None
     keep = 1.0 - rate
     draws = rng.random(shape, dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
     mask = np.empty(shape, dtype=dtype) if like is None else np.empty_like(like, dtype=dtype)
@@ -138,7 +144,8 @@ class StackedRecurrent:
 
     A layer is a cell (output width H) or a `Bidirectional` pair of cells (width 2H: layer l+1 reads
     [→a[l]<t>, ←a[l]<t>]). Dropout (inverted, rate `dropout`) is applied to the input of layers
-    1..L-1 — between layers, never on the recurrent connection a[l]<t-1> -> a[l]<t>.
+    1..L-1 — between layers, never on the recurrent connection a[l]<t-1> -> a[l]<t>; with
+    locked=True one mask per stream and unit serves every step (see `dropout_mask`).
     params: list over layers of the layer's params; state: list over layers of its state.
     `lengths` (B,) (padded sentences, bidirectional layers only) is passed on to every layer.
     """
@@ -155,7 +162,7 @@ class StackedRecurrent:
         width = H * getattr(self.cell, "directions", 1)       # what layer l+1 reads
         return [self.cell.init_params(D if l == 0 else width, H, rng, dtype) for l in range(self.layers)]
 
-    def forward(self, params, x, state, dropout: float = 0.0, rng=None, lengths=None):
+    def forward(self, params, x, state, dropout: float = 0.0, rng=None, lengths=None, locked: bool = False):
         """x (T,B,D) -> (a (T,B,H or 2H) of the top layer, new state list, cache)."""
         caches, masks, new_state = [], [], []
         extra = () if lengths is None else (lengths,)
@@ -163,7 +170,7 @@ class StackedRecurrent:
         for l in range(self.layers):
             mask = None
             if l > 0 and dropout > 0.0:
-                mask = dropout_mask(h.shape, dropout, rng, h.dtype, like=h)
+                mask = dropout_mask(h.shape, dropout, rng, h.dtype, like=h, locked=locked)
                 h = h * mask
             h, final, cache = self.cell.forward(params[l], h, state[l], *extra)
             caches.append(cache)

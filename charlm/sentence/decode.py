@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from charlm.errors import CharlmError
-from charlm.sentence.labels import scheme_named
+from charlm.nn import crf
+from charlm.sentence.labels import SCHEMES, scheme_named, training_scheme
 
-__all__ = ["viterbi", "tag_constraints", "decode_batch"]
+__all__ = ["viterbi", "tag_constraints", "decode_batch", "label_constraints"]
 
 _PREFIXES = {"IOB2": ("B", "I"), "IOBES": ("B", "I", "E", "S")}   # the schemes a tagger decodes in
 
@@ -28,26 +29,12 @@ def viterbi(log_probs: np.ndarray, allowed: np.ndarray, start_allowed: np.ndarra
 
         δ<1>[j] = log_probs[0, j]                               (j allowed to start)
         δ<t>[j] = max_i (δ<t-1>[i] : allowed[i, j]) + log_probs[t, j],   ψ<t>[j] = that argmax i
+
+    (the Viterbi search of a CRF whose transition scores are 0 or −∞: `charlm.nn.crf.viterbi`)
     """
-    lp = np.asarray(log_probs, dtype=np.float64)
-    T, K = lp.shape
-    barrier = np.where(np.asarray(allowed, dtype=bool), 0.0, -np.inf)   # (K,K) 0 or -inf
-    delta = np.where(start_allowed, lp[0], -np.inf)
-    psi = np.zeros((T, K), dtype=np.int64)
-    cols = np.arange(K)
-    for t in range(1, T):
-        cand = delta[:, None] + barrier                         # (from i, to j)
-        psi[t] = cand.argmax(axis=0)
-        delta = cand[psi[t], cols] + lp[t]
-    if end_allowed is not None:
-        delta = np.where(end_allowed, delta, -np.inf)
-    if not np.isfinite(delta.max()):
-        raise CharlmError("no tag sequence satisfies the decoding constraints")
-    path = np.empty(T, dtype=np.int64)
-    path[-1] = delta.argmax()
-    for t in range(T - 1, 0, -1):
-        path[t - 1] = psi[t, path[t]]
-    return path
+    lp = np.asarray(log_probs)
+    end = np.ones(lp.shape[1], dtype=bool) if end_allowed is None else end_allowed
+    return decode_batch(lp[:, None], np.array([lp.shape[0]]), (allowed, start_allowed, end))[0]
 
 
 def _parse(tag: str, scheme: str) -> tuple[str, str | None]:
@@ -88,11 +75,26 @@ def tag_constraints(tags: list[str], scheme: str):
     return allowed, start, end
 
 
-def decode_batch(log_probs: np.ndarray, lengths: np.ndarray, constraints=None) -> list[np.ndarray]:
-    """log_probs (T,B,K), lengths (B,) -> B arrays of tag ids (length L_b each): the argmax of every
-    token, or the Viterbi path under `constraints` = tag_constraints(...)."""
-    out = []
-    for b, n in enumerate(np.asarray(lengths)):
-        lp = log_probs[:n, b]
-        out.append(lp.argmax(axis=1).astype(np.int64) if constraints is None else viterbi(lp, *constraints))
-    return out
+def decode_batch(scores: np.ndarray, lengths: np.ndarray, constraints=None, transitions=None) -> list[np.ndarray]:
+    """scores (T,B,K), lengths (B,) -> B arrays of tag ids (length L_b each): the argmax of every
+    token, or the Viterbi paths under `constraints` = tag_constraints(...) and, for a CRF, its
+    `transitions` = (trans (K,K), start (K,), end (K,)) scores added to the emissions `scores`
+    (in float64; CharlmError when a sentence has no allowed sequence)."""
+    lengths = np.asarray(lengths)
+    if constraints is None and transitions is None:
+        return [scores[:n, b].argmax(axis=1).astype(np.int64) for b, n in enumerate(lengths)]
+    e = np.asarray(scores, dtype=np.float64)
+    K = e.shape[2]
+    transitions = (np.zeros((K, K)), np.zeros(K), np.zeros(K)) if transitions is None else transitions
+    paths, best = crf.viterbi(e, lengths, *(np.asarray(x, dtype=np.float64) for x in transitions), constraints)
+    if not np.isfinite(best).all():
+        raise CharlmError("no tag sequence satisfies the decoding constraints")
+    return [paths[:n, b] for b, n in enumerate(lengths)]
+
+
+def label_constraints(labels: list[str], data_scheme: str | None):
+    """The constraints of a tagger's labels: `tag_constraints` in the scheme it learns
+    (`labels.training_scheme` of the training data's scheme: IOB1, IOB2 or IOBES), None for tags that
+    are not entity tags (no such scheme)."""
+    scheme = training_scheme(data_scheme) if data_scheme in SCHEMES else None
+    return tag_constraints(labels, scheme) if scheme else None

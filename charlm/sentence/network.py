@@ -7,6 +7,11 @@
                         layers; a[l+1] reads [→a[l]<t>, ←a[l]<t>]
     Tagger:      ŷ<t> = softmax(W_y[→a<t>, ←a<t>] + b_y)   at every real t    out.W (2H, K), out.b (K,)
                  L = mean over the batch's real tokens of −log ŷ<t>[y<t>]
+    CRF tagger:  e<t> = W_y[→a<t>, ←a<t>] + b_y scores tag sequences with learned transitions
+                 (nn.crf: crf.trans (K,K), crf.start (K,), crf.end (K,); the scheme's forbidden
+                 transitions −∞), decoded by Viterbi;
+                 L = Σ over the batch's sentences of −log P(y | x), divided by its real tokens
+                 (with zero transition scores this is the plain tagger's L exactly)
     Classifier:  ŷ = softmax(W_y[→a<Tx>, ←a<1>] + b_y)      (pool "last"; "mean"/"max": over real t)
                  L = mean over the batch's sentences of −log ŷ[y]
 
@@ -35,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlm.errors import CharlmError, DataError
+from charlm.nn import crf
 from charlm.nn.cells import CellSettings, cell_from_config
 from charlm.nn.config import check_rate, check_settings, checked_params, is_int
 from charlm.nn.layers import (
@@ -52,6 +58,7 @@ from charlm.nn.layers import (
     softmax_cross_entropy_backward,
 )
 from charlm.sentence.batch import SentenceBatch, aligned
+from charlm.sentence.decode import decode_batch
 
 __all__ = ["TaggerConfig", "SentenceNetwork", "TaggerNetwork", "ClassifierNetwork"]
 
@@ -80,6 +87,7 @@ class TaggerConfig(CellSettings):
     dropout: float = 0.25       # on x<t>, between layers, before W_y (0.5 was worse on UD EWT)
     word_dropout: float = 0.1   # training: a word's embedding is <UNK>'s (id 0), its spelling kept
     pool: str = "last"          # the classifier's read-out: last | mean | max
+    crf: bool = False           # tag only: a linear-chain CRF output layer (nn.crf)
     dtype: str = "float32"
 
     REQUIRED = ("task", "vocab_size", "char_vocab_size", "num_labels")
@@ -89,7 +97,7 @@ class TaggerConfig(CellSettings):
         if self.task not in readouts:
             raise CharlmError(f"model task must be {' or '.join(readouts)}, got {self.task!r}")
         check_settings(self, ("vocab_size", "num_labels", "layers", "hidden", "embedding", "char_embedding"),
-                       ("bidirectional",))
+                       ("bidirectional", "crf"))
         self.check_cell()
         for name in ("char_hidden", "char_vocab_size"):
             v = getattr(self, name)
@@ -103,6 +111,8 @@ class TaggerConfig(CellSettings):
         if self.char_hidden and self.char_vocab_size < 2:
             raise CharlmError(f"the character encoder needs char_vocab_size >= 2, got {self.char_vocab_size}")
         check_rate(self, "word_dropout")
+        if self.crf and self.task != TaggerNetwork.task:
+            raise CharlmError(f"a CRF output layer is for taggers (task 'tag'), not for task {self.task!r}")
         if self.pool not in POOLS:
             raise CharlmError(f"unknown pool {self.pool!r}; choose one of {', '.join(POOLS)}")
 
@@ -149,6 +159,9 @@ class SentenceNetwork:
                     shapes[_name(f"rnn.{l}", d, k)] = tuple(s)
         shapes["out.W"] = (self._width(), c.num_labels)
         shapes["out.b"] = (c.num_labels,)
+        if c.crf:
+            K = c.num_labels
+            shapes.update({"crf.trans": (K, K), "crf.start": (K,), "crf.end": (K,)})
         return shapes
 
     def num_params(self) -> int:
@@ -162,7 +175,8 @@ class SentenceNetwork:
         return self.config.hidden * len(self.directions)
 
     def _init_params(self, rng: np.random.Generator) -> dict:
-        """Embeddings ~ N(0, 1) (as the language model's); cells as in nn.cells; out.W ~ U(±1/sqrt(2H))."""
+        """Embeddings ~ N(0, 1) (as the language model's); cells as in nn.cells; out.W ~ U(±1/sqrt(2H));
+        the CRF's transition scores 0 (it starts as the plain tagger)."""
         c, dt = self.config, self.dtype
         p = {"embed.W": rng.standard_normal((c.vocab_size, c.embedding)).astype(dt)}
         if self.chars is not None:
@@ -174,6 +188,9 @@ class SentenceNetwork:
         s = 1.0 / np.sqrt(self._width())
         p["out.W"] = rng.uniform(-s, s, size=(self._width(), c.num_labels)).astype(dt)
         p["out.b"] = np.zeros(c.num_labels, dtype=dt)
+        for k, shape in self.param_shapes().items():
+            if k.startswith("crf."):
+                p[k] = np.zeros(shape, dtype=dt)
         return {k: p[k] for k in self.param_shapes()}
 
     def _flat(self, prefix: str, layer) -> dict:
@@ -267,14 +284,22 @@ class SentenceNetwork:
 
 
 class TaggerNetwork(SentenceNetwork):
-    """A tag for every word: ŷ<t> = softmax(W_y[→a<t>, ←a<t>] + b_y) (see the module docstring)."""
+    """A tag for every word: ŷ<t> = softmax(W_y[→a<t>, ←a<t>] + b_y), or with config.crf a CRF on
+    those scores (see the module docstring).
+
+    constraints: the transitions the tags allow, (allowed (K,K), start_allowed (K,), end_allowed
+    (K,)) as `sentence.decode.tag_constraints` gives them, or None (all allowed). A CRF never scores
+    nor decodes a forbidden one; the plain tagger's decoding takes its constraints from the caller.
+    """
 
     task = "tag"
 
-    def loss(self, batch: SentenceBatch, state=None, train: bool = False, rng=None):
-        """-> (mean over real tokens of −log ŷ<t>[y<t>], None, cache for backward)."""
-        rate, rng = self._dropout(train, rng)
-        batch = self._check(batch, need_labels=True)
+    def __init__(self, config: TaggerConfig, params: dict | None = None, seed: int = 0, constraints=None):
+        super().__init__(config, params, seed)
+        self.constraints = constraints
+
+    def _scores(self, batch: SentenceBatch, rate: float, rng):
+        """An aligned batch -> (e (T,Bp,K) = W_y[→a<t>, ←a<t>] + b_y, cache); dropout on what W_y reads."""
         a, enc_cache = self._encode(batch, rate, rng)
         m_out = dropout_mask(a.shape, rate, rng, self.dtype)
         if m_out is not None:
@@ -282,13 +307,44 @@ class TaggerNetwork(SentenceNetwork):
         T, B, F = a.shape
         a2 = a.reshape(T * B, F)
         logits = dense_forward(a2, self.params["out.W"], self.params["out.b"])       # (T*B, K)
-        loss, sm_cache = softmax_cross_entropy(logits, batch.labels.reshape(-1), batch.mask.reshape(-1))
-        return loss, None, (enc_cache, m_out, a2, sm_cache)
+        return logits.reshape(T, B, -1), (enc_cache, m_out, a2)
+
+    def _crf_params(self) -> tuple:
+        p = self.params
+        return p["crf.trans"], p["crf.start"], p["crf.end"], self.constraints
+
+    def loss(self, batch: SentenceBatch, state=None, train: bool = False, rng=None):
+        """-> (mean over real tokens of −log ŷ<t>[y<t>], None, cache for backward); with a CRF the
+        sum over sentences of −log P(y | x) divided by the real tokens."""
+        rate, rng = self._dropout(train, rng)
+        B = batch.size
+        batch = self._check(batch, need_labels=True)
+        logits, cache = self._scores(batch, rate, rng)
+        if not self.config.crf:
+            loss, head = softmax_cross_entropy(logits.reshape(-1, logits.shape[2]), batch.labels.reshape(-1),
+                                               batch.mask.reshape(-1))
+            return loss, None, (*cache, head)
+        y, lengths = batch.labels[:, :B], batch.lengths[:B]                 # the real sentences
+        if crf.forbidden(y, lengths, self.constraints).any():
+            raise DataError("a gold tag sequence takes a transition that its tag scheme forbids")
+        nll, head = crf.crf_loss(logits[:, :B], y, lengths, *self._crf_params())
+        tokens = float(lengths.sum())
+        return float(nll.sum() / tokens), None, (*cache, (head, tokens, logits.shape))
 
     def backward(self, cache) -> dict:
-        enc_cache, m_out, a2, sm_cache = cache
+        enc_cache, m_out, a2, head = cache
         grads: dict = {}
-        da = self._out_backward(softmax_cross_entropy_backward(sm_cache), a2, grads)
+        if self.config.crf:
+            crf_cache, tokens, shape = head
+            B = len(crf_cache[2])
+            de, grads["crf.trans"], grads["crf.start"], grads["crf.end"] = crf.crf_loss_backward(
+                np.full(B, 1.0 / tokens), crf_cache)                        # ∂L/∂e<t>, L = Σ nll / tokens
+            dlogits = np.zeros(shape, dtype=self.dtype)
+            dlogits[:, :B] = de
+            dlogits = dlogits.reshape(-1, shape[2])
+        else:
+            dlogits = softmax_cross_entropy_backward(head)
+        da = self._out_backward(dlogits, a2, grads)
         da = da.reshape(enc_cache[0].words.shape + (a2.shape[1],))
         if m_out is not None:
             da *= m_out
@@ -296,12 +352,23 @@ class TaggerNetwork(SentenceNetwork):
         return self._ordered(grads)
 
     def log_probs(self, batch: SentenceBatch) -> np.ndarray:
-        """-> log ŷ<t> (T,B,K) in the model's dtype; evaluation mode. Padding rows are meaningless."""
+        """-> log ŷ<t> (T,B,K) in the model's dtype (a CRF: the log marginals log P(y<t> = k | x));
+        evaluation mode. Padding rows are meaningless."""
         B = batch.size
-        a, _ = self._encode(self._check(batch, need_labels=False), 0.0, None)
-        T, Bp, F = a.shape
-        logits = dense_forward(a.reshape(T * Bp, F), self.params["out.W"], self.params["out.b"])
-        return log_softmax(logits).reshape(T, Bp, -1)[:, :B]
+        logits, _ = self._scores(self._check(batch, need_labels=False), 0.0, None)
+        if self.config.crf:
+            return crf.log_marginals(logits[:, :B], batch.lengths, *self._crf_params())
+        return log_softmax(logits)[:, :B]
+
+    def crf_decode(self, batch: SentenceBatch) -> tuple[np.ndarray, list]:
+        """A CRF tagger's prediction -> (log marginals (T,B,K) as `log_probs`, the Viterbi tag ids
+        of each sentence: B arrays (L_b,), never through a forbidden transition)."""
+        B = batch.size
+        logits, _ = self._scores(self._check(batch, need_labels=False), 0.0, None)
+        e = logits[:, :B]
+        trans, start, end, constraints = self._crf_params()
+        paths = decode_batch(e, batch.lengths, constraints, (trans, start, end))
+        return crf.log_marginals(e, batch.lengths, trans, start, end, constraints), paths
 
 
 class ClassifierNetwork(SentenceNetwork):

@@ -7,7 +7,9 @@ run through `model.log_probs` and put back in input order. Tags are decoded per 
 with a Viterbi search over the transitions the model's scheme allows (`sentence.decode`), so the
 output is never an invalid sequence such as I-PER right after O in IOB2; other tags by argmax. They
 are reported in the scheme of the training data. The probability given with a tag is the model's
-softmax probability of the tag it decoded at that token (in the model's scheme).
+softmax probability of the tag it decoded at that token (in the model's scheme). A CRF tagger
+(`--crf`) decodes with its own Viterbi search (learned transitions, never a forbidden one) and gives
+the marginal P(y<t> = tag | sentence) of its forward-backward algorithm.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from charlm.errors import UsageError
 from charlm.sentence.batch import EncodedSentence, make_batch
-from charlm.sentence.decode import decode_batch, tag_constraints
+from charlm.sentence.decode import decode_batch, label_constraints
 from charlm.sentence.encoder import Encoder
 from charlm.sentence.labels import SCHEMES, chunks, convert
 from charlm.sentence.metrics import classification_report, conlleval_counts, tag_report
@@ -45,9 +47,13 @@ class Tagged:
         """Entities as (text, type, start, end), tokens start..end-1 (entity tags only)."""
         return [(" ".join(self.tokens[s:e]), kind, s, e) for kind, s, e in chunks(self.tags)]
 
-    def to_dict(self) -> dict:
-        """The object `charlm tag --json` prints for the sentence (probabilities rounded to 6 places)."""
-        return {"tokens": self.tokens, "tags": self.tags, "probs": [round(p, 6) for p in self.probs]}
+    def to_dict(self, spans: bool = False) -> dict:
+        """The object `charlm tag --json` prints for the sentence (probabilities rounded to 6 places);
+        spans=True adds its entities (`--spans`): "spans": [{"text", "type", "start", "end"}, ...]."""
+        d = {"tokens": self.tokens, "tags": self.tags, "probs": [round(p, 6) for p in self.probs]}
+        if spans:
+            d["spans"] = [{"text": t, "type": k, "start": s, "end": e} for t, k, s, e in self.spans()]
+        return d
 
 
 @dataclass
@@ -76,8 +82,7 @@ class Predictor:
         # longer texts classified by their first max_length tokens (memory stays bounded)
         self.max_length = int(options.get("max_length") or MAX_LENGTH)
         self.truncated = 0  # texts classified by their first max_length tokens so far
-        scheme = encoder.model_scheme
-        self.constraints = tag_constraints(encoder.labels, scheme) if scheme else None
+        self.constraints = label_constraints(encoder.labels, encoder.scheme)
 
     def token_lists(self, texts: Sequence) -> list[list[str]]:
         """The tokens of each text: a str is cut by the model's tokenizer (`Encoder.tokenizer`), a
@@ -108,19 +113,30 @@ class Predictor:
         """The --tag-column the model was trained with (None: the format's default)."""
         return ((self.meta.get("train") or {}).get("options") or {}).get("tag_column")
 
-    def log_probs(self, encoded: Sequence[EncodedSentence]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(indices (B,), log_probs, lengths (B,)) for length-sorted batches of `encoded`;
-        log_probs (T, B, K) for a tagger, (B, K) for a classifier."""
+    def _batches(self, encoded: Sequence[EncodedSentence]):
+        """(indices (B,), SentenceBatch, lengths (B,)) of `encoded` sorted by length, batch_size at a time."""
         lengths = np.array([len(s) for s in encoded], dtype=np.int64)
         order = np.argsort(lengths, kind="stable")
         for i in range(0, len(order), self.batch_size):
             idx = order[i:i + self.batch_size]
-            batch = make_batch([encoded[j] for j in idx], with_labels=False)
-            yield idx, self.model.log_probs(batch), lengths[idx]
+            yield idx, make_batch([encoded[j] for j in idx], with_labels=False), lengths[idx]
 
-    def decode(self, log_probs: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
-        """Tag ids of each sentence of a batch: (L_b,) arrays (constrained for entity tags)."""
-        return decode_batch(log_probs, lengths, self.constraints)
+    def log_probs(self, encoded: Sequence[EncodedSentence]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(indices (B,), log_probs, lengths (B,)) for length-sorted batches of `encoded`;
+        log_probs (T, B, K) for a tagger, (B, K) for a classifier."""
+        for idx, batch, lengths in self._batches(encoded):
+            yield idx, self.model.log_probs(batch), lengths
+
+    def tagged(self, encoded: Sequence[EncodedSentence]) -> Iterator[tuple[np.ndarray, np.ndarray, list]]:
+        """(indices (B,), log_probs (T,B,K), tag ids of each sentence: B arrays (L_b,)) for length-sorted
+        batches of `encoded`: the tags decoded from ŷ<t> (constrained for entity tags), or a CRF
+        tagger's Viterbi paths with its marginals as log_probs."""
+        for idx, batch, lengths in self._batches(encoded):
+            if self.model.config.crf:
+                yield (idx, *self.model.crf_decode(batch))
+            else:
+                lp = self.model.log_probs(batch)
+                yield idx, lp, decode_batch(lp, lengths, self.constraints)
 
     def tag(self, token_lists: Sequence[Sequence[str]], scheme: str | None = None) -> list[Tagged]:
         """Tags of each sentence (a non-empty token list), in input order; entity tags in `scheme`
@@ -136,8 +152,8 @@ class Predictor:
         names: list = [[] for _ in token_lists]
         probs: list = [[] for _ in token_lists]
         done: list = [None] * len(encoded)
-        for idx, lp, lengths in self.log_probs(encoded):
-            for b, (j, ids) in enumerate(zip(idx, self.decode(lp, lengths))):
+        for idx, lp, paths in self.tagged(encoded):
+            for b, (j, ids) in enumerate(zip(idx, paths)):
                 done[j] = ([enc.labels[k] for k in ids], np.exp(lp[np.arange(len(ids)), b, ids].astype(np.float64)))
         for (i, _), (piece_names, piece_probs) in zip(pieces, done):  # pieces in order
             names[i] += piece_names

@@ -130,14 +130,15 @@ def sentence_counts(predictor: Predictor, encoded: Sequence[EncodedSentence], go
     """Summable validation counts of sentences (see `SentenceValidation`):
     tagging        [nll, n, tokens, correct tags, correct entities, guessed entities, gold entities]
     classification [nll, n, confusion matrix over `classes` (rows gold, columns predicted), flattened]
-    nll sums −log ŷ of the gold labels the model knows; n counts them."""
+    nll sums −log ŷ of the gold labels the model knows (a CRF tagger: −log of their marginals
+    P(y<t> = gold | sentence), so that the validation loss is per token for every tagger); n counts them."""
     enc = predictor.encoder
     nll = n = 0.0
     if enc.per_token:
         entities = EntityCounts()
         tags_right = tokens = 0
-        for idx, lp, lengths in predictor.log_probs(encoded):
-            for b, (i, ids) in enumerate(zip(idx, predictor.decode(lp, lengths))):
+        for idx, lp, paths in predictor.tagged(encoded):
+            for b, (i, ids) in enumerate(zip(idx, paths)):
                 g = np.array([enc.label_index.get(t, -1) for t in enc.model_labels(gold[i])])
                 t = np.flatnonzero(g >= 0)
                 nll -= float(lp[t, b, g[t]].astype(np.float64).sum())

@@ -12,6 +12,7 @@ A task object says everything the rest of the package needs about its task:
                              the checks across options (UsageError)
     start(opts, reporter, verify) -> Run       a fresh run: data, network, optimizer, state
     resume_data(opts, model, state, ...)       the data of a resumed run (the saved vocabularies)
+    frozen(opts, network)                      parameters held still for the first epochs (none)
     open(arrays, meta, path) -> Model          a model file of the task, checked and built
     figures(record, level), headline(info), progress(loss, level), unit
                              what `info`, `plot`, the progress bar and the evaluation lines show
@@ -81,6 +82,10 @@ class Task:
         them (`model` is the run's `Model`: its vocabularies)."""
         raise NotImplementedError
 
+    def frozen(self, opts, network) -> tuple[tuple, int]:
+        """(names of parameters the engine leaves unchanged, for how many epochs) of a run (`engine.run.Run`)."""
+        return (), 0
+
     def extra_meta(self, model) -> dict:
         """What a checkpoint of the model holds besides the settings and the word vocabulary."""
         return {}
@@ -111,12 +116,12 @@ class Task:
         """The `Model` of checked settings, parameters and vocabulary (`open`)."""
         return self.api_class(self.build(config, params, path), vocab, meta, path, task=self)
 
-    def build(self, config, params: dict, path: str):
-        """The network of `config` with `params` cast to its dtype; names and shapes that do not fit
-        the settings are a CheckpointError."""
+    def build(self, config, params: dict, path: str, **extra):
+        """The network of `config` with `params` cast to its dtype (and `extra` arguments of its
+        constructor); names and shapes that do not fit the settings are a CheckpointError."""
         dtype = np.dtype(config.dtype)
         try:  # the constructor checks names and shapes against the config
-            return self.network(config, params={k: v.astype(dtype, copy=False) for k, v in params.items()})
+            return self.network(config, params={k: v.astype(dtype, copy=False) for k, v in params.items()}, **extra)
         except (CharlmError, KeyError, ValueError, TypeError) as err:
             raise CheckpointError(f"{path} does not match its model settings: {err}") from None
 

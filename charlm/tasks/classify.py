@@ -68,11 +68,11 @@ class ClassifyTask(SentenceTask):
         examples = read_labelled(source, predictor.encoder.tokenizer().tokenize, format=format).examples
         report = evaluate_labels(predictor, [e.tokens for e in examples], [e.label for e in examples])
         report = {"task": self.name, **report}
-        return Report(report, report_lines(report), unknown_warning(getattr(source, "name", source), report["unknown_labels"],
+        return Report(report, _lines(report), unknown_warning(getattr(source, "name", source), report["unknown_labels"],
                                                                 self.label))
 
 
-def report_lines(r: dict) -> list[str]:
+def _lines(r: dict) -> list[str]:
     """A classification report as `charlm eval` prints it."""
     lines = [f"examples: {r['examples']}", f"accuracy: {percent(r['accuracy'])}%",
              f"macro-F1: {percent(r['macro_f1'])}", ""] + prf_table("label", r["per_class"]) + \

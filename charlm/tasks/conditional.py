@@ -40,7 +40,6 @@ from charlm.sentence.metrics import classification_report
 from charlm.sentence.predict import Classified
 from charlm.sentence.source import SentenceBatches
 from charlm.tasks.base import Report
-from charlm.tasks.classify import report_lines
 from charlm.text.tokenizer import Tokenizer, TokenizerConfig
 from charlm.text.vocab import EOS, Vocab
 
@@ -230,12 +229,17 @@ def _lm_figures(nats: float, count: float) -> dict:
 
 
 def _lines(r: dict, level: str) -> list[str]:
-    """The report as `charlm eval` prints it: the classifier's lines, then the language model's."""
+    """The report as `charlm eval` prints it: the classifier's figures (`--json` has them all: per-class
+    P/R/F1 too), then the language model's."""
     unit = "bits/char" if level == "char" else "perplexity"
 
     def fig(d):
         return f"{d['bits_per_token']:.4f}" if level == "char" else f"{d['perplexity']:.2f}"
-    lines = ["generative classifier (Bayes' rule with the training prior):"] + report_lines(r)
+    confusion = "; ".join(f"{gold}: " + " ".join(f"{guess} {n}" for guess, n in zip(r["labels"], row))
+                          for gold, row in zip(r["labels"], r["confusion"]))
+    lines = ["generative classifier (Bayes' rule with the training prior):",
+             f"examples: {r['examples']}  accuracy: {100 * r['accuracy']:.2f}%  macro-F1: {100 * r['macro_f1']:.2f}",
+             f"confusion (gold: predicted counts): {confusion}"]
     lines += ["", f"language model given the true label: {unit} {fig(r)} over {r['tokens']} tokens "
                   f"({r['nats_per_token']:.4f} nats/token)"]
     lines += [f"  {name:<12} {unit} {fig(d)} ({d['tokens']} tokens)" for name, d in r["per_label"].items()]

@@ -42,6 +42,7 @@ from charlm.lm.scoring import (
     score_sentences,
     score_stream,
 )
+from charlm.nn.regularize import DROPOUT_KINDS
 from charlm.sentence.predict import Classified
 from charlm.tasks import conditional
 from charlm.tasks.base import Model, Report, Task, items, text_source
@@ -54,6 +55,15 @@ VOCAB = Option("vocab", path="any",
                help="Use a vocabulary made by `charlm tokenize --vocab-out` (its tokenizer settings win).")
 TIE_WEIGHTS = Option("tie_weights", bool, False, group="model",
                      help="Share the embedding and output weights (needs --embedding = --hidden).")
+DROPOUT_KIND = Option("dropout_kind", choices=DROPOUT_KINDS, group="model",
+                      help="lm: standard: a fresh --dropout mask at every step; locked: one mask per stream and unit, "
+                           "the same at every step of a window (variational dropout).")
+EMBEDDING_DROPOUT = Option("embedding_dropout", float, low=0, high=1, high_open=True, group="model", metavar="P",
+                           help="lm: drop whole words of the vocabulary, each with probability P per batch (the others "
+                                "scaled by 1/(1-P)); 0: off.")
+WEIGHT_DROP = Option("weight_drop", float, low=0, high=1, high_open=True, group="model", metavar="P",
+                     help="lm: DropConnect on each layer's recurrent weights, one mask per batch; 0: off.")
+REGULARISERS = (DROPOUT_KIND, EMBEDDING_DROPOUT, WEIGHT_DROP)  # charlm.nn.regularize; defaults: ModelConfig's
 SEQ_LEN = Option("seq_len", int, 100, low=1, high=100000, help="lm: truncated-BPTT window, in tokens.")
 VAL_TOKENS = Option("val_tokens", int, low=0, metavar="N",
                     help="lm: at most N validation tokens: the last N of the corpus, or the first N of --val-file "
@@ -213,8 +223,8 @@ class LMTask(Task):
 
     name = "lm"
     noun = "a language model"
-    commands = ("score", "sample", "next", "classify")
-    options = (VOCAB, TIE_WEIGHTS, SEQ_LEN, VAL_TOKENS, *CACHE_OPTIONS, *conditional.OPTIONS)
+    commands = ("score", "sample", "next")  # and `charlm classify` for a conditional model (cli/classify.py)
+    options = (VOCAB, TIE_WEIGHTS, *REGULARISERS, SEQ_LEN, VAL_TOKENS, *CACHE_OPTIONS, *conditional.OPTIONS)
     level = "char"
     unit = "tok"
     config = ModelConfig

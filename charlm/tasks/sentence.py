@@ -29,6 +29,7 @@ from charlm.sentence.network import TaggerConfig
 from charlm.sentence.predict import BATCH_SIZE, MAX_LENGTH, Predictor
 from charlm.sentence.source import SentenceBatches, SentenceValidation
 from charlm.tasks.base import Model, Task, read_vocab, text_source
+from charlm.tasks.transfer import frozen_names, init_from_lm
 from charlm.text.tokenizer import TokenizerConfig
 
 # The options of the sentence tasks (`engine.options` declares the shared ones).
@@ -46,7 +47,13 @@ MAX_LENGTH_OPTION = Option("max_length", int, MAX_LENGTH, low=1, metavar="N",
                            help="tag/classify: tokens per example read at once: a longer sentence is split into "
                                 "pieces (tag), a longer text keeps its first N words (classify); memory depends "
                                 "on it and --batch-size, never on the longest line.")
-SENTENCE_OPTIONS = (FORMAT, CHAR_EMBEDDING, CHAR_HIDDEN, BIDIRECTIONAL, MAX_LENGTH_OPTION)
+INIT_FROM = Option("init_from", path="file", metavar="LM.npz",
+                   help="tag/classify: start the word (or character) embeddings and the forward recurrent layers "
+                        "from this charlm language model (same level, cell and sizes; at least as many layers).")
+FREEZE_EPOCHS = Option("freeze_epochs", int, 0, low=0, metavar="N",
+                       help="tag/classify: with --init-from, leave what the language model gave unchanged for the "
+                            "first N epochs.")
+SENTENCE_OPTIONS = (FORMAT, CHAR_EMBEDDING, CHAR_HIDDEN, BIDIRECTIONAL, MAX_LENGTH_OPTION, INIT_FROM, FREEZE_EPOCHS)
 
 
 class SentenceModel(Model):
@@ -107,6 +114,8 @@ class SentenceTask(Task):
         if opts.format is not None and opts.format not in self.formats:
             raise UsageError(f"--format must be one of {', '.join(self.formats)} for --task {self.name} "
                              f"(got {opts.format!r})")
+        if opts.freeze_epochs and not opts.init_from:
+            raise UsageError("--freeze-epochs needs --init-from (it holds still what the language model gave)")
 
     # -- training ---------------------------------------------------------------------------------
     def _data(self, opts, state: TrainState, encoder: Encoder | None = None):
@@ -133,9 +142,21 @@ class SentenceTask(Task):
         state.n_train = info["sentences"]
         config = TaggerConfig.from_dict(dict(opts.model, task=self.name, vocab_size=len(enc.vocab),
                                              char_vocab_size=len(enc.chars), num_labels=len(enc.labels)))
-        model = self.network(config, seed=opts.seed)
+        model = self.network(config, seed=opts.seed, **self.network_args(enc))
+        if opts.init_from:
+            reporter.note(init_from_lm(model, enc.vocab, opts.init_from))
         return Run(opts, model, enc.vocab, source, validation, make_optimizer(opts.optimizer, opts.lr), state,
-                   dict(info, params=model.num_params()), warning, enc.to_meta())
+                   dict(info, params=model.num_params()), warning, enc.to_meta(), *self.frozen(opts, model))
+
+    def network_args(self, encoder: Encoder) -> dict:
+        """What its network is built with besides the settings and parameters (a tagger: the
+        transitions its labels allow)."""
+        return {}
+
+    def frozen(self, opts, network) -> tuple[tuple, int]:
+        """(the parameters --freeze-epochs holds still, for how many epochs): what --init-from gave
+        (`tasks.transfer.frozen_names`)."""
+        return (tuple(frozen_names(network)), opts.freeze_epochs) if opts.freeze_epochs else ((), 0)
 
     def resume_data(self, opts, model, state, reporter, verify: bool):
         source, validation, encoder, info, warning = self._data(opts, state, model.predictor.encoder)
@@ -166,7 +187,11 @@ class SentenceTask(Task):
             encoder = Encoder.from_meta(self.per_token, vocab, meta, char_vocab)
         except CharlmError as err:
             raise CheckpointError(f"{path}: the model file is unusable: {err}") from None
-        return self.api_class(self.build(config, params, path), vocab, meta, path, encoder, task=self)
+        try:
+            extra = self.network_args(encoder)
+        except CharlmError as err:
+            raise CheckpointError(f"{path} is inconsistent: {err}") from None
+        return self.api_class(self.build(config, params, path, **extra), vocab, meta, path, encoder, task=self)
 
     # -- figures ----------------------------------------------------------------------------------
     def figures(self, record: dict, level: str) -> dict:

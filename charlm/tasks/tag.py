@@ -3,7 +3,9 @@
 Many-to-many with Tx = Ty: a bidirectional network (`sentence.network.TaggerNetwork`) reads
 CoNLL-U or column files; entity tags are learnt and decoded in IOB2 (IOBES for IOBES data) with a
 constrained Viterbi search and reported in the data's scheme; quality is the entity F1 (conlleval's
-count) for entity tags, else the token accuracy. `Tagger` is what `charlm.load` returns for its files.
+count) for entity tags, else the token accuracy. With --crf the network's output layer is a
+linear-chain CRF (`nn.crf`) whose transitions the labels' scheme constrains (`network_args`).
+`Tagger` is what `charlm.load` returns for its files.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import IO, Iterable, Sequence
 from charlm.engine.options import Option
 from charlm.errors import UsageError
 from charlm.sentence.data import read_tags
+from charlm.sentence.decode import label_constraints
 from charlm.sentence.formats import LABEL_FORMATS, TAG_FORMATS, parse_tag_column, read_tagged
+from charlm.sentence.encoder import Encoder
 from charlm.sentence.network import TaggerNetwork
 from charlm.sentence.predict import BATCH_SIZE, Tagged, evaluate_tags
 from charlm.tasks.base import Report, items
@@ -23,6 +27,9 @@ from charlm.tasks.sentence import SENTENCE_OPTIONS, SentenceModel, SentenceTask,
 TAG_COLUMN = Option("tag_column", metavar="upos|xpos|N",
                     help="tag: which tag to learn: CoNLL-U upos (default) or xpos, or column N (1-based) of a "
                          "column file [default: the last column].")
+CRF = Option("crf", bool, group="model", only="a CRF scores tag sequences",
+             help="tag: a linear-chain CRF output layer: learned tag-transition scores (never a transition the tag "
+                  "scheme forbids), trained on the sentence likelihood and decoded by Viterbi.")
 
 
 class Tagger(SentenceModel):
@@ -30,7 +37,9 @@ class Tagger(SentenceModel):
 
     A sentence is a str, cut into words by the model's tokenizer as `charlm tag` cuts it, or a
     list of tokens (pre-tokenized). Entity tags are decoded with the constrained Viterbi search of
-    `charlm tag` (never an invalid sequence) and given in the training data's scheme.
+    `charlm tag` (never an invalid sequence) and given in the training data's scheme. A tagger
+    trained with crf=True (`--crf`) decodes with its CRF's Viterbi search, and its probs are the
+    CRF's marginal probabilities of the tags chosen.
     """
 
     def tag(self, sentences: str | Iterable[str] | Iterable[Sequence[str]], *, scheme: str | None = None,
@@ -58,7 +67,7 @@ class Tagger(SentenceModel):
 class TagTask(SentenceTask):
     """Tagging (see the module docstring): a tag per token, learnt from CoNLL-U or column files."""
 
-    name, noun, commands, options = "tag", "a tagger", ("tag",), (*SENTENCE_OPTIONS, TAG_COLUMN)
+    name, noun, commands, options = "tag", "a tagger", ("tag",), (*SENTENCE_OPTIONS, TAG_COLUMN, CRF)
     refusals = {**SentenceTask.refusals, "pool": "it predicts a tag at every token"}
     per_token, formats, read = True, TAG_FORMATS, staticmethod(read_tags)
     lines_reason = "it reads a sentence at a time, a token per line"
@@ -70,6 +79,10 @@ class TagTask(SentenceTask):
             raise UsageError("--level char does not apply to --task tag: it tags words")
         if opts.tag_column is not None:
             opts.tag_column = str(parse_tag_column(opts.tag_column))
+
+    def network_args(self, encoder: Encoder) -> dict:
+        """The transitions its labels allow (entity tags; None for others), which a CRF never takes."""
+        return {"constraints": label_constraints(encoder.labels, encoder.scheme)}
 
     def evaluate(self, model, source, format=None, tag_column=None, batch_size: int = BATCH_SIZE) -> Report:
         """Token accuracy, per-tag P/R/F1 and, for entity tags, conlleval's entity P/R/F1 of a

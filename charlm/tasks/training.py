@@ -53,6 +53,8 @@ def _refusal(option: Option, value, task) -> str:
     if option.name in task.refusals:
         return f"{flag} does not apply to --task {task.name}: {task.refusals[option.name]}"
     names = " and ".join(f"--task {t.name}" for t in takers(option))
+    if option.only:
+        return f"{flag} applies to {names} only ({option.only}), not to --task {task.name}"
     return f"{flag} applies to {names}, not to {task.noun}"
 
 
@@ -260,7 +262,7 @@ def resume_run(opts: TrainOptions, reporter=None, verify: bool = True, given=Non
                               "train again without --resume") from None
     source, validation, info, warning, extra = task.resume_data(saved, model, state, reporter, verify)
     run = Run(saved, network, model.vocab, source, validation, optimizer, state,
-              dict(info, params=network.num_params()), warning, extra)
+              dict(info, params=network.num_params()), warning, extra, *task.frozen(saved, network))
     check_hidden(state.hidden, run.initial_hidden(), last_file)
     if not Path(saved.output).exists():  # e.g. a copied .last file: the next evaluation writes -o
         state.saved_val_loss, state.best_step = None, None

@@ -154,14 +154,25 @@ class Tokenizer:
             prev = tok
         return "".join(out)
 
-    def _raw_tokens(self, text: str) -> list[str]:
-        """Stream-mode tokens of `text`, before lowercasing."""
+    @property
+    def pattern(self) -> str | None:
+        """The regular expression (Python `regex` syntax) whose matches in a text are its
+        stream-mode tokens before lowercasing; None: every code point is a token. For programs
+        that must cut text as charlm does (`charlm export` writes it into the model's metadata)."""
+        compiled = self._pattern()
+        return None if compiled is None else compiled.pattern
+
+    def _pattern(self):
+        """The compiled `pattern` (None: code points)."""
         cfg = self.config
         if cfg.level == "char":
-            return _GRAPHEME_RE.findall(text) if cfg.graphemes else list(text)
-        if cfg.split == "whitespace":
-            return _WHITESPACE_RE.findall(text)
-        return _WORD_RE.findall(text)
+            return _GRAPHEME_RE if cfg.graphemes else None
+        return _WHITESPACE_RE if cfg.split == "whitespace" else _WORD_RE
+
+    def _raw_tokens(self, text: str) -> list[str]:
+        """Stream-mode tokens of `text`, before lowercasing."""
+        compiled = self._pattern()
+        return list(text) if compiled is None else compiled.findall(text)
 
     def _lower(self, tokens: list[str]) -> list[str]:
         if not self.config.lowercase:

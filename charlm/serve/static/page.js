@@ -1,0 +1,213 @@
+// The page of `charlm serve`: pick a model, then try it. It only talks to this server's JSON API
+// (v1/models, v1/MODEL/next|sample|score|tag|classify); nothing is fetched from elsewhere.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let token = sessionStorage.getItem("charlm-token") || "";
+let models = [];
+let current = null;
+
+// POST (with a body) or GET one of the API's paths; throws an Error with the server's message.
+async function api(path, body) {
+  const headers = {};
+  if (token) headers["Authorization"] = "Bearer " + token;
+  const init = { headers };
+  if (body !== undefined) {
+    init.method = "POST";
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  const data = await response.json().catch(() => ({ error: response.statusText }));
+  if (response.status === 401) $("token-box").hidden = false;
+  if (!response.ok) throw new Error(data.error || response.statusText);
+  return data;
+}
+
+function say(message) { $("status").textContent = message || ""; }
+
+// Run f() after `ms` quiet milliseconds; only the answer to the latest call is shown.
+function debounced(f, ms) {
+  let timer = null, latest = 0;
+  return () => {
+    clearTimeout(timer);
+    const call = ++latest;
+    timer = setTimeout(async () => {
+      try { await f(() => call === latest); say(""); } catch (err) { if (call === latest) say(err.message); }
+    }, ms);
+  };
+}
+
+// A token as it should be seen: spaces, newlines and tabs visible.
+function shown(tok) { return tok.replace(/ /g, "\u2423").replace(/\n/g, "\u21b5").replace(/\t/g, "\u21e5"); }
+
+// Horizontal bars: rows of [label, value in 0..1]; widths relative to the largest value
+// (relative = false: to 1).
+function drawBars(box, rows, relative = true, digits = 4) {
+  const top = relative ? Math.max(...rows.map((r) => r[1]), 1e-12) : 1;
+  box.replaceChildren(...rows.map(([label, value]) => {
+    const row = document.createElement("div");
+    row.className = "bar";
+    const name = document.createElement("span");
+    name.className = "label";
+    name.textContent = label;
+    const track = document.createElement("span");
+    track.className = "track";
+    const fill = document.createElement("span");
+    fill.className = "fill";
+    fill.style.display = "block";
+    fill.style.width = (100 * value / top).toFixed(1) + "%";
+    track.append(fill);
+    const number = document.createElement("span");
+    number.className = "value";
+    number.textContent = value.toFixed(digits);
+    row.append(name, track, number);
+    return row;
+  }));
+}
+
+// -- language model ------------------------------------------------------------------------
+const updateNext = debounced(async (fresh) => {
+  const prefix = $("lm-text").value;
+  const data = await api(`v1/${current.name}/next`, { prefix, k: 10 });
+  if (!fresh()) return;
+  drawBars($("next-chart"), data.next.map((n) => [shown(n.token), n.prob]));
+  $("next-chart").dataset.prefix = prefix;  // which text the bars are for
+}, 80);
+
+async function sample() {
+  const length = parseInt($("length").value, 10) || undefined;
+  $("sample-go").disabled = true;
+  try {
+    const data = await api(`v1/${current.name}/sample`, {
+      prime: $("lm-text").value, temperature: parseFloat($("temperature").value), length, num: 1 });
+    $("sample-out").textContent = data.results[0].text;
+    say("");
+  } catch (err) { say(err.message); } finally { $("sample-go").disabled = false; }
+}
+
+async function compare() {
+  try {
+    const texts = [$("cmp-a").value, $("cmp-b").value];
+    const data = await api(`v1/${current.name}/score`, { texts });
+    const best = data.results[0].logprob >= data.results[1].logprob ? 0 : 1;
+    const head = document.createElement("tr");
+    for (const h of ["sentence", "log P (nats)", "log10 P", "perplexity", "tokens"]) {
+      const th = document.createElement("th");
+      th.textContent = h;
+      head.append(th);
+    }
+    const rows = data.results.map((r, i) => {
+      const tr = document.createElement("tr");
+      if (i === best) tr.className = "best";
+      for (const v of [(i === best ? "\u2605 " : "") + r.text, r.logprob.toFixed(3), r.log10prob.toFixed(3),
+                       r.perplexity === null ? "-" : r.perplexity.toFixed(2), String(r.tokens.length)]) {
+        const td = document.createElement("td");
+        td.textContent = v;
+        tr.append(td);
+      }
+      return tr;
+    });
+    const ratio = document.createElement("tr");
+    const td = document.createElement("td");
+    td.colSpan = 5;
+    const diff = Math.abs(data.results[0].logprob - data.results[1].logprob);
+    td.textContent = `the likelier one is ${Math.exp(Math.min(diff, 700)).toPrecision(3)} times as probable`;
+    ratio.append(td);
+    $("cmp-out").replaceChildren(head, ...rows, ratio);
+    say("");
+  } catch (err) { say(err.message); }
+}
+
+// -- tagger --------------------------------------------------------------------------------
+function hue(kind) { let h = 0; for (const c of kind) h = (h * 31 + c.charCodeAt(0)) % 360; return h; }
+
+const updateTags = debounced(async (fresh) => {
+  const text = $("tag-text").value;
+  const out = $("tag-out");
+  if (!text.trim()) { out.replaceChildren(); return; }
+  const data = await api(`v1/${current.name}/tag`, { texts: [text], spans: current.entities });
+  if (!fresh()) return;
+  const r = data.results[0];
+  const parts = [];
+  if (current.entities) {  // tokens, entities highlighted with their type
+    let i = 0;
+    for (const span of r.spans.concat([{ start: r.tokens.length, end: r.tokens.length }])) {
+      if (span.start > i) parts.push(document.createTextNode(r.tokens.slice(i, span.start).join(" ") + " "));
+      if (span.end > span.start) {
+        const mark = document.createElement("mark");
+        mark.className = "ent";
+        mark.dataset.type = span.type;
+        mark.style.backgroundColor = `hsl(${hue(span.type)} 75% 85%)`;
+        const type = document.createElement("span");
+        type.className = "type";
+        type.textContent = span.type;
+        mark.append(document.createTextNode(span.text), type);
+        parts.push(mark, document.createTextNode(" "));
+      }
+      i = span.end;
+    }
+  } else {  // every token with its tag under it
+    r.tokens.forEach((tok, i) => {
+      const t = document.createElement("span");
+      t.className = "tok";
+      const tag = document.createElement("small");
+      tag.textContent = r.tags[i];
+      t.append(document.createTextNode(tok), tag);
+      parts.push(t);
+    });
+  }
+  out.replaceChildren(...parts);
+  out.dataset.text = text;
+}, 120);
+
+// -- classifier ----------------------------------------------------------------------------
+const updateLabels = debounced(async (fresh) => {
+  const text = $("cls-text").value;
+  if (!text.trim()) { $("cls-chart").replaceChildren(); return; }
+  const data = await api(`v1/${current.name}/classify`, { texts: [text], top_k: null });
+  if (!fresh()) return;
+  drawBars($("cls-chart"), Object.entries(data.results[0].probs), false);
+  $("cls-chart").dataset.text = text;
+}, 120);
+
+// -- models --------------------------------------------------------------------------------
+// Each part of the page, the endpoint it calls first and its update; a model gets the part whose
+// endpoint it serves (GET /v1/models lists a model's endpoints, its task's).
+const PANELS = [["lm", "next", updateNext], ["tag", "tag", updateTags], ["classify", "classify", updateLabels]];
+const panelOf = (m) => PANELS.find(([, endpoint]) => m.endpoints.includes(endpoint));
+
+function choose(name) {
+  current = models.find((m) => m.name === name);
+  const [shown, , update] = panelOf(current);
+  for (const [id] of PANELS) $(id).hidden = id !== shown;
+  const info = current.info.model || {};
+  $("model-about").textContent = `task ${current.task}, ${info.cell || "?"}, ` +
+    `${(info.parameters || 0).toLocaleString()} parameters, ${current.info.vocabulary.size} tokens`;
+  update();
+}
+
+async function start() {
+  try {
+    models = (await api("v1/models")).models.filter(panelOf);
+  } catch (err) { say(err.message); return; }
+  $("model").replaceChildren(...models.map((m) => new Option(`${m.name} (${m.task})`, m.name)));
+  if (models.length) choose(models[0].name);
+  say("");
+}
+
+$("model").addEventListener("change", (e) => choose(e.target.value));
+$("lm-text").addEventListener("input", () => updateNext());
+$("tag-text").addEventListener("input", () => updateTags());
+$("cls-text").addEventListener("input", () => updateLabels());
+$("temperature").addEventListener("input", (e) => { $("temperature-value").textContent = e.target.value; });
+$("sample-go").addEventListener("click", sample);
+$("cmp-go").addEventListener("click", compare);
+$("token-box").addEventListener("submit", (e) => {
+  e.preventDefault();
+  token = $("token").value.trim();
+  sessionStorage.setItem("charlm-token", token);
+  $("token-box").hidden = true;
+  start();
+});
+start();
