@@ -18,8 +18,10 @@ from charlm import checkpoint  # noqa: E402
 from charlm.export import builders, onnxfile, recurrent  # noqa: E402
 from charlm.export import check as checking  # noqa: E402
 from charlm.lm.model import LanguageModel, ModelConfig  # noqa: E402
+from charlm.nn import crf  # noqa: E402
 from charlm.nn.layers import dense_forward  # noqa: E402
 from charlm.sentence.batch import pad_sentences  # noqa: E402
+from charlm.sentence.decode import tag_constraints  # noqa: E402
 from charlm.sentence.encoder import Encoder  # noqa: E402
 from charlm.sentence.network import TaggerConfig  # noqa: E402
 from charlm.tasks import get  # noqa: E402
@@ -216,15 +218,27 @@ def test_the_metadata_round_trips(kind, tmp_path):
         assert regex.findall(meta["token_pattern"], "the cat, 3.5") == ["the", "cat", ",", "3.5"]
 
 
-def test_a_crf_tagger_is_refused_by_its_layer():
-    """Its tags come from Viterbi over crf.trans/start/end, which the graph does not hold."""
-    from charlm.errors import UsageError
+@pytest.mark.parametrize("scheme", [None, "IOB2"])
+def test_a_crf_tagger_exports_its_scores_and_transitions_and_viterbi_on_them_gives_charlm_tags(scheme):
+    """The graph gives e<t> and A, s, f (−∞ where the scheme forbids); Viterbi over them is charlm's."""
+    loaded = sentence_model("tag", cell="gru", crf=True)
+    net = loaded.network
+    if scheme:
+        net.constraints = tag_constraints(LABELS, scheme)
+        net.params["out.b"][LABELS.index("I-LOC")] += 3.0         # a forbidden start would be chosen if allowed
+    batch = padded_batch(np.random.default_rng(4), [4, 1, 6, 3])
+    names = ["words", "lengths", "chars", "char_lengths", "word_index"]
+    logits, A, s, f = run(loaded, {n: getattr(batch, n) for n in names})
+    assert np.isneginf(A).any() == bool(scheme) and np.isneginf(s).any() == bool(scheme)
+    paths, _ = crf.viterbi(logits.astype(np.float64), batch.lengths, A, s, f)
+    _, expected = net.crf_decode(batch)
+    for b, tags in enumerate(expected):
+        assert list(paths[:len(tags), b]) == list(tags)
+    assert any(len(t) for t in expected)
+    check = onnxfile.check(onnxfile.export_model(loaded), loaded)
+    assert check.largest <= TOL and "log-marginals" in check.parts
 
-    with pytest.raises(UsageError, match="does not know the layer of parameter.*crf.end, crf.start, crf.trans"):
-        onnxfile.export_model(sentence_model("tag", cell="gru", crf=True))
 
-
-# -- the command ----------------------------------------------------------------------------------------------------
 def save_model(path: Path, loaded) -> Path:
     meta = dict(loaded.meta, kind="best", task=loaded.task, model=loaded.network.config.to_dict(),
                 vocab=loaded.vocab.to_dict(), train={})

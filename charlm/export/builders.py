@@ -6,11 +6,11 @@ Inputs and outputs (T steps, B sequences; ids int64; float32 otherwise):
     tagger           words (T,B) (padding 0), lengths (B,) [, chars (Lc,W), char_lengths (W,),
                      word_index (T,B): the character encoder's inputs, as a `sentence.batch.SentenceBatch`]
                      -> logits (T,B,K) (rows past a sentence's length are meaningless)
+                     [, transitions (K,K), start (K,), end (K,): a CRF's scores, see `tagger`]
     classifier       the same inputs -> logits (B,K)
 
 EXPORTERS is keyed by the registry's task objects (`charlm.tasks`); a task without an entry is
-refused by name, and so is a parameter no entry reads (a layer this module does not know, such as
-a tagger's CRF). A new task adds its entry (a sequence-to-sequence model would add a builder that
+refused by name, and so is a parameter no entry reads (a layer this module does not know). A new task adds its entry (a sequence-to-sequence model would add a builder that
 returns its encoder and one decoder step; `onnxfile.export_model` writes one graph per task today).
 """
 
@@ -22,6 +22,7 @@ from typing import Callable
 from charlm.export import check
 from charlm.export.graph import Graph
 from charlm.export.recurrent import pool, recurrent
+from charlm.nn import crf
 from charlm.sentence.encoder import MAX_WORD_CHARS
 from charlm.tasks import classify, lm, tag
 
@@ -87,9 +88,21 @@ def _read_out(g: Graph, net, a: str, shape: list):
 
 
 def tagger(g: Graph, model):
-    """words, lengths [, chars, char_lengths, word_index] -> logits (T,B,K): ŷ<t> at every step."""
-    inputs, a = _encoded(g, model.network)
-    return inputs, _read_out(g, model.network, a, ["T", "B", model.network.config.num_labels])
+    """words, lengths [, chars, char_lengths, word_index] -> logits (T,B,K): ŷ<t> at every step.
+
+    With a CRF the logits are its scores e<t>, and three more outputs hold what Viterbi needs, with
+    −∞ where the tag scheme forbids: transitions A (K,K) (A[i, j]: tag j after tag i), start s (K,),
+    end f (K,). The caller decodes (nn.crf.viterbi is the recurrence)."""
+    net = model.network
+    inputs, a = _encoded(g, net)
+    K = net.config.num_labels
+    outputs = _read_out(g, net, a, ["T", "B", K])
+    if net.config.crf:
+        A, s, f = crf.scores(*net._crf_params())
+        for name, v, shape in (("transitions", A, [K, K]), ("start", s, [K]), ("end", f, [K])):
+            g.op("Identity", g.const(v), outputs=[name])
+            outputs.append(g.value(name, "FLOAT", shape))
+    return inputs, outputs
 
 
 def classifier(g: Graph, model):
@@ -111,6 +124,6 @@ def sentence_metadata(model) -> dict:
 SENTENCE_READS = ("embed.", "char.", "rnn.", "out.")
 EXPORTERS = {
     lm.TASK: Exporter(language_model, ("embed.", "rnn.", "out."), lambda model: {}, check.language_model),
-    tag.TASK: Exporter(tagger, SENTENCE_READS, sentence_metadata, check.sentence_model),
+    tag.TASK: Exporter(tagger, SENTENCE_READS + ("crf.",), sentence_metadata, check.sentence_model),
     classify.TASK: Exporter(classifier, SENTENCE_READS, sentence_metadata, check.sentence_model),
 }

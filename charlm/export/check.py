@@ -9,7 +9,8 @@ carries its own, as a caller streaming through the graph does): `language_model`
 classifier reads a padded batch of sentences of different lengths made of random vocabulary words,
 encoded as charlm encodes them (the model's `sentence.encoder.Encoder`: word ids, and the characters
 of each distinct word): `sentence_model`. Compared: the log-probabilities (log-softmax of the graph's
-logits against the network's `log_probs`) at every real position, and a language model's final states.
+logits against the network's `log_probs`; a CRF tagger's log marginals from the graph's scores) at every
+real position, and a language model's final states.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlm.errors import CharlmError
+from charlm.nn import crf
 from charlm.nn.layers import log_softmax
 from charlm.sentence.batch import make_batch
 
@@ -95,9 +97,14 @@ def sentence_model(sess, model, rng, B: int = 6) -> tuple[dict, int]:
     batch = make_batch([encoder.encode(s) for s in sentences], with_labels=False)
     names = [i.name for i in sess.get_inputs()]
     feeds = {n: getattr(batch, n).astype(np.int64) for n in names}
-    logits = sess.run(None, feeds)[0].astype(np.float64)
-    ref = model.network.log_probs(batch)
+    logits, *crf_scores = [v.astype(np.float64) for v in sess.run(None, feeds)]
+    ref = model.network.log_probs(batch)          # a CRF tagger's: the log marginals log P(y<t> = k | x)
     real = batch.mask.astype(bool) if encoder.per_token else np.ones(B, dtype=bool)
+    if crf_scores:                                # transitions, start, end (−∞ where forbidden)
+        got, ref = crf.log_marginals(logits, batch.lengths, *crf_scores)[real], ref[real]
+        impossible = np.isneginf(got) & np.isneginf(ref)         # a tag the scheme forbids there, in both
+        return {"log-marginals": _largest(np.where(impossible, 0, got), np.where(impossible, 0, ref))}, \
+            int(lengths.sum())
     return {"log-probabilities": _largest(log_softmax(logits)[real], ref[real])}, int(lengths.sum())
 
 
