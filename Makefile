@@ -20,7 +20,8 @@ test: $(STAMP)
 # The main job on the shipped corpus: about two minutes of training, then sampling, scoring and
 # the training curves (demo/curves.png); then a named-entity tagger trained for a minute on
 # wikigold tags the notes' two Teddy sentences; a date-normalisation model trained for a minute
-# translates written dates and draws its attention (demo/attention.png).
+# translates written dates and draws its attention (demo/attention.png); then a language model
+# given a label (dinosaur names by their ending, a minute) writes names for two labels.
 demo: $(STAMP)
 	mkdir -p demo
 	$(BIN)/charlm tokenize --stats data/tinyshakespeare.txt
@@ -45,6 +46,13 @@ demo: $(STAMP)
 		"Saturday, March 14, 2015"
 	cd demo && ../$(BIN)/charlm eval -m dates.npz dates.test.tsv | head -3
 	cd demo && ../$(BIN)/charlm plot -m dates.npz --attention "the 29th of August 1958" -o attention.png --force
+	@echo "# One-to-many given a label: dinosaur names labelled by their ending, a minute of training, then"
+	@echo "# names for each label and the generative classifier's posterior (README: Conditional generation)"
+	awk '{ print (tolower($$0) ~ /saurus$$/ ? "saurus" : "other") "\t" $$0 }' data/dinos.txt > demo/dinos-suffix.tsv
+	cd demo && ../$(BIN)/charlm train --condition dinos-suffix.tsv -o dinos-cond.npz --hidden 128 --layers 1 \
+		--time-limit 60 --eval-every 40 --force
+	cd demo && ../$(BIN)/charlm sample -m dinos-cond.npz --label saurus --label other --num 5 --temperature 0.7 --seed 1
+	cd demo && ../$(BIN)/charlm classify -m dinos-cond.npz --top-k 2 Tyrannosaurus Velociraptor
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'

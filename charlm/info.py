@@ -85,6 +85,8 @@ def describe(path: str, meta: dict, num_params: int, task, top: int = TOP_TOKENS
                        "max_vocab": vocab.get("max_vocab"), "top": [list(tc) for tc in ranked]},
         "tokenizer": dict(tokenizer),
     }
+    if isinstance(meta.get("labels"), list) and isinstance(meta.get("label_counts"), list):
+        info["labels"] = dict(zip(meta["labels"], meta["label_counts"]))  # a conditional language model's
     train = meta.get("train") or {}
     level = tokenizer.get("level", "char")
     if train:

@@ -127,7 +127,7 @@ def test_evaluate_equals_charlm_eval_json(models, stdout_of, name, data):
 @pytest.mark.parametrize("name,method,needles", [
     ("ner", "sample", ["ner.npz: a Tagger (task tag) has no sample(), a method of LM",
                        "it has evaluate, info, spans, tag"]),
-    ("ner", "classify", ["a Tagger", "no classify(), a method of Classifier"]),
+    ("ner", "classify", ["a Tagger", "no classify(), a method of LM and Classifier"]),  # a conditional LM classifies
     ("cls", "tag", ["cls.npz: a Classifier (task classify) has no tag(), a method of Tagger"]),
     ("cls", "next_tokens", ["a Classifier", "no next_tokens(), a method of LM"]),
     ("lm", "spans", ["lm.npz: a LM (task lm) has no spans(), a method of Tagger", "sample"]),

@@ -1199,6 +1199,85 @@ def test_unknown_source_tokens_are_reported(run, s2s_model, tmp_path):
     r = run("eval", "-m", s2s_model["model"], p, "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["unknown_source_tokens"] == ["x", "z"] and "<UNK>" in r.stderr
+
+
+# ------------------------------------------------- the conditional language model (issue 21)
+
+LABELLED = "pos\ta good film\nneg\ta bad film\npos\tso good\nneg\tso bad\n" * 3
+
+
+@pytest.fixture(scope="module")
+def cond_model(tmp_path_factory):
+    """A tiny conditional language model (`charlm train --condition`, 2 steps) and its file."""
+    d = tmp_path_factory.mktemp("cond")
+    (d / "reviews.tsv").write_text(LABELLED, encoding="utf-8")
+    r = CliRunner().invoke(cli, ["train", "--condition", str(d / "reviews.tsv"), "-o", str(d / "cond.npz"),
+                                 "--hidden", "8", "--embedding", "4", "--label-embedding", "2", "--layers", "1",
+                                 "--batch-size", "4", "--max-steps", "2", "-q"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return d / "cond.npz"
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["sample", "--label", "meh"], 2, "unknown label 'meh' (the labels are: neg, pos)"),
+    (["sample", "--label", "pos", "--label", "meh"], 2, "unknown label 'meh' (the labels are: neg, pos)"),
+    (["sample"], 2, "is a conditional language model: give a label (--label; the labels are: neg, pos)"),
+    (["score", "a film"], 2, "give a label"),
+    (["score", "--label", "meh", "a film"], 2, "unknown label 'meh'"),
+    (["score", "--all-labels", "--label", "pos", "a film"], 2, "--all-labels cannot be combined with --label"),
+    (["score", "--all-labels", "--per-token", "a film"], 2, "--all-labels cannot be combined with --per-token"),
+    (["next", "a"], 2, "give a label"),
+    (["classify"], 2, "nothing to classify"),
+    (["classify", "-k", "0", "a film"], 2, "--top-k"),
+])
+def test_conditional_model_usage_errors(run, cond_model, args, code, needle):
+    clean_error(run(*args, "-m", cond_model), code, needle)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["sample", "--label", "pos"], "not a conditional language model"),
+    (["score", "--label", "pos", "the cat"], "not a conditional language model"),
+    (["score", "--all-labels", "the cat"], "--all-labels needs a conditional language model"),
+    (["classify", "the cat"], "is a language model (task lm)"),
+])
+def test_labels_on_an_unconditional_model(run, models, args, needle):
+    clean_error(run(*args, "-m", models["word"]), 1 if args[0] == "classify" else 2, needle)
+
+
+@pytest.mark.parametrize("content,code,needle", [
+    ("pos\tgood\npos\tfine\npos\tgreat\n", 1, "single label ('pos'): a conditional language model needs at least two"),
+    ("pos\tgood\nneg\t   \npos\tgreat\n", 1, "line 2: the label 'neg' has no text"),
+    ("pos\tgood\n__label__neg bad\npos\tgreat\n", 1, "line 2: a fastText __label__ line in a LABEL<TAB>TEXT file"),
+    ("__label__pos good\nneg\tbad\n", 1, "line 2: a LABEL<TAB>TEXT line in a fastText file"),
+    ("good\nbad\n", 1, "line 1: no label"),
+])
+def test_bad_labelled_corpus(run, tmp_path, content, code, needle):
+    p = tmp_path / "labelled.txt"
+    p.write_text(content, encoding="utf-8")
+    clean_error(run("train", "--condition", p, "-o", tmp_path / "m.npz", "--max-steps", "1", "-q"), code, needle)
+    assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--label-embedding", "8"], "--label-embedding needs --condition"),
+    (["--condition-input", "first"], "--condition-input needs --condition"),
+    (["--condition", "--task", "classify"], "--condition applies to --task lm, not to a classifier"),
+    (["--condition", "--label-embedding", "0"], "--label-embedding"),
+    (["--condition", "--condition-input", "last"], "--condition-input"),
+])
+def test_conditional_training_options(run, tmp_path, args, needle):
+    p = tmp_path / "labelled.txt"
+    p.write_text(LABELLED, encoding="utf-8")
+    clean_error(run("train", p, "-o", tmp_path / "m.npz", "--max-steps", "1", "-q", *args), 2, needle)
+
+
+def test_unknown_label_in_the_validation_file(run, tmp_path):
+    p, v = tmp_path / "labelled.txt", tmp_path / "val.txt"
+    p.write_text(LABELLED, encoding="utf-8")
+    v.write_text("pos\tfine\nmeh\tso so\n", encoding="utf-8")
+    clean_error(run("train", "--condition", p, "--val-file", v, "-o", tmp_path / "m.npz", "-q"), 1,
+                "unknown label 'meh' (the labels are: neg, pos)")
+
 # ------------------------------------------------------------------------------------------ charlm export
 
 @pytest.mark.parametrize("case,code,needles", [

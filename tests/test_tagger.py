@@ -505,7 +505,7 @@ def test_checkpoint_of_a_language_model_has_task_lm(tmp_path):
     ckpt.save_checkpoint(tmp_path / "lm.npz", ckpt.model_arrays(lm),
                          {"kind": "best", "model": lm.config.to_dict(), "vocab": vocab.to_dict()})  # no task
     loaded = load_model(tmp_path / "lm.npz")
-    assert loaded.task == "lm" and not hasattr(loaded, "labels") and not hasattr(loaded, "predictor")
+    assert loaded.task == "lm" and loaded.labels is None and not hasattr(loaded, "predictor")  # no label set: unconditional
     assert isinstance(loaded.network, LanguageModel) and loaded.network.task == "lm"
 
 

@@ -7,8 +7,9 @@ import json
 import click
 
 from charlm.cli.group import cli
-from charlm.cli.options import input_options, load_predictor, texts_or_file
+from charlm.cli.options import input_options, load_model, load_predictor, texts_or_file
 from charlm.sentence.formats import read_labelled
+from charlm.tasks.lm import LM
 
 
 @cli.command("classify")
@@ -23,11 +24,17 @@ from charlm.sentence.formats import read_labelled
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Texts classified together (sorted by length, padded, masked).")
 def classify_command(texts, model_path, file, fmt, top_k, as_json, batch_size) -> None:
-    """Give each TEXT the label a model trained by `charlm train --task classify` finds likeliest.
+    """Give each TEXT the label a model trained by `charlm train --task classify` finds likeliest,
+    or a conditional language model (`charlm train --condition`) by Bayes' rule.
 
     Each argument is one text, cut into words by the model's tokenizer. The output is one line per
     text: the label, its probability (the softmax of the notes' many-to-one output ŷ), and the text;
     with --top-k N the N likeliest labels and their probabilities.
+
+    A conditional language model is a generative classifier: the label is the argmax over c of
+    log P(TEXT | c) + log P(c), P(c) the labels' frequencies in its training data, and the
+    probability printed is the posterior P(c | TEXT) (Bayes' rule; `charlm score --all-labels`
+    prints the log P(TEXT | c)).
 
     \b
     Examples:
@@ -35,8 +42,22 @@ def classify_command(texts, model_path, file, fmt, top_k, as_json, batch_size) -
       charlm classify -m sentiment.npz --top-k 2 --json "not bad at all"
       charlm classify -m sentiment.npz --file reviews.txt
       cat reviews.txt | charlm classify -m sentiment.npz --file -
+      charlm classify -m reviews-lm.npz --top-k 2 "a gorgeous, witty film"   # a conditional LM
     """
-    predictor = load_predictor(model_path, batch_size)
+    model = load_model(model_path, any_task=True)
+    if isinstance(model, LM) and model.labels is not None:   # a conditional language model: Bayes' rule
+        results = _bayes(model, texts, file, fmt, top_k, batch_size)
+    else:  # a classifier (any other model: the message that names its task and its commands)
+        results = _classified(load_predictor(model_path, batch_size), texts, file, fmt, top_k)
+    for r in results:
+        if as_json:
+            click.echo(json.dumps(r.to_dict(), ensure_ascii=False))
+        else:
+            click.echo("  ".join(f"{label} {p:.4f}" for label, p in r.probs.items()) + "  " + " ".join(r.text.split()))
+
+
+def _classified(predictor, texts, file, fmt, top_k) -> list:
+    """A classifier's records (`Predictor.classify`) of the texts or the --file."""
     token_lists, shown = texts_or_file(texts, file, fmt, predictor, "TEXT"), list(texts)
     if token_lists is None:
         cut = predictor.encoder.tokenizer().tokenize
@@ -46,8 +67,17 @@ def classify_command(texts, model_path, file, fmt, top_k, as_json, batch_size) -
     if predictor.truncated:
         click.echo(f"charlm: {predictor.truncated} text(s) longer than {predictor.max_length} words (the model's "
                    f"--max-length): their first {predictor.max_length} words were classified", err=True)
-    for r in results:
-        if as_json:
-            click.echo(json.dumps(r.to_dict(), ensure_ascii=False))
-        else:
-            click.echo("  ".join(f"{label} {p:.4f}" for label, p in r.probs.items()) + "  " + " ".join(r.text.split()))
+    return results
+
+
+def _bayes(lm, texts, file, fmt, top_k, batch_size) -> list:
+    """A conditional language model's records (`LM.classify`, Bayes' rule) of the texts or the --file."""
+    if file is None and not texts:
+        raise click.UsageError("nothing to classify: give one or more TEXT arguments or --file PATH")
+    if file is not None and texts:
+        raise click.UsageError("give TEXT arguments or --file PATH, not both")
+    if fmt is not None and file is None:
+        raise click.UsageError("--format needs --file PATH")
+    if file is not None:
+        texts = [e.text for e in read_labelled(file, lm.tokenizer.tokenize, format=fmt, need_labels=False).examples]
+    return lm.classify(list(texts), top_k, batch_size=batch_size)

@@ -8,7 +8,7 @@ import math
 import click
 
 from charlm.cli.group import cli, json_line
-from charlm.cli.options import load, model_option
+from charlm.cli.options import label_option, load, model_option
 from charlm.text.vocab import EOS, UNK
 
 
@@ -24,7 +24,8 @@ def show_token(tok: str) -> str:
               help="How many tokens to show, likeliest first.")
 @click.option("--json", "as_json", is_flag=True,
               help='One JSON object: {"prefix", "next": [{"token", "prob", "logprob"}, ...]}.')
-def next_command(prefix, model_path, top, as_json) -> None:
+@label_option()
+def next_command(prefix, model_path, top, as_json, label) -> None:
     """The K likeliest tokens to come after PREFIX, with their probabilities.
 
     This is the model's distribution P(y<t> | y<1>, ..., y<t-1>) for the next token: <EOS>
@@ -44,7 +45,7 @@ def next_command(prefix, model_path, top, as_json) -> None:
 
     if top < 1:
         raise click.BadParameter(f"must be at least 1, got {top}", param_hint="-k")
-    model, vocab, tokenizer, _ = load(model_path)
+    model, vocab, tokenizer, _ = load(model_path, label)
     prime = generate.Prime.from_text(tokenizer, prefix)
     best = generate.next_tokens(model, vocab, prime, top)
     if as_json:

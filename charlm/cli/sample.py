@@ -8,7 +8,7 @@ import click
 import numpy as np
 
 from charlm.cli.group import cli, json_line, warn
-from charlm.cli.options import load, model_option
+from charlm.cli.options import label_option, load_model, model_option
 from charlm.errors import CharlmError
 
 
@@ -104,9 +104,12 @@ def _check_options(ctx, temperature, top_k, top_p, length, num, seed, stop_at, b
 @click.option("--json", "as_json", is_flag=True,
               help='One JSON object per sample: {"sample", "prime", "text", "tokens", "stop"}; '
                    'with --beam {"candidate", "prime", "text", "tokens", "logprob", "score", "stop"}.')
+@label_option(multiple=True, help="A conditional language model (trained with --condition): generate given "
+                                  "LABEL; repeat for several (--num samples of each, the lines then start "
+                                  "with LABEL and a tab).")
 @click.pass_context
 def sample_command(ctx, model_path, temperature, top_k, top_p, prime, prime_file, length, stop_at,
-                   num, seed, beam, nbest, length_penalty, as_json) -> None:
+                   num, seed, beam, nbest, length_penalty, as_json, label) -> None:
     """Generate text from the model, one token at a time.
 
     Each step draws the next token from the model's softmax (never <UNK>) and feeds it back in.
@@ -130,6 +133,7 @@ def sample_command(ctx, model_path, temperature, top_k, top_p, prime, prime_file
       charlm sample --prime-file scene.txt --stop-at $'\\n\\n'   # up to the next blank line
       charlm sample -m dinos.npz --beam 10 --nbest 5 --json      # the 5 likeliest names
       charlm sample --json --num 3
+      charlm sample -m names.npz --label saurus --label other --num 3   # a conditional model
     """
     from charlm.lm import beam as beam_search
     from charlm.lm import generate, scoring
@@ -139,7 +143,10 @@ def sample_command(ctx, model_path, temperature, top_k, top_p, prime, prime_file
     if prime and prime_file is not None:
         raise click.UsageError("give --prime TEXT or --prime-file PATH, not both")
 
-    model, vocab, tokenizer, _ = load(model_path)
+    lm = load_model(model_path)
+    labels = list(dict.fromkeys(label)) or [None]
+    networks = [lm.conditioned(c) for c in labels]  # a missing, unknown or unwanted label: a usage error first
+    vocab, tokenizer = lm.vocab, lm.tokenizer
     if prime_file is not None:
         prime = generate.read_prime_file(prime_file)
     primed = generate.Prime.from_text(tokenizer, prime)
@@ -153,43 +160,44 @@ def sample_command(ctx, model_path, temperature, top_k, top_p, prime, prime_file
     char_level = scoring.is_char_level(vocab)
     stream_mode = scoring.tokenizer_mode(vocab) == "stream"
 
-    if beam is not None:
-        try:
-            results = beam_search.search(model, vocab, tokenizer, primed, beam=beam, nbest=nbest,
-                                         length=length, length_penalty=length_penalty,
-                                         stop_at=stop_at)
-        except (MemoryError, ValueError) as err:  # numpy: "array is too big" for absurd sizes
-            if not (isinstance(err, MemoryError) or "array is too big" in str(err)):
-                raise
-            raise CharlmError(f"out of memory: --beam {beam} keeps {beam:,} hypotheses of "
-                              f"{len(vocab):,} scores each: try a smaller --beam or --length") from None
-    else:
-        on_token = None
-        streaming = num == 1 and not as_json and _stdout_is_tty()
-        if streaming:
-            # after a complete prime line (lines mode) the sample starts a new line
-            last = [primed.tokens[-1] if primed.tokens[primed.cut:] else None]
-            if primed.text:
-                click.echo(primed.text, nl=False)
-
-            def on_token(t, ids, emitted):  # noqa: ANN001 - callback
-                if emitted[0]:
-                    tok = vocab.tokens[int(ids[0])]
-                    sep = "" if char_level else _word_sep(last[0], tok)
-                    click.echo(sep + tok, nl=False)  # click.echo flushes
-                    last[0] = tok
-
-        results = generate.samples(model, vocab, tokenizer, primed, num=num, length=length,
-                                   temperature=temperature, top_k=top_k, top_p=top_p,
-                                   stop_at=stop_at, rng=np.random.default_rng(seed),
-                                   on_token=on_token)
-        if streaming:
-            click.echo("")
-            return
-    for i, result in enumerate(results):
-        if as_json:
-            click.echo(json_line(result.to_dict()))
+    for c, network in zip(labels, networks):
+        if beam is not None:
+            try:
+                results = beam_search.search(network, vocab, tokenizer, primed, beam=beam, nbest=nbest,
+                                             length=length, length_penalty=length_penalty,
+                                             stop_at=stop_at)
+            except (MemoryError, ValueError) as err:  # numpy: "array is too big" for absurd sizes
+                if not (isinstance(err, MemoryError) or "array is too big" in str(err)):
+                    raise
+                raise CharlmError(f"out of memory: --beam {beam} keeps {beam:,} hypotheses of "
+                                  f"{len(vocab):,} scores each: try a smaller --beam or --length") from None
         else:
-            if i and stream_mode:
-                click.echo("")  # a blank line between running-text samples
-            click.echo(result.text)
+            on_token = None
+            streaming = num == 1 and len(labels) == 1 and not as_json and _stdout_is_tty()
+            if streaming:
+                # after a complete prime line (lines mode) the sample starts a new line
+                last = [primed.tokens[-1] if primed.tokens[primed.cut:] else None]
+                if primed.text:
+                    click.echo(primed.text, nl=False)
+
+                def on_token(t, ids, emitted):  # noqa: ANN001 - callback
+                    if emitted[0]:
+                        tok = vocab.tokens[int(ids[0])]
+                        sep = "" if char_level else _word_sep(last[0], tok)
+                        click.echo(sep + tok, nl=False)  # click.echo flushes
+                        last[0] = tok
+
+            results = generate.samples(network, vocab, tokenizer, primed, num=num, length=length,
+                                       temperature=temperature, top_k=top_k, top_p=top_p,
+                                       stop_at=stop_at, rng=np.random.default_rng(seed),
+                                       on_token=on_token)
+            if streaming:
+                click.echo("")
+                continue
+        for i, result in enumerate(results):
+            if as_json:
+                click.echo(json_line(result.to_dict() if c is None else dict(label=c, **result.to_dict())))
+            else:
+                if i and stream_mode:
+                    click.echo("")  # a blank line between running-text samples
+                click.echo(result.text if len(labels) == 1 else f"{c}\t{result.text}")

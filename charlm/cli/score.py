@@ -8,7 +8,7 @@ import os
 import click
 
 from charlm.cli.group import cli, json_line, warn
-from charlm.cli.options import cache_options, load, model_option
+from charlm.cli.options import cache_options, label_option, load_model, model_option
 from charlm.engine import parallel
 from charlm.engine.progress import ReadingBar
 from charlm.errors import DataError
@@ -90,6 +90,37 @@ class _Report:
         warn(text)
 
 
+def _label_table(names, texts, scores) -> list[str]:
+    """`--all-labels`: log P(text | label) (nats) in a column per label, the likeliest marked `*`."""
+    width = max([12] + [len(n) for n in names])
+    lines = [" ".join(f"{n:>{width}} " for n in names) + " sentence"]
+    for i, text in enumerate(texts):
+        row = [scores[c][i].logprob for c in range(len(names))]
+        best = max(range(len(row)), key=row.__getitem__)
+        lines.append(" ".join(f"{lp:{width}.4f}" + ("*" if c == best else " ") for c, lp in enumerate(row))
+                     + " " + text)
+    return lines
+
+
+def _all_labels(lm, sentences, file, as_json, batch_size, echo) -> None:
+    """`charlm score --all-labels`: every sentence (or non-empty line of --file) scored given each
+    label of a conditional model: log P(text | c), a column (a JSON key) per label."""
+    if lm.labels is None:
+        raise click.UsageError(f"--all-labels needs a conditional language model (trained with --condition); "
+                               f"{lm.path} has no labels")
+    texts = list(sentences) if file is None else [line for line in iter_lines(file) if line.strip()]
+    if not texts:
+        raise DataError(f"{'stdin' if file == '-' else file} has nothing to score")
+    names = lm.labels.names
+    scores = [scoring.score_sentences(lm.conditioned(c), lm.vocab, lm.tokenizer, texts, batch_size) for c in names]
+    if as_json:
+        for i, text in enumerate(texts):
+            echo(json_line({"text": text, "tokens": scores[0][i].n_tokens,
+                            "logprob": {c: scores[k][i].logprob for k, c in enumerate(names)}}))
+    else:
+        echo("\n".join(_label_table(names, texts, scores)))
+
+
 # -- the command -----------------------------------------------------------------------------------
 
 @cli.command("score")
@@ -106,7 +137,12 @@ class _Report:
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Sentences scored together (sorted by length, padded, masked).")
 @cache_options
-def score_command(sentences, model_path, file, stream, per_token, as_json, batch_size, cache_dir, no_cache) -> None:
+@label_option(help="A conditional language model (trained with --condition): log P(SENTENCE | LABEL).")
+@click.option("--all-labels", is_flag=True,
+              help="A conditional language model: log P(SENTENCE | label) for every label, a column each "
+                   '(--json: {"text", "tokens", "logprob": {label: nats}}).')
+def score_command(sentences, model_path, file, stream, per_token, as_json, batch_size, cache_dir, no_cache,
+                  label, all_labels) -> None:
     """Give each SENTENCE a probability under the model: which one is likelier?
 
     Each argument is one sentence. For each: the tokens scored (with <EOS> when the model was
@@ -128,6 +164,8 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
       cat lines.txt | charlm score --file - --json
       charlm score -- "-5 degrees and falling"   # -- before a sentence that starts with -
       mpiexec -n 4 charlm score --file big.txt    # 4 processes share the lines (charlm[mpi])
+      charlm score -m reviews.npz --label pos "a gorgeous film"   # a conditional model
+      charlm score -m reviews.npz --all-labels "a gorgeous film" "a dull film"
 
     With --stream, a file of 16 MB or more is tokenized once into a token cache (next to the
     model, or in --cache-dir) that later scoring and training runs with the same tokenizer use.
@@ -150,9 +188,16 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
         raise click.UsageError("under mpiexec standard input reaches only the first process: give "
                                "--file a file name")
 
-    model, vocab, tokenizer, _ = load(model_path)
-    char_level = scoring.is_char_level(vocab)
+    if all_labels and (label is not None or stream or per_token or comm.size > 1):
+        what = "--label" if label is not None else "--stream" if stream else "--per-token" if per_token else "mpiexec"
+        raise click.UsageError(f"--all-labels cannot be combined with {what}")
+    lm = load_model(model_path)
     echo = click.echo if comm.rank == 0 else (lambda *args, **kwargs: None)  # one process prints
+    if all_labels:
+        _all_labels(lm, sentences, file, as_json, batch_size, echo)
+        return
+    model, vocab, tokenizer = lm.conditioned(label), lm.vocab, lm.tokenizer
+    char_level = scoring.is_char_level(vocab)
 
     if file is None:
         # a sentence that tokenizes to nothing -> charlm UsageError: one line, exit 2

@@ -45,6 +45,7 @@ def train_command(corpus, resume, quiet, **flags):
       charlm train --task tag en_ewt-ud-train.conllu --val-file en_ewt-ud-dev.conllu -o pos.npz
       charlm train --task classify reviews.tsv --split whitespace -o sentiment.npz
       charlm train --task seq2seq data/cmudict-g2p.train.txt --target-level word --target-split whitespace
+      charlm train --task lm --condition reviews.tsv -o reviews-lm.npz   # text given its label
 
     A corpus of 16 MB or more is tokenized once into a token cache (NAME-KEY.tokens.npy and
     .json, next to the model or in --cache-dir); later runs, --resume and `charlm score
@@ -55,7 +56,9 @@ def train_command(corpus, resume, quiet, **flags):
     --task tag reads CoNLL-U (10 TAB-separated columns; --tag-column upos|xpos) or column files
     (token first, tag last, a blank line between sentences, -DOCSTART- lines ignored) and trains
     a bidirectional tagger; --task classify reads LABEL<TAB>TEXT or __label__LABEL TEXT lines
-    (the text cut into words by the tokenizer options) and trains a classifier.
+    (the text cut into words by the tokenizer options) and trains a classifier. --condition reads
+    the same labelled lines and trains a language model given the label (`charlm sample --label`,
+    `charlm classify` by Bayes' rule).
 
     The best model by validation loss (lm), entity F1 (entity tags), token accuracy (other tags)
     or accuracy (classify) is written to --output; `charlm sample`/`score`, `charlm tag` and

@@ -82,7 +82,7 @@ class LanguageModel:
         self.config = config
         self.dtype = np.dtype(config.dtype)
         self.cell = cell_from_config(config)
-        self.rnn = StackedRecurrent(self.cell, config.layers)
+        self.rnn = self._recurrent()
         self._rng = np.random.default_rng(seed)
         if params is None:
             params = self._init_params(np.random.default_rng(seed))
@@ -90,13 +90,17 @@ class LanguageModel:
             params = checked_params(params, self.param_shapes(), self.dtype)
         self.params: dict[str, np.ndarray] = params
 
+    def _recurrent(self):
+        """The recurrent layers (a conditional model, lm/conditional.py, wraps them)."""
+        return StackedRecurrent(self.cell, self.config.layers)
+
     # -- parameters ----------------------------------------------------------------------------------
     def param_shapes(self) -> dict[str, tuple]:
         c = self.config
         V, E, H = c.vocab_size, c.embedding, c.hidden
         shapes = {"embed.W": (V, E)}
-        for l in range(c.layers):
-            for k, s in self.cell.param_shapes(E if l == 0 else H, H).items():
+        for l, layer in enumerate(self.rnn.param_shapes(E, H)):
+            for k, s in layer.items():
                 shapes[f"rnn.{l}.{k}"] = tuple(s)
         if not c.tie_weights:
             shapes["out.W"] = (H, V)
@@ -214,7 +218,7 @@ class LanguageModel:
         for l, g in enumerate(rgrads):
             for k, v in g.items():
                 grads[f"rnn.{l}.{k}"] = v
-        grads = {k: grads[k] for k in self.param_shapes()}   # params' order
+        grads = {k: grads[k] for k in self.param_shapes() if k in grads}   # params' order (a subclass adds its own)
         return (grads, dstate0) if return_dstate else grads
 
     # -- evaluation ----------------------------------------------------------------------------------

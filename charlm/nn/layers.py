@@ -154,6 +154,10 @@ class StackedRecurrent:
         self.cell = cell
         self.layers = layers
 
+    def param_shapes(self, D: int, H: int) -> list[dict]:
+        """{name: shape} of each layer of cells (not Bidirectional pairs), layer 0 reading D features."""
+        return [self.cell.param_shapes(D if l == 0 else H, H) for l in range(self.layers)]
+
     def init_params(self, D: int, H: int, rng, dtype="float32") -> list:
         width = H * getattr(self.cell, "directions", 1)       # what layer l+1 reads
         return [self.cell.init_params(D if l == 0 else width, H, rng, dtype) for l in range(self.layers)]

@@ -4,6 +4,11 @@ The network is `lm.model.LanguageModel`; a run reads its corpus as B streams of 
 state carried (`lm.corpus`, `lm.batches`), through the token cache for a large corpus; quality is
 the validation loss in nats per token, quoted as bits per character or perplexity. `LM` is what
 `charlm.load` returns for its files: scoring, sampling, beam search.
+
+With --condition the corpus is labelled and the model is a language model given the label
+(`lm.conditional.ConditionalLM`; its data, options and evaluation are tasks/conditional.py): its
+files are the task's files too, and `LM` then scores, samples and searches given a label
+(`label=`) and classifies by Bayes' rule (`classify`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from charlm.lm.batches import StreamBatches, StreamValidation
 from charlm.lm.beam import Candidate, search
 from charlm.lm.corpus import prepare_lm_data
 from charlm.lm.generate import Prime, Sample, next_tokens, read_prime_file, samples
+from charlm.lm.bayes import bayes_classify
+from charlm.lm.conditional import CondConfig, ConditionalLM, Given
 from charlm.lm.model import LanguageModel, ModelConfig, memory_need
 from charlm.lm.scoring import (
     LN2,
@@ -36,6 +43,8 @@ from charlm.lm.scoring import (
     score_stream,
 )
 from charlm.nn.regularize import DROPOUT_KINDS
+from charlm.sentence.predict import Classified
+from charlm.tasks import conditional
 from charlm.tasks.base import Model, Report, Task, items, text_source
 from charlm.text.reader import iter_lines
 from charlm.text.tokenizer import Tokenizer, TokenizerConfig
@@ -70,11 +79,59 @@ class LM(Model):
 
     Sentences are scored from the zero state with the conventions of `charlm score` (a
     lines-mode model scores the final <EOS>; see `charlm.lm.scoring`).
+
+    A conditional model (trained with --condition) has `labels` (a `lm.labelled.LabelSet`: the
+    names and their training counts); its scoring, sampling, search and next tokens need a label
+    (`label="pos"`), from whose state a<0> each text starts. `labels` is None otherwise.
     """
 
+    def __init__(self, network, vocab, meta: dict, path: str = "", *, task: Task | None = None) -> None:
+        super().__init__(network, vocab, meta, path, task=task)
+        self.labels = conditional.labels_of(meta, network.config, path) \
+            if isinstance(network, ConditionalLM) else None
+
+    def conditioned(self, label: str | None = None) -> LanguageModel | Given:
+        """The network that computes P(text) (label None), or P(text | label) for a conditional
+        model. UsageError: a label for a model without labels, none (or an unknown one) for a
+        conditional model (the message lists its labels)."""
+        if self.labels is None:
+            if label is not None:
+                raise UsageError(f"{self.path or 'the model'} is not a conditional language model (it was "
+                                 "trained without --condition): it takes no label")
+            return self.network
+        if label is None:
+            raise UsageError(f"{self.path or 'the model'} is a conditional language model: give a label "
+                             f"(--label; the labels are: {self.labels.known()})")
+        if label not in self.labels.index:
+            raise UsageError(f"unknown label {label!r} (the labels are: {self.labels.known()})")
+        return self.network.given(self.labels.id(label))
+
+    def classify(self, texts: str | Iterable[str], top_k: int | None = 1, *,
+                 batch_size: int = 64) -> list[Classified]:
+        """The label of each text by Bayes' rule (a conditional model only): argmax over c of
+        log P(text | c) + log P(c), P(c) the training texts' label frequencies. One
+        `sentence.predict.Classified` per text (text, label, its posterior P(c | text), the top_k
+        labels' posteriors, best first; None: all), as a classifier's `classify` returns."""
+        if self.labels is None:
+            raise UsageError(f"{self.path or 'the model'} is a language model without labels: train one with "
+                             "--condition to classify with it (or a classifier, --task classify)")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise UsageError(f"top_k must be a positive integer or None (got {top_k!r})")
+        texts = items(texts)
+        for t in texts:
+            if not isinstance(t, str):
+                raise UsageError(f"expected text (str), got {type(t).__name__}")
+        token_lists = [self.tokenizer.tokenize(t) for t in texts]
+        if any(not t for t in token_lists):
+            raise UsageError("a text has no tokens: nothing to classify")
+        result = bayes_classify(self.network, self.vocab, token_lists, self.labels.log_prior(), batch_size)
+        return conditional.classified(result, self.labels.names, texts, top_k)
+
     # -- scoring ----------------------------------------------------------------------------
-    def score(self, texts: str | Iterable[str], *, batch_size: int = 64) -> list[SentenceScore]:
-        """Score each text as one sentence (a lone string is one sentence).
+    def score(self, texts: str | Iterable[str], *, label: str | None = None,
+              batch_size: int = 64) -> list[SentenceScore]:
+        """Score each text as one sentence (a lone string is one sentence); a conditional model
+        gives log P(text | label).
 
         Returns one `SentenceScore` per text, in order; `to_dict(per_token=True)` gives the
         fields of `charlm score --json --per-token`. A text with no tokens raises UsageError.
@@ -83,7 +140,7 @@ class LM(Model):
         for t in texts:
             if not isinstance(t, str):
                 raise UsageError(f"expected text (str), got {type(t).__name__}")
-        return score_sentences(self.network, self.vocab, self.tokenizer, texts, batch_size)
+        return score_sentences(self.conditioned(label), self.vocab, self.tokenizer, texts, batch_size)
 
     def evaluate(self, path_or_text: str | os.PathLike | IO[str], *, stream: bool = True,
                  batch_size: int = 64) -> CorpusSummary:
@@ -95,7 +152,7 @@ class LM(Model):
         file and has no newline; pass a `pathlib.Path` to be explicit, or any file object.
         """
         source = text_source(path_or_text)
-        net, vocab, tok = self.network, self.vocab, self.tokenizer
+        net, vocab, tok = self.conditioned(), self.vocab, self.tokenizer
         if stream:
             summary = score_stream(net, vocab, tok.iter_sentences(source))
         else:
@@ -111,7 +168,7 @@ class LM(Model):
         """exp(nats per token) of a file or text (see `evaluate`)."""
         return self.evaluate(path_or_text, stream=stream).perplexity
 
-    def next_tokens(self, prefix: str = "", k: int = 10) -> list[tuple[str, float]]:
+    def next_tokens(self, prefix: str = "", k: int = 10, *, label: str | None = None) -> list[tuple[str, float]]:
         """The k likeliest next tokens after `prefix` with their probabilities, likeliest first:
         P(y<t> | y<1>, ..., y<t-1>) over the whole vocabulary, <EOS> and <UNK> included.
 
@@ -119,7 +176,7 @@ class LM(Model):
         newline (stream mode); a lines-mode prefix's complete lines are earlier sentences.
         """
         prime = Prime.from_text(self.tokenizer, prefix)
-        return [(tok, math.exp(lp)) for tok, lp in next_tokens(self.network, self.vocab, prime, k)]
+        return [(tok, math.exp(lp)) for tok, lp in next_tokens(self.conditioned(label), self.vocab, prime, k)]
 
     # -- generation -------------------------------------------------------------------------
     def _prime(self, prime: str, prime_file: str | os.PathLike | None) -> Prime:
@@ -132,28 +189,32 @@ class LM(Model):
     def sample(self, num: int = 1, *, length: int | None = None, temperature: float = 1.0,
                top_k: int | None = None, top_p: float | None = None, prime: str = "",
                prime_file: str | os.PathLike | None = None, stop_at: str | Sequence[str] = (),
-               seed: int | None = None) -> list[Sample]:
+               seed: int | None = None, label: str | None = None) -> list[Sample]:
         """Generate `num` texts (one batch), as `charlm sample` does with the same options.
 
         length: maximum generated tokens (default 200 characters or 50 words); temperature 0 is
         greedy; prime (or prime_file) is read first and starts each text; a sample ends at
         <EOS> (lines mode), after `length` tokens, or with the token that completes a stop
         string. Same seed, same samples. Returns `Sample`s: `str(s)` / `s.text` is the text.
+        A conditional model samples given `label` (P(text | label)).
         """
+        network = self.conditioned(label)
         rng = np.random.default_rng(seed)
-        return samples(self.network, self.vocab, self.tokenizer, self._prime(prime, prime_file),
+        return samples(network, self.vocab, self.tokenizer, self._prime(prime, prime_file),
                        num=num, length=length, temperature=temperature, top_k=top_k, top_p=top_p,
                        stop_at=stop_at, rng=rng)
 
     def complete(self, prefix: str = "", beam: int = 5, *, nbest: int = 1,
                  length: int | None = None, length_penalty: float = 0.0,
-                 stop_at: str | Sequence[str] = ()) -> list[Candidate]:
+                 stop_at: str | Sequence[str] = (), label: str | None = None) -> list[Candidate]:
         """The `nbest` most probable continuations of `prefix` found by beam search of width
         `beam` (`charlm sample --beam`). Deterministic. Each `Candidate` has the text, tokens,
-        log-probability and score = logprob / length^length_penalty; best first.
+        log-probability and score = logprob / length^length_penalty; best first. A conditional
+        model searches given `label`.
         """
+        network = self.conditioned(label)
         prime = Prime.from_text(self.tokenizer, prefix)
-        return search(self.network, self.vocab, self.tokenizer, prime, beam=beam, nbest=nbest,
+        return search(network, self.vocab, self.tokenizer, prime, beam=beam, nbest=nbest,
                       length=length, length_penalty=length_penalty, stop_at=stop_at)
 
 
@@ -162,8 +223,8 @@ class LMTask(Task):
 
     name = "lm"
     noun = "a language model"
-    commands = ("score", "sample", "next")
-    options = (VOCAB, TIE_WEIGHTS, *REGULARISERS, SEQ_LEN, VAL_TOKENS, *CACHE_OPTIONS)
+    commands = ("score", "sample", "next")  # and `charlm classify` for a conditional model (cli/classify.py)
+    options = (VOCAB, TIE_WEIGHTS, *REGULARISERS, SEQ_LEN, VAL_TOKENS, *CACHE_OPTIONS, *conditional.OPTIONS)
     level = "char"
     unit = "tok"
     config = ModelConfig
@@ -171,6 +232,7 @@ class LMTask(Task):
     api_class = LM
 
     def check_options(self, opts) -> None:
+        conditional.check_options(opts)
         if opts.no_cache and opts.cache_dir is not None:
             raise UsageError("--cache-dir and --no-cache contradict each other: give one of them")
         if opts.val_tokens == 1:
@@ -201,6 +263,8 @@ class LMTask(Task):
         return source, validation, data.vocab, info, data.warning
 
     def start(self, opts, reporter, verify: bool) -> Run:
+        if opts.condition:
+            return conditional.start(opts, reporter, verify)
         source, validation, vocab, info, warning = self._data(opts, reporter=reporter, verify=verify)
         config = ModelConfig(vocab_size=len(vocab), **opts.model)
         slots = len(make_optimizer(opts.optimizer, 1.0).slots)  # state arrays per parameter
@@ -214,6 +278,8 @@ class LMTask(Task):
         return run
 
     def resume_data(self, opts, model, state, reporter, verify: bool):
+        if opts.condition:
+            return conditional.resume_data(opts, model, state)
         source, validation, _, info, warning = self._data(opts, vocab=model.vocab, n_train=state.n_train,
                                                           reporter=reporter, verify=verify)
         return source, validation, info, warning, {}
@@ -223,16 +289,31 @@ class LMTask(Task):
         return loss_figures(record.get("val_loss"), level)
 
     def headline(self, info: dict) -> str:
+        if "labels" in info:
+            return (f"vocabulary {info['vocab']:,}, {info['labels']} labels, {info['texts']:,} training texts "
+                    f"({info['train_tokens']:,} tokens) and {info['val_tokens']:,} validation tokens, "
+                    f"batch {info['batch']} whole texts")
         return (f"vocabulary {info['vocab']:,}, {info['train_tokens']:,} training and {info['val_tokens']:,} "
                 f"validation tokens, batch {info['batch']} x {info['seq_len']} steps")
 
     def progress(self, loss: float, level: str) -> str:
         return f"{loss / LN2:.3f}bpc " if level == "char" else f"ppl={math.exp(min(loss, 700)):.1f} "
 
+    # -- files --------------------------------------------------------------------------------------
+    def open(self, arrays: dict, meta: dict, path: str):
+        """A language model's file; a conditional model's (its settings name labels) is built as a
+        `ConditionalLM` with its labels."""
+        if conditional.is_conditional(meta):
+            return _CONDITIONAL_FILES.open(arrays, meta, path)
+        return super().open(arrays, meta, path)
+
     # -- evaluation -------------------------------------------------------------------------------
     def evaluate(self, model, source, format=None, tag_column=None, batch_size: int = 64) -> Report:
         """Cross-entropy and perplexity of the file read as one running text (`charlm score
-        --file --stream`)."""
+        --file --stream`); a conditional model's file is labelled: the Bayes classifier's metrics
+        and the figures given the true label (tasks/conditional.py `evaluation`)."""
+        if model.labels is not None and not tag_column:
+            return conditional.evaluation(model, source, format, batch_size)
         if format or tag_column:
             raise UsageError(f"{'--format' if format else '--tag-column'} applies to taggers and classifiers; "
                              f"{model.path} is a language model")
@@ -244,5 +325,16 @@ class LMTask(Task):
         return Report({"task": self.name, **data}, summary.lines())
 
 
+class _ConditionalFiles(LMTask):
+    """How `LMTask.open` reads a conditional model's file: its settings and network classes."""
+
+    config, network = CondConfig, ConditionalLM
+    open = Task.open  # the settings checked against CondConfig, the network built as a ConditionalLM
+
+    def model(self, config, params, vocab, meta, path):
+        return LM(self.build(config, params, path), vocab, meta, path, task=TASK)
+
+
 TASK = LMTask()
 LM._task = TASK  # the task of the files an LM is made from
+_CONDITIONAL_FILES = _ConditionalFiles()
