@@ -1203,14 +1203,14 @@ def test_unknown_source_tokens_are_reported(run, s2s_model, tmp_path):
 
 # ------------------------------------------------- the conditional language model (issue 21)
 
-LABELLED = "pos\ta good film\nneg\ta bad film\npos\tso good\nneg\tso bad\n" * 3
+COND_LABELLED = "pos\ta good film\nneg\ta bad film\npos\tso good\nneg\tso bad\n" * 3
 
 
 @pytest.fixture(scope="module")
 def cond_model(tmp_path_factory):
     """A tiny conditional language model (`charlm train --condition`, 2 steps) and its file."""
     d = tmp_path_factory.mktemp("cond")
-    (d / "reviews.tsv").write_text(LABELLED, encoding="utf-8")
+    (d / "reviews.tsv").write_text(COND_LABELLED, encoding="utf-8")
     r = CliRunner().invoke(cli, ["train", "--condition", str(d / "reviews.tsv"), "-o", str(d / "cond.npz"),
                                  "--hidden", "8", "--embedding", "4", "--label-embedding", "2", "--layers", "1",
                                  "--batch-size", "4", "--max-steps", "2", "-q"], catch_exceptions=False)
@@ -1267,13 +1267,13 @@ def test_bad_labelled_corpus(run, tmp_path, content, code, needle):
 ])
 def test_conditional_training_options(run, tmp_path, args, needle):
     p = tmp_path / "labelled.txt"
-    p.write_text(LABELLED, encoding="utf-8")
+    p.write_text(COND_LABELLED, encoding="utf-8")
     clean_error(run("train", p, "-o", tmp_path / "m.npz", "--max-steps", "1", "-q", *args), 2, needle)
 
 
 def test_unknown_label_in_the_validation_file(run, tmp_path):
     p, v = tmp_path / "labelled.txt", tmp_path / "val.txt"
-    p.write_text(LABELLED, encoding="utf-8")
+    p.write_text(COND_LABELLED, encoding="utf-8")
     v.write_text("pos\tfine\nmeh\tso so\n", encoding="utf-8")
     clean_error(run("train", "--condition", p, "--val-file", v, "-o", tmp_path / "m.npz", "-q"), 1,
                 "unknown label 'meh' (the labels are: neg, pos)")
