@@ -246,3 +246,34 @@ def test_serve_without_the_extra_says_what_to_install(run, monkeypatch):
     r = run("serve")
     assert r.exit_code == 1 and r.stderr.strip() == ("charlm: error: charlm serve needs Starlette and Uvicorn "
                                                      "(uvicorn is not installed): pip install 'charlm[serve]'")
+
+
+def test_a_sequence_to_sequence_model_serves_translate_as_the_command_prints(models, tmp_path):
+    """/translate answers with `charlm translate --json`'s records; the other models refuse it."""
+    from click.testing import CliRunner
+
+    from charlm.cli import cli
+
+    (tmp_path / "pairs.tsv").write_text("cat\tK AE T\ndog\tD AO G\nact\tAE K T\n" * 4, encoding="utf-8")
+    r = CliRunner().invoke(cli, ["train", "--task", "seq2seq", str(tmp_path / "pairs.tsv"), "-o",
+                                 str(tmp_path / "g2p.npz"), "--target-level", "word", "--target-split", "whitespace",
+                                 "--hidden", "6", "--embedding", "4", "--layers", "1", "--batch-size", "4",
+                                 "--val-fraction", "0", "--max-steps", "3", "-q"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    g2p = charlm.load(str(tmp_path / "g2p.npz"))
+    lm = next(m for m in models.values() if m.task == "lm")
+    with TestClient(build_app(Server({"g2p": g2p, "lm": lm})), base_url=LOCAL) as c:
+        r = c.post("/v1/g2p/translate", json={"texts": ["cat", "tac"], "beam": 3, "nbest": 2, "attention": True})
+        assert r.status_code == 200, r.text
+        expected = [t.to_dict(True) for t in g2p.translate(["cat", "tac"], beam=3, nbest=2)]
+        assert r.json()["results"] == json.loads(json.dumps(expected))
+        assert {m["name"]: m["endpoints"] for m in c.get("/v1/models").json()["models"]}["g2p"] == ["translate"]
+        for body, status, needle in (({"texts": ["cat"], "beam": 0}, 400, "beam"),
+                                     ({"texts": [""]}, 400, "no tokens"),
+                                     ({"texts": ["cat"], "beam": 99}, 400, "max-beam")):
+            r = c.post("/v1/g2p/translate", json=body)
+            assert r.status_code == status and needle in r.json()["error"], r.text
+        r = c.post("/v1/lm/translate", json={"texts": ["cat"]})
+        assert r.status_code == 400 and "sequence-to-sequence model (task seq2seq)" in r.json()["error"]
+        r = c.post("/v1/g2p/score", json={"texts": ["cat"]})
+        assert r.status_code == 400 and "serves /translate" in r.json()["error"]

@@ -10,12 +10,12 @@ the very records the command prints with --json:
     sample    {"num", "length", "temperature", ...} {"results": [charlm sample --json]}
     tag       {"texts": [...], "spans", "scheme"}   {"results": [charlm tag --json]}
     classify  {"texts": [...], "top_k"}             {"results": [charlm classify --json]}
+    translate {"texts": [...], "beam", "nbest", ...} {"results": [charlm translate --json]}
 
 Which endpoints a model has is its task's answer (the registry, `charlm.tasks`): those named by
 the task object's `commands`, the commands that use its model files (`served(model)`). A
-language model serves /score, /next and /sample, a tagger /tag, a classifier /classify. A
-sequence-to-sequence task with `commands = ("translate",)` gets `/translate` by one more entry
-in `ENDPOINTS` (its fields and its call of `Translator.translate`).
+language model serves /score, /next and /sample, a tagger /tag, a classifier /classify, a
+sequence-to-sequence model /translate.
 
 `run(model, params, limits)` answers one request; it runs in a pool thread and first checks the
 limits that need the model's tokenizer (tokens per text). `run_many` (score only) answers several
@@ -189,6 +189,17 @@ def _classify(clf, params: Params, limits: Limits) -> dict:
     return {"results": [c.to_dict() for c in clf.classify(params["texts"], top_k=params["top_k"])]}
 
 
+def _translate(translator, params: Params, limits: Limits) -> dict:
+    for i, text in enumerate(params["texts"]):
+        n = len(translator.pairs.source_tokens(text))
+        if n == 0:
+            raise RequestError(400, f"texts[{i}] has no tokens: nothing to translate")
+        count_tokens(n, f"texts[{i}]", limits)
+    found = translator.translate(params["texts"], beam=params["beam"], nbest=params["nbest"],
+                                 length_penalty=params["length_penalty"], max_length=params["max_length"])
+    return {"results": [t.to_dict(params["attention"]) for t in found]}
+
+
 def _labels(model) -> dict:
     return {"labels": list(model.labels)}
 
@@ -237,6 +248,16 @@ ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (
               Field("top_k", "integer", 1, "how many labels with their probabilities (null: all)",
                     minimum=1, nullable=True)),
              _classify, {"texts": ["a gorgeous, witty film"], "top_k": 2}, about=_labels),
+    Endpoint("translate", "The output sequence of each source (`charlm translate --json`).",
+             (_texts_field("translate"),
+              Field("beam", "integer", 4, "beam width (1: greedy)", minimum=1, limit="max_beam"),
+              Field("nbest", "integer", 1, "how many outputs per source, best first", minimum=1,
+                    limit="max_beam"),
+              Field("length_penalty", "number", 0.0, "rank by logprob / length^alpha", minimum=0),
+              Field("max_length", "integer", None, "most output tokens [default: from the source's length]",
+                    minimum=1, limit="max_length", nullable=True),
+              Field("attention", "boolean", False, "also the attention matrix of each output")),
+             _translate, {"texts": ["the 29th of August 1958"], "beam": 4}),
 )}
 
 
