@@ -142,7 +142,8 @@ CASES = [
      "application/json", {}),
     ("no-content-type", "open", "POST", SCORE, {}, j({"texts": ["a"]}), 415, "application/json", {}),
     ("wrong-task", "open", "POST", "/v1/ner/score", JSON, j({"texts": ["a"]}), 400, "task tag", {}),
-    ("translate-not-yet", "open", "POST", "/v1/lm/translate", JSON, j({"texts": ["a"]}), 404, "no endpoint", {}),
+    ("translate-for-seq2seq", "open", "POST", "/v1/lm/translate", JSON, j({"texts": ["a"]}), 400,
+     "is for a sequence-to-sequence model", {}),
     ("get-on-post", "open", "GET", SCORE, {}, b"", 405, "not allowed", {}),
     ("delete", "open", "DELETE", "/v1/models", {}, b"", 405, "not allowed", {}),
     # paths: a model name is only ever a key of the loaded table
