@@ -72,12 +72,17 @@ def _texts_field(what: str, token_lists: bool = False) -> Field:
 
 # -- language models ---------------------------------------------------------------------------
 
-def _check_score(lm, params: Params, limits: Limits) -> None:
-    for i, text in enumerate(params["texts"]):
-        n = len(lm.tokenizer.tokenize(text))
+def check_texts(texts: list, tokenize: Callable[[str], list], verb: str, limits: Limits) -> None:
+    """RequestError for a text of no tokens (400) or of more than --max-tokens (413)."""
+    for i, text in enumerate(texts):
+        n = len(tokenize(text))
         if n == 0:
-            raise RequestError(400, f"texts[{i}] has no tokens: nothing to score")
+            raise RequestError(400, f"texts[{i}] has no tokens: nothing to {verb}")
         count_tokens(n, f"texts[{i}]", limits)
+
+
+def _check_score(lm, params: Params, limits: Limits) -> None:
+    check_texts(params["texts"], lm.tokenizer.tokenize, "score", limits)
 
 
 def _score_answer(scores, params: Params) -> dict:
@@ -190,11 +195,7 @@ def _classify(clf, params: Params, limits: Limits) -> dict:
 
 
 def _translate(translator, params: Params, limits: Limits) -> dict:
-    for i, text in enumerate(params["texts"]):
-        n = len(translator.pairs.source_tokens(text))
-        if n == 0:
-            raise RequestError(400, f"texts[{i}] has no tokens: nothing to translate")
-        count_tokens(n, f"texts[{i}]", limits)
+    check_texts(params["texts"], translator.pairs.source_tokens, "translate", limits)
     found = translator.translate(params["texts"], beam=params["beam"], nbest=params["nbest"],
                                  length_penalty=params["length_penalty"], max_length=params["max_length"])
     return {"results": [t.to_dict(params["attention"]) for t in found]}
