@@ -40,7 +40,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from charlm.checkpoint import DEFAULT_TASK, load_checkpoint
 from charlm.engine.memory import available_memory
 from charlm.engine.options import Option
 from charlm.errors import CharlmError, CheckpointError, UsageError
@@ -168,15 +167,7 @@ def _open(path: str, direction: str, dtype: str) -> CharLM:
     flag = "--lm-features"
     if not os.path.isfile(path):
         raise UsageError(f"{flag}: no language model file {path}")
-    try:
-        arrays, meta = load_checkpoint(path)
-        task = meta.get("task", DEFAULT_TASK)
-        if task != lm.TASK.name:
-            raise UsageError(f"{flag} {path} is not a language model (task {task}): give models made by "
-                             f"`charlm train` without --task")
-        model = lm.TASK.open(arrays, meta, path)
-    except CheckpointError as err:
-        raise CheckpointError(f"{flag}: {err}") from None
+    model = lm.open_file(path, flag)
     if model.labels is not None:
         raise UsageError(f"{flag} {path} is a conditional language model (--condition): give one without labels")
     level = model.vocab.tokenizer.level

@@ -24,7 +24,8 @@ from charlm.engine.optim import make_optimizer
 from charlm.engine.options import Option
 from charlm.engine.run import Run
 from charlm.engine.state import TrainState
-from charlm.errors import DataError, UsageError
+from charlm.checkpoint import DEFAULT_TASK, load_checkpoint
+from charlm.errors import CheckpointError, DataError, UsageError
 from charlm.info import loss_figures
 from charlm.lm.batches import StreamBatches, StreamValidation
 from charlm.lm.beam import Candidate, search
@@ -360,6 +361,20 @@ class _ConditionalFiles(LMTask):
 
     def model(self, config, params, vocab, meta, path):
         return LM(self.build(config, params, path), vocab, meta, path, task=TASK)
+
+
+def open_file(path: str, option: str) -> LM:
+    """The language model file that `option` (--init-from, --lm-features) names: UsageError if it
+    holds a model of another task, its CheckpointError prefixed with the option."""
+    try:
+        arrays, meta = load_checkpoint(path)
+        task = meta.get("task", DEFAULT_TASK)
+        if task != TASK.name:
+            raise UsageError(f"{option} {path} is not a language model (task {task}): give a model made by "
+                             f"`charlm train` without --task")
+        return TASK.open(arrays, meta, path)
+    except CheckpointError as err:
+        raise CheckpointError(f"{option}: {err}") from None
 
 
 TASK = LMTask()
