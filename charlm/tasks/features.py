@@ -77,9 +77,10 @@ class CharLM:
         """H, the width of its top layer's state."""
         return self.network.config.hidden
 
-    def _chars(self, tokens) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """(the characters of the sentence's text s, positions of each word's first and last character)."""
-        cut = Tokenizer(self.vocab.tokenizer).tokenize
+    @staticmethod
+    def _chars(tokens, cut) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(the characters of the sentence's text s, cut by `cut`, and the positions of each word's
+        first and last character)."""
         chars: list[str] = []
         first, last = np.empty(len(tokens), np.int64), np.empty(len(tokens), np.int64)
         for i, word in enumerate(tokens):
@@ -95,9 +96,9 @@ class CharLM:
         for "fwd", ←h<b_i> for "bwd" (see the module docstring)."""
         start = start_id(self.vocab, tokenizer_mode(self.vocab))
         off = 0 if start is None else 1
-        inputs, picks = [], []
+        inputs, picks, cut = [], [], Tokenizer(self.vocab.tokenizer).tokenize
         for tokens in token_lists:
-            chars, first, last = self._chars(tokens)
+            chars, first, last = self._chars(tokens, cut)
             ids = self.vocab.encode(chars).astype(np.int64)
             if self.direction == "fwd":
                 pick = last
