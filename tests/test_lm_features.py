@@ -186,11 +186,15 @@ def test_cli_reverse_lms_then_a_self_contained_tagger(tmp_path):
     assert r.exit_code == 0, r.output
     sentence = "Teddy Roosevelt visited Paris ."
     before = charlm.load(tmp_path / "ner.npz").tag(sentence)[0]
+    lms = {d: charlm.load(tmp_path / f"{d}.npz").network.params for d in ("fwd", "bwd")}
     for name in ("fwd", "bwd", "fwd.last", "bwd.last"):
         (tmp_path / f"{name}.npz").unlink()
     tagger = charlm.load(tmp_path / "ner.npz")
     assert tagger.network.config.lm_feature_size == 12 and tagger.meta["lm_features"][1]["file"] == "bwd.npz"
     after = tagger.tag(sentence)[0]
+    for d, params in lms.items():                                        # the LM files' contents, whole
+        for k, v in params.items():
+            np.testing.assert_array_equal(tagger.network.fixed[f"lm.{d}.{k}"], v)
     assert after.tags == before.tags and after.probs == before.probs
     r = run.invoke(cli, [*tag, "--max-steps", "5", "--resume"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
