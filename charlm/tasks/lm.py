@@ -19,12 +19,12 @@ from typing import IO, Iterable, Sequence
 
 import numpy as np
 
+from charlm.checkpoint import DEFAULT_TASK, load_checkpoint
 from charlm.engine.memory import check_memory
 from charlm.engine.optim import make_optimizer
 from charlm.engine.options import Option
 from charlm.engine.run import Run
 from charlm.engine.state import TrainState
-from charlm.checkpoint import DEFAULT_TASK, load_checkpoint
 from charlm.errors import CheckpointError, DataError, UsageError
 from charlm.info import loss_figures
 from charlm.lm.batches import StreamBatches, StreamValidation

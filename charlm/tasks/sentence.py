@@ -16,6 +16,7 @@ from typing import IO, ClassVar
 
 import numpy as np
 
+from charlm.checkpoint import arrays_under
 from charlm.engine.optim import make_optimizer
 from charlm.engine.options import Option
 from charlm.engine.run import Run
@@ -28,7 +29,6 @@ from charlm.sentence.formats import LABEL_FORMATS, TAG_FORMATS
 from charlm.sentence.network import TaggerConfig
 from charlm.sentence.predict import BATCH_SIZE, MAX_LENGTH, Predictor
 from charlm.sentence.source import SentenceBatches, SentenceValidation
-from charlm.checkpoint import arrays_under
 from charlm.tasks.base import Model, Task, read_vocab, text_source
 from charlm.tasks import features
 from charlm.tasks.transfer import frozen_names, init_from_lm
