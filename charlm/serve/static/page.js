@@ -184,9 +184,11 @@ function svgElement(tag, attrs, text) {
 }
 
 // The attention matrix as an SVG heatmap: a row per output token, a column per source token, each
-// cell as dark as its weight α<t,t'> in 0..1 (a row sums to 1); its title and data-weight hold the figure.
+// cell's darkness its weight α<t,t'> over the matrix's largest (a row sums to 1, so the weights of a
+// long source are small); its title and data-weight hold the figure.
 function drawHeatmap(box, rowLabels, colLabels, weights) {
   const cell = 20, widest = (labels) => Math.max(1, ...labels.map((l) => l.length));
+  const darkest = Math.max(1e-12, ...weights.flat());
   const left = 12 + 8 * widest(rowLabels), top = 12 + 8 * widest(colLabels);
   const svg = svgElement("svg", { width: left + cell * colLabels.length + 2, height: top + cell * rowLabels.length + 2,
                                   role: "img", "aria-label": "attention heatmap" });
@@ -198,7 +200,7 @@ function drawHeatmap(box, rowLabels, colLabels, weights) {
     svg.append(svgElement("text", { x: left - 4, y: top + cell * i + cell * 0.7, "text-anchor": "end" }, label));
     weights[i].forEach((w, j) => {
       const rect = svgElement("rect", { x: left + cell * j, y: top + cell * i, width: cell, height: cell,
-                                        "fill-opacity": w.toFixed(3), class: "cell", "data-weight": String(w) });
+                                        "fill-opacity": (w / darkest).toFixed(3), class: "cell", "data-weight": String(w) });
       rect.append(svgElement("title", {}, `${label} \u2190 ${colLabels[j]}: ${w.toFixed(3)}`));
       svg.append(rect);
     });
