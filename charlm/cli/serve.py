@@ -99,8 +99,9 @@ def limit_options(f):
 def serve_command(models, host, port, token, workers, threads, batch_window, no_batching, **limits) -> None:
     """Serve models over HTTP: a JSON API and a page to try them in a browser.
 
-    Each model is loaded once. Language models answer POST /v1/NAME/score, /next and /sample,
-    taggers /tag, classifiers /classify, with the records of the commands' --json output;
+    Each model is loaded once. Language models answer POST /v1/NAME/score, /next and /sample
+    (a conditional one given a "label", and /classify too), taggers /tag, classifiers /classify,
+    sequence-to-sequence models /translate, with the records of the commands' --json output;
     GET /v1/models lists the models, GET /healthz says the server is up, GET / is the page.
     Every request gets one log line on stderr (method, path, status, milliseconds).
 
