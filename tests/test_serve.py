@@ -311,3 +311,31 @@ def test_a_sequence_to_sequence_model_serves_translate_as_the_command_prints(mod
         assert r.status_code == 400 and "sequence-to-sequence model (task seq2seq)" in r.json()["error"]
         r = c.post("/v1/g2p/score", json={"texts": ["cat"]})
         assert r.status_code == 400 and "serves /translate" in r.json()["error"]
+
+
+def test_served_connections_send_at_once(tmp_path):
+    """The listening socket names TCP, so asyncio (Uvicorn's server) turns Nagle's algorithm off on
+    every connection it accepts: else an answer's body, written after its headers, waits for the
+    client's delayed ACK (40 ms on Linux)."""
+    import socket
+
+    from charlm.cli.serve import listen
+
+    sock = listen("127.0.0.1", 0)
+
+    async def accepted_nodelay() -> int:
+        got = asyncio.get_running_loop().create_future()
+
+        def on_connection(reader, writer) -> None:
+            got.set_result(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_connection, sock=sock)
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        try:
+            return await asyncio.wait_for(got, 10)
+        finally:
+            writer.close()
+            server.close()
+
+    assert asyncio.run(accepted_nodelay()) != 0
