@@ -212,11 +212,14 @@ def test_one_log_line_per_request(client, caplog):
 
 # -- batching ---------------------------------------------------------------------------------------
 
-def test_concurrent_score_requests_share_forward_passes_and_get_their_own_answers(models):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_concurrent_score_requests_share_forward_passes_and_get_their_own_answers(models, threads):
+    """Four requests at once: one batch per free pool thread (split by their texts), each request
+    answered with its own scores; the request with an empty text fails alone."""
     import httpx2
 
     texts = [["the cat sat"], ["a dog", "the mat"], [""], ["on the log", "the cat and a dog", "a"]]
-    server = Server(models, batch_window=0.05)
+    server = Server(models, threads=threads, batch_window=0.05)
     app = build_app(server)
 
     async def all_at_once():
@@ -226,7 +229,7 @@ def test_concurrent_score_requests_share_forward_passes_and_get_their_own_answer
 
     answers = asyncio.run(all_at_once())
     batcher = server.batchers["lm", "score"]
-    assert batcher.requests == 4 and batcher.batches == 1  # one forward pass; the empty text fails alone
+    assert batcher.requests == 4 and batcher.batches == threads
     assert answers[2].status_code == 400 and "texts[0] has no tokens" in answers[2].json()["error"]
     for t, r in zip(texts, answers):
         if t != [""]:
@@ -235,6 +238,22 @@ def test_concurrent_score_requests_share_forward_passes_and_get_their_own_answer
             assert [g["tokens"] for g in got] == [a["tokens"] for a in alone]
             assert [g["logprob"] for g in got] == pytest.approx([a["logprob"] for a in alone], rel=1e-5)
     server.close()
+
+
+def test_requests_that_start_together_are_split_by_their_texts_among_the_free_threads():
+    from charlm.serve.batching import split
+
+    def requests(*sizes):
+        return [({"texts": ["a"] * n}, i) for i, n in enumerate(sizes)]
+
+    def shape(batches):
+        return [[len(params["texts"]) for params, _ in batch] for batch in batches]
+
+    assert shape(split(requests(8, 8, 8, 8), 2)) == [[8, 8], [8, 8]]
+    assert shape(split(requests(8, 8, 8, 8), 1)) == shape(split(requests(8, 8, 8, 8), 0)) == [[8, 8, 8, 8]]
+    assert shape(split(requests(1, 30, 1), 2)) == [[1, 30], [1]]
+    assert shape(split(requests(5), 3)) == [[5]] and split([], 2) == []
+    assert [i for batch in split(requests(3, 1, 4, 1, 5), 3) for _, i in batch] == [0, 1, 2, 3, 4]   # in order
 
 
 def test_score_many_fails_only_the_request_with_the_bad_text(models):
