@@ -5,37 +5,27 @@ score --stream` and `charlm eval`, an exact resume, and the lines form's memory 
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 
 from charlm import checkpoint as ckpt
 from charlm.engine import memory
 from charlm.engine.parallel import SingleProcess
-from charlm.engine.progress import Reporter
 from charlm.engine.run import last_path
 from charlm.errors import UsageError
-from charlm.lm.conditional import CondConfig, ConditionalLM
 from charlm.lm.labelled import LabelledLines
 from charlm.lm.labelstreams import LabelStreamValidation, lay_out, running_sums, running_texts
 from charlm.tasks import get, load
 from charlm.tasks.training import TrainOptions, train
 from gradcheck import check_grad
+from test_condlm import C, V, make
+from test_train import KillAt
 
-V, C, H, E, EC = 7, 3, 4, 3, 2
 NAMES = ["tyrannosaurus", "stegosaurus", "velociraptor", "triceratops", "brachiosaurus", "iguanodon",
          "allosaurus", "ankylosaurus", "diplodocus", "pachycephalosaurus", "spinosaurus", "microraptor"]
 TSV = "".join(f"{'saurus' if n.endswith('saurus') else 'other'}\t{n}\n" for n in NAMES)
-
-
-def make(mode="every", seed=0, **kw):
-    cfg = dict(vocab_size=V, layers=2, hidden=H, embedding=E, label_embedding=EC, num_labels=C,
-               condition_input=mode, dtype="float64")
-    cfg.update(kw)
-    m = ConditionalLM(CondConfig(**cfg), seed=seed)
-    rng = np.random.default_rng(seed + 100)
-    for k in m.params:                                   # away from the initial zeros
-        m.params[k] += rng.normal(0, 0.3, m.params[k].shape)
-    return m
 
 
 def test_layout_of_the_running_texts():
@@ -115,23 +105,13 @@ def opts_for(tmp_path, name, **kw):
     return TrainOptions(**base)
 
 
-class KillAt(Reporter):
-    def __init__(self, step):
-        self.at = step
-
-    def step(self, step, loss, lr, tokens_per_s):
-        if step == self.at:
-            import signal
-            signal.raise_signal(signal.SIGINT)
-
-
 def test_an_interrupted_stream_run_resumes_exactly(tmp_path):
     """Dropout on, cut inside an epoch (the carried state, v included, is in NAME.last.npz): the
     resumed run ends with the parameters of the uninterrupted one, bit for bit."""
     straight, broken = opts_for(tmp_path, "a"), opts_for(tmp_path, "b")
     assert straight.tokenizer["mode"] == "stream"
     assert train(straight)["step"] == 12
-    assert train(broken, reporter=KillAt(7))["step"] == 7
+    assert train(broken, reporter=KillAt(7, signal.SIGINT))["step"] == 7
     arrays, meta = ckpt.load_checkpoint(last_path(broken.output))
     assert 0 < meta["train"]["position"] and "state/1/0" in arrays        # mid-epoch; the label input v
     assert train(broken, resume=True)["step"] == 12
