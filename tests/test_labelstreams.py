@@ -5,6 +5,7 @@ score --stream` and `charlm eval`, an exact resume, and the lines form's memory 
 
 from __future__ import annotations
 
+import json
 import signal
 
 import numpy as np
@@ -105,9 +106,11 @@ def opts_for(tmp_path, name, **kw):
     return TrainOptions(**base)
 
 
-def test_an_interrupted_stream_run_resumes_exactly(tmp_path):
+def test_an_interrupted_stream_run_resumes_exactly(tmp_path, run):
     """Dropout on, cut inside an epoch (the carried state, v included, is in NAME.last.npz): the
-    resumed run ends with the parameters of the uninterrupted one, bit for bit."""
+    resumed run ends with the parameters of the uninterrupted one, bit for bit. `charlm eval`
+    reads each label's texts as one running text: what `charlm score --label L --stream` prints
+    for a file of them."""
     straight, broken = opts_for(tmp_path, "a"), opts_for(tmp_path, "b")
     assert straight.tokenizer["mode"] == "stream"
     assert train(straight)["step"] == 12
@@ -119,7 +122,14 @@ def test_an_interrupted_stream_run_resumes_exactly(tmp_path):
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     model = load(straight.output)
     assert model.vocab.tokenizer.mode == "stream" and model.labels.names == ["other", "saurus"]
-    assert get("lm").evaluate(model, str(tmp_path / "d.tsv")).data["form"] == "stream"
+    report = get("lm").evaluate(model, str(tmp_path / "d.tsv")).data
+    assert report["form"] == "stream" and report["per_label"]["saurus"]["tokens"] == sum(
+        len(n) + 1 for n in NAMES if n.endswith("saurus"))
+    (tmp_path / "saurus.txt").write_text("".join(f"{n}\n" for n in NAMES if n.endswith("saurus")), encoding="utf-8")
+    r = run("score", "-m", straight.output, "--label", "saurus", "--file", tmp_path / "saurus.txt", "--stream", "--json")
+    summary = json.loads(r.stdout.splitlines()[-1])
+    assert summary["tokens"] == report["per_label"]["saurus"]["tokens"]
+    assert abs(summary["nats_per_token"] - report["per_label"]["saurus"]["nats_per_token"]) < 1e-9
 
 
 def test_condition_defaults_to_whole_texts_and_mode_stream_selects_the_stream_form(tmp_path):
