@@ -225,9 +225,9 @@ def mr(a, out, log) -> dict:
     train, test = mr_folds(a.data, 10, out)[0]
     common_args = ["--test", test, *size_args("mr"), "--steps", a.steps, "--eval-every", a.eval_every,
                    "--seed", a.seed, "--lr-decay", a.lr_decay]
-    every, first, uncond = run_all([train_cmd(train, out, *common_args, "--condition-input", "every"),
-                                    train_cmd(train, out, *common_args, "--condition-input", "first"),
-                                    train_cmd(train, out, *common_args, "--unconditional")], log, a.jobs)
+    every, uncond, first = run_all([train_cmd(train, out, *common_args, "--condition-input", "every"),
+                                    train_cmd(train, out, *common_args, "--unconditional"),   # with --jobs 2: these two first
+                                    train_cmd(train, out, *common_args, "--condition-input", "first")], log, a.jobs)
     return {"every": every, "first": first, "unconditional": uncond,
             "lower_by_label": {mode: {n: r["test_perplexity_by_label"][n] < uncond["test_perplexity_by_label"][n]
                                       for n in r["labels"]} for mode, r in (("every", every), ("first", first))},
