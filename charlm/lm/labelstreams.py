@@ -170,13 +170,14 @@ class LabelStreamValidation:
         return Evaluation(loss, loss)
 
 
-def running_texts(token_lists, labels, num_labels: int) -> list[list[str]]:
-    """The running text of each label (index c): its texts in order, each followed by "\\n", after
-    a "\\n" that starts it (empty when the label has no text)."""
+def running_texts(texts, labels, num_labels: int, newline=NEWLINE) -> list[list]:
+    """The running text of each label (index c): its texts (token lists, or id sequences with
+    `newline` the id of "\\n") in order, each followed by `newline`, after a `newline` that starts
+    it (empty when the label has no text)."""
     out = [[] for _ in range(num_labels)]
-    for tokens, c in zip(token_lists, labels):
-        out[c] += [*tokens, NEWLINE]
-    return [[NEWLINE, *t] if t else [] for t in out]
+    for text, c in zip(texts, labels):
+        out[c] += [*text, newline]
+    return [[newline, *t] if t else [] for t in out]
 
 
 def running_sums(model, vocab, token_lists, labels) -> tuple[np.ndarray, np.ndarray]:

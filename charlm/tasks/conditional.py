@@ -179,9 +179,9 @@ def _data(opts, vocab=None, labels=None):
     if not data.val_tokens:
         validation = None
     elif stream:
-        layout = lay_out(_encoded(data.vocab, running_texts(data.val_tokens, data.val_labels, len(data.labels))),
-                         range(len(data.labels)), opts.seq_len, eval_streams(data.n_val_tokens), data.vocab.eos_id)
-        validation = LabelStreamValidation(layout)
+        val = [data.vocab.encode(t).tolist() for t in data.val_tokens]
+        validation = LabelStreamValidation(_layout(data, val, data.val_labels, opts.seq_len,
+                                                   eval_streams(data.n_val_tokens)))
     else:
         validation = LinesValidation(data.vocab, data.val_tokens, data.val_labels, data.labels.log_prior(),
                                      batch_size=64)
@@ -190,22 +190,21 @@ def _data(opts, vocab=None, labels=None):
     return validation, data, info
 
 
-def _encoded(vocab: Vocab, texts: list) -> list:
-    return [vocab.encode(t) for t in texts]
+def _layout(data: CondData, id_lists, labels, seq_len: int, rows: int):
+    """The stream form's windows (`labelstreams.lay_out`) of the texts `id_lists` of `labels`,
+    each label's texts as one running text."""
+    texts = running_texts(id_lists, labels, len(data.labels), newline=data.vocab.index[NEWLINE])
+    return lay_out([np.array(t, dtype=np.int32) for t in texts], range(len(data.labels)), seq_len, rows,
+                   data.vocab.eos_id)
 
 
 def _source(opts, data: CondData, clock):
     """The batch source: whole texts (`batch_source`), or the stream form's windows of every
-    label's running text (the texts' ids, each followed by "\n", after a "\n")."""
+    label's running text."""
     if opts.tokenizer.get("mode") != "stream":
         return batch_source(data, opts.batch_size, opts.seed, clock)
-    nl = data.vocab.index[NEWLINE]
-    streams = [[np.array([nl], dtype=np.int32)] for _ in range(len(data.labels))]
-    for line in data.train:
-        streams[line.label] += [line.ids.astype(np.int32), np.array([nl], dtype=np.int32)]
-    streams = [np.concatenate(s) for s in streams]
-    return LabelStreamBatches(lay_out(streams, range(len(data.labels)), opts.seq_len, opts.batch_size,
-                                      data.vocab.eos_id))
+    return LabelStreamBatches(_layout(data, [line.ids.tolist() for line in data.train],
+                                      [line.label for line in data.train], opts.seq_len, opts.batch_size))
 
 
 def _check_memory(opts, config, data: CondData, source) -> None:
