@@ -92,6 +92,21 @@ def test_info_shows_both_sides_and_the_encoder_decoder(trained, stdout_of):
     assert "tokenizer:   source level=char" in text and "\n             target level=char" in text
 
 
+def test_decoder_and_attention_sizes_are_options(dates, tmp_path, stdout_of):
+    """--decoder-hidden, --target-embedding, --attention-hidden reach the model (the gradient checks
+    of tests/test_seq2seq.py use sizes that differ from the encoder's)."""
+    out = tmp_path / "sized.npz"
+    stdout_of("train", "--task", "seq2seq", dates / "train.tsv", "--val-file", dates / "dev.tsv", "-o", out,
+              "--max-steps", "2", "--decoder-hidden", "6", "--target-embedding", "3", "--attention-hidden", "5", *TINY)
+    model = charlm.load(out)
+    c, p = model.meta["model"], model.network.params
+    assert (c["hidden"], c["decoder_hidden"], c["embedding"], c["target_embedding"], c["attention_hidden"]) == (
+        8, 6, 4, 3, 5)
+    assert p["tgt.embed.W"].shape[1] == 3 and p["dec.0.W"].shape == (6 + 3, 4 * 6) and p["att.v"].shape == (5,)
+    assert p["bridge.0.a.W"].shape == (2 * 8, 6)
+    assert "decoder:     layers 1, hidden 6, target embedding 3\n" in stdout_of("info", out)
+
+
 def test_translate_json_attention_and_nbest(trained, stdout_of, run):
     out, _ = trained
     r = run("translate", "-m", out, "--json", "--attention", "--max-length", "5", "5/1/2001", "Aug 29, 1958")
