@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     names = common.parse_list(a.variants, VARIANTS, "variant") + ([PEER] if a.peer else [])
     a.out.mkdir(parents=True, exist_ok=True)
     log = open(a.out / "log.txt", "a", encoding="utf-8")
-    for line in common.machine_lines():
+    for line in common.machine_lines(common.torch_or_none(not a.peer, a.threads)):   # the peer's torch too
         print(line)
         log.write(line + "\n")
     line = f"float32 GEMM: {common.gemm_peak()['gflops']:.1f} GFLOP/s; load {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
