@@ -179,7 +179,9 @@ def main() -> int:
     train_argv = [str(corpus), "-o", str(model), "--time-limit", str(limit), "--metrics", str(out / "metrics.jsonl"),
                   "-q", *[a.format(data=args.data) for a in setup["train"]], *recipe, *extra]
     with open(out / "log.txt", "a", encoding="utf-8") as log:
-        for line in common.machine_lines(common.torch_or_none(args.peer != "torch")):
+        gemm = common.gemm_peak(quick=True)["gflops"]
+        for line in [*common.machine_lines(common.torch_or_none(args.peer != "torch")),
+                     f"float32 GEMM (n = 1024, all threads, before the run): {gemm:.1f} GFLOP/s"]:
             print(line)
             log.write(line + "\n")
         started = time.perf_counter()
