@@ -13,8 +13,9 @@ for the same time: the same batching per call and the same BLAS threads per prod
 (cores // T, `charlm.engine.blas.share_cores`), no HTTP. The sides run interleaved in rounds (one
 block each per round, order reversed every round) so that a slow minute on the shared machine hurts
 both; a figure is the median over the rounds. Reported per case: requests/s, p50/p99 latency over
-all rounds, errors (a status other than 200, or a failed connection). Target (the issue): 0 errors,
-served score throughput >= 80 % of in-process.
+all rounds, errors (a status other than 200, or a failed connection), and where the CPU went: CPU
+milliseconds per request used by this process (the clients; in-process: the model work itself) and by
+the server process. Target (the issue): 0 errors, served score throughput >= 80 % of in-process.
 
 Usage:  python benchmarks/bench_serve.py [--clients 4] [--seconds 5] [--rounds 3] [--threads 2]
 """
@@ -80,7 +81,15 @@ def stop_server(proc) -> None:
     proc.wait(30)
 
 
-def load_served(host: str, port: int, path: str, body: bytes, clients: int, seconds: float) -> dict:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) process `pid` has used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_served(host: str, port: int, path: str, body: bytes, clients: int, seconds: float,
+                server_pid: int | None = None) -> dict:
     """C clients posting `body` to `path` back to back for `seconds`: requests, latencies, errors."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
@@ -107,7 +116,7 @@ def load_served(host: str, port: int, path: str, body: bytes, clients: int, seco
             latencies[i].append(time.perf_counter() - t0)
         conn.close()
 
-    return _run_clients(client, clients, start, latencies, errors, seconds)
+    return _run_clients(client, clients, start, latencies, errors, seconds, server_pid)
 
 
 def load_in_process(call, clients: int, seconds: float) -> dict:
@@ -126,17 +135,20 @@ def load_in_process(call, clients: int, seconds: float) -> dict:
     return _run_clients(client, clients, start, latencies, errors, seconds)
 
 
-def _run_clients(client, clients, start, latencies, errors, seconds) -> dict:
+def _run_clients(client, clients, start, latencies, errors, seconds, server_pid=None) -> dict:
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
     start.wait()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    server0 = process_cpu(server_pid) if server_pid else 0.0
     for t in threads:
         t.join()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    server = process_cpu(server_pid) - server0 if server_pid else 0.0
     lat = [x for per in latencies for x in per]
-    return {"requests": len(lat), "rps": len(lat) / wall, "latencies": lat, "errors": sum(errors)}
+    return {"requests": len(lat), "rps": len(lat) / wall, "latencies": lat, "errors": sum(errors),
+            "cpu": cpu, "server_cpu": server}
 
 
 def summary(rounds: list[dict]) -> dict:
@@ -144,7 +156,9 @@ def summary(rounds: list[dict]) -> dict:
     return {"rps": median([r["rps"] for r in rounds]), "rps_rounds": [r["rps"] for r in rounds],
             "p50": float(np.percentile(lat, 50)) if lat.size else float("nan"),
             "p99": float(np.percentile(lat, 99)) if lat.size else float("nan"),
-            "requests": sum(r["requests"] for r in rounds), "errors": sum(r["errors"] for r in rounds)}
+            "requests": sum(r["requests"] for r in rounds), "errors": sum(r["errors"] for r in rounds),
+            "cpu_ms": 1000 * sum(r["cpu"] for r in rounds) / max(1, sum(r["requests"] for r in rounds)),
+            "server_cpu_ms": 1000 * sum(r["server_cpu"] for r in rounds) / max(1, sum(r["requests"] for r in rounds))}
 
 
 def main() -> int:
@@ -203,17 +217,17 @@ def main() -> int:
             procs[name] = start_server(model, options)
         warm = min(2.0, args.seconds)
         for (proc, host, port) in procs.values():  # warm-up: allocator, BLAS threads, connections
-            load_served(host, port, "/v1/bench/score", score_body, args.clients, warm)
+            load_served(host, port, "/v1/bench/score", score_body, args.clients, warm, proc.pid)
         load_in_process(in_process["score"], args.clients, warm)
         sides = [("in-process score", lambda: load_in_process(in_process["score"], args.clients, args.seconds))]
         for name, (proc, host, port) in procs.items():
             sides.append((f"served score ({name})",
-                          lambda h=host, pt=port: load_served(h, pt, "/v1/bench/score", score_body, args.clients,
-                                                              args.seconds)))
+                          lambda h=host, pt=port, pid=proc.pid: load_served(h, pt, "/v1/bench/score", score_body,
+                                                                            args.clients, args.seconds, pid)))
         sides.append(("in-process next", lambda: load_in_process(in_process["next"], args.clients, args.seconds)))
-        host, port = procs["batching"][1:]
-        sides.append(("served next", lambda: load_served(host, port, "/v1/bench/next", next_body, args.clients,
-                                                         args.seconds)))
+        proc, host, port = procs["batching"]
+        sides.append(("served next", lambda h=host, pt=port, pid=proc.pid: load_served(
+            h, pt, "/v1/bench/next", next_body, args.clients, args.seconds, pid)))
         for rnd in range(args.rounds):
             order = sides if rnd % 2 == 0 else sides[::-1]
             for name, fn in order:
@@ -225,11 +239,14 @@ def main() -> int:
             stop_server(proc)
     print("$ uptime\n" + subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
 
-    print("\n| case | requests/s (median of rounds) | p50 ms | p99 ms | requests | errors |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("\n| case | requests/s (median of rounds) | p50 ms | p99 ms | requests | errors "
+          "| CPU ms per request: this process (clients) | server |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     table = {name: summary(rounds) for name, rounds in results.items()}
     for name, s in table.items():
-        print(f"| {name} | {s['rps']:.1f} | {s['p50']:.1f} | {s['p99']:.1f} | {s['requests']:,} | {s['errors']} |")
+        server = f"{s['server_cpu_ms']:.2f}" if name.startswith("served") else "-"
+        print(f"| {name} | {s['rps']:.1f} | {s['p50']:.1f} | {s['p99']:.1f} | {s['requests']:,} | {s['errors']} "
+              f"| {s['cpu_ms']:.2f} | {server} |")
     base = table["in-process score"]["rps"]
     print()
     for name in ("served score (batching)", "served score (no batching)"):

@@ -1,5 +1,6 @@
-"""The models the `charlm serve` tests serve, trained in memory in about a second: a character
-language model, an entity tagger, a part-of-speech tagger and a classifier, saved in a folder."""
+"""The models the `charlm serve` tests serve, trained in memory in a second or two: a character
+language model, an entity tagger, a part-of-speech tagger, a classifier, a conditional language
+model (labels pos/neg) and a sequence-to-sequence model (written dates to ISO dates), saved in a folder."""
 
 from __future__ import annotations
 
@@ -16,15 +17,17 @@ import urllib.request
 from pathlib import Path
 
 import charlm
+from charlm.seq2seq.dates import write_date_pairs
 from tasksdata import classification_text, column_text, conllu_text, ner_sentences
 from tinymodel import TEXT, build, save
 
 TINY = dict(hidden=16, embedding=8, char_embedding=4, char_hidden=4, layers=1, batch_size=8, eval_every=1000)
+DATE = "the 29th of August 1958"   # a source the date model translates (rightly or not: it trained a few steps)
 ENTITY_SENTENCE = "He said, Teddy Roosevelt was a great President"   # the tagger finds Teddy Roosevelt (PER)
 
 
 def train_models(folder: Path) -> dict[str, str]:
-    """{name: path} of the four models, written to `folder`."""
+    """{name: path} of the six models (lm, ner, pos, cls, cond, dates), written to `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     ner, pos, cls = folder / "ner.txt", folder / "pos.conllu", folder / "cls.tsv"
     ner.write_text(column_text(ner_sentences(60, seed=1)), encoding="utf-8")
@@ -36,6 +39,11 @@ def train_models(folder: Path) -> dict[str, str]:
                                   ("pos", pos, dict(task="tag", format="conllu", tag_column="upos", max_steps=30)),
                                   ("cls", cls, dict(task="classify", max_steps=30))):
         paths[name] = charlm.train(corpus, output=folder / f"{name}.npz", **options, **TINY).path
+    paths["cond"] = charlm.train(cls, output=folder / "cond.npz", condition=True, label_embedding=4, hidden=16,
+                                 embedding=8, layers=1, batch_size=8, max_steps=20, eval_every=1000).path
+    write_date_pairs(folder / "dates.tsv", 200, seed=1)
+    paths["dates"] = charlm.train(folder / "dates.tsv", output=folder / "dates.npz", task="seq2seq", hidden=16,
+                                  embedding=8, layers=1, batch_size=16, max_steps=30, lr=0.01, eval_every=1000).path
     return paths
 
 

@@ -18,7 +18,7 @@ import charlm  # noqa: E402
 from charlm.serve import endpoints  # noqa: E402
 from charlm.serve.app import Server, build_app  # noqa: E402
 from charlm.serve.limits import LIMITS, Limits  # noqa: E402
-from servemodels import ENTITY_SENTENCE  # noqa: E402
+from servemodels import DATE, ENTITY_SENTENCE  # noqa: E402
 
 LOCAL = "http://127.0.0.1:8000"
 PAIR = ["The apple and pear salad", "The apple and pair salad"]
@@ -47,6 +47,26 @@ def post(client, path: str, body: dict, status: int = 200) -> dict:
 
 
 # -- the same records as the commands ------------------------------------------------------------
+
+def test_a_conditional_models_endpoints_answer_what_the_commands_print_given_the_label(client, serve_models,
+                                                                                      stdout_of):
+    cond, texts = serve_models["cond"], ["a fine film", "so dull"]
+    got = post(client, "/v1/cond/score", {"texts": texts, "label": "pos", "per_token": True})
+    assert got == {"results": jsonl(stdout_of("score", "-m", cond, "--label", "pos", "--json", "--per-token", *texts))}
+    assert got != post(client, "/v1/cond/score", {"texts": texts, "label": "neg", "per_token": True})
+    got = post(client, "/v1/cond/next", {"prefix": "a f", "k": 4, "label": "neg"})
+    assert got == json.loads(stdout_of("next", "-m", cond, "a f", "-k", "4", "--label", "neg", "--json"))
+    got = post(client, "/v1/cond/sample", {"num": 2, "length": 20, "seed": 5, "label": "pos"})
+    assert got["results"] == jsonl(stdout_of("sample", "-m", cond, "-n", "2", "-l", "20", "--seed", "5", "--label", "pos",
+                                             "--json"))
+    assert [r["label"] for r in got["results"]] == ["pos", "pos"]
+    got = post(client, "/v1/cond/sample", {"beam": 3, "nbest": 2, "length": 10, "label": "neg", "prime": "a"})
+    assert got["results"] == jsonl(stdout_of("sample", "-m", cond, "--beam", "3", "--nbest", "2", "-l", "10",
+                                             "--label", "neg", "--prime", "a", "--json"))
+    got = post(client, "/v1/cond/classify", {"texts": texts, "top_k": None})   # Bayes' rule
+    assert got["results"] == jsonl(stdout_of("classify", "-m", cond, "--json", "--top-k", "2", *texts))
+    assert set(got["results"][0]["probs"]) == {"neg", "pos"}
+
 
 def test_language_model_endpoints_answer_what_the_commands_print(client, serve_models, stdout_of):
     lm = serve_models["lm"]
@@ -82,14 +102,16 @@ def test_tagger_and_classifier_endpoints_answer_what_the_commands_print(client, 
 
 def test_models_lists_each_models_info_and_the_page_is_served(client, serve_models, stdout_of):
     listed = client.get("/v1/models").json()["models"]
-    assert [m["name"] for m in listed] == ["lm", "ner", "pos", "cls"]
+    assert [m["name"] for m in listed] == ["lm", "ner", "pos", "cls", "cond", "dates"]
     for m in listed:
         assert m["info"] == json.loads(stdout_of("info", serve_models[m["name"]], "--json"))
     by_name = {m["name"]: m for m in listed}
     assert by_name["lm"]["endpoints"] == ["score", "next", "sample"] and by_name["ner"]["endpoints"] == ["tag"]
     assert by_name["ner"]["entities"] is True and by_name["pos"]["entities"] is False
     assert set(by_name["cls"]["labels"]) == {"pos", "neg"}
-    assert client.get("/healthz").json() == {"status": "ok", "models": 4}
+    assert by_name["cond"]["endpoints"] == ["score", "next", "sample", "classify"] and by_name["cond"]["labels"] == ["neg", "pos"]
+    assert "labels" not in by_name["lm"] and by_name["dates"]["endpoints"] == ["translate"]
+    assert client.get("/healthz").json() == {"status": "ok", "models": 6}
     page = client.get("/")
     assert page.status_code == 200 and 'id="next-chart"' in page.text and "default-src 'self'" in \
         page.headers["content-security-policy"]
@@ -102,8 +124,11 @@ def test_models_lists_each_models_info_and_the_page_is_served(client, serve_mode
 
 
 def test_the_page_fetches_nothing_from_elsewhere(client):
+    svg = '"http://www.w3.org/2000/svg"'   # the SVG namespace: a name for document.createElementNS, never fetched
     for asset in ("/", "/page.js", "/page.css"):
         text = client.get(asset).text
+        assert text.count(svg) == (asset == "/page.js")
+        text = text.replace(svg, "")
         assert "://" not in text and "//cdn" not in text, asset
 
 
@@ -111,7 +136,11 @@ def test_another_tasks_endpoint_is_a_400_naming_the_models_task(client):
     err = post(client, "/v1/ner/score", {"texts": ["x"]}, 400)["error"]
     assert "tagger (task tag)" in err and "/tag" in err
     err = post(client, "/v1/lm/classify", {"texts": ["x"]}, 400)["error"]
-    assert "language model (task lm)" in err and "/score, /next, /sample" in err
+    assert "language model (task lm)" in err and "/score, /next, /sample;" in err
+    assert err.endswith("/classify is for a classifier (task classify) or a conditional language model (task lm, "
+                        "trained with --condition)")
+    err = post(client, "/v1/cond/tag", {"texts": ["x"]}, 400)["error"]
+    assert "it serves /score, /next, /sample, /classify;" in err
     assert "no model named" in post(client, "/v1/nope/score", {"texts": ["x"]}, 404)["error"]
 
 
@@ -183,11 +212,14 @@ def test_one_log_line_per_request(client, caplog):
 
 # -- batching ---------------------------------------------------------------------------------------
 
-def test_concurrent_score_requests_share_forward_passes_and_get_their_own_answers(models):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_concurrent_score_requests_share_forward_passes_and_get_their_own_answers(models, threads):
+    """Four requests at once: one batch per free pool thread (split by their texts), each request
+    answered with its own scores; the request with an empty text fails alone."""
     import httpx2
 
     texts = [["the cat sat"], ["a dog", "the mat"], [""], ["on the log", "the cat and a dog", "a"]]
-    server = Server(models, batch_window=0.05)
+    server = Server(models, threads=threads, batch_window=0.05)
     app = build_app(server)
 
     async def all_at_once():
@@ -197,7 +229,7 @@ def test_concurrent_score_requests_share_forward_passes_and_get_their_own_answer
 
     answers = asyncio.run(all_at_once())
     batcher = server.batchers["lm", "score"]
-    assert batcher.requests == 4 and batcher.batches == 1  # one forward pass; the empty text fails alone
+    assert batcher.requests == 4 and batcher.batches == threads
     assert answers[2].status_code == 400 and "texts[0] has no tokens" in answers[2].json()["error"]
     for t, r in zip(texts, answers):
         if t != [""]:
@@ -208,14 +240,44 @@ def test_concurrent_score_requests_share_forward_passes_and_get_their_own_answer
     server.close()
 
 
+def test_requests_that_start_together_are_split_by_their_texts_among_the_free_threads():
+    from charlm.serve.batching import split
+
+    def requests(*sizes):
+        return [({"texts": ["a"] * n}, i) for i, n in enumerate(sizes)]
+
+    def shape(batches):
+        return [[len(params["texts"]) for params, _ in batch] for batch in batches]
+
+    assert shape(split(requests(8, 8, 8, 8), 2)) == [[8, 8], [8, 8]]
+    assert shape(split(requests(8, 8, 8, 8), 1)) == shape(split(requests(8, 8, 8, 8), 0)) == [[8, 8, 8, 8]]
+    assert shape(split(requests(1, 30, 1), 2)) == [[1, 30], [1]]
+    assert shape(split(requests(5), 3)) == [[5]] and split([], 2) == []
+    assert [i for batch in split(requests(3, 1, 4, 1, 5), 3) for _, i in batch] == [0, 1, 2, 3, 4]   # in order
+
+
 def test_score_many_fails_only_the_request_with_the_bad_text(models):
     lm = models["lm"]
     limits = Limits(max_tokens=10)
-    out = endpoints.score_many(lm, [{"texts": ["the cat"], "per_token": False},
-                                    {"texts": ["x" * 11], "per_token": False},
-                                    {"texts": ["a dog"], "per_token": True}], limits)
+    out = endpoints.score_many(lm, [{"texts": ["the cat"], "per_token": False, "label": None},
+                                    {"texts": ["x" * 11], "per_token": False, "label": None},
+                                    {"texts": ["a dog"], "per_token": True, "label": None}], limits)
     assert out[0]["results"][0]["tokens"] == list("the cat") and "per_token" in out[2]["results"][0]
     assert out[1].status == 413 and "--max-tokens" in out[1].message
+
+
+def test_score_many_scores_each_label_of_a_conditional_model_apart(models):
+    cond = models["cond"]
+    requests = [{"texts": ["a fine film"], "per_token": False, "label": "pos"},
+                {"texts": ["a fine film", "so dull"], "per_token": False, "label": "neg"},
+                {"texts": ["so dull"], "per_token": False, "label": "pos"},
+                {"texts": ["so dull"], "per_token": False, "label": "meh"}]
+    out = endpoints.score_many(cond, requests, Limits())
+    for params, answer in zip(requests[:3], out):
+        alone = [s.to_dict() for s in cond.score(params["texts"], label=params["label"])]
+        assert [a["logprob"] for a in answer["results"]] == pytest.approx([a["logprob"] for a in alone], rel=1e-5)
+    assert out[0]["results"][0]["logprob"] != pytest.approx(out[1]["results"][0]["logprob"], rel=1e-6)
+    assert out[3].status == 400 and "unknown label 'meh'" in out[3].message
 
 
 # -- the command --------------------------------------------------------------------------------------
@@ -248,25 +310,16 @@ def test_serve_without_the_extra_says_what_to_install(run, monkeypatch):
                                                      "(uvicorn is not installed): pip install 'charlm[serve]'")
 
 
-def test_a_sequence_to_sequence_model_serves_translate_as_the_command_prints(models, tmp_path):
+def test_a_sequence_to_sequence_model_serves_translate_as_the_command_prints(models, serve_models, stdout_of):
     """/translate answers with `charlm translate --json`'s records; the other models refuse it."""
-    from click.testing import CliRunner
-
-    from charlm.cli import cli
-
-    (tmp_path / "pairs.tsv").write_text("cat\tK AE T\ndog\tD AO G\nact\tAE K T\n" * 4, encoding="utf-8")
-    r = CliRunner().invoke(cli, ["train", "--task", "seq2seq", str(tmp_path / "pairs.tsv"), "-o",
-                                 str(tmp_path / "g2p.npz"), "--target-level", "word", "--target-split", "whitespace",
-                                 "--hidden", "6", "--embedding", "4", "--layers", "1", "--batch-size", "4",
-                                 "--val-fraction", "0", "--max-steps", "3", "-q"], catch_exceptions=False)
-    assert r.exit_code == 0, r.output
-    g2p = charlm.load(str(tmp_path / "g2p.npz"))
-    lm = next(m for m in models.values() if m.task == "lm")
-    with TestClient(build_app(Server({"g2p": g2p, "lm": lm})), base_url=LOCAL) as c:
-        r = c.post("/v1/g2p/translate", json={"texts": ["cat", "tac"], "beam": 3, "nbest": 2, "attention": True})
+    dates, sources = models["dates"], [DATE, "5/1/2001"]
+    with TestClient(build_app(Server({"g2p": dates, "lm": models["lm"]})), base_url=LOCAL) as c:
+        r = c.post("/v1/g2p/translate", json={"texts": sources, "beam": 3, "nbest": 2, "attention": True})
         assert r.status_code == 200, r.text
-        expected = [t.to_dict(True) for t in g2p.translate(["cat", "tac"], beam=3, nbest=2)]
+        expected = [t.to_dict(True) for t in dates.translate(sources, beam=3, nbest=2)]
         assert r.json()["results"] == json.loads(json.dumps(expected))
+        assert r.json()["results"] == jsonl(stdout_of("translate", "-m", serve_models["dates"], "--beam", "3", "--nbest",
+                                                      "2", "--json", "--attention", *sources))
         assert {m["name"]: m["endpoints"] for m in c.get("/v1/models").json()["models"]}["g2p"] == ["translate"]
         for body, status, needle in (({"texts": ["cat"], "beam": 0}, 400, "beam"),
                                      ({"texts": [""]}, 400, "no tokens"),
@@ -277,3 +330,31 @@ def test_a_sequence_to_sequence_model_serves_translate_as_the_command_prints(mod
         assert r.status_code == 400 and "sequence-to-sequence model (task seq2seq)" in r.json()["error"]
         r = c.post("/v1/g2p/score", json={"texts": ["cat"]})
         assert r.status_code == 400 and "serves /translate" in r.json()["error"]
+
+
+def test_served_connections_send_at_once(tmp_path):
+    """The listening socket names TCP, so asyncio (Uvicorn's server) turns Nagle's algorithm off on
+    every connection it accepts: else an answer's body, written after its headers, waits for the
+    client's delayed ACK (40 ms on Linux)."""
+    import socket
+
+    from charlm.cli.serve import listen
+
+    sock = listen("127.0.0.1", 0)
+
+    async def accepted_nodelay() -> int:
+        got = asyncio.get_running_loop().create_future()
+
+        def on_connection(reader, writer) -> None:
+            got.set_result(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_connection, sock=sock)
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        try:
+            return await asyncio.wait_for(got, 10)
+        finally:
+            writer.close()
+            server.close()
+
+    assert asyncio.run(accepted_nodelay()) != 0

@@ -25,7 +25,7 @@ JSON = {"Content-Type": "application/json"}
 @pytest.fixture(scope="module")
 def servers(serve_models):
     """{"open": (process, host, port), "guarded": ...}: without and with a token."""
-    models = {"lm": serve_models["lm"], "ner": serve_models["ner"]}
+    models = {"lm": serve_models["lm"], "ner": serve_models["ner"], "cond": serve_models["cond"]}
     out = {}
     try:
         for name, env in (("open", {}), ("guarded", {"CHARLM_TOKEN": TOKEN})):
@@ -137,6 +137,22 @@ CASES = [
     ("unknown-scheme", "open", "POST", "/v1/ner/tag", JSON, j({"texts": ["a"], "scheme": "bio9"}), 400,
      "scheme must be one of", {}),
     ("empty-token-list", "open", "POST", "/v1/ner/tag", JSON, j({"texts": [[]]}), 400, "empty list of tokens", {}),
+    # labels: a conditional language model's (neg, pos), and none for another
+    ("unknown-label", "open", "POST", "/v1/cond/score", JSON, j({"texts": ["a"], "label": "meh"}), 400,
+     "unknown label 'meh': this is a conditional language model, its labels are: neg, pos", {}),
+    ("missing-label", "open", "POST", "/v1/cond/next", JSON, j({"prefix": "a"}), 400,
+     "give a label: this is a conditional language model, its labels are: neg, pos", {}),
+    ("label-unconditional", "open", "POST", "/v1/lm/sample", JSON, j({"label": "pos"}), 400,
+     "label is only for a conditional language model", {}),
+    ("label-a-number", "open", "POST", "/v1/cond/next", JSON, j({"label": 1}), 400, "label must be a string", {}),
+    ("label-a-list", "open", "POST", "/v1/cond/score", JSON, j({"texts": ["a"], "label": ["pos"]}), 400,
+     "label must be a string", {}),
+    ("label-on-a-tagger", "open", "POST", "/v1/ner/tag", JSON, j({"texts": ["a"], "label": "PER"}), 400,
+     "unknown field 'label'", {}),
+    ("token-list-to-a-conditional-lm", "open", "POST", "/v1/cond/classify", JSON, j({"texts": [["a", "b"]]}), 400,
+     "texts[0] must be a string", {}),
+    ("classify-unconditional", "open", "POST", "/v1/lm/classify", JSON, j({"texts": ["a"]}), 400,
+     "or a conditional language model", {}),
     # what is asked of whom
     ("text-plain", "open", "POST", SCORE, {"Content-Type": "text/plain"}, j({"texts": ["a"]}), 415,
      "application/json", {}),
@@ -198,7 +214,7 @@ def test_a_client_that_leaves_in_the_middle_of_its_body_is_a_400_in_the_log(serv
 def test_the_servers_are_healthy_after_all_of_them(servers, serve_models):
     for name, (proc, host, port) in servers.items():
         auth = AUTH if name == "guarded" else {}
-        assert exchange(host, port, "GET", "/healthz", auth) == (200, b'{"status":"ok","models":2}')
+        assert exchange(host, port, "GET", "/healthz", auth) == (200, b'{"status":"ok","models":3}')
         status, data = exchange(host, port, "POST", SCORE, {**JSON, **auth}, j({"texts": ["the cat sat"]}))
         assert status == 200 and json.loads(data)["results"][0]["tokens"] == list("the cat sat")
         assert proc.poll() is None

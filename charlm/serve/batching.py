@@ -1,6 +1,6 @@
 """Concurrent requests to one model's batched endpoint (score) answered by one scoring call.
 
-A request joins the model's pending list. The pending requests start as one batch (one
+A request joins the model's pending list. The pending requests start as a batch (one
 `run_many` call in the thread pool, so one sorted, padded forward pass per 64 texts) when
 
   * `window` seconds have passed since the first of them arrived (a short collection window),
@@ -8,7 +8,10 @@ A request joins the model's pending list. The pending requests start as one batc
   * they hold `max_texts` texts or more (a full batch: no reason to wait).
 
 While every slot is busy, arrivals keep collecting and start together when a batch finishes: under
-light load a request waits at most `window`, under heavy load batches grow by themselves.
+light load a request waits at most `window`, under heavy load batches grow by themselves. Requests
+that start together while several slots are free are split into one batch per free slot, of about
+as many texts each (`split`): each pool thread computes on its own share of the cores, so one
+batch on one thread would leave the other cores idle.
 A request that gave up (its time limit passed) is dropped from a batch that has not started, and
 its answer is discarded if the batch has. One request's bad input fails that request only
 (`run_many` returns its exception in its place).
@@ -56,15 +59,14 @@ class Batcher:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        batch = [(p, f) for p, f in self.pending if not f.done()]
+        waiting = [(p, f) for p, f in self.pending if not f.done()]
         self.pending, self.texts = [], 0
-        if not batch:
-            return
-        self.running += 1
-        self.batches += 1
-        self.requests += len(batch)
-        job = asyncio.wrap_future(self.pool.submit(self.run_many, [p for p, _ in batch]))
-        job.add_done_callback(lambda j: self._finished(j, batch))
+        for batch in split(waiting, self.max_running - self.running):
+            self.running += 1
+            self.batches += 1
+            self.requests += len(batch)
+            job = asyncio.wrap_future(self.pool.submit(self.run_many, [p for p, _ in batch]))
+            job.add_done_callback(lambda j, b=batch: self._finished(j, b))
 
     def _finished(self, job: asyncio.Future, batch) -> None:
         self.running -= 1
@@ -79,3 +81,18 @@ class Batcher:
                 future.set_result(answer)
         if self.pending and self.timer is None:
             self._start()
+
+
+def split(requests: list, parts: int) -> list[list]:
+    """`requests` ((params, future) pairs, in order) in at most `parts` (at least 1) consecutive
+    batches of about as many texts each."""
+    parts = max(1, min(parts, len(requests)))
+    total = sum(len(params["texts"]) for params, _ in requests)
+    out, batch, count = [], [], 0
+    for item in requests:
+        batch.append(item)
+        count += len(item[0]["texts"])
+        if len(out) < parts - 1 and count * parts >= total * (len(out) + 1):
+            out.append(batch)
+            batch = []
+    return out + [batch] if batch else out

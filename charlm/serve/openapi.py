@@ -3,7 +3,7 @@ each endpoint's request body is a JSON Schema built from its `Field`s, with the 
 
 from __future__ import annotations
 
-from charlm.serve.endpoints import ENDPOINTS, servers
+from charlm.serve.endpoints import ENDPOINTS, whom
 from charlm.serve.limits import Limits
 from charlm.serve.schema import Field
 from charlm.version import __version__
@@ -51,7 +51,7 @@ def openapi(limits: Limits) -> dict:
                 "required": [f.name for f in e.fields if f.required]}
         paths[f"/v1/{{model}}/{e.name}"] = {"post": {
             "summary": e.summary,
-            "description": "Served by " + " or ".join(f"{t.noun} (task {t.name})" for t in servers(e)) + ".",
+            "description": "Served by " + whom(e) + ".",
             "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"},
                             "description": "a model's name (GET /v1/models)"}],
             "requestBody": {"required": True, "content": {"application/json": {

@@ -1,5 +1,5 @@
 // The page of `charlm serve`: pick a model, then try it. It only talks to this server's JSON API
-// (v1/models, v1/MODEL/next|sample|score|tag|classify); nothing is fetched from elsewhere.
+// (v1/models, v1/MODEL/next|sample|score|tag|classify|translate); nothing is fetched from elsewhere.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -67,12 +67,16 @@ function drawBars(box, rows, relative = true, digits = 4) {
 }
 
 // -- language model ------------------------------------------------------------------------
+// A conditional language model's requests carry the chosen label: P(text | label).
+const given = () => ($("lm-label-row").hidden ? {} : { label: $("lm-label").value });
+
 const updateNext = debounced(async (fresh) => {
   const prefix = $("lm-text").value;
-  const data = await api(`v1/${current.name}/next`, { prefix, k: 10 });
+  const data = await api(`v1/${current.name}/next`, { prefix, k: 10, ...given() });
   if (!fresh()) return;
   drawBars($("next-chart"), data.next.map((n) => [shown(n.token), n.prob]));
-  $("next-chart").dataset.prefix = prefix;  // which text the bars are for
+  $("next-chart").dataset.prefix = prefix;  // which text (and label) the bars are for
+  $("next-chart").dataset.label = given().label || "";
 }, 80);
 
 async function sample() {
@@ -80,7 +84,7 @@ async function sample() {
   $("sample-go").disabled = true;
   try {
     const data = await api(`v1/${current.name}/sample`, {
-      prime: $("lm-text").value, temperature: parseFloat($("temperature").value), length, num: 1 });
+      prime: $("lm-text").value, temperature: parseFloat($("temperature").value), length, num: 1, ...given() });
     $("sample-out").textContent = data.results[0].text;
     say("");
   } catch (err) { say(err.message); } finally { $("sample-go").disabled = false; }
@@ -89,7 +93,7 @@ async function sample() {
 async function compare() {
   try {
     const texts = [$("cmp-a").value, $("cmp-b").value];
-    const data = await api(`v1/${current.name}/score`, { texts });
+    const data = await api(`v1/${current.name}/score`, { texts, ...given() });
     const best = data.results[0].logprob >= data.results[1].logprob ? 0 : 1;
     const head = document.createElement("tr");
     for (const h of ["sentence", "log P (nats)", "log10 P", "perplexity", "tokens"]) {
@@ -171,25 +175,81 @@ const updateLabels = debounced(async (fresh) => {
   $("cls-chart").dataset.text = text;
 }, 120);
 
+// -- sequence to sequence ------------------------------------------------------------------
+function svgElement(tag, attrs, text) {
+  const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+// The attention matrix as an SVG heatmap: a row per output token, a column per source token, each
+// cell's darkness its weight α<t,t'> over the matrix's largest (a row sums to 1, so the weights of a
+// long source are small); its title and data-weight hold the figure.
+function drawHeatmap(box, rowLabels, colLabels, weights) {
+  const cell = 20, widest = (labels) => Math.max(1, ...labels.map((l) => l.length));
+  const darkest = Math.max(1e-12, ...weights.flat());
+  const left = 12 + 8 * widest(rowLabels), top = 12 + 8 * widest(colLabels);
+  const svg = svgElement("svg", { width: left + cell * colLabels.length + 2, height: top + cell * rowLabels.length + 2,
+                                  role: "img", "aria-label": "attention heatmap" });
+  colLabels.forEach((label, j) => {
+    const x = left + cell * j + cell * 0.65, y = top - 4;
+    svg.append(svgElement("text", { x, y, transform: `rotate(-90 ${x} ${y})` }, label));
+  });
+  rowLabels.forEach((label, i) => {
+    svg.append(svgElement("text", { x: left - 4, y: top + cell * i + cell * 0.7, "text-anchor": "end" }, label));
+    weights[i].forEach((w, j) => {
+      const rect = svgElement("rect", { x: left + cell * j, y: top + cell * i, width: cell, height: cell,
+                                        "fill-opacity": (w / darkest).toFixed(3), class: "cell", "data-weight": String(w) });
+      rect.append(svgElement("title", {}, `${label} \u2190 ${colLabels[j]}: ${w.toFixed(3)}`));
+      svg.append(rect);
+    });
+  });
+  box.replaceChildren(svg);
+}
+
+const updateTranslation = debounced(async (fresh) => {
+  const text = $("tr-text").value;
+  if (!text.trim()) { $("tr-out").textContent = ""; $("tr-heatmap").replaceChildren(); return; }
+  const beam = parseInt($("tr-beam").value, 10) || 1;
+  const data = await api(`v1/${current.name}/translate`, { texts: [text], beam, attention: true });
+  if (!fresh()) return;
+  const r = data.results[0];
+  $("tr-out").textContent = r.output;
+  if (r.attention) {  // rows: the output tokens, then <EOS> (when the output ended there)
+    const rows = r.attention.map((_, i) => (i < r.tokens.length ? shown(r.tokens[i]) : "<EOS>"));
+    drawHeatmap($("tr-heatmap"), rows, r.source_tokens.map(shown), r.attention);
+  } else {
+    $("tr-heatmap").replaceChildren(document.createTextNode("This model has no attention (--attention none)."));
+  }
+  $("tr-out").dataset.text = text;  // which source the output is for
+}, 150);
+
 // -- models --------------------------------------------------------------------------------
-// Each part of the page, the endpoint it calls first and its update; a model gets the part whose
-// endpoint it serves (GET /v1/models lists a model's endpoints, its task's).
-const PANELS = [["lm", "next", updateNext], ["tag", "tag", updateTags], ["classify", "classify", updateLabels]];
-const panelOf = (m) => PANELS.find(([, endpoint]) => m.endpoints.includes(endpoint));
+// Each part of the page, the endpoint it calls and its update; a model gets every part whose
+// endpoint it serves (GET /v1/models lists a model's endpoints: a conditional language model
+// serves next and classify).
+const PANELS = [["lm", "next", updateNext], ["tag", "tag", updateTags], ["classify", "classify", updateLabels],
+                ["translate", "translate", updateTranslation]];
+const panelsOf = (m) => PANELS.filter(([, endpoint]) => m.endpoints.includes(endpoint));
 
 function choose(name) {
   current = models.find((m) => m.name === name);
-  const [shown, , update] = panelOf(current);
-  for (const [id] of PANELS) $(id).hidden = id !== shown;
+  const shownPanels = panelsOf(current);
+  for (const [id] of PANELS) $(id).hidden = !shownPanels.some(([shown]) => shown === id);
+  const conditional = current.endpoints.includes("next") && Array.isArray(current.labels);
+  $("lm-label-row").hidden = !conditional;
+  if (conditional) $("lm-label").replaceChildren(...current.labels.map((c) => new Option(c, c)));
   const info = current.info.model || {};
   $("model-about").textContent = `task ${current.task}, ${info.cell || "?"}, ` +
-    `${(info.parameters || 0).toLocaleString()} parameters, ${current.info.vocabulary.size} tokens`;
-  update();
+    `${(info.parameters || 0).toLocaleString()} parameters, ${current.info.vocabulary.size} tokens` +
+    (conditional ? `, labels ${current.labels.join(", ")}` : "");
+  for (const [, , update] of shownPanels) update();
 }
 
 async function start() {
   try {
-    models = (await api("v1/models")).models.filter(panelOf);
+    models = (await api("v1/models")).models.filter((m) => panelsOf(m).length);
   } catch (err) { say(err.message); return; }
   $("model").replaceChildren(...models.map((m) => new Option(`${m.name} (${m.task})`, m.name)));
   if (models.length) choose(models[0].name);
@@ -200,6 +260,9 @@ $("model").addEventListener("change", (e) => choose(e.target.value));
 $("lm-text").addEventListener("input", () => updateNext());
 $("tag-text").addEventListener("input", () => updateTags());
 $("cls-text").addEventListener("input", () => updateLabels());
+$("tr-text").addEventListener("input", () => updateTranslation());
+$("tr-beam").addEventListener("input", () => updateTranslation());
+$("lm-label").addEventListener("change", () => updateNext());
 $("temperature").addEventListener("input", (e) => { $("temperature-value").textContent = e.target.value; });
 $("sample-go").addEventListener("click", sample);
 $("cmp-go").addEventListener("click", compare);
