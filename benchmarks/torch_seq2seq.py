@@ -1,7 +1,7 @@
 """The PyTorch peer of charlm's sequence-to-sequence model (charlm.seq2seq, LSTM cells), for the speed
 and quality comparison of the seq2seq task (needs the `bench` extra, torch==2.13.0).
 
-    python benchmarks/torch_seq2seq.py TRAIN --test-file TEST [--steps N | --time-limit S] [options]
+    python benchmarks/torch_seq2seq.py --task seq2seq TRAIN [charlm train options] [--test-file TEST]
 
 The same model as charlm's with the same sizes (`Seq2SeqPeer`):
   * encoder: source embedding, dropout, an L-layer LSTM (bidirectional by default; packed sequences,
@@ -15,17 +15,33 @@ The same model as charlm's with the same sizes (`Seq2SeqPeer`):
 `load_charlm` copies a charlm model's weights into it (one bias per LSTM gate, as charlm: nn.LSTM's
 bias_hh is held at 0 and not trained), `charlm_gradients` reads the gradients back in charlm's names
 and layouts; with the same weights and no dropout the loss and every gradient agree to float64
-rounding (tests/test_torch_seq2seq.py). Training (`main`): charlm's pair reader and vocabularies,
-Adam with global-norm clipping, batches of pairs of similar source length; then greedy decoding of
-the test file and its sequence accuracy. Prints one JSON object.
+rounding (tests/test_torch_seq2seq.py).
+
+Training (`train_peer`, `main`): the run `charlm train` makes with the same command line (parsed by
+charlm's own, `torch_peer.train_options`; optimizer adam), trained in PyTorch:
+  * charlm's run set-up (`charlm.tasks.training.start`): its pair reader, vocabularies, batches
+    (`PairBatches`: the same pairs in the same order), validation set and initial weights;
+  * the peer's forward and backward, `clip_grad_norm_` at --clip, torch.optim.Adam (β 0.9/0.999,
+    ε 1e-8) at --lr; the peer's own dropout draws (torch.manual_seed(--seed + 1));
+  * charlm's own `Trainer` for every evaluation (`PeerValidation`: the peer's loss and greedy outputs,
+    counted by charlm's `Counts`): the records in --metrics, the best model (lowest validation token
+    error rate) saved at -o as a charlm model file, the learning rate halved when an evaluation does
+    not improve (floor --lr/1000), --patience of them stop the run; --time-limit counts from the same
+    point as charlm's and includes the evaluations; --max-steps, --epochs.
+With --test-file, the peer's own greedy decoding of that file (best weights) is counted by charlm's
+metric code as `charlm eval` counts (`decode_counts`). Prints one JSON object. PyTorch runs with
+OMP_NUM_THREADS threads (default 2), float32.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,10 +54,17 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
+import charlm  # noqa: E402
+from charlm.engine.batches import Evaluation  # noqa: E402
+from charlm.engine.loop import Trainer  # noqa: E402
+from charlm.engine.parallel import SingleProcess  # noqa: E402
+from charlm.engine.progress import Reporter  # noqa: E402
+from charlm.seq2seq.metrics import Counts  # noqa: E402
 from charlm.seq2seq.pairs import PairVocab, read_pairs  # noqa: E402
-from charlm.seq2seq.network import EOS, START, UNK, Seq2Seq, Seq2SeqConfig, pad_pairs  # noqa: E402
-from charlm.text.tokenizer import TokenizerConfig  # noqa: E402
-from torch_tagger import grad, load_lstms, lstm_gradients, put  # noqa: E402
+from charlm.seq2seq.network import EOS, START, UNK, Seq2SeqConfig, pad_pairs  # noqa: E402
+from charlm.tasks.training import start  # noqa: E402
+from torch_peer import train_options  # noqa: E402
+from torch_tagger import grad, load_lstms, lstm_gradients, put, value  # noqa: E402
 
 
 class Seq2SeqPeer(nn.Module):
@@ -146,16 +169,17 @@ def load_charlm(model: Seq2SeqPeer, params: dict) -> None:
         put(model.v, params["att.v"])
 
 
-def charlm_gradients(model: Seq2SeqPeer) -> dict:
-    """The gradients of a peer set up by `load_charlm`, in charlm's names and layouts."""
-    g = {"src.embed.W": grad(model.src_embed.weight), "tgt.embed.W": grad(model.tgt_embed.weight),
-         **lstm_gradients(model)}
+def charlm_gradients(model: Seq2SeqPeer, read=grad) -> dict:
+    """The gradients of a peer set up by `load_charlm` (with read=value: its weights), in charlm's
+    names and layouts."""
+    g = {"src.embed.W": read(model.src_embed.weight), "tgt.embed.W": read(model.tgt_embed.weight),
+         **lstm_gradients(model, read)}
     for w, b, lin in model.linears():
-        g[w] = grad(lin.weight).T
+        g[w] = read(lin.weight).T
         if b is not None:
-            g[b] = grad(lin.bias)
+            g[b] = read(lin.bias)
     if model.config.attention == "additive":
-        g["att.v"] = grad(model.v)
+        g["att.v"] = read(model.v)
     return g
 
 
@@ -193,57 +217,149 @@ def greedy(model: Seq2SeqPeer, sources, max_length: int | None = None) -> list[l
     return out
 
 
-def main() -> int:
+class PeerAdam:
+    """torch.optim.Adam (β 0.9/0.999, ε 1e-8: charlm's) behind the two things charlm's engine asks of an
+    optimizer when it evaluates (engine.loop.Trainer.evaluate): `lr` (the plateau halves it) and
+    `evaluated`/`plateau` (Adam's: the weights as they are, the learning rate decays); `state_dict`
+    for the NAME.last.npz it writes (no arrays: the peer's run is not resumable)."""
+
+    name = "torch-adam"
+
+    def __init__(self, params, lr: float):
+        self.params = [q for q in params if q.requires_grad]
+        self.torch = torch.optim.Adam(self.params, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+
+    @property
+    def lr(self) -> float:
+        return self.torch.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        for group in self.torch.param_groups:
+            group["lr"] = value
+
+    def evaluated(self, params):
+        return contextlib.nullcontext()
+
+    def plateau(self, params) -> bool:
+        return False
+
+    def state_dict(self):
+        return {"name": self.name, "lr": self.lr, "t": 0}, {}
+
+
+class PeerValidation:
+    """charlm's validation set (seq2seq.source.PairValidation) evaluated on the peer, as charlm
+    evaluates its model: the mean −log ŷ<t>[y<t>] over every (source, reference) pair, the peer's
+    greedy output of each source counted against its references by charlm's `Counts`; objective the
+    token error rate. First the peer's weights are copied into charlm's `model` (charlm's layout),
+    so that what the engine saves as the best model is the peer's."""
+
+    def __init__(self, peer: Seq2SeqPeer, validation):
+        self.peer, self.validation = peer, validation
+
+    @torch.no_grad()
+    def evaluate(self, model, comm):
+        for name, w in charlm_gradients(self.peer, read=value).items():
+            model.params[name][...] = w
+        v, nll, n, counts = self.validation, 0.0, 0, Counts()
+        self.peer.eval()
+        for k in range(0, len(v.sources), v.batch_size):
+            chunk = range(k, min(k + v.batch_size, len(v.sources)))
+            pairs = [(v.sources[i], r) for i in chunk for r in v.references[i]]
+            b = pad_pairs([s for s, _ in pairs], [r for _, r in pairs])
+            nll += mean_loss(self.peer, b).item() * b.tokens
+            n += b.tokens
+            for i, out in zip(chunk, greedy(self.peer, [v.sources[i] for i in chunk])):
+                counts.add(out, [list(r) for r in v.references[i]])
+        self.peer.train()
+        return Evaluation(nll / max(n, 1), counts.token_error_rate,
+                          {"val_accuracy": counts.sequence_accuracy, "val_ter": counts.token_error_rate})
+
+
+class _Stop(Exception):
+    """Ends the peer's training, with the reason as its message."""
+
+
+def train_peer(opts) -> tuple[Seq2SeqPeer, dict]:
+    """Train the peer of the run `charlm train` makes with `opts` (TrainOptions of --task seq2seq,
+    optimizer adam): charlm's own run set-up (its data, batches in the same order, validation set and
+    initial weights: charlm.tasks.training.start), the peer's forward, backward, clipping and Adam
+    step, and charlm's own Trainer for every evaluation (records in --metrics, the best model at -o
+    as a charlm model file, the learning rate halved on a plateau, --patience); the time limit counts
+    from the same point as charlm's and includes the evaluations. Returns the peer with the best
+    weights and charlm's summary of the run."""
+    if opts.optimizer != "adam" or opts.accumulate != 1:
+        raise SystemExit("torch_seq2seq: the peer trains with Adam, one batch per step")
+    run = start(opts)
+    torch.manual_seed(opts.seed + 1)                       # the peer's dropout draws
+    peer = Seq2SeqPeer(run.model.config)
+    load_charlm(peer, run.model.params)                    # charlm's initial weights
+    peer.train()
+    opt = PeerAdam(peer.parameters(), opts.lr)
+    run = replace(run, validation=PeerValidation(peer, run.validation) if run.validation else None, optimizer=opt)
+    trainer, st, reason = Trainer(run, Reporter(), SingleProcess()), run.state, "finished"
+    try:
+        while st.epoch < opts.epochs:
+            for batch in run.source.batches(st.position):
+                if opts.max_steps is not None and st.step >= opts.max_steps:
+                    raise _Stop("reached --max-steps")
+                loss = mean_loss(peer, batch.inputs[0])
+                opt.torch.zero_grad(set_to_none=True)
+                loss.backward()
+                if opts.clip > 0:
+                    nn.utils.clip_grad_norm_(opt.params, opts.clip)
+                opt.torch.step()
+                st.step, st.position, st.tokens_seen = st.step + 1, batch.end, st.tokens_seen + batch.tokens
+                trainer.tick_tokens += batch.tokens
+                trainer.window_loss, trainer.window_count = trainer.window_loss + loss.item(), trainer.window_count + 1
+                if st.step % opts.eval_every == 0 and trainer.evaluate():
+                    raise _Stop(f"early stop: no improvement in {opts.patience} evaluations")
+                if opts.time_limit is not None and time.perf_counter() - trainer.started >= opts.time_limit:
+                    raise _Stop("reached --time-limit")
+            trainer.end_epoch()
+    except _Stop as stop:
+        reason = str(stop)
+    trainer.finish()
+    summary = trainer.summary(reason, None)
+    load_charlm(peer, charlm.load(opts.output).network.params)     # the best weights, as saved
+    peer.eval()
+    return peer, summary
+
+
+def decode_counts(peer: Seq2SeqPeer, pairs: PairVocab, path, batch_size: int = 64):
+    """charlm's `Counts` of the peer's greedy outputs on a SOURCE<TAB>TARGET file, counted in tokens
+    against each example's references as `charlm eval` counts them (sources decoded in batches of
+    similar length)."""
+    examples = read_pairs(path).examples
+    ids = [pairs.source_ids(e.source) for e in examples]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    outputs = {}
+    for k in range(0, len(order), batch_size):
+        chunk = order[k:k + batch_size]
+        outputs.update(zip(chunk, greedy(peer, [ids[i] for i in chunk])))
+    counts = Counts()
+    for i, e in enumerate(examples):
+        counts.add(pairs.target.decode(outputs[i]), [pairs.target_tokens(r) for r in e.references])
+    return counts
+
+
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("train")
-    p.add_argument("--test-file", required=True)
-    p.add_argument("--target-level", default="char", choices=("char", "word"))
-    p.add_argument("--target-split", default="regex", choices=("regex", "whitespace"))
-    p.add_argument("--attention", default="additive", choices=("none", "additive", "dot"))
-    p.add_argument("--no-bidirectional", action="store_true")
-    for name, default in (("embedding", 64), ("target-embedding", 64), ("hidden", 256), ("decoder-hidden", 0),
-                          ("attention-hidden", 0), ("layers", 2), ("dropout", 0.0), ("lr", 2e-3), ("clip", 5.0),
-                          ("batch-size", 64), ("steps", 0), ("time-limit", 0.0), ("seed", 0), ("threads", 2)):
-        p.add_argument(f"--{name}", type=type(default), default=default)
-    a = p.parse_args()
+    p.add_argument("--test-file", help="decode this pair file greedily with the trained peer")
+    a, train_argv = p.parse_known_args(argv)
     print("$ python " + " ".join(sys.argv), file=sys.stderr)
-    if not a.steps and not a.time_limit:
-        p.error("give --steps or --time-limit")
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
-    train, test = read_pairs(a.train), read_pairs(a.test_file)
-    vocab = PairVocab.build(train, TokenizerConfig(), TokenizerConfig(level=a.target_level, split=a.target_split))
-    sources, targets = vocab.training_pairs(train)
-    config = Seq2SeqConfig(source_vocab_size=len(vocab.source), target_vocab_size=len(vocab.target), cell="lstm", layers=a.layers, hidden=a.hidden,
-                           decoder_hidden=a.decoder_hidden, embedding=a.embedding,
-                           target_embedding=a.target_embedding, attention=a.attention,
-                           attention_hidden=a.attention_hidden, bidirectional=not a.no_bidirectional,
-                           dropout=a.dropout)
-    model = Seq2SeqPeer(config)
-    load_charlm(model, Seq2Seq(config, seed=a.seed).params)
-    opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=a.lr)
-    rng = np.random.default_rng(a.seed)
-    order = np.argsort([len(s) for s in sources], kind="stable")
-    groups = [order[i:i + a.batch_size] for i in range(0, len(order), a.batch_size)]
-    step, tokens, start = 0, 0, time.perf_counter()
-    while (not a.steps or step < a.steps) and (not a.time_limit or time.perf_counter() - start < a.time_limit):
-        for k in rng.permutation(len(groups)):
-            b = pad_pairs([sources[i] for i in groups[k]], [targets[i] for i in groups[k]])
-            opt.zero_grad()
-            loss = mean_loss(model, b)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), a.clip)
-            opt.step()
-            step, tokens = step + 1, tokens + b.tokens
-            if (a.steps and step >= a.steps) or (a.time_limit and time.perf_counter() - start >= a.time_limit):
-                break
-    seconds = time.perf_counter() - start
-    model.eval()
-    outputs = greedy(model, [vocab.source_ids(e.source) for e in test.examples])
-    right = sum(vocab.target_text(o) in e.references for o, e in zip(outputs, test.examples))
-    print(json.dumps({"steps": step, "seconds": round(seconds, 1), "target_tokens_per_s": round(tokens / seconds),
-                      "last_loss": round(loss.item(), 4), "test_examples": len(test.examples),
-                      "sequence_accuracy": right / len(test.examples), "wer": 1 - right / len(test.examples)}))
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 2))
+    opts = train_options(train_argv)
+    peer, summary = train_peer(opts)
+    result = {"torch": torch.__version__, "threads": torch.get_num_threads(), **{
+        k: summary[k] for k in ("reason", "step", "epoch", "best_step", "elapsed", "output")}}
+    result["best_record"] = summary["best_record"]
+    if a.test_file:
+        counts = decode_counts(peer, charlm.load(opts.output).pairs, a.test_file)
+        result["test"] = {"examples": counts.examples, "wer": counts.wer,
+                          "token_error_rate": counts.token_error_rate}
+    print(json.dumps(result))
     return 0
 
 

@@ -108,6 +108,10 @@ def grad(tensor) -> np.ndarray:
     return tensor.grad.detach().numpy()
 
 
+def value(tensor) -> np.ndarray:
+    return tensor.detach().numpy()
+
+
 def load_lstms(model, params: dict) -> None:
     """Copy charlm's LSTM parameters into every (name, nn.LSTM, suffix, H) of model.lstms(). charlm's
     W (H+D, 4H) holds [W_hh; W_ih] transposed (rows [:H] act on a<t-1>); its one bias per gate goes
@@ -122,14 +126,15 @@ def load_lstms(model, params: dict) -> None:
         bias_hh.requires_grad_(False)
 
 
-def lstm_gradients(model) -> dict:
-    """The gradients of the LSTMs set up by `load_lstms`, in charlm's names and layouts."""
+def lstm_gradients(model, read=grad) -> dict:
+    """The gradients of the LSTMs set up by `load_lstms` (with read=value: their weights), in charlm's
+    names and layouts."""
     g = {}
     for name, lstm, sfx, H in model.lstms():
         back = np.argsort(_gate_order(H))
-        g[f"{name}.W"] = np.concatenate([grad(getattr(lstm, f"weight_hh_{sfx}")).T,
-                                         grad(getattr(lstm, f"weight_ih_{sfx}")).T])[:, back]
-        g[f"{name}.b"] = grad(getattr(lstm, f"bias_ih_{sfx}"))[back]
+        g[f"{name}.W"] = np.concatenate([read(getattr(lstm, f"weight_hh_{sfx}")).T,
+                                         read(getattr(lstm, f"weight_ih_{sfx}")).T])[:, back]
+        g[f"{name}.b"] = read(getattr(lstm, f"bias_ih_{sfx}"))[back]
     return g
 
 

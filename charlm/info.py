@@ -6,6 +6,8 @@ Read from the checkpoint's metadata (`meta`, see `charlm.checkpoint`) and the lo
     model:      the network's settings (cell, layers, hidden, embedding, ...) and `parameters`
     vocabulary: size, min_count, max_vocab, `top`: the most frequent tokens [[token, count], ...]
     tokenizer:  the tokenizer settings the model re-creates
+    target_vocabulary, target_tokenizer: the same of the output side, for a model that has its own
+                (a sequence-to-sequence model: "vocabulary" and "tokenizer" are its source side's)
     training:   step, epoch, tokens_seen, the figures of the model's evaluation (its task's:
                 val_loss in nats/token with bits_per_char or perplexity for a language model,
                 accuracy and F1 for a tagger or classifier), and the options the run was given
@@ -67,13 +69,19 @@ def _evaluation(train: dict, step) -> dict:
     return {}
 
 
+def _vocabulary(vocab: dict, top: int) -> tuple[dict, dict]:
+    """(size, min_count, max_vocab and the `top` most frequent tokens; the tokenizer settings) of a
+    vocabulary's metadata."""
+    tokens, counts = vocab.get("tokens") or [], vocab.get("counts") or []
+    ranked = sorted(zip(tokens, counts), key=lambda tc: -tc[1])[:top]
+    return ({"size": len(tokens), "min_count": vocab.get("min_count"), "max_vocab": vocab.get("max_vocab"),
+             "top": [list(tc) for tc in ranked]}, dict(vocab.get("tokenizer") or {}))
+
+
 def describe(path: str, meta: dict, num_params: int, task, top: int = TOP_TOKENS) -> dict:
     """The description of the model file at `path` (see the module docstring), a model of `task`
     (its `name`, and `figures(record, level)`: the figures of an evaluation record)."""
-    vocab = meta.get("vocab") or {}
-    tokenizer = vocab.get("tokenizer") or {}
-    tokens, counts = vocab.get("tokens") or [], vocab.get("counts") or []
-    ranked = sorted(zip(tokens, counts), key=lambda tc: -tc[1])[:top]
+    vocabulary, tokenizer = _vocabulary(meta.get("vocab") or {}, top)
     info = {
         "file": path,
         "kind": meta.get("kind"),
@@ -81,10 +89,11 @@ def describe(path: str, meta: dict, num_params: int, task, top: int = TOP_TOKENS
         "charlm_version": meta.get("charlm_version"),
         "task": task.name,
         "model": dict(meta.get("model") or {}, parameters=num_params),
-        "vocabulary": {"size": len(tokens), "min_count": vocab.get("min_count"),
-                       "max_vocab": vocab.get("max_vocab"), "top": [list(tc) for tc in ranked]},
-        "tokenizer": dict(tokenizer),
+        "vocabulary": vocabulary,
+        "tokenizer": tokenizer,
     }
+    if isinstance(meta.get("target_vocab"), dict):  # a sequence-to-sequence model's output side
+        info["target_vocabulary"], info["target_tokenizer"] = _vocabulary(meta["target_vocab"], top)
     if isinstance(meta.get("labels"), list) and isinstance(meta.get("label_counts"), list):
         info["labels"] = dict(zip(meta["labels"], meta["label_counts"]))  # a conditional language model's
     train = meta.get("train") or {}

@@ -75,6 +75,38 @@ def test_ctrl_c_and_resume_through_the_cli_are_exact(run, dates, tmp_path):
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
+def test_info_shows_both_sides_and_the_encoder_decoder(trained, stdout_of):
+    out, _ = trained
+    model = charlm.load(out)
+    source, target = model.pairs.source, model.pairs.target
+    info = json.loads(stdout_of("info", out, "--json"))
+    assert info["vocabulary"]["size"] == len(source) and info["target_vocabulary"]["size"] == len(target)
+    assert len(source) != len(target) and info["target_tokenizer"]["level"] == "char"
+    token, count = info["target_vocabulary"]["top"][0]            # the target side's counts, not the source's
+    assert count == max(target.counts) and target.counts[target.tokens.index(token)] == count
+    text = stdout_of("info", out)
+    assert "encoder:     layers 1, hidden 8 per direction (bidirectional), source embedding 4\n" in text
+    assert "decoder:     layers 1, hidden 8, target embedding 64\n" in text
+    assert "attention:   additive, hidden 8\n" in text
+    assert f"vocabulary:  source {len(source)} tokens" in text and f"\n             target {len(target)} tokens" in text
+    assert "tokenizer:   source level=char" in text and "\n             target level=char" in text
+
+
+def test_decoder_and_attention_sizes_are_options(dates, tmp_path, stdout_of):
+    """--decoder-hidden, --target-embedding, --attention-hidden reach the model (the gradient checks
+    of tests/test_seq2seq.py use sizes that differ from the encoder's)."""
+    out = tmp_path / "sized.npz"
+    stdout_of("train", "--task", "seq2seq", dates / "train.tsv", "--val-file", dates / "dev.tsv", "-o", out,
+              "--max-steps", "2", "--decoder-hidden", "6", "--target-embedding", "3", "--attention-hidden", "5", *TINY)
+    model = charlm.load(out)
+    c, p = model.meta["model"], model.network.params
+    assert (c["hidden"], c["decoder_hidden"], c["embedding"], c["target_embedding"], c["attention_hidden"]) == (
+        8, 6, 4, 3, 5)
+    assert p["tgt.embed.W"].shape[1] == 3 and p["dec.0.W"].shape == (6 + 3, 4 * 6) and p["att.v"].shape == (5,)
+    assert p["bridge.0.a.W"].shape == (2 * 8, 6)
+    assert "decoder:     layers 1, hidden 6, target embedding 3\n" in stdout_of("info", out)
+
+
 def test_translate_json_attention_and_nbest(trained, stdout_of, run):
     out, _ = trained
     r = run("translate", "-m", out, "--json", "--attention", "--max-length", "5", "5/1/2001", "Aug 29, 1958")

@@ -5,6 +5,8 @@ charlm's. Skipped without the `bench` extra (torch)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -61,3 +63,30 @@ def test_peer_from_charlm_weights_has_charlm_loss_and_gradients(settings):
     for name, g in grads.items():
         np.testing.assert_allclose(peer_grads[name], g, rtol=1e-9, atol=1e-13, err_msg=name)
     assert [o.ids for o in greedy(model, sources)] == torch_seq2seq.greedy(peer, sources)
+
+
+def test_quality_bench_trains_the_peer_as_charlm_trains(tmp_path):
+    """bench_seq2seq_quality.py --peer torch on the shipped subset, a few steps without dropout: the
+    peer starts from charlm's weights and reads the same batches in the same order, so its
+    evaluations (loss, token error rate, learning rate) are charlm's to float32 rounding; its best
+    model is a charlm model file, and its own greedy decoding of the test set, counted by charlm's
+    metric code, agrees with `charlm eval` of that file."""
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "run"
+    proc = subprocess.run([
+        sys.executable, root / "benchmarks" / "bench_seq2seq_quality.py", "--pairs", root / "data" / "cmudict-g2p",
+        "--variants", "main", "--peer", "torch", "--parallel", "--budget", "600", "--out", out,
+        "--max-steps", "6", "--eval-every", "3", "--hidden", "8", "--layers", "1", "--embedding", "8",
+        "--dropout", "0"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "charlm WER - PyTorch WER:" in proc.stdout
+    results = json.loads((out / "result.json").read_text())["results"]
+    assert results["main"]["steps"] == results["torch"]["steps"] == 6
+    assert results["torch"]["test_examples"] == results["main"]["test_examples"] == 300
+    assert results["torch"]["peer_decoded_wer"] == results["torch"]["test_wer"]
+    assert results["torch"]["peer_decoded_per"] == pytest.approx(results["torch"]["test_per"], abs=1e-3)
+    ours, peer = ([json.loads(x) for x in open(out / f"{n}.metrics.jsonl")] for n in ("main", "torch"))
+    assert [r["step"] for r in ours] == [r["step"] for r in peer] == [3, 6]
+    for a, b in zip(ours, peer):
+        for key in ("train_loss", "val_loss", "val_ter", "lr", "epoch"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), key

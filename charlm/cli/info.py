@@ -32,11 +32,32 @@ def _options(options: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in flat.items())
 
 
+def _vocabulary(voc: dict) -> str:
+    """"28 tokens (min_count 1, max_vocab None); most frequent: "a":120 ..." of a vocabulary."""
+    top = " ".join(f"{json.dumps(t, ensure_ascii=False)}:{c}" for t, c in voc["top"])
+    return f"{voc['size']:,} tokens (min_count {voc['min_count']}, max_vocab {voc['max_vocab']}); most frequent: {top}"
+
+
+def _encoder_decoder(m: dict) -> list[str]:
+    """The encoder's, the decoder's and the attention's sizes of a sequence-to-sequence model."""
+    per = " per direction (bidirectional)" if m.get("bidirectional") else ""
+    attention = m.get("attention")
+    how = {"none": "none (the decoder starts from the encoder's final states)",
+           "additive": f"additive, hidden {m.get('attention_hidden')}"}.get(attention, attention)
+    return [f"encoder:     layers {m.get('layers')}, hidden {m.get('hidden')}{per}, source embedding "
+            f"{m.get('embedding')}",
+            f"decoder:     layers {m.get('layers')}, hidden {m.get('decoder_hidden')}, target embedding "
+            f"{m.get('target_embedding')}",
+            f"attention:   {how}"]
+
+
 def _lines(info: dict) -> list[str]:
     m, voc = info["model"], info["vocabulary"]
-    sizes = ", ".join(f"{k} {m[k]}" for k in ("layers", "hidden", "embedding") if k in m)
+    seq2seq = "target_vocabulary" in info
+    sizes = "encoder-decoder" if seq2seq else ", ".join(f"{k} {m[k]}" for k in ("layers", "hidden", "embedding")
+                                                       if k in m)
     flags = [k for k in ("tie_weights", "peephole", "crf") if m.get(k)]
-    top = " ".join(f"{json.dumps(t, ensure_ascii=False)}:{c}" for t, c in voc["top"])
+    source, target = ("source ", "target ") if seq2seq else ("", "")
     lines = [
         f"file:        {info['file']} ({info['kind'] or 'unknown kind'}, format "
         f"{info['format_version']}, charlm {info['charlm_version'] or '?'})",
@@ -46,15 +67,21 @@ def _lines(info: dict) -> list[str]:
         + "".join(f", {k.replace('_', ' ')} {m[k]}" for k in ("embedding_dropout", "weight_drop") if m.get(k))
         + (f", activation {m['activation']}" if m.get("cell") == "rnn" else "")
         + "".join(f", {f}" for f in flags) + f", {m.get('dtype', '?')}",
+        *(_encoder_decoder(m) if seq2seq else []),
         f"parameters:  {m['parameters']:,}",
-        f"vocabulary:  {voc['size']:,} tokens (min_count {voc['min_count']}, max_vocab "
-        f"{voc['max_vocab']}); most frequent: {top}",
-        "tokenizer:   " + " ".join(f"{k}={v}" for k, v in info["tokenizer"].items()),
+        f"vocabulary:  {source}{_vocabulary(voc)}",
+        *([f"             {target}{_vocabulary(info['target_vocabulary'])}"] if seq2seq else []),
+        f"tokenizer:   {source}" + " ".join(f"{k}={v}" for k, v in info["tokenizer"].items()),
+        *([f"             {target}" + " ".join(f"{k}={v}" for k, v in info["target_tokenizer"].items())]
+          if seq2seq else []),
     ]
-    if info.get("labels"):  # a conditional language model: its labels and their training texts
-        lines.append(f"labels:      {', '.join(f'{k} ({n:,} texts)' for k, n in info['labels'].items())}; "
-                     f"label embedding {m.get('label_embedding')}, fed at "
-                     f"{'the first step' if m.get('condition_input') == 'first' else 'every step'}")
+    if info.get("labels"):  # a conditional language model: its labels, training texts and prior P(c)
+        total = sum(info["labels"].values())
+        form = ("each label's texts as one running text (--mode stream)" if info["tokenizer"].get("mode") == "stream"
+                else "whole texts")
+        lines.append(f"labels:      {', '.join(f'{k} ({n:,} texts, P {n / total:.3f})' for k, n in info['labels'].items())}"
+                     f"; label embedding {m.get('label_embedding')}, fed at "
+                     f"{'the first step' if m.get('condition_input') == 'first' else 'every step'}; trained on {form}")
     t = info.get("training")
     if t is None:
         lines.append("training:    no record (not written by charlm train)")
@@ -92,7 +119,8 @@ def _lines(info: dict) -> list[str]:
 def info_command(model_path, as_json) -> None:
     """Show what a model file holds.
 
-    MODEL's task, cell, layers and sizes, parameter count, vocabulary and its most frequent
+    MODEL's task, cell, layers and sizes (a sequence-to-sequence model: its encoder, decoder,
+    attention and both vocabularies), parameter count, vocabulary and its most frequent
     tokens, tokenizer settings, the training summary (steps, epochs, tokens seen, best
     validation loss, the options it was trained with) and the file format.
 

@@ -50,6 +50,15 @@ def _side_options(side: str) -> tuple:
 ATTENTION = Option("attention", choices=ATTENTIONS, group="model",
                    help="seq2seq: how the decoder reads the encoder's states: additive or dot attention, or none "
                         "(the decoder starts from the encoder's final states only: the notes' encoder-decoder).")
+# the decoder's and the attention's own sizes (Seq2SeqConfig's; 0: the size they follow)
+SIZE_OPTIONS = (
+    Option("decoder_hidden", int, low=0, high=8192, group="model", metavar="N",
+           help="seq2seq: the decoder's units (0: --hidden) [default: 0]."),
+    Option("target_embedding", int, low=1, high=8192, group="model", metavar="N",
+           help="seq2seq: the target (output token) embedding size; --embedding is the source's [default: 64]."),
+    Option("attention_hidden", int, low=0, high=8192, group="model", metavar="N",
+           help="seq2seq: the units of additive attention's scores vᵀ tanh(W_1 s<t> + W_2 a<t'>) (0: the "
+                "decoder's) [default: 0]."))
 SIDE_OPTIONS = _side_options("source") + _side_options("target")
 TOKENIZER_OPTIONS = ("level", "mode", "split", "lowercase", "graphemes")
 
@@ -90,7 +99,7 @@ class Seq2SeqTask(Task):
     """Sequence to sequence (see the module docstring)."""
 
     name, noun, commands = "seq2seq", "a sequence-to-sequence model", ("translate",)
-    options = (*SIDE_OPTIONS, ATTENTION, BIDIRECTIONAL)
+    options = (*SIDE_OPTIONS, ATTENTION, *SIZE_OPTIONS, BIDIRECTIONAL)
     refusals = {"seq_len": "it reads whole examples", "tie_weights": "its source and target vocabularies differ",
                 "vocab": "it builds its vocabularies from the training file",
                 "val_tokens": "it holds out whole examples (--val-fraction)",
