@@ -4,6 +4,7 @@ the generative (Bayes) classifier, samples given a label, and the two ways of fe
     python benchmarks/bench_condlm.py mr     [--steps 2700] [--threads 1]     # (a) MR given polarity
     python benchmarks/bench_condlm.py mr-cv  [--run-folds K] [--first-fold F] # (b) Bayes classifier on MR
     python benchmarks/bench_condlm.py dinos  [--steps 1500] [--seeds 3]       # (c) + (d) dinosaur names
+    python benchmarks/bench_condlm.py speakers [--steps 600]                   # (e) tiny Shakespeare given the speaker
     python benchmarks/bench_condlm.py train FILE --out DIR [...]              # one model (what the others run)
 
 mr: the movie-review snippets (rt-polarity.pos/.neg, ../shared/data/mr or --data DIR), labelled pos
@@ -23,6 +24,17 @@ dinos: data/dinos.txt labelled by what a reader sees, "saurus" (the name ends in
     conditional model's parameters, no information in the label); figures: held-out nats per character, the Bayes classifier's accuracy
     and how often samples of each label keep to it (a "saurus" sample ends in -saurus, an "other"
     one does not).
+speakers: tiny Shakespeare (../shared/data/tinyshakespeare/input.txt) as one line per speech,
+    SPEAKER<TAB>speech (benchmarks/shakespeare_speakers.py: the 20 speakers with the most speeches,
+    the rest OTHER), a seeded 10 % of the speeches held out. The conditional model is trained in
+    the stream form (`charlm train --condition --mode stream`: each speaker's speeches as one
+    running text in --seq-len windows, the state carried), the unconditional one of the same
+    sizes with `charlm train --mode stream` on the same speeches without their labels, grouped by
+    speaker in the same order (so both read the same running texts); both --max-steps steps,
+    the best of the evaluations. Figures: nats per character of the held-out speeches, each
+    speaker's read as one running text (`charlm eval` given the true speaker; `charlm score
+    --stream` for the unconditional model, the state carried across), and the generative
+    classifier's accuracy over the 21 labels.
 
 The `train` subcommand drives the training engine from Python (charlm.engine's Run and Trainer over
 the conditional model's batch source, tasks/conditional.py), as `charlm train --condition` does, so
@@ -49,11 +61,12 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
-from bench_tasks import DEFAULT_DATA, ENV, REPO, last_json, mr_folds, run  # noqa: E402
+from bench_tasks import CHARLM, DEFAULT_DATA, ENV, REPO, last_json, mr_folds, run  # noqa: E402
 
 DISCRIMINATIVE_MR = 0.7613   # README: bench_tasks.py mr, 10-fold mean test accuracy
 SIZES = {"mr": dict(cell="gru", layers=1, hidden=256, embedding=64, label_embedding=32),
-         "dinos": dict(cell="gru", layers=1, hidden=64, embedding=16, label_embedding=8)}
+         "dinos": dict(cell="gru", layers=1, hidden=64, embedding=16, label_embedding=8),
+         "speakers": dict(cell="gru", layers=1, hidden=128, embedding=32, label_embedding=16)}
 
 
 # ------------------------------------------------------------------------------------- one model
@@ -212,9 +225,9 @@ def mr(a, out, log) -> dict:
     train, test = mr_folds(a.data, 10, out)[0]
     common_args = ["--test", test, *size_args("mr"), "--steps", a.steps, "--eval-every", a.eval_every,
                    "--seed", a.seed, "--lr-decay", a.lr_decay]
-    every, first, uncond = run_all([train_cmd(train, out, *common_args, "--condition-input", "every"),
-                                    train_cmd(train, out, *common_args, "--condition-input", "first"),
-                                    train_cmd(train, out, *common_args, "--unconditional")], log, a.jobs)
+    every, uncond, first = run_all([train_cmd(train, out, *common_args, "--condition-input", "every"),
+                                    train_cmd(train, out, *common_args, "--unconditional"),   # with --jobs 2: these two first
+                                    train_cmd(train, out, *common_args, "--condition-input", "first")], log, a.jobs)
     return {"every": every, "first": first, "unconditional": uncond,
             "lower_by_label": {mode: {n: r["test_perplexity_by_label"][n] < uncond["test_perplexity_by_label"][n]
                                       for n in r["labels"]} for mode, r in (("every", every), ("first", first))},
@@ -281,7 +294,50 @@ def dinos(a, out, log) -> dict:
     return result
 
 
-SETUPS = {"mr": (mr, 2700, 270), "mr-cv": (mr_cv, 2700, 270), "dinos": (dinos, 1500, 100)}
+def speakers(a, out, log) -> dict:
+    labelled = out / "speakers.tsv"
+    run([sys.executable, HERE / "shakespeare_speakers.py", a.data / "tinyshakespeare" / "input.txt", "-o", labelled,
+         "--top", 20], log)
+    rows = labelled.read_text(encoding="utf-8").splitlines(keepends=True)
+    held = set(np.random.default_rng(a.seed).permutation(len(rows))[:round(0.1 * len(rows))].tolist())
+    parts = {"train": [r for k, r in enumerate(rows) if k not in held], "val": [r for k, r in enumerate(rows) if k in held]}
+    files = {}
+    for part, lines in parts.items():
+        pairs = [line.rstrip("\n").split("\t", 1) for line in lines]
+        files[part] = out / f"{part}.tsv", out / f"{part}.txt"   # labelled; the texts grouped by label, unlabelled
+        files[part][0].write_text("".join(lines), encoding="utf-8")
+        files[part][1].write_text("".join(f"{t}\n" for c in sorted({c for c, _ in pairs}) for c2, t in pairs if c2 == c),
+                                  encoding="utf-8")
+    common_args = ["--mode", "stream", "--seq-len", 100, "--batch-size", 32, "--max-steps", a.steps, "--epochs", 1000,
+                   "--eval-every", a.eval_every, "--seed", a.seed, "-q"]
+    sizes = {k: v for k, v in SIZES["speakers"].items() if k != "label_embedding"}
+    size = [x for k, v in sizes.items() for x in (f"--{k}", v)]
+    cond, uncond = out / "conditional.npz", out / "unconditional.npz"
+    cmds = [CHARLM + ["train", "--condition", files["train"][0], "--val-file", files["val"][0], "-o", cond, *size,
+                      "--label-embedding", SIZES["speakers"]["label_embedding"], *common_args,
+                      "--metrics", out / "conditional.metrics.jsonl"],
+            CHARLM + ["train", files["train"][1], "--val-file", files["val"][1], "-o", uncond, *size, *common_args,
+                      "--metrics", out / "unconditional.metrics.jsonl"]]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=a.jobs) as pool:
+        list(pool.map(lambda cmd: run(cmd, log), cmds))
+    wall = round(time.perf_counter() - started, 1)
+    given = json.loads(run(CHARLM + ["eval", "-m", cond, files["val"][0], "--json"], log).stdout.strip().splitlines()[-1])
+    plain = json.loads(run(CHARLM + ["score", "-m", uncond, "--file", files["val"][1], "--stream", "--json"],
+                           log).stdout.strip().splitlines()[-1])
+    best = {name: min((json.loads(line) for line in open(out / f"{name}.metrics.jsonl", encoding="utf-8")),
+                      key=lambda r: r["val_loss"]) for name in ("conditional", "unconditional")}
+    return {"speeches": {k: len(v) for k, v in parts.items()}, "labels": given["labels"], "train_wall_s": wall,
+            "best_eval": {k: {"step": r["step"], "val_nats_per_char": round(r["val_loss"], 4)} for k, r in best.items()},
+            "val_nats_per_char": {"conditional": round(given["nats_per_token"], 4),
+                                  "unconditional": round(plain["nats_per_token"], 4)},
+            "val_tokens": {"conditional": given["tokens"], "unconditional": plain["tokens"]},
+            "conditional_per_label": {n: round(d["nats_per_token"], 4) for n, d in given["per_label"].items()},
+            "bayes_accuracy": round(given["accuracy"], 4), "bayes_macro_f1": round(given["macro_f1"], 4)}
+
+
+SETUPS = {"mr": (mr, 2700, 270), "mr-cv": (mr_cv, 2700, 270), "dinos": (dinos, 1500, 100),
+          "speakers": (speakers, 600, 150)}
 
 
 def main() -> int:
@@ -289,7 +345,7 @@ def main() -> int:
         return train_main(sys.argv[2:])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("setup", choices=sorted(SETUPS))
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with mr/")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with mr/ (and tinyshakespeare/)")
     p.add_argument("--out", type=Path, default=None, help="run directory")
     p.add_argument("--steps", type=int, default=None, help="training steps per model (default: the setup's)")
     p.add_argument("--eval-every", type=int, default=None)

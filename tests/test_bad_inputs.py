@@ -1278,6 +1278,17 @@ def test_unknown_label_in_the_validation_file(run, tmp_path):
     clean_error(run("train", "--condition", p, "--val-file", v, "-o", tmp_path / "m.npz", "-q"), 1,
                 "unknown label 'meh' (the labels are: neg, pos)")
 
+def test_a_text_too_long_to_train_whole(run, tmp_path, monkeypatch):
+    """The lines form back-propagates each text whole: one that cannot fit in memory (here: 1 MiB
+    available) is refused with one line that names the stream form, before anything is written."""
+    from charlm.engine import memory
+    p = tmp_path / "labelled.txt"
+    p.write_text(COND_LABELLED + "pos\t" + "so good " * 4000 + "\n", encoding="utf-8")
+    monkeypatch.setattr(memory, "available_memory", lambda: 1 << 20)
+    clean_error(run("train", "--condition", p, "-o", tmp_path / "m.npz", "--max-steps", "1", "-q"), 2,
+                "the longest text has 32,001 tokens", "--mode stream")
+    assert not (tmp_path / "m.npz").exists()
+
 # ------------------------------------------------------------------------------------------ charlm export
 
 @pytest.mark.parametrize("case,code,needles", [

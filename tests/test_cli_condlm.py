@@ -59,7 +59,10 @@ def test_info_shows_the_labels(cond, stdout_of):
     info = json.loads(stdout_of("info", cond / "cond.npz", "--json"))
     _, meta = load_checkpoint(cond / "cond.npz")
     assert info["labels"] == dict(zip(meta["labels"], meta["label_counts"]))
-    assert "labels:      neg (" in stdout_of("info", cond / "cond.npz")
+    n = meta["label_counts"]
+    assert (f"labels:      neg ({n[0]:,} texts, P {n[0] / sum(n):.3f}), pos ({n[1]:,} texts, P {n[1] / sum(n):.3f}); "
+            "label embedding") in stdout_of("info", cond / "cond.npz")
+    assert "trained on whole texts" in stdout_of("info", cond / "cond.npz")
     assert "labels" not in json.loads(stdout_of("info", cond / "plain.npz", "--json"))
 
 

@@ -75,10 +75,13 @@ def _lines(info: dict) -> list[str]:
         *([f"             {target}" + " ".join(f"{k}={v}" for k, v in info["target_tokenizer"].items())]
           if seq2seq else []),
     ]
-    if info.get("labels"):  # a conditional language model: its labels and their training texts
-        lines.append(f"labels:      {', '.join(f'{k} ({n:,} texts)' for k, n in info['labels'].items())}; "
-                     f"label embedding {m.get('label_embedding')}, fed at "
-                     f"{'the first step' if m.get('condition_input') == 'first' else 'every step'}")
+    if info.get("labels"):  # a conditional language model: its labels, training texts and prior P(c)
+        total = sum(info["labels"].values())
+        form = ("each label's texts as one running text (--mode stream)" if info["tokenizer"].get("mode") == "stream"
+                else "whole texts")
+        lines.append(f"labels:      {', '.join(f'{k} ({n:,} texts, P {n / total:.3f})' for k, n in info['labels'].items())}"
+                     f"; label embedding {m.get('label_embedding')}, fed at "
+                     f"{'the first step' if m.get('condition_input') == 'first' else 'every step'}; trained on {form}")
     t = info.get("training")
     if t is None:
         lines.append("training:    no record (not written by charlm train)")

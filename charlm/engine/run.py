@@ -20,7 +20,7 @@ class Run:
     NAME.last.npz (charlm/tasks/training.py, `resume`)."""
 
     opts: object  # the validated options (tasks.training.TrainOptions)
-    model: object  # the network: params, loss, backward, init_state, config, num_params
+    model: object  # the network: params, loss, backward, epoch_state, config, num_params
     vocab: Vocab
     source: object  # a batch source (engine.batches)
     validation: object | None  # a validation set: evaluate(model, comm) -> Evaluation
@@ -33,7 +33,8 @@ class Run:
     frozen_epochs: int = 0
 
     def initial_hidden(self):
-        return self.model.init_state(self.source.batch_size) if self.source.carries_state else None
+        """The state carried into an epoch's first batch (None when the source carries none)."""
+        return self.model.epoch_state(self.source.batch_size) if self.source.carries_state else None
 
 
 def last_path(output: str | os.PathLike) -> Path:

@@ -26,8 +26,12 @@ fed it). So a state carries its label: `target_log_probs`, `step` and `log_probs
 LanguageModel's, and `given(label)` is the model with `init_state` starting from that label, which
 charlm.lm.scoring, .generate and .beam use as they use a LanguageModel.
 
-Training (the engine's interface, as the sentence models'): `loss(batch, state=None, train, rng)`
-on a padded `charlm.lm.labelled.LabelledLines` batch, every row from its own label's a<0>; `backward`.
+Training (the engine's interface): `loss(batch, state, train, rng)` on a `charlm.lm.labelled.LabelledLines`
+batch, then `backward`. Whole texts (lines, the default): a padded batch, every row from its own
+label's a<0>, nothing carried. The stream form (`--mode stream`, charlm.lm.labelstreams): a window of
+truncated BPTT whose rows continue from the carried state, except those where a segment of a label's
+running text starts (`batch.starts`), which start from their label's a<0>; v = e(c) is taken from the
+current parameters at every window. `epoch_state(B)` is the placeholder carried into an epoch.
 """
 
 from __future__ import annotations
@@ -175,36 +179,58 @@ class ConditionalLM(LanguageModel):
             raise UsageError(f"labels must be ids 0..{self.config.num_labels - 1}, got {labels!r}")
         return labels.astype(np.int64)
 
-    def _label_forward(self, labels):
-        """labels (B,) ids -> (State: a[l]<0> (and c[l]<0>) of every layer, then (v = e(c),); cache)."""
+    def _label_forward(self, labels, starts=None, carried: State | None = None):
+        """labels (B,) ids -> (State: a[l]<0> (and c[l]<0>) of every layer, then (v,); cache).
+
+        Whole texts (`starts` None): every row starts from its label, v = e(c). The stream form
+        (charlm.lm.labelstreams) passes `starts` (B,) bool and the `carried` State: a row that
+        starts here takes its label's a[l]<0>, the others keep their carried a[l]; v = e(c) of the
+        current parameters on every row ("every"), or on the starting rows only and 0 on the
+        others ("first": the label went in at the first step of the segment)."""
         labels = self._labels(labels)
         p, H, S = self.params, self.config.hidden, self.cell.n_states
         e = p["label.embed.W"][labels]                                     # e(c) (B, Ec)
+        fresh = None if starts is None or carried is None else np.asarray(starts, dtype=bool)[:, None]
         state, outs = [], []
         for l in range(self.config.layers):
             s0 = np.tanh(dense_forward(e, p[f"label.init.{l}.W"], p[f"label.init.{l}.b"]))   # (B, S*H)
             outs.append(s0)
-            state.append(tuple(np.ascontiguousarray(s0[:, k * H:(k + 1) * H]) for k in range(S)))
-        return state + [(e,)], (labels, e, outs)
+            parts = tuple(np.ascontiguousarray(s0[:, k * H:(k + 1) * H]) for k in range(S))
+            if fresh is not None:                                          # a<0> where a segment starts
+                parts = tuple(np.where(fresh, a0, a) for a0, a in zip(parts, carried[l]))
+            state.append(parts)
+        v = e if fresh is None or self.config.condition_input == "every" else e * fresh
+        return state + [(v,)], (labels, e, outs, fresh)
 
     def _label_backward(self, dstate0, cache) -> dict:
-        """dstate0 (as a State) -> grads of label.embed.W and label.init.*."""
-        labels, e, outs = cache
+        """dstate0 (as a State) -> grads of label.embed.W and label.init.* (the stream form: the
+        rows that started from their label only; a carried state's gradient is truncated)."""
+        labels, e, outs, fresh = cache
         grads, de = {}, np.array(dstate0[-1][0], dtype=e.dtype)           # dL/dv, v = e(c)
+        if fresh is not None and self.config.condition_input == "first":
+            de *= fresh
         for l, s0 in enumerate(outs):
             dz = np.concatenate(dstate0[l], axis=1) * (1.0 - s0 * s0)       # tanh' = 1 - a<0>²
+            if fresh is not None:
+                dz *= fresh
             dx, grads[f"label.init.{l}.W"], grads[f"label.init.{l}.b"] = dense_backward(
                 dz, e, self.params[f"label.init.{l}.W"])
             de += dx
         grads["label.embed.W"] = embedding_backward(de[None], labels[None], self.config.num_labels)
         return grads
 
-    def label_state(self, labels) -> State:
-        """labels (B,) ids -> the initial State of B texts, each given its label."""
-        return self._label_forward(labels)[0]
+    def label_state(self, labels, starts=None, carried: State | None = None) -> State:
+        """labels (B,) ids -> the initial State of B texts, each given its label (with `starts`
+        and `carried`: the stream form's state at a window, see `_label_forward`)."""
+        return self._label_forward(labels, starts, carried)[0]
 
     def init_state(self, batch: int) -> State:
         raise UsageError("this language model is conditional: it needs a label (model.given(label))")
+
+    def epoch_state(self, batch: int) -> State:
+        """The stream form's carried state before an epoch's first window, where every row starts
+        from its label: zeros of the State's shapes (a placeholder: the engine carries it)."""
+        return LanguageModel.init_state(self, batch) + [(np.zeros((batch, self.config.label_embedding), self.dtype),)]
 
     def given(self, label: int) -> "Given":
         """The model with the label fixed: `init_state(B)` starts B rows from it."""
@@ -212,14 +238,17 @@ class ConditionalLM(LanguageModel):
 
     # -- training ------------------------------------------------------------------------------------
     def loss(self, batch, state=None, train: bool = False, rng=None):
-        """batch: LabelledLines (x, y, mask (T,B), labels (B,)); state: unused (None).
+        """batch: LabelledLines (x, y, mask (T,B), labels (B,), starts).
 
-        Returns (mean NLL in nats over the real target positions, None, cache for backward):
-        every row starts from its own label's state, so no state is carried between batches.
+        Returns (mean NLL in nats over the real target positions, state after, cache for
+        backward). Whole texts (batch.starts None): every row starts from its own label's state,
+        `state` is unused and the state after is None (nothing is carried between batches). A
+        window of the stream form (charlm.lm.labelstreams): the rows of batch.starts start from
+        their label, the others continue from `state`, and the state after is carried.
         """
-        s0, label_cache = self._label_forward(batch.labels)
-        loss, _, cache = LanguageModel.loss(self, batch.x, batch.y, s0, batch.mask, train, rng)
-        return loss, None, (cache, label_cache)
+        s0, label_cache = self._label_forward(batch.labels, batch.starts, state)
+        loss, after, cache = LanguageModel.loss(self, batch.x, batch.y, s0, batch.mask, train, rng)
+        return loss, (None if batch.starts is None else after), (cache, label_cache)
 
     def backward(self, cache):
         """Gradients of the mean loss: dict with the same keys/shapes as params."""

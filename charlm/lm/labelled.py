@@ -108,12 +108,15 @@ class LabelledLine:
 class LabelledLines:
     """B texts padded to the longest, time-major: x, y (T,B) ids (x = <EOS> t1..tn, y = t1..tn <EOS>,
     padding <EOS>), mask (T,B) float64 (1 at the n + 1 real targets of a row, 0 at padding),
-    labels (B,) int64."""
+    labels (B,) int64. starts: None (whole texts: every row starts from its label), or in a window
+    of the stream form (charlm.lm.labelstreams) (B,) bool: the rows that start from their label
+    here (the others continue from the carried state)."""
 
     x: np.ndarray
     y: np.ndarray
     mask: np.ndarray
     labels: np.ndarray
+    starts: np.ndarray | None = None
 
     @property
     def tokens(self) -> int:

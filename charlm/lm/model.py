@@ -148,6 +148,10 @@ class LanguageModel:
         return [self.cell.init_state(batch, self.config.hidden, self.dtype)
                 for _ in range(self.config.layers)]
 
+    def epoch_state(self, batch: int) -> State:
+        """The state a run of streams carries into an epoch's first window: the zero state."""
+        return self.init_state(batch)
+
     # -- training ----------------------------------------------------------------------------------------
     def loss(self, x, y, state: State, mask=None, train: bool = False, rng=None):
         """x, y (T,B) int ids (y = next tokens), mask (T,B) 0/1 or None.

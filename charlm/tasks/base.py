@@ -65,8 +65,9 @@ class Task:
         the model settings (from its network's settings, so the two always agree)."""
         return {"level": self.level, **self.config.defaults()}
 
-    def default(self, option: Option):
-        """The value of `option` when the run does not give it."""
+    def default(self, option: Option, opts=None):
+        """The value of `option` when the run does not give it (`opts`: the options being
+        validated, as given, when a default depends on another option)."""
         return self.defaults().get(option.name, option.default)
 
     def check_options(self, opts) -> None:

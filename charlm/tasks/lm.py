@@ -231,6 +231,12 @@ class LMTask(Task):
     network = LanguageModel
     api_class = LM
 
+    def default(self, option, opts=None):
+        """--condition reads whole texts (--mode lines) unless --mode stream is given."""
+        if option.name == "mode" and opts is not None and opts.condition:
+            return "lines"
+        return super().default(option, opts)
+
     def check_options(self, opts) -> None:
         conditional.check_options(opts)
         if opts.no_cache and opts.cache_dir is not None:
@@ -292,7 +298,8 @@ class LMTask(Task):
         if "labels" in info:
             return (f"vocabulary {info['vocab']:,}, {info['labels']} labels, {info['texts']:,} training texts "
                     f"({info['train_tokens']:,} tokens) and {info['val_tokens']:,} validation tokens, "
-                    f"batch {info['batch']} whole texts")
+                    + (f"batch {info['batch']} x {info['seq_len']} steps of each label's running text"
+                       if "seq_len" in info else f"batch {info['batch']} whole texts"))
         return (f"vocabulary {info['vocab']:,}, {info['train_tokens']:,} training and {info['val_tokens']:,} "
                 f"validation tokens, batch {info['batch']} x {info['seq_len']} steps")
 

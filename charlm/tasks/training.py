@@ -83,7 +83,7 @@ class _Validated:
             accepted = option.name in task.accepts
             if not accepted and option.is_set(value):
                 raise UsageError(_refusal(option, value, task))
-            value = option.check(task.default(option) if value is None else value) if accepted else _unset(option)
+            value = option.check(task.default(option, self) if value is None else value) if accepted else _unset(option)
             if not option.group:
                 setattr(self, option.name, value)
             elif accepted and value is not None:
