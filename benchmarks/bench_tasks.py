@@ -23,6 +23,8 @@ ner: wikigold (shipped in data/, with its fixed document split): trained on wiki
     ("charlm-crf") beside the plain tagger on the same seeds, with the CRF's gain over the plain
     tagger (paired by seed) and over each peer. pos: the tagger (and its ablations) with --crf
     instead of without (the plain tagger's figure is in the README).
+--lm-features FWD.npz,BWD.npz: ner: a side of its own ("charlm-lmfeat"), the tagger with those
+    character language models' features (benchmarks/bench_lmfeat.py trains them and sums up).
 Figures over seeds are means with their standard errors (sem = std / sqrt(n)); a difference of two
 sides carries the standard error sqrt(sem1² + sem2²), and one paired by seed the standard error of
 the per-seed differences. A run that stopped at --time-limit rather than by early stopping is
@@ -137,7 +139,8 @@ def ner(args, extra, out, log) -> dict:
     d = REPO / "data"
     train, dev, test = d / "wikigold.train.txt", d / "wikigold.dev.txt", d / "wikigold.test.txt"
     inits = [] if args.no_torch else args.peer_init.split(",")
-    ours = {"charlm": [], **({"charlm-crf": ["--crf"]} if args.crf else {})}
+    ours = {"charlm": [], **({"charlm-crf": ["--crf"]} if args.crf else {}),
+            **({"charlm-lmfeat": ["--lm-features", args.lm_features]} if args.lm_features else {})}
     sides: dict = {name: [] for name in ours} | {f"pytorch-{init}-init": [] for init in inits}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for name, change in ours.items():
@@ -234,6 +237,9 @@ def main() -> int:
     parser.add_argument("--crf", action="store_true",
                         help="ner: also train each charlm tagger with a CRF output layer (side charlm-crf); "
                              "pos: train the taggers with it")
+    parser.add_argument("--lm-features", default=None, metavar="FWD.npz,BWD.npz",
+                        help="ner: also train each charlm tagger with these language models' features (side "
+                             "charlm-lmfeat)")
     parser.add_argument("--folds", type=int, default=10, help="mr: folds of the cross-validation")
     parser.add_argument("--run-folds", type=int, default=None, help="mr: run only the first K folds (a short check)")
     parser.add_argument("--threads", type=int, default=None,

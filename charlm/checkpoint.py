@@ -200,8 +200,11 @@ def _read_meta(path: str, raw: np.ndarray) -> dict:
 
 
 def model_arrays(model) -> dict:
-    """{"param/<name>": array} for every parameter of a model of any task (no copies)."""
-    return {f"param/{name}": arr for name, arr in model.params.items()}
+    """{"param/<name>": array} for every parameter of a model of any task, and {"fixed/<name>": array}
+    for the arrays it carries untrained (`model.fixed`: a tagger's language models of --lm-features);
+    no copies."""
+    return {**{f"param/{name}": arr for name, arr in model.params.items()},
+            **{f"fixed/{name}": arr for name, arr in getattr(model, "fixed", {}).items()}}
 
 
 def arrays_under(arrays: dict, prefix: str) -> dict:

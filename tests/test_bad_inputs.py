@@ -1062,6 +1062,36 @@ def test_init_from_what_is_not_a_fitting_language_model(run, models, task_models
     assert not (tmp_path / "out.npz").exists()
 
 
+def test_lm_features_and_reverse_that_do_not_fit(run, models, task_models, tmp_path):
+    """--lm-features (issue 22): a word-level LM, a backward model not trained with --reverse (or a
+    forward one that was), a missing file, a tagger, three files; either option for the wrong task;
+    a tagger with features given to charlm export; charlm next on a reversed model."""
+    bwd = tmp_path / "bwd.npz"
+    r = run("train", models["corpus"], "-o", bwd, *TINY, "--max-steps", "2", "--reverse")
+    assert r.exit_code == 0, r.output
+    char = models["char"]
+    base = ["train", "--task", "tag", task_models["ner_text"], "-o", tmp_path / "out.npz", *TASK_TINY, "--max-steps", "2"]
+    for spec, code, needle in (
+            (models["word"], 2, "is a word-level language model: the features are states at characters"),
+            (f"{char},{char}", 2, "was not trained with --reverse: the backward model (BWD.npz) must read"),
+            (bwd, 2, "was trained with --reverse: give it second, as BWD.npz"),
+            (f"{char},{tmp_path / 'none.npz'}", 2, "--lm-features: no language model file"),
+            (task_models["ner"], 2, "is not a language model (task tag)"),
+            (f"{char},{bwd},{bwd}", 2, "--lm-features takes FWD.npz or FWD.npz,BWD.npz")):
+        clean_error(run(*base, "--lm-features", spec), code, needle)
+    r = run("train", models["corpus"], "-o", tmp_path / "out.npz", *TINY, "--lm-features", char)
+    clean_error(r, 2, "--lm-features applies to --task tag and --task classify, not to a language model")
+    clean_error(run(*base, "--reverse"), 2, "--reverse applies to --task lm only (it is how a language model reads")
+    r = run("train", "--condition", task_models["cls_text"], "-o", tmp_path / "out.npz", *TINY, "--reverse")
+    clean_error(r, 2, "--reverse does not apply to --condition")
+    clean_error(run("next", "-m", bwd, "ab"), 2, "reads text right to left (trained with --reverse): charlm next")
+    clean_error(run("sample", "-m", bwd, "--beam", "2"), 2, "reads text right to left")
+    assert not (tmp_path / "out.npz").exists()
+    r = run(*base, "--lm-features", f"{char},{bwd}")
+    assert r.exit_code == 0, r.output
+    clean_error(run("export", "-m", tmp_path / "out.npz"), 2, "charlm export cannot write", "(--lm-features)")
+
+
 def test_xpos_column_that_is_empty(run, tmp_path):
     p = tmp_path / "x.conllu"
     p.write_text(CONLLU.replace("\tDT\t", "\t_\t"))

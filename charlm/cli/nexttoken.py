@@ -8,7 +8,7 @@ import math
 import click
 
 from charlm.cli.group import cli, json_line
-from charlm.cli.options import label_option, load, model_option
+from charlm.cli.options import label_option, load_model, model_option
 from charlm.text.vocab import EOS, UNK
 
 
@@ -45,7 +45,9 @@ def next_command(prefix, model_path, top, as_json, label) -> None:
 
     if top < 1:
         raise click.BadParameter(f"must be at least 1, got {top}", param_hint="-k")
-    model, vocab, tokenizer, _ = load(model_path, label)
+    lm = load_model(model_path)
+    lm.forward_only("charlm next")
+    model, vocab, tokenizer = lm.conditioned(label), lm.vocab, lm.tokenizer
     prime = generate.Prime.from_text(tokenizer, prefix)
     best = generate.next_tokens(model, vocab, prime, top)
     if as_json:

@@ -130,14 +130,6 @@ def load_model(model_path: str, any_task: bool = False):
     return model
 
 
-def load(model_path: str, label: str | None = None):
-    """(network, vocab, tokenizer, meta) of the language model at `model_path` (see `load_model`);
-    a conditional model's network given `label` (`LM.conditioned`: a usage error for a missing or
-    unknown label, or a label for a model without labels)."""
-    lm = load_model(model_path)
-    return lm.conditioned(label), lm.vocab, lm.tokenizer, lm.meta
-
-
 def label_option(multiple: bool = False, help: str = ""):
     """--label L: the label a conditional language model is given (`multiple`: repeatable)."""
     return click.option("--label", "label", multiple=multiple, metavar="LABEL", help=help or (

@@ -144,6 +144,10 @@ def sample_command(ctx, model_path, temperature, top_k, top_p, prime, prime_file
         raise click.UsageError("give --prime TEXT or --prime-file PATH, not both")
 
     lm = load_model(model_path)
+    if beam is not None:
+        lm.forward_only("--beam")
+    if stop_at:
+        lm.forward_only("--stop-at")
     labels = list(dict.fromkeys(label)) or [None]
     networks = [lm.conditioned(c) for c in labels]  # a missing, unknown or unwanted label: a usage error first
     vocab, tokenizer = lm.vocab, lm.tokenizer
@@ -173,7 +177,7 @@ def sample_command(ctx, model_path, temperature, top_k, top_p, prime, prime_file
                                   f"{len(vocab):,} scores each: try a smaller --beam or --length") from None
         else:
             on_token = None
-            streaming = num == 1 and len(labels) == 1 and not as_json and _stdout_is_tty()
+            streaming = num == 1 and len(labels) == 1 and not as_json and _stdout_is_tty() and not lm.reverse
             if streaming:
                 # after a complete prime line (lines mode) the sample starts a new line
                 last = [primed.tokens[-1] if primed.tokens[primed.cut:] else None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 
 import click
 
@@ -13,6 +14,7 @@ from charlm.engine import parallel
 from charlm.engine.progress import ReadingBar
 from charlm.errors import DataError
 from charlm.lm import scoring
+from charlm.lm.reverse import reversed_ids
 from charlm.lm.scoring import shown
 from charlm.text.reader import iter_lines
 from charlm.text.tokencache import token_ids
@@ -220,7 +222,10 @@ def score_command(sentences, model_path, file, stream, per_token, as_json, batch
 
     if stream:
         folder = None if no_cache else (cache_dir or os.path.dirname(os.path.abspath(model_path)))
-        summary = scoring.score_ids(model, vocab, token_ids(file, vocab.tokenizer, folder, report=_Report()))
+        tids = token_ids(file, vocab.tokenizer, folder, report=_Report())
+        if lm.reverse:  # read right to left, as it was trained (lm/reverse.py)
+            tids = replace(tids, ids=reversed_ids(tids.ids, tids.mode))
+        summary = scoring.score_ids(model, vocab, tids)
     else:
         summary = scoring.CorpusSummary(chars=0 if char_level else None)
         for s in scoring.score_lines(model, vocab, tokenizer, iter_lines(file),

@@ -56,7 +56,9 @@ def outputs(opts) -> list[Output]:
 def inputs(opts) -> dict:
     """The files a run reads (never written over, not even with --force)."""
     return {"the corpus": opts.corpus, "the validation file": opts.val_file, "the vocabulary": opts.vocab,
-            "the language model of --init-from": opts.init_from}
+            "the language model of --init-from": opts.init_from,
+            **{f"language model {i} of --lm-features": path.strip() for i, path in
+               enumerate((getattr(opts, "lm_features", None) or "").split(","), 1) if path.strip()}}
 
 
 def describe_run(path: Path) -> str:

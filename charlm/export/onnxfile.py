@@ -37,6 +37,9 @@ def exporter(model) -> Exporter:
     if task not in EXPORTERS:
         known = ", ".join(t.name for t in EXPORTERS)
         raise UsageError(f"charlm export cannot write {task.noun} (task {task.name}) yet: it exports {known}")
+    if getattr(model.network, "fixed", None):
+        raise UsageError(f"charlm export cannot write {model.path or 'this model'}: it reads the states of character "
+                         f"language models (--lm-features), which its ONNX graph would not include")
     entry = EXPORTERS[task]
     params = model.network.params
     unread = sorted(k for k in params if not k.startswith(entry.reads))

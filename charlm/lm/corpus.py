@@ -32,6 +32,7 @@ from typing import Iterator
 import numpy as np
 
 from charlm.errors import DataError, UsageError
+from charlm.lm.reverse import reversed_ids
 from charlm.text.tokencache import token_ids
 from charlm.text.tokenids import EmptyText, TokenIds
 from charlm.text.vocab import EOS, UNK_LITERALS, Vocab
@@ -227,7 +228,7 @@ class LMData:
 
 def prepare_lm_data(corpus, tokenizer_config, *, vocab=None, val_file=None, val_fraction=0.1, val_tokens=None,
                     min_count=1, max_vocab=None, batch_size=32, seq_len=100, n_train=None,
-                    cache_dir=None, verify=True, report=None) -> LMData:
+                    cache_dir=None, verify=True, report=None, reverse=False) -> LMData:
     """Tokenize (or map from the token cache in `cache_dir`) a corpus, split off validation, build
     (or use) the vocabulary and lay out B streams for training and `eval_streams` for validation.
 
@@ -235,7 +236,8 @@ def prepare_lm_data(corpus, tokenizer_config, *, vocab=None, val_file=None, val_
     0 = no limit; N = at most N (the last N of the corpus, the first N of a --val-file).
     `vocab` and `n_train` are given when resuming, so the data is encoded exactly as before.
     `verify`, `report`: see `charlm.text.tokencache.token_ids` (verify=False: another process has
-    just checked or built the cache; progress and cache messages).
+    just checked or built the cache; progress and cache messages). reverse: the training and the
+    validation tokens are each read right to left (`lm.reverse.reversed_ids`; --reverse).
     """
     config = vocab.tokenizer if vocab is not None else tokenizer_config
     tids = token_ids(corpus, config, cache_dir, verify=verify, report=report)
@@ -260,10 +262,13 @@ def prepare_lm_data(corpus, tokenizer_config, *, vocab=None, val_file=None, val_
         if cap is not None and len(val_ids) == cap and round(len(tids.ids) * val_fraction) > cap:
             note += " (at most --val-tokens)"
     lookup = lookup_table(vocab, tids.types)
+    train_ids = tids.ids[:n_train]
+    if reverse:
+        train_ids, val_ids = reversed_ids(train_ids, tids.mode), reversed_ids(val_ids, tids.mode)
     batch, seq_len, warning = fit_batch(n_train, batch_size, seq_len)
     val = None
     if len(val_ids) >= 2:
         val = MappedStreams(batchify(val_ids, eval_streams(len(val_ids))),
                             lookup if val_lookup is None else val_lookup)
-    return LMData(vocab, MappedStreams(batchify(tids.ids[:n_train], batch), lookup), val, n_train,
+    return LMData(vocab, MappedStreams(batchify(train_ids, batch), lookup), val, n_train,
                   len(val_ids), batch, seq_len, warning, note)

@@ -56,11 +56,12 @@ class ModelConfig(CellSettings):
     dropout_kind: str = "standard"  # "locked": one dropout mask per stream, reused at every step
     embedding_dropout: float = 0.0  # drop whole words of the vocabulary (per batch)
     weight_drop: float = 0.0  # DropConnect on the recurrent weights W[:H] (per batch)
+    reverse: bool = False  # trained on the text read right to left (lm/reverse.py); the network is the same
 
     REQUIRED = ("vocab_size",)
 
     def validate(self) -> None:
-        check_settings(self, ("vocab_size", "layers", "hidden", "embedding"), ("tie_weights",))
+        check_settings(self, ("vocab_size", "layers", "hidden", "embedding"), ("tie_weights", "reverse"))
         self.check_cell()
         if self.dropout_kind not in DROPOUT_KINDS:
             raise CharlmError(f"dropout_kind must be one of {', '.join(DROPOUT_KINDS)}, got {self.dropout_kind!r}")
@@ -226,14 +227,14 @@ class LanguageModel:
         return (grads, dstate0) if return_dstate else grads
 
     # -- evaluation ----------------------------------------------------------------------------------
-    def _hidden(self, x, state):
+    def hidden(self, x, state):
         """x (T,B) -> (a (T,B,H) of the top layer, new state): the evaluation-only forward."""
         e = self.params["embed.W"][np.asarray(x)]
         return self.rnn.run(self._layer_params(), e, state)
 
     def log_probs(self, x, state: State):
         """x (T,B) -> (log ŷ (T,B,V), new state); evaluation mode (no dropout)."""
-        a, new_state = self._hidden(x, state)
+        a, new_state = self.hidden(x, state)
         T, B, H = a.shape
         logits = dense_forward(a.reshape(T * B, H), self._out_W(), self.params["out.b"])
         return log_softmax(logits).reshape(T, B, -1), new_state
@@ -251,7 +252,7 @@ class LanguageModel:
         steps = max(1, EVAL_ROWS // max(B, 1))
         out = np.empty((T, B), dtype=np.float64)
         for t in range(0, T, steps):
-            a, state = self._hidden(x[t:t + steps], state)
+            a, state = self.hidden(x[t:t + steps], state)
             n, _, H = a.shape
             out[t:t + n] = target_log_probs(a.reshape(n * B, H), self._out_W(), self.params["out.b"],
                                             y[t:t + steps].reshape(-1)).reshape(n, B)

@@ -22,11 +22,13 @@ from charlm.nn.padded import widen
 @dataclass
 class EncodedSentence:
     """words (n,) int64 word ids; chars: n arrays of char ids; labels (n,) int64 (tags), an int
-    (a class) or None."""
+    (a class) or None; features (n, F) float: the words' language-model features (`Encoder.features`)
+    or None."""
 
     words: np.ndarray
     chars: list
     labels: object = None
+    features: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.words)
@@ -41,6 +43,7 @@ class SentenceBatch:
     chars (Lc,W) int: character ids of the W distinct words (distinct by spelling), padded with 0
     char_lengths (W,) int                          word_index (T,B) int: the word at (t, b) among the W
     labels: (T,B) int tag ids (padding 0) for tagging, (B,) int for classification, or None
+    features: (T,B,F) float, each word's language-model features (padding 0), or None
     Without character ids chars is (0, 0), char_lengths (0,) and word_index all 0.
     """
 
@@ -51,6 +54,7 @@ class SentenceBatch:
     char_lengths: np.ndarray
     word_index: np.ndarray
     labels: np.ndarray | None = None
+    features: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -63,13 +67,14 @@ class SentenceBatch:
         return int(self.lengths.sum())
 
 
-def pad_sentences(word_ids, char_ids=None, labels=None) -> SentenceBatch:
+def pad_sentences(word_ids, char_ids=None, labels=None, features=None) -> SentenceBatch:
     """A `SentenceBatch` of the sentences in the order given (the caller sorts or buckets): the one
     place that pads sentences into a batch.
 
     word_ids: list of B 1-D int arrays; char_ids: None or, per sentence, a list with the 1-D int
     array of each word's character ids; labels: None, or per sentence a 1-D int array of tag ids
-    (tagging) or one int (classification). Inconsistent input raises DataError.
+    (tagging) or one int (classification); features: None or per sentence an (n, F) float array.
+    Inconsistent input raises DataError.
     """
     sents = [np.asarray(w, dtype=np.int64).reshape(-1) for w in word_ids]
     if not sents:
@@ -83,14 +88,16 @@ def pad_sentences(word_ids, char_ids=None, labels=None) -> SentenceBatch:
         words[:len(s), b] = s
     mask = (np.arange(T)[:, None] < lengths).astype(np.float64)
     chars, char_lengths, word_index = _distinct_words(char_ids, lengths, T)
-    return SentenceBatch(words, lengths, mask, chars, char_lengths, word_index, _pad_labels(labels, lengths))
+    return SentenceBatch(words, lengths, mask, chars, char_lengths, word_index, _pad_labels(labels, lengths),
+                         _pad_features(features, lengths))
 
 
 def make_batch(sentences: Sequence[EncodedSentence], with_labels: bool = True) -> SentenceBatch:
     """The padded batch of encoded sentences (`pad_sentences`), in the given order; their labels
     too when they have them and `with_labels`."""
     labels = [s.labels for s in sentences] if with_labels and sentences[0].labels is not None else None
-    return pad_sentences([s.words for s in sentences], [s.chars for s in sentences], labels)
+    features = [s.features for s in sentences] if sentences[0].features is not None else None
+    return pad_sentences([s.words for s in sentences], [s.chars for s in sentences], labels, features)
 
 
 def _distinct_words(char_ids, lengths: np.ndarray, T: int):
@@ -143,6 +150,21 @@ def _pad_labels(labels, lengths: np.ndarray):
     return y
 
 
+def _pad_features(features, lengths: np.ndarray):
+    """(T,B,F) features, padding 0, of an (n, F) array per sentence; None for None."""
+    if features is None:
+        return None
+    if len(features) != len(lengths):
+        raise DataError(f"{len(lengths)} sentences but features for {len(features)}")
+    F = np.shape(features[0])[-1]
+    out = np.zeros((int(lengths.max()), len(lengths), F), dtype=np.asarray(features[0]).dtype)
+    for b, f in enumerate(features):
+        if np.shape(f) != (lengths[b], F):
+            raise DataError(f"sentence {b + 1} has {lengths[b]} words but features of shape {np.shape(f)}")
+        out[:lengths[b], b] = f
+    return out
+
+
 def aligned(batch: SentenceBatch) -> SentenceBatch:
     """The batch widened to a multiple of ROW_ALIGN sentences and distinct words: dummy sentences of
     one word (id 0, mask 0) and dummy words of one character (id 0) nothing points at."""
@@ -151,11 +173,13 @@ def aligned(batch: SentenceBatch) -> SentenceBatch:
     if pad_b == 0 and pad_w == 0:
         return batch
     cols = ((0, 0), (0, pad_b))
-    labels = batch.labels
+    labels, features = batch.labels, batch.features
     if labels is not None:
         labels = np.pad(labels, cols if labels.ndim == 2 else (0, pad_b))
+    if features is not None:
+        features = np.pad(features, (*cols, (0, 0)))
     return SentenceBatch(
         np.pad(batch.words, cols), np.concatenate([batch.lengths, np.ones(pad_b, dtype=np.int64)]),
         np.pad(batch.mask, cols), np.pad(batch.chars, ((0, 0), (0, pad_w))),
         np.concatenate([batch.char_lengths, np.ones(pad_w, dtype=np.int64)]), np.pad(batch.word_index, cols),
-        labels)
+        labels, features)

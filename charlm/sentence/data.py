@@ -61,10 +61,11 @@ def _tokens(sentences: list) -> int:
 def prepare_task_data(read, per_token: bool, corpus, tokenizer: TokenizerConfig, *, format=None, tag_column=None,
                       val_file=None, val_fraction: float = 0.1, seed: int = 0, min_count: int = 1,
                       max_vocab: int | None = None, encoder: Encoder | None = None,
-                      max_length: int = MAX_LENGTH) -> TaskData:
+                      max_length: int = MAX_LENGTH, features=None) -> TaskData:
     """Read (with `read`: `read_tags` for a tag per token, `per_token`, else `read_labels`), split,
     build the vocabularies (unless `encoder` is given: a resumed run) and encode. Examples longer
-    than `max_length` tokens are split or cut (`bound_lengths`)."""
+    than `max_length` tokens are split or cut (`bound_lengths`). `features`: the new encoder's
+    (`Encoder.features`; a resumed run's encoder has its own)."""
     tokens, gold, fmt = read(corpus, tokenizer, format, tag_column)
     tokens, gold, cut = bound_lengths(per_token, tokens, gold, max_length)
     if val_file:
@@ -78,12 +79,13 @@ def prepare_task_data(read, per_token: bool, corpus, tokenizer: TokenizerConfig,
     if encoder is None:
         scheme = detect_scheme(gold) if per_token else None
         encoder = Encoder.build(per_token, tokens, gold, tokenizer, scheme, min_count, max_vocab)
+        encoder.features = features
     what, model = ("tag", "tagger") if per_token else ("label", "classifier")
     if len(encoder.labels) < 2:
         raise DataError(f"{corpus}: the training data has a single {what} ({encoder.labels[0]!r}): "
                         f"a {model} needs at least two")
-    train = [encoder.encode(t, g) for t, g in zip(tokens, gold)]
-    val = [encoder.encode(t) for t in val_tokens]
+    train = encoder.encode_all(tokens, gold)
+    val = encoder.encode_all(val_tokens)
     unknown = encoder.unknown_labels(val_gold)
     warnings = []
     if cut:

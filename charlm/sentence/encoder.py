@@ -41,6 +41,8 @@ class Encoder:
     chars: Vocab  # characters
     labels: list  # label i is class/tag id i (entity tags in the model's scheme)
     scheme: str | None = None  # entity scheme of the training data (tag task), else None
+    features: object = None  # words -> contextual features: called with token lists, gives an (n, F)
+    #                          array per sentence (tasks/features.py `LMFeatures`, --lm-features), or None
 
     def __post_init__(self):
         self.label_index = {name: i for i, name in enumerate(self.labels)}
@@ -98,6 +100,16 @@ class Encoder:
                 labels = self._label_id(gold)
         return EncodedSentence(self.word_ids(tokens), [self.char_ids(t) for t in tokens], labels)
 
+    def encode_all(self, token_lists: Sequence[Sequence[str]], gold=None) -> list[EncodedSentence]:
+        """`encode` of each sentence (with its gold labels when `gold` is given); with `features`,
+        each also gets its (n, F) features, computed for all the sentences at once."""
+        golds = [None] * len(token_lists) if gold is None else gold
+        out = [self.encode(t, g) for t, g in zip(token_lists, golds)]
+        if self.features is not None:
+            for s, f in zip(out, self.features(token_lists)):
+                s.features = f
+        return out
+
     def unknown_labels(self, gold) -> list[str]:
         """Gold tags (a list per sentence, data scheme) or labels the model cannot predict, sorted."""
         seen = {t for tags in gold for t in self.model_labels(tags)} if self.per_token else set(gold)
@@ -112,7 +124,10 @@ class Encoder:
     # ------------------------------------------------------------------------ checkpoints
     def to_meta(self) -> dict:
         """What a checkpoint holds besides the word vocabulary (meta["vocab"])."""
-        return {"char_vocab": self.chars.to_dict(), "labels": list(self.labels), "tag_scheme": self.scheme}
+        meta = {"char_vocab": self.chars.to_dict(), "labels": list(self.labels), "tag_scheme": self.scheme}
+        if self.features is not None:
+            meta["lm_features"] = self.features.to_meta()
+        return meta
 
     @classmethod
     def from_meta(cls, per_token: bool, vocab: Vocab, meta: dict, char_vocab: Vocab | None = None) -> "Encoder":

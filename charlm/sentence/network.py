@@ -1,8 +1,10 @@
 """Sentence models on the recurrent core: a tagger (many-to-many, Tx = Ty) and a classifier
 (many-to-one), bidirectional by default (the notes, "Bidirectional RNNs" and "Deep RNNs").
 
-    x<t>   = [E[w<t>], [→c, ←c](w<t>)]            embed.W E (V, Emb); the word's character code
-                                                  (nn.layers.CharEncoder, char.*; omitted if char_hidden = 0)
+    x<t>   = [E[w<t>], [→c, ←c](w<t>), f(w<t>)]   embed.W E (V, Emb); the word's character code
+                                                  (nn.layers.CharEncoder, char.*; omitted if char_hidden = 0);
+                                                  f (F,) its language-model features, batch.features (T,B,F),
+                                                  constants (tasks/features.py; omitted if lm_feature_size = 0)
     →a[l]<t>, ←a[l]<t>  stacked bidirectional     rnn.{l}.fwd.*, rnn.{l}.bwd.* (one-directional: rnn.{l}.*)
                         layers; a[l+1] reads [→a[l]<t>, ←a[l]<t>]
     Tagger:      ŷ<t> = softmax(W_y[→a<t>, ←a<t>] + b_y)   at every real t    out.W (2H, K), out.b (K,)
@@ -82,6 +84,7 @@ class TaggerConfig(CellSettings):
     word_dropout: float = 0.1   # training: a word's embedding is <UNK>'s (id 0), its spelling kept
     pool: str = "last"          # the classifier's read-out: last | mean | max
     crf: bool = False           # tag only: a linear-chain CRF output layer (nn.crf)
+    lm_feature_size: int = 0    # F: language-model features per word in x<t> (--lm-features); 0: none
     dtype: str = "float32"
 
     REQUIRED = ("task", "vocab_size", "char_vocab_size", "num_labels")
@@ -93,7 +96,7 @@ class TaggerConfig(CellSettings):
         check_settings(self, ("vocab_size", "num_labels", "layers", "hidden", "embedding", "char_embedding"),
                        ("bidirectional", "crf"))
         self.check_cell()
-        for name in ("char_hidden", "char_vocab_size"):
+        for name in ("char_hidden", "char_vocab_size", "lm_feature_size"):
             v = getattr(self, name)
             if not is_int(v) or v < 0:
                 raise CharlmError(f"model setting {name} must be a whole number >= 0, got {v!r}")
@@ -127,6 +130,7 @@ class SentenceNetwork(PaddedNetwork):
         self.directions = ("fwd", "bwd") if config.bidirectional else ("",)
         self.rnn = StackedRecurrent(Bidirectional(self.cell) if config.bidirectional else self.cell, config.layers)
         self.chars = CharEncoder(self.cell) if config.char_hidden else None
+        self.fixed: dict = {}   # arrays the file carries untrained: the language models of the features
         self._set_params(params, seed)
 
     # -- parameters ----------------------------------------------------------------------------------
@@ -151,7 +155,7 @@ class SentenceNetwork(PaddedNetwork):
         return shapes
 
     def _input_width(self) -> int:
-        return self.config.embedding + 2 * self.config.char_hidden
+        return self.config.embedding + 2 * self.config.char_hidden + self.config.lm_feature_size
 
     def _width(self) -> int:
         """Features per position of the top layer: 2H, or H one-directional."""
@@ -190,6 +194,10 @@ class SentenceNetwork(PaddedNetwork):
                 raise DataError("this model reads the characters of each word: the batch has none")
             if batch.chars.min() < 0 or batch.chars.max() >= c.char_vocab_size:
                 raise DataError(f"character ids must be in [0, {c.char_vocab_size})")
+        F = c.lm_feature_size
+        if F and (batch.features is None or batch.features.shape != batch.words.shape + (F,)):
+            have = "none" if batch.features is None else f"shape {batch.features.shape}"
+            raise DataError(f"this model reads {F} language-model features per word: the batch has {have}")
         if need_labels:
             if batch.labels is None:
                 raise DataError("the batch has no labels to train on")
@@ -211,6 +219,8 @@ class SentenceNetwork(PaddedNetwork):
             codes, char_cache = self.chars.forward(p["char.embed.W"], self._group("char", ("fwd", "bwd")),
                                                    batch.chars, batch.char_lengths)       # (W, 2Hc)
             x = np.concatenate([x, codes[batch.word_index]], axis=-1)   # x<t> = [E[w<t>], code(w<t>)]
+        if c.lm_feature_size:                                   # ... and f(w<t>), a constant
+            x = np.concatenate([x, batch.features.astype(self.dtype, copy=False)], axis=-1)
         m_in = dropout_mask(x.shape, rate, rng, self.dtype)
         if m_in is not None:
             x *= m_in
@@ -222,7 +232,7 @@ class SentenceNetwork(PaddedNetwork):
         return a, (batch, words, char_cache, m_in, layer_params, rnn_cache)
 
     def _encode_backward(self, da: np.ndarray, cache) -> dict:
-        """da (T,B,2H) -> gradients of every parameter but out.*."""
+        """da (T,B,2H) -> gradients of every parameter but out.* (none for the features: constants)."""
         batch, words, char_cache, m_in, layer_params, rnn_cache = cache
         c = self.config
         dx, rgrads, _ = self.rnn.backward(layer_params, da, rnn_cache)
@@ -230,7 +240,8 @@ class SentenceNetwork(PaddedNetwork):
             dx *= m_in
         grads = {"embed.W": embedding_backward(dx[..., :c.embedding], words, c.vocab_size)}
         if self.chars is not None:
-            dcodes = embedding_backward(dx[..., c.embedding:], batch.word_index, batch.char_lengths.shape[0])
+            dcodes = embedding_backward(dx[..., c.embedding:c.embedding + 2 * c.char_hidden], batch.word_index,
+                                        batch.char_lengths.shape[0])
             grads["char.embed.W"], pair = self.chars.backward(self._group("char", ("fwd", "bwd")), dcodes,
                                                               char_cache)
             grads.update(self._flat("char", pair))

@@ -148,7 +148,7 @@ class Predictor:
         enc = self.encoder
         pieces = [(i, piece) for i, tokens in enumerate(token_lists)
                   for piece in split_long(list(tokens), self.max_length)]
-        encoded = [enc.encode(piece) for _, piece in pieces]
+        encoded = enc.encode_all([piece for _, piece in pieces])
         names: list = [[] for _ in token_lists]
         probs: list = [[] for _ in token_lists]
         done: list = [None] * len(encoded)
@@ -167,7 +167,7 @@ class Predictor:
         top_k likeliest labels (None: every label)."""
         enc = self.encoder
         self.truncated += sum(len(tokens) > self.max_length for tokens in token_lists)
-        encoded = [enc.encode(tokens[:self.max_length]) for tokens in token_lists]
+        encoded = enc.encode_all([tokens[:self.max_length] for tokens in token_lists])
         texts = texts if texts is not None else [" ".join(t) for t in token_lists]
         out: list = [None] * len(encoded)
         for idx, lp, _ in self.log_probs(encoded):

@@ -167,6 +167,7 @@ def _prime(lm, text: str, where: str, limits: Limits) -> Prime:
 
 
 def _next(lm, params: Params, limits: Limits) -> dict:
+    lm.forward_only("next")
     network = conditioned(lm, params["label"])
     prime = _prime(lm, params["prefix"], "prefix", limits)
     return next_record(params["prefix"], next_tokens(network, lm.vocab, prime, params["k"]))

@@ -19,12 +19,13 @@ from typing import IO, Iterable, Sequence
 
 import numpy as np
 
+from charlm.checkpoint import DEFAULT_TASK, load_checkpoint
 from charlm.engine.memory import check_memory
 from charlm.engine.optim import make_optimizer
 from charlm.engine.options import Option
 from charlm.engine.run import Run
 from charlm.engine.state import TrainState
-from charlm.errors import DataError, UsageError
+from charlm.errors import CheckpointError, DataError, UsageError
 from charlm.info import loss_figures
 from charlm.lm.batches import StreamBatches, StreamValidation
 from charlm.lm.beam import Candidate, search
@@ -33,6 +34,7 @@ from charlm.lm.generate import Prime, Sample, next_tokens, read_prime_file, samp
 from charlm.lm.bayes import bayes_classify
 from charlm.lm.conditional import CondConfig, ConditionalLM, Given
 from charlm.lm.model import LanguageModel, ModelConfig, memory_need
+from charlm.lm.reverse import ReversedTokenizer
 from charlm.lm.scoring import (
     LN2,
     CorpusSummary,
@@ -47,7 +49,7 @@ from charlm.sentence.predict import Classified
 from charlm.tasks import conditional
 from charlm.tasks.base import Model, Report, Task, items, text_source
 from charlm.text.reader import iter_lines
-from charlm.text.tokenizer import Tokenizer, TokenizerConfig
+from charlm.text.tokenizer import TokenizerConfig
 from charlm.text.vocab import Vocab
 
 # The options only a language model has (`engine.options` declares the shared ones).
@@ -63,6 +65,9 @@ EMBEDDING_DROPOUT = Option("embedding_dropout", float, low=0, high=1, high_open=
                                 "scaled by 1/(1-P)); 0: off.")
 WEIGHT_DROP = Option("weight_drop", float, low=0, high=1, high_open=True, group="model", metavar="P",
                      help="lm: DropConnect on each layer's recurrent weights, one mask per batch; 0: off.")
+REVERSE = Option("reverse", bool, group="model", only="it is how a language model reads its corpus",
+                 help="lm: train on the text read right to left (each line reversed in lines mode, the whole stream "
+                      "in stream mode): the backward model of --lm-features; score and sample read it so.")
 REGULARISERS = (DROPOUT_KIND, EMBEDDING_DROPOUT, WEIGHT_DROP)  # charlm.nn.regularize; defaults: ModelConfig's
 SEQ_LEN = Option("seq_len", int, 100, low=1, high=100000, help="lm: truncated-BPTT window, in tokens.")
 VAL_TOKENS = Option("val_tokens", int, low=0, metavar="N",
@@ -83,12 +88,28 @@ class LM(Model):
     A conditional model (trained with --condition) has `labels` (a `lm.labelled.LabelSet`: the
     names and their training counts); its scoring, sampling, search and next tokens need a label
     (`label="pos"`), from whose state a<0> each text starts. `labels` is None otherwise.
+
+    A model trained with --reverse (`reverse` True) read its text right to left (`lm.reverse`): its
+    `tokenizer` gives the tokens in that order, so `score` and `evaluate` give P(text) read so, and
+    `sample` generates right to left (the prime is the end of the text) and returns the text in
+    reading order (`tokens` in the order generated). `next_tokens`, `complete` and stop strings
+    refuse it (`forward_only`): they extend a text to the right.
     """
 
     def __init__(self, network, vocab, meta: dict, path: str = "", *, task: Task | None = None) -> None:
         super().__init__(network, vocab, meta, path, task=task)
         self.labels = conditional.labels_of(meta, network.config, path) \
             if isinstance(network, ConditionalLM) else None
+        self.reverse = bool(getattr(network.config, "reverse", False))
+        if self.reverse:
+            self.tokenizer = ReversedTokenizer(vocab.tokenizer)
+
+    def forward_only(self, what: str) -> None:
+        """UsageError if the model reads right to left (--reverse): `what` extends a text to the right."""
+        if self.reverse:
+            raise UsageError(f"{self.path or 'the model'} reads text right to left (trained with --reverse): "
+                             f"{what} continues a text to the right, which it cannot predict; use score or sample "
+                             f"(without --stop-at)")
 
     def conditioned(self, label: str | None = None) -> LanguageModel | Given:
         """The network that computes P(text) (label None), or P(text | label) for a conditional
@@ -175,6 +196,7 @@ class LM(Model):
         The prefix is read as `score` and `sample` read text: after <EOS> (lines mode) or a
         newline (stream mode); a lines-mode prefix's complete lines are earlier sentences.
         """
+        self.forward_only("next")
         prime = Prime.from_text(self.tokenizer, prefix)
         return [(tok, math.exp(lp)) for tok, lp in next_tokens(self.conditioned(label), self.vocab, prime, k)]
 
@@ -199,6 +221,8 @@ class LM(Model):
         A conditional model samples given `label` (P(text | label)).
         """
         network = self.conditioned(label)
+        if stop_at:
+            self.forward_only("a stop string")
         rng = np.random.default_rng(seed)
         return samples(network, self.vocab, self.tokenizer, self._prime(prime, prime_file),
                        num=num, length=length, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -213,6 +237,7 @@ class LM(Model):
         model searches given `label`.
         """
         network = self.conditioned(label)
+        self.forward_only("beam search")
         prime = Prime.from_text(self.tokenizer, prefix)
         return search(network, self.vocab, self.tokenizer, prime, beam=beam, nbest=nbest,
                       length=length, length_penalty=length_penalty, stop_at=stop_at)
@@ -224,7 +249,7 @@ class LMTask(Task):
     name = "lm"
     noun = "a language model"
     commands = ("score", "sample", "next")  # and `charlm classify` for a conditional model (cli/classify.py)
-    options = (VOCAB, TIE_WEIGHTS, *REGULARISERS, SEQ_LEN, VAL_TOKENS, *CACHE_OPTIONS, *conditional.OPTIONS)
+    options = (VOCAB, TIE_WEIGHTS, REVERSE, *REGULARISERS, SEQ_LEN, VAL_TOKENS, *CACHE_OPTIONS, *conditional.OPTIONS)
     level = "char"
     unit = "tok"
     config = ModelConfig
@@ -239,6 +264,9 @@ class LMTask(Task):
 
     def check_options(self, opts) -> None:
         conditional.check_options(opts)
+        if opts.condition and opts.model.get("reverse"):
+            raise UsageError("--reverse does not apply to --condition (a conditional model reads its labelled texts "
+                             "left to right)")
         if opts.no_cache and opts.cache_dir is not None:
             raise UsageError("--cache-dir and --no-cache contradict each other: give one of them")
         if opts.val_tokens == 1:
@@ -260,7 +288,7 @@ class LMTask(Task):
                                val_file=opts.val_file, val_fraction=opts.val_fraction, val_tokens=opts.val_tokens,
                                min_count=opts.min_count, max_vocab=opts.max_vocab, batch_size=opts.batch_size,
                                seq_len=opts.seq_len, n_train=n_train, cache_dir=cache_dir, verify=verify,
-                               report=reporter)
+                               report=reporter, reverse=opts.model["reverse"])
         source = StreamBatches(data.train, data.seq_len)
         validation = StreamValidation(data.val, data.seq_len) if data.val is not None else None
         info = {"vocab": len(data.vocab), "train_tokens": data.n_train_tokens, "val_tokens": data.n_val_tokens,
@@ -324,7 +352,7 @@ class LMTask(Task):
         if format or tag_column:
             raise UsageError(f"{'--format' if format else '--tag-column'} applies to taggers and classifiers; "
                              f"{model.path} is a language model")
-        summary = score_stream(model.network, model.vocab, Tokenizer(model.vocab.tokenizer).iter_sentences(source))
+        summary = score_stream(model.network, model.vocab, model.tokenizer.iter_sentences(source))
         if summary.tokens == 0:
             raise DataError(f"{'stdin' if source == '-' else source} has nothing to score")
         data = summary.to_dict()
@@ -340,6 +368,20 @@ class _ConditionalFiles(LMTask):
 
     def model(self, config, params, vocab, meta, path):
         return LM(self.build(config, params, path), vocab, meta, path, task=TASK)
+
+
+def open_file(path: str, option: str) -> LM:
+    """The language model file that `option` (--init-from, --lm-features) names: UsageError if it
+    holds a model of another task, its CheckpointError prefixed with the option."""
+    try:
+        arrays, meta = load_checkpoint(path)
+        task = meta.get("task", DEFAULT_TASK)
+        if task != TASK.name:
+            raise UsageError(f"{option} {path} is not a language model (task {task}): give a model made by "
+                             f"`charlm train` without --task")
+        return TASK.open(arrays, meta, path)
+    except CheckpointError as err:
+        raise CheckpointError(f"{option}: {err}") from None
 
 
 TASK = LMTask()

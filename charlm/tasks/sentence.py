@@ -16,6 +16,7 @@ from typing import IO, ClassVar
 
 import numpy as np
 
+from charlm.checkpoint import arrays_under
 from charlm.engine.optim import make_optimizer
 from charlm.engine.options import Option
 from charlm.engine.run import Run
@@ -29,6 +30,7 @@ from charlm.sentence.network import TaggerConfig
 from charlm.sentence.predict import BATCH_SIZE, MAX_LENGTH, Predictor
 from charlm.sentence.source import SentenceBatches, SentenceValidation
 from charlm.tasks.base import Model, Task, read_vocab, text_source
+from charlm.tasks import features
 from charlm.tasks.transfer import frozen_names, init_from_lm
 from charlm.text.tokenizer import TokenizerConfig
 
@@ -53,7 +55,8 @@ INIT_FROM = Option("init_from", path="file", metavar="LM.npz",
 FREEZE_EPOCHS = Option("freeze_epochs", int, 0, low=0, metavar="N",
                        help="tag/classify: with --init-from, leave what the language model gave unchanged for the "
                             "first N epochs.")
-SENTENCE_OPTIONS = (FORMAT, CHAR_EMBEDDING, CHAR_HIDDEN, BIDIRECTIONAL, MAX_LENGTH_OPTION, INIT_FROM, FREEZE_EPOCHS)
+SENTENCE_OPTIONS = (FORMAT, CHAR_EMBEDDING, CHAR_HIDDEN, BIDIRECTIONAL, MAX_LENGTH_OPTION, INIT_FROM, FREEZE_EPOCHS,
+                    features.LM_FEATURES)
 
 
 class SentenceModel(Model):
@@ -114,17 +117,21 @@ class SentenceTask(Task):
         if opts.format is not None and opts.format not in self.formats:
             raise UsageError(f"--format must be one of {', '.join(self.formats)} for --task {self.name} "
                              f"(got {opts.format!r})")
+        if opts.lm_features and tok["level"] != "word":
+            raise UsageError("--lm-features applies to --level word: it gives each word features")
         if opts.freeze_epochs and not opts.init_from:
             raise UsageError("--freeze-epochs needs --init-from (it holds still what the language model gave)")
 
     # -- training ---------------------------------------------------------------------------------
-    def _data(self, opts, state: TrainState, encoder: Encoder | None = None):
+    def _data(self, opts, state: TrainState, encoder: Encoder | None = None, lm_features=None):
         """(source, validation, encoder, info, warning) of a run; `encoder` is given when resuming
-        (the vocabularies and labels of the saved run)."""
+        (the vocabularies and labels of the saved run); `lm_features` (tasks/features.py) a new
+        encoder's."""
         data = prepare_task_data(self.read, self.per_token, opts.corpus, TokenizerConfig.from_dict(opts.tokenizer),
                                  format=opts.format, tag_column=opts.tag_column, val_file=opts.val_file,
                                  val_fraction=opts.val_fraction, seed=opts.seed, min_count=opts.min_count,
-                                 max_vocab=opts.max_vocab, encoder=encoder, max_length=opts.max_length)
+                                 max_vocab=opts.max_vocab, encoder=encoder, max_length=opts.max_length,
+                                 features=lm_features)
         enc = data.encoder
         source = SentenceBatches(data.train, make_batch, opts.batch_size, opts.seed, state,
                                  per_sentence=not self.per_token)
@@ -138,11 +145,17 @@ class SentenceTask(Task):
 
     def start(self, opts, reporter, verify: bool) -> Run:
         state = TrainState(rng=np.random.default_rng(opts.seed + 1))
-        source, validation, enc, info, warning = self._data(opts, state)
+        lm_features = None
+        if opts.lm_features:   # computed in the network's dtype, as when its file is loaded
+            lm_features = features.from_option(opts.lm_features, opts.model.get("dtype", TaggerConfig.dtype))
+        source, validation, enc, info, warning = self._data(opts, state, lm_features=lm_features)
         state.n_train = info["sentences"]
         config = TaggerConfig.from_dict(dict(opts.model, task=self.name, vocab_size=len(enc.vocab),
-                                             char_vocab_size=len(enc.chars), num_labels=len(enc.labels)))
+                                             char_vocab_size=len(enc.chars), num_labels=len(enc.labels),
+                                             lm_feature_size=lm_features.size if lm_features else 0))
         model = self.network(config, seed=opts.seed, **self.network_args(enc))
+        if lm_features:
+            model.fixed = lm_features.arrays()
         if opts.init_from:
             reporter.note(init_from_lm(model, enc.vocab, opts.init_from))
         return Run(opts, model, enc.vocab, source, validation, make_optimizer(opts.optimizer, opts.lr), state,
@@ -166,6 +179,13 @@ class SentenceTask(Task):
         return source, validation, info, warning, encoder.to_meta()
 
     # -- files ------------------------------------------------------------------------------------
+    def open(self, arrays: dict, meta: dict, path: str) -> SentenceModel:
+        """Its model file; one trained with --lm-features also carries its language models
+        (`tasks.features.attach`)."""
+        model = super().open(arrays, meta, path)
+        features.attach(model, arrays_under(arrays, "fixed"), meta, path)
+        return model
+
     def model(self, config, params: dict, vocab, meta: dict, path: str) -> SentenceModel:
         """Its model file also holds "char_vocab" (a Vocab; may be absent or null without a
         character encoder) and "labels" (the names of label ids 0..K-1)."""

@@ -32,8 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from charlm.checkpoint import DEFAULT_TASK, load_checkpoint
-from charlm.errors import CheckpointError, UsageError
+from charlm.errors import UsageError
 from charlm.tasks import lm
 
 __all__ = ["init_from_lm", "frozen_names"]
@@ -56,15 +55,7 @@ def frozen_names(model) -> list[str]:
 
 def _checked_lm(path: str, model, vocab):
     """The language model at `path` (a `tasks.lm.LM`), checked against the sentence model."""
-    try:
-        arrays, meta = load_checkpoint(path)
-        task = meta.get("task", DEFAULT_TASK)
-        if task != lm.TASK.name:
-            raise UsageError(f"--init-from {path} is not a language model (task {task}): give a model "
-                             f"made by `charlm train` without --task")
-        loaded = lm.TASK.open(arrays, meta, path)
-    except CheckpointError as err:
-        raise CheckpointError(f"--init-from: {err}") from None
+    loaded = lm.open_file(path, "--init-from")
     what = "the tagger" if model.task == "tag" else "the classifier"
     mine, theirs = vocab.tokenizer, loaded.vocab.tokenizer
     if mine.level != theirs.level:
