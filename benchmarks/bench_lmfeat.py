@@ -16,8 +16,8 @@ lm: `charlm train` of the forward model (fwd) or the backward one (bwd: --revers
     right to left) on that text: a one-layer LSTM of 256 units, --max-steps N (step-bound: the
     figures do not depend on the machine's load), the last 131072 characters held out.
 summary: bench_tasks.py's result.json files of `ner` runs (each a range of seeds): the mean test
-    entity F1 of each side over all the seeds, with its standard error, and the features' gain
-    over the plain tagger paired by seed (the two share each seed's initial weights of the common
+    entity F1 of each side over all the seeds, with its standard error, and each lever's gain
+    (features, CRF with features, CRF) over the plain tagger paired by seed (the two share each seed's initial weights of the common
     parameters, batches and dropout draws: `bench_tasks._difference`).
 
 Every command run is printed first (bench_tasks.run).
@@ -72,14 +72,16 @@ def summary(args) -> None:
                        "runs": [by_seed[s] for s in sorted(by_seed)],
                        "hit_time_limit": sum(r["hit_time_limit"] for r in by_seed.values()),
                        "median_wall_s": float(np.median([r["wall_s"] for r in by_seed.values()]))}
-    if "charlm" in table and "charlm-lmfeat" in table:
-        common_seeds = sorted(set(table["charlm"]["seeds"]) & set(table["charlm-lmfeat"]["seeds"]))
-        pick = {n: {"runs": [r for r in table[n]["runs"] if r["seed"] in common_seeds]} for n in table}
-        table["lmfeat_minus_plain_points"] = _difference(pick["charlm-lmfeat"], pick["charlm"], paired=True)
-        table["lmfeat_minus_plain_points"]["seeds"] = common_seeds
-        better = sum(a["test_entity_f1"] > b["test_entity_f1"] for a, b in
-                     zip(pick["charlm-lmfeat"]["runs"], pick["charlm"]["runs"]))
-        table["lmfeat_minus_plain_points"]["better_on"] = f"{better} of {len(common_seeds)} seeds"
+    pairs = [(a, b) for a, b in (("charlm-lmfeat", "charlm"), ("charlm-crf-lmfeat", "charlm"),
+                                 ("charlm-crf-lmfeat", "charlm-lmfeat"), ("charlm-crf", "charlm"))
+             if a in table and b in table]
+    for a, b in pairs:              # a side's gain over another, paired by the seeds both ran
+        common_seeds = sorted(set(table[a]["seeds"]) & set(table[b]["seeds"]))
+        pick = {n: {"runs": [r for r in table[n]["runs"] if r["seed"] in common_seeds]} for n in (a, b)}
+        key = f"{a.removeprefix('charlm-')}_minus_{b.removeprefix('charlm-') if b != 'charlm' else 'plain'}_points"
+        table[key] = _difference(pick[a], pick[b], paired=True)
+        better = sum(x["test_entity_f1"] > y["test_entity_f1"] for x, y in zip(pick[a]["runs"], pick[b]["runs"]))
+        table[key].update(seeds=common_seeds, better_on=f"{better} of {len(common_seeds)} seeds")
     for name, side in table.items():
         if "runs" in side:
             print(f"{name}: {len(side['seeds'])} seeds {side['seeds']}: test entity F1 "

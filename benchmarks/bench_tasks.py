@@ -1,8 +1,9 @@
 """Quality benchmarks of the tagging and classification tasks: train with `charlm train --task ...`
 under a wall-clock budget, then `charlm eval` on held-out data.
 
-    python benchmarks/bench_tasks.py pos [--time-limit 1200] [--ablations] [--crf]
+    python benchmarks/bench_tasks.py pos [--time-limit 1200] [--ablations] [--crf] [--lm-features FWD.npz,BWD.npz]
     python benchmarks/bench_tasks.py ner [--time-limit 300] [--seeds 10] [--first-seed 0] [--peer-init charlm,torch] [--no-torch] [--crf]
+                                         [--lm-features FWD.npz,BWD.npz]
     python benchmarks/bench_tasks.py mr  [--time-limit 180] [--folds 10] [--run-folds K]
 
 pos: Universal Dependencies English EWT, UPOS tags: trained on en_ewt-ud-train.conllu, the best
@@ -24,7 +25,9 @@ ner: wikigold (shipped in data/, with its fixed document split): trained on wiki
     tagger (paired by seed) and over each peer. pos: the tagger (and its ablations) with --crf
     instead of without (the plain tagger's figure is in the README).
 --lm-features FWD.npz,BWD.npz: ner: a side of its own ("charlm-lmfeat"), the tagger with those
-    character language models' features (benchmarks/bench_lmfeat.py trains them and sums up).
+    character language models' features (benchmarks/bench_lmfeat.py trains them and sums up), and
+    with --crf one more ("charlm-crf-lmfeat": both levers). pos: the tagger (and its ablations)
+    with the features instead of without.
 Figures over seeds are means with their standard errors (sem = std / sqrt(n)); a difference of two
 sides carries the standard error sqrt(sem1² + sem2²), and one paired by seed the standard error of
 the per-seed differences. A run that stopped at --time-limit rather than by early stopping is
@@ -125,6 +128,8 @@ def pos(args, extra, out, log) -> dict:
         runs.update({"one-directional": ["--no-bidirectional"], "no-char-encoder": ["--char-hidden", "0"]})
     if args.crf:
         runs = {f"{name}-crf": [*change, "--crf"] for name, change in runs.items()}
+    if args.lm_features:
+        runs = {f"{name}-lmfeat": [*change, "--lm-features", args.lm_features] for name, change in runs.items()}
     result = {}
     for name, change in runs.items():
         r = train_and_eval(name, d / "en_ewt-ud-train.conllu", d / "en_ewt-ud-test.conllu", out, args.limit,
@@ -139,8 +144,10 @@ def ner(args, extra, out, log) -> dict:
     d = REPO / "data"
     train, dev, test = d / "wikigold.train.txt", d / "wikigold.dev.txt", d / "wikigold.test.txt"
     inits = [] if args.no_torch else args.peer_init.split(",")
+    features = ["--lm-features", args.lm_features] if args.lm_features else []
     ours = {"charlm": [], **({"charlm-crf": ["--crf"]} if args.crf else {}),
-            **({"charlm-lmfeat": ["--lm-features", args.lm_features]} if args.lm_features else {})}
+            **({"charlm-lmfeat": features} if features else {}),
+            **({"charlm-crf-lmfeat": ["--crf", *features]} if args.crf and features else {})}
     sides: dict = {name: [] for name in ours} | {f"pytorch-{init}-init": [] for init in inits}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for name, change in ours.items():

@@ -145,6 +145,26 @@ def test_api_beam_1_is_greedy_and_eval_counts(trained, dates, run):
     assert model.evaluate(dates / "dev.tsv") == d
 
 
+def test_eval_beam_is_the_api_beam_and_refused_elsewhere(trained, dates, run, tmp_path):
+    out, _ = trained
+    model = charlm.load(out)
+    r = run("eval", "-m", out, dates / "dev.tsv", "--json", "--beam", "3")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["beam"] == 3 and d == model.evaluate(dates / "dev.tsv", beam=3)
+    refs = [line.rstrip("\n").split("\t")[1] for line in open(dates / "dev.tsv", encoding="utf-8")]
+    outs = model.translate([line.split("\t")[0] for line in open(dates / "dev.tsv", encoding="utf-8")], beam=3)
+    assert d["sequence_accuracy"] == sum(t.output == ref for t, ref in zip(outs, refs)) / len(refs)
+    r = run("eval", "-m", out, dates / "dev.tsv", "--beam", "0")
+    assert r.exit_code == 2 and "beam width must be at least 1" in r.stderr and "Traceback" not in r.output
+    lm = tmp_path / "lm.npz"
+    (tmp_path / "t.txt").write_text("abc abd abe\n" * 20, encoding="utf-8")
+    assert run("train", tmp_path / "t.txt", "-o", lm, "--max-steps", "1", "--hidden", "4", "--embedding", "2",
+               "--seq-len", "4", "--batch-size", "2", "-q").exit_code == 0
+    r = run("eval", "-m", lm, tmp_path / "t.txt", "--beam", "2")
+    assert r.exit_code == 2 and "--beam applies to sequence-to-sequence models" in r.stderr
+
+
 def test_edit_distance_and_several_references():
     assert edit_distance("kitten", "sitting") == 3 and edit_distance([], ["a", "b"]) == 2
     assert edit_distance(["AE", "K", "T"], ["AE", "K", "T"]) == 0 and edit_distance("abc", "") == 3
