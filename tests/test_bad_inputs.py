@@ -426,6 +426,7 @@ TRAIN_USAGE = [  # (option, value): exit 2
     ("--val-fraction", "-0.1"), ("--val-fraction", "1"), ("--val-fraction", "1e308"), ("--val-fraction", "nan"),
     ("--time-limit", "0"), ("--time-limit", "-1"), ("--time-limit", "nan"),
     ("--seed", "-1"), ("--seed", "-5"), ("--seed", "1.5"),
+    ("--lr-decay", "0"), ("--lr-decay", "-0.5"), ("--lr-decay", "1.5"), ("--lr-decay", "nan"),
 ]
 
 

@@ -335,3 +335,20 @@ def test_validation_is_bounded_and_each_evaluation_is_timed(corpus, tmp_path):
     assert rep.info["train_tokens"] == len(TEXT) - 40
     record = json.loads(open(opts.metrics).readline())
     assert 0 < record["eval_seconds"] <= record["elapsed"]
+
+
+def test_lr_decay_is_the_factor_at_each_evaluation_without_improvement_and_may_change_on_resume(corpus, tmp_path):
+    """At --lr 1e-12 no float32 weight moves, so every evaluation after the first fails to improve:
+    the learning rate is multiplied by --lr-decay at each; given again on --resume, it changes."""
+    out, metrics = tmp_path / "m.npz", tmp_path / "m.jsonl"
+    args = ["train", str(corpus), "-o", str(out), "--metrics", str(metrics), "--hidden", "8", "--embedding", "4",
+            "--seq-len", "8", "--batch-size", "4", "--lr", "1e-12", "--eval-every", "2", "--patience", "100", "-q"]
+    r = CliRunner().invoke(cli, [*args, "--max-steps", "8", "--lr-decay", "0.7"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    lrs = [json.loads(line)["lr"] for line in open(metrics, encoding="utf-8")]
+    assert lrs == pytest.approx([1e-12, 1e-12, 0.7e-12, 0.49e-12], rel=1e-12)
+    r = CliRunner().invoke(cli, [*args, "--max-steps", "12", "--lr-decay", "1", "--resume"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    lrs = [json.loads(line)["lr"] for line in open(metrics, encoding="utf-8")]
+    assert lrs[4:] == pytest.approx([0.343e-12, 0.343e-12], rel=1e-12)
+    assert ckpt.load_checkpoint(last_path(out))[1]["train"]["options"]["lr_decay"] == 1.0

@@ -17,7 +17,7 @@ Every --eval-every steps the model is evaluated: the best one (lowest validation
 written to --output, and everything an exact resume needs to NAME.last.npz — parameters,
 optimizer state, the `TrainState` (step, epoch, data position, best/patience counters, metrics,
 carried hidden state, random-generator state) and the run's options. A scheduled evaluation that
-does not improve on the best one halves the learning rate (with --optimizer asgd the first one
+does not improve on the best one multiplies the learning rate by --lr-decay, 0.5 by default (with --optimizer asgd the first one
 starts the averaging of the weights instead, and the average is what is evaluated and saved from
 then on: `Optimizer.evaluated`, `Optimizer.plateau`); --patience of them in a row stop the run.
 Only scheduled evaluations make these decisions, so a run interrupted after any step and resumed

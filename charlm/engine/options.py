@@ -204,11 +204,13 @@ ENGINE_OPTIONS = (
            help="Validate on this file instead (all of it, unless --val-tokens is given)."),
     Option("eval_every", int, 200, low=1, metavar="STEPS", help="Evaluate (and save) every STEPS steps."),
     Option("patience", int, 5, low=1, resumable=True,
-           help="Stop after this many evaluations without improvement (the learning rate halves at each). "
-                "Improvement: lower validation loss (lm), higher entity F1 (entity tags), token accuracy (other "
-                "tags), accuracy (classify) or lower token error rate (seq2seq)."),
-    Option("lr_decay", float, 0.5, low=0, high=1, low_open=True, high_open=True, cli=False,
-           label="the learning-rate decay"),
+           help="Stop after this many evaluations without improvement in a row (the learning rate is "
+                "multiplied by --lr-decay at each). Improvement: lower validation loss (lm), higher entity F1 "
+                "(entity tags), token accuracy (other tags), accuracy (classify) or lower token error rate "
+                "(seq2seq)."),
+    Option("lr_decay", float, 0.5, low=0, high=1, low_open=True, resumable=True, metavar="FACTOR",
+           help="Multiply the learning rate by FACTOR at each evaluation without improvement (1: keep it; "
+                "never below a thousandth of --lr)."),
     Option("seed", int, 0, low=0, help="The seed of the initial weights, the data split and dropout."),
     # the files
     Option("metrics", path="file", resumable=True, help="Append one JSON line per evaluation to this file."),
