@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import click
@@ -61,7 +62,7 @@ def eval_command(model_path, file, fmt, tag_column, as_json, batch_size, beam) -
     task = get(model.task)
     if beam is None:
         report = task.evaluate(model, file, fmt, tag_column, batch_size)
-    elif model.task != "seq2seq":
+    elif "beam" not in inspect.signature(task.evaluate).parameters:   # only decoders search
         raise click.UsageError(f"--beam applies to sequence-to-sequence models; {model_path} is {task.noun} "
                                f"(task {model.task})")
     else:
