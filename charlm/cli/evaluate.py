@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 
 import click
@@ -62,7 +61,7 @@ def eval_command(model_path, file, fmt, tag_column, as_json, batch_size, beam) -
     task = get(model.task)
     if beam is None:
         report = task.evaluate(model, file, fmt, tag_column, batch_size)
-    elif "beam" not in inspect.signature(task.evaluate).parameters:   # only decoders search
+    elif not task.decodes:   # only decoders search
         raise click.UsageError(f"--beam applies to sequence-to-sequence models; {model_path} is {task.noun} "
                                f"(task {model.task})")
     else:

@@ -51,6 +51,7 @@ class Task:
     refusals: ClassVar[dict] = {}       # option name -> why this task refuses it
     level: ClassVar[str] = "char"       # its default tokenizer level
     unit: ClassVar[str] = "tok"         # what the progress bar counts per second
+    decodes: ClassVar[bool] = False     # its evaluate() searches outputs (takes beam=K: charlm eval --beam)
     config: ClassVar[type]              # its network's settings (nn.config.Settings): model defaults
     network: ClassVar[type]             # its network class
     api_class: ClassVar[type]           # what `charlm.load` returns for its files (a Model)

@@ -99,6 +99,7 @@ class Seq2SeqTask(Task):
     """Sequence to sequence (see the module docstring)."""
 
     name, noun, commands = "seq2seq", "a sequence-to-sequence model", ("translate",)
+    decodes = True
     options = (*SIDE_OPTIONS, ATTENTION, *SIZE_OPTIONS, BIDIRECTIONAL)
     refusals = {"seq_len": "it reads whole examples", "tie_weights": "its source and target vocabularies differ",
                 "vocab": "it builds its vocabularies from the training file",
