@@ -215,8 +215,10 @@ def mr_folds(data: Path, folds: int, out: Path) -> list[tuple[Path, Path]]:
 
 
 def mr(args, extra, out, log) -> dict:
-    folds = mr_folds(args.data, args.folds, out)
     first = args.first_fold
+    if not 0 <= first < args.folds:
+        raise SystemExit(f"bench_tasks: --first-fold {first} is not one of folds 0..{args.folds - 1}")
+    folds = mr_folds(args.data, args.folds, out)
     features = ["--lm-features", args.lm_features] if args.lm_features else []
     per_fold = []
     for i in range(first, min(args.folds, first + (args.run_folds or args.folds))):
@@ -227,8 +229,8 @@ def mr(args, extra, out, log) -> dict:
         per_fold.append({"fold": i, **r})
         print(json.dumps(per_fold[-1]), flush=True)
     accs = [r["test_accuracy"] for r in per_fold]
-    return {"folds": len(per_fold), "of": args.folds, "first_fold": first, "mean_test_accuracy": round(float(np.mean(accs)), 4),
-            "std": round(float(np.std(accs)), 4), "per_fold": per_fold}
+    return {"folds": len(per_fold), "of": args.folds, "first_fold": first,
+            "mean_test_accuracy": round(float(np.mean(accs)), 4), "std": round(float(np.std(accs)), 4), "per_fold": per_fold}
 
 
 def main() -> int:
