@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import importlib.util
 import os
 import platform
 import statistics
@@ -30,7 +31,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
+# one line, not an ImportError's traceback, when run outside charlm's environment
+_MISSING = [m for m in ("numpy", "click", "tqdm", "regex") if importlib.util.find_spec(m) is None]
+if _MISSING:
+    sys.exit(f"{Path(sys.argv[0]).name}: {', '.join(_MISSING)} not installed: run the benchmarks in charlm's "
+             "environment (make venv, then . .venv/bin/activate)")
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:           # run from a checkout without `pip install -e .`
