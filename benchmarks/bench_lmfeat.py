@@ -6,6 +6,8 @@ the unlabelled text, the two language models, and the wikigold figures with and 
     python benchmarks/bench_tasks.py ner --no-torch --lm-features DIR/fwd.npz,DIR/bwd.npz --threads 1 \\
         --time-limit 1800 --first-seed K --seeds N --out DIR/ner-K   # (several side by side, other K)
     python benchmarks/bench_lmfeat.py summary DIR/ner-*              # the seeds of every run, paired
+    python benchmarks/bench_tasks.py mr --lm-features DIR/fwd.npz,DIR/bwd.npz --threads 1 --out DIR/mr-feat
+    python benchmarks/bench_lmfeat.py summary DIR/mr-plain DIR/mr-feat DIR/mr-init   # paired by fold
 
 corpus: the unlabelled text the language models read, one running text (stream mode): WikiText-2's
     valid and test files (tokenized, "<unk>" as written), then the words of wikigold's training part
@@ -18,7 +20,10 @@ lm: `charlm train` of the forward model (fwd) or the backward one (bwd: --revers
 summary: bench_tasks.py's result.json files of `ner` runs (each a range of seeds): the mean test
     entity F1 of each side over all the seeds, with its standard error, and each lever's gain
     (features, CRF with features, CRF) over the plain tagger paired by seed (the two share each seed's initial weights of the common
-    parameters, batches and dropout draws: `bench_tasks._difference`).
+    parameters, batches and dropout draws: `bench_tasks._difference`). Given `mr` runs instead (one
+    lever each, e.g. plain, --lm-features, --init-from), the first directory is the baseline: each
+    run's mean test accuracy over its folds and its gain over the baseline paired by fold (the folds
+    are the same seeded split in every run).
 
 Every command run is printed first (bench_tasks.run).
 """
@@ -58,7 +63,33 @@ def lm(args, extra) -> None:
                       *(["--reverse"] if args.direction == "bwd" else []), "-q", *extra], log)
 
 
+def mr_summary(dirs: list[Path]) -> None:
+    """MR runs, one lever each: the first is the baseline; each run's gain over it paired by fold."""
+    runs = {}
+    for d in dirs:
+        folds = json.loads((d / "result.json").read_text())["per_fold"]
+        runs[d.name] = {r["fold"]: r for r in folds}
+    base_name, base = next(iter(runs.items()))
+    for name, folds in runs.items():
+        acc = [folds[f]["test_accuracy"] for f in sorted(folds)]
+        line = (f"{name}: folds {sorted(folds)}: mean test accuracy {100 * np.mean(acc):.2f} % "
+                f"(± {100 * np.std(acc):.2f} across folds); median wall "
+                f"{np.median([r['wall_s'] for r in folds.values()]):.0f} s; "
+                f"{sum(r['hit_time_limit'] for r in folds.values())} stopped by the time limit")
+        both = sorted(set(folds) & set(base))
+        if name != base_name and both:
+            gain = np.array([folds[f]["test_accuracy"] - base[f]["test_accuracy"] for f in both])
+            line += (f"; minus {base_name}, paired by fold: {100 * gain.mean():+.2f} ± "
+                     f"{100 * (_sem(gain) or 0):.2f} points, better on {int((gain > 0).sum())} of {len(both)} folds")
+        print(line)
+
+
 def summary(args) -> None:
+    setups = {json.loads((d / "result.json").read_text()).get("setup") for d in args.runs}
+    if len(setups) > 1:
+        raise SystemExit(f"bench_lmfeat summary: the runs are of different setups ({', '.join(map(str, setups))})")
+    if setups == {"mr"}:
+        return mr_summary(args.runs)
     sides: dict = {}
     for d in args.runs:
         result = json.loads((d / "result.json").read_text())
@@ -103,7 +134,7 @@ def main() -> int:
     m.add_argument("--max-steps", type=int, required=True)
     m.add_argument("--threads", type=int, default=None, help="BLAS threads of the training process")
     s = sub.add_parser("summary")
-    s.add_argument("runs", type=Path, nargs="+", help="bench_tasks.py ner run directories")
+    s.add_argument("runs", type=Path, nargs="+", help="bench_tasks.py ner (or mr) run directories")
     args, extra = parser.parse_known_args()
     lines = common.machine_lines()
     if args.stage == "lm":
