@@ -230,7 +230,8 @@ def mr(args, extra, out, log) -> dict:
         print(json.dumps(per_fold[-1]), flush=True)
     accs = [r["test_accuracy"] for r in per_fold]
     return {"folds": len(per_fold), "of": args.folds, "first_fold": first,
-            "mean_test_accuracy": round(float(np.mean(accs)), 4), "std": round(float(np.std(accs)), 4), "per_fold": per_fold}
+            "mean_test_accuracy": round(float(np.mean(accs)), 4), "std": round(float(np.std(accs)), 4),
+            "per_fold": per_fold}
 
 
 def main() -> int:
