@@ -23,7 +23,8 @@ summary: bench_tasks.py's result.json files of `ner` runs (each a range of seeds
     parameters, batches and dropout draws: `bench_tasks._difference`). Given `mr` runs instead (one
     lever each, e.g. plain, --lm-features, --init-from), the first directory is the baseline: each
     run's mean test accuracy over its folds and its gain over the baseline paired by fold (the folds
-    are the same seeded split in every run).
+    are the same seeded split in every run); DIR1+DIR2 joins the folds of one lever run in parts
+    (`bench_tasks.py mr --first-fold F --run-folds K`).
 
 Every command run is printed first (bench_tasks.run).
 """
@@ -63,12 +64,13 @@ def lm(args, extra) -> None:
                       *(["--reverse"] if args.direction == "bwd" else []), "-q", *extra], log)
 
 
-def mr_summary(dirs: list[Path]) -> None:
-    """MR runs, one lever each: the first is the baseline; each run's gain over it paired by fold."""
+def mr_summary(groups: list[list[Path]]) -> None:
+    """MR runs, one lever each (a lever's folds may be split over several runs, DIR1+DIR2): the first
+    is the baseline; each lever's gain over it paired by fold."""
     runs = {}
-    for d in dirs:
-        folds = json.loads((d / "result.json").read_text())["per_fold"]
-        runs[d.name] = {r["fold"]: r for r in folds}
+    for dirs in groups:
+        runs["+".join(d.name for d in dirs)] = {r["fold"]: r for d in dirs
+                                                for r in json.loads((d / "result.json").read_text())["per_fold"]}
     base_name, base = next(iter(runs.items()))
     for name, folds in runs.items():
         acc = [folds[f]["test_accuracy"] for f in sorted(folds)]
@@ -85,11 +87,13 @@ def mr_summary(dirs: list[Path]) -> None:
 
 
 def summary(args) -> None:
-    setups = {json.loads((d / "result.json").read_text()).get("setup") for d in args.runs}
+    groups = [[Path(part) for part in str(arg).split("+")] for arg in args.runs]
+    setups = {json.loads((d / "result.json").read_text()).get("setup") for dirs in groups for d in dirs}
     if len(setups) > 1:
         raise SystemExit(f"bench_lmfeat summary: the runs are of different setups ({', '.join(map(str, setups))})")
     if setups == {"mr"}:
-        return mr_summary(args.runs)
+        return mr_summary(groups)
+    args.runs = [d for dirs in groups for d in dirs]
     sides: dict = {}
     for d in args.runs:
         result = json.loads((d / "result.json").read_text())
