@@ -88,6 +88,9 @@ def mr_summary(groups: list[list[Path]]) -> None:
 
 def summary(args) -> None:
     groups = [[Path(part) for part in str(arg).split("+")] for arg in args.runs]
+    unfinished = [str(d) for dirs in groups for d in dirs if not (d / "result.json").is_file()]
+    if unfinished:
+        raise SystemExit(f"bench_lmfeat summary: no result.json (not a finished run) in {', '.join(unfinished)}")
     setups = {json.loads((d / "result.json").read_text()).get("setup") for dirs in groups for d in dirs}
     if len(setups) > 1:
         raise SystemExit(f"bench_lmfeat summary: the runs are of different setups ({', '.join(map(str, setups))})")
