@@ -64,13 +64,11 @@ def lm(args, extra) -> None:
                       *(["--reverse"] if args.direction == "bwd" else []), "-q", *extra], log)
 
 
-def mr_summary(groups: list[list[Path]]) -> None:
+def mr_summary(groups: list[list[Path]], results: dict) -> None:
     """MR runs, one lever each (a lever's folds may be split over several runs, DIR1+DIR2): the first
-    is the baseline; each lever's gain over it paired by fold."""
-    runs = {}
-    for dirs in groups:
-        runs["+".join(d.name for d in dirs)] = {r["fold"]: r for d in dirs
-                                                for r in json.loads((d / "result.json").read_text())["per_fold"]}
+    is the baseline; each lever's gain over it paired by fold. results: each run's result.json."""
+    runs = {"+".join(d.name for d in dirs): {r["fold"]: r for d in dirs for r in results[d]["per_fold"]}
+            for dirs in groups}
     base_name, base = next(iter(runs.items()))
     for name, folds in runs.items():
         acc = [folds[f]["test_accuracy"] for f in sorted(folds)]
@@ -91,15 +89,14 @@ def summary(args) -> None:
     unfinished = [str(d) for dirs in groups for d in dirs if not (d / "result.json").is_file()]
     if unfinished:
         raise SystemExit(f"bench_lmfeat summary: no result.json (not a finished run) in {', '.join(unfinished)}")
-    setups = {json.loads((d / "result.json").read_text()).get("setup") for dirs in groups for d in dirs}
+    results = {d: json.loads((d / "result.json").read_text()) for dirs in groups for d in dirs}
+    setups = {result.get("setup") for result in results.values()}
     if len(setups) > 1:
         raise SystemExit(f"bench_lmfeat summary: the runs are of different setups ({', '.join(map(str, setups))})")
     if setups == {"mr"}:
-        return mr_summary(groups)
-    args.runs = [d for dirs in groups for d in dirs]
+        return mr_summary(groups, results)
     sides: dict = {}
-    for d in args.runs:
-        result = json.loads((d / "result.json").read_text())
+    for result in results.values():
         for name, side in result.items():
             if isinstance(side, dict) and "runs" in side:
                 sides.setdefault(name, {}).update({r["seed"]: r for r in side["runs"]})
