@@ -1048,7 +1048,8 @@ def test_crf_for_a_task_without_tags(run, task_models, tmp_path, task):
 
 def test_init_from_what_is_not_a_fitting_language_model(run, models, task_models, tmp_path):
     """--init-from (issue 22): a tagger file, a character LM for a word tagger, sizes that differ, a
-    file that is not there; --freeze-epochs without it; either for a language model."""
+    file that is not there; --freeze-epochs without it; for a language model (fine-tuning), one of
+    another level or size, a tagger, --freeze-epochs, --condition."""
     base = ["train", "--task", "tag", task_models["ner_text"], "-o", tmp_path / "out.npz", *TASK_TINY, "--max-steps", "2"]
     clean_error(run(*base, "--init-from", task_models["ner"]), 2, "is not a language model (task tag)")
     clean_error(run(*base, "--init-from", models["char"]), 2, "char-level language model; the tagger reading words")
@@ -1058,9 +1059,24 @@ def test_init_from_what_is_not_a_fitting_language_model(run, models, task_models
     clean_error(run(*base, "--init-from", tmp_path / "none.npz"), 1, "--init-from: ", "no such model file")
     clean_error(run(*base, "--freeze-epochs", "1"), 2, "--freeze-epochs needs --init-from")
     clean_error(run(*base, "--freeze-epochs", "-1"), 2, "--freeze-epochs")
-    r = run("train", models["corpus"], "-o", tmp_path / "out.npz", *TINY, "--init-from", models["word"])
-    clean_error(r, 2, "--init-from applies to --task tag and --task classify, not to a language model")
+    lm = ["train", models["corpus"], "-o", tmp_path / "out.npz", *TINY, "--max-steps", "2", "--init-from"]
+    clean_error(run(*lm, models["word"]), 2, "is a word-level language model; the new model reading chars needs")
+    clean_error(run(*lm, models["word"], "--level", "word", "--hidden", "6"), 2,
+                "the language model's hidden is 8, the new model's 6: train the new model with --hidden 8")
+    clean_error(run(*lm, task_models["ner"]), 2, "is not a language model (task tag)")
+    clean_error(run(*lm, models["word"], "--level", "word", "--freeze-epochs", "1"), 2,
+                "--freeze-epochs applies to --task tag and --task classify")
+    r = run("train", "--condition", task_models["cls_text"], "-o", tmp_path / "out.npz", *TINY, "--init-from",
+            models["word"])
+    clean_error(r, 2, "--init-from does not apply to --condition")
     assert not (tmp_path / "out.npz").exists()
+
+
+def test_init_from_a_conditional_language_model(run, models, cond_model, tmp_path):
+    """A language model fine-tuned from a conditional one (issue 22): refused in one line."""
+    r = run("train", models["corpus"], "-o", tmp_path / "out.npz", *TINY, "--max-steps", "2", "--level", "word",
+            "--init-from", cond_model)
+    clean_error(r, 2, "is a conditional language model (trained with --condition)")
 
 
 def test_lm_features_and_reverse_that_do_not_fit(run, models, task_models, tmp_path):

@@ -1,7 +1,8 @@
 """Starting a tagger or classifier from a charlm language model (`--init-from LM.npz`, charlm.tasks.transfer)
 and holding what it took still (`--freeze-epochs N`): what is copied where, every refusal, frozen
 parameters that do not move while the others do, an exact resume, and Adam's step count of a
-parameter that joins late (charlm.engine.optim)."""
+parameter that joins late (charlm.engine.optim). And a language model fine-tuned from another
+(`charlm train --init-from LM.npz`, charlm.tasks.lm.fine_tune_from): what it takes, its refusals."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from charlm.errors import CheckpointError, UsageError
 from charlm.lm.model import LanguageModel, ModelConfig
 from charlm.sentence.network import ClassifierNetwork, TaggerConfig, TaggerNetwork
 from charlm.tasks import load as load_model
+from charlm.tasks.lm import fine_tune_from
 from charlm.tasks.training import TrainOptions, train
 from charlm.tasks.transfer import frozen_names, init_from_lm
 from charlm.text.tokenizer import TokenizerConfig
@@ -103,6 +105,83 @@ def test_a_tagger_or_a_missing_file_is_not_a_language_model(tmp_path):
                           "char_vocab": None, "labels": ["A", "B", "C"]})
     with pytest.raises(UsageError, match="is not a language model \\(task tag\\)"):
         init_from_lm(model, vocab, str(tmp_path / "t.npz"))
+
+
+# -- a language model from a language model (fine-tuning) -------------------------------------------------
+def new_lm(tokens=("Paris", "Zork", "the"), **settings):
+    vocab = Vocab.from_counts({t: 10 for t in tokens}, tokenizer=TokenizerConfig(level="word"))
+    config = ModelConfig(**{"vocab_size": len(vocab), "cell": "lstm", "layers": 2, "hidden": H, "embedding": E,
+                            **settings})
+    return LanguageModel(config, seed=1), vocab
+
+
+@pytest.mark.parametrize("settings", [{}, {"tie_weights": True, "embedding": H}])
+def test_a_language_model_fine_tuned_from_another(tmp_path, settings):
+    lm, lm_vocab = save_lm(tmp_path / "lm.npz", ["visited", "London", "the", "Paris"], **settings)
+    model, vocab = new_lm(**settings)
+    fresh = {k: v.copy() for k, v in model.params.items()}
+    note = fine_tune_from(model, vocab, str(tmp_path / "lm.npz"))
+    assert "its 2 recurrent layer(s), and the embeddings and output weights of 2 of the corpus's 3 words" in note
+    p, q = model.params, lm.params
+    assert vocab.index["Paris"] != lm_vocab.index["Paris"]               # the rows are mapped, not copied in place
+    for token in ("<UNK>", "<EOS>", "Paris", "the"):
+        i, j = vocab.index[token], lm_vocab.index[token]
+        np.testing.assert_array_equal(p["embed.W"][i], q["embed.W"][j])
+        np.testing.assert_array_equal(p["out.b"][i], q["out.b"][j])
+        if "out.W" in p:
+            np.testing.assert_array_equal(p["out.W"][:, i], q["out.W"][:, j])
+    z = vocab.index["Zork"]
+    np.testing.assert_array_equal(p["embed.W"][z], fresh["embed.W"][z])
+    np.testing.assert_array_equal(p["out.b"][z], fresh["out.b"][z])
+    if "out.W" in p:
+        np.testing.assert_array_equal(p["out.W"][:, z], fresh["out.W"][:, z])
+    rnn = [k for k in p if k.startswith("rnn.")]
+    assert len(rnn) == len([k for k in q if k.startswith("rnn.")]) > 0
+    for k in rnn:
+        np.testing.assert_array_equal(p[k], q[k])
+
+
+@pytest.mark.parametrize("lm_kw,model_kw,needle", [
+    ({"level": "char"}, {}, "is a char-level language model; the new model reading words needs a word-level one"),
+    ({"lowercase": True}, {}, "was trained with --lowercase; train the new model the same way"),
+    ({"hidden": 8}, {}, "the language model's hidden is 8, the new model's 6: train the new model with --hidden 8"),
+    ({"layers": 1}, {}, "the language model's layers is 1, the new model's 2: train it with --layers 1"),
+    ({}, {"layers": 1}, "the language model's layers is 2, the new model's 1: train it with --layers 2"),
+    ({"tie_weights": True, "embedding": H}, {"embedding": H}, "both with or both without --tie-weights"),
+    ({"reverse": True}, {}, "both with or both without --reverse"),
+    ({"tokens": ["a", "b"]}, {}, "no token of the corpus is in the language model's vocabulary"),
+])
+def test_fine_tuning_mismatches_are_refused(tmp_path, lm_kw, model_kw, needle):
+    save_lm(tmp_path / "lm.npz", lm_kw.pop("tokens", ["Paris", "the"]), **lm_kw)
+    model, vocab = new_lm(**model_kw)
+    with pytest.raises(UsageError) as err:
+        fine_tune_from(model, vocab, str(tmp_path / "lm.npz"))
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_fine_tuned_language_model_starts_where_the_first_ended(tmp_path):
+    """charlm train A; charlm train --init-from A on the same text: before it has learnt anything
+    (one step at a negligible rate) it scores the validation text as A does, far better than a
+    fresh model; then it trains on as any run does."""
+    text = "\n".join(" ".join(w for w, _ in s) for s in ner_sentences(60, seed=3)) + "\n"
+    (tmp_path / "text.txt").write_text(text)
+    run = CliRunner()
+    sizes = ["--level", "word", "--cell", "lstm", "--layers", "1", "--hidden", "8", "--embedding", "6",
+             "--seq-len", "8", "--batch-size", "4", "--val-fraction", "0.2"]
+
+    def train(name, *extra):
+        r = run.invoke(cli, ["train", str(tmp_path / "text.txt"), "-o", str(tmp_path / f"{name}.npz"), *sizes,
+                             *extra], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        return r, load_model(str(tmp_path / f"{name}.npz")).evaluate(tmp_path / "text.txt").nats_per_token
+
+    _, first = train("a", "--max-steps", "150", "--lr", "1e-2")
+    r, fine = train("b", "--init-from", str(tmp_path / "a.npz"), "--max-steps", "1", "--lr", "1e-9")
+    assert "initialised from" in r.stderr and "its 1 recurrent layer(s)" in r.stderr
+    _, fresh = train("c", "--max-steps", "1", "--lr", "1e-9")
+    assert fine == pytest.approx(first, rel=1e-4) and fine < fresh - 0.5
+    _, more = train("d", "--init-from", str(tmp_path / "a.npz"), "--max-steps", "20", "--lr", "1e-2")
+    assert more < fresh
 
 
 # -- the engine: freezing and resuming -------------------------------------------------------------------

@@ -5,6 +5,9 @@ state carried (`lm.corpus`, `lm.batches`), through the token cache for a large c
 the validation loss in nats per token, quoted as bits per character or perplexity. `LM` is what
 `charlm.load` returns for its files: scoring, sampling, beam search.
 
+With --init-from LM.npz a run starts from another language model's weights, its vocabulary mapped by
+token (`fine_tune_from`): ULMFiT's fine-tuning of a general model on the task's own text.
+
 With --condition the corpus is labelled and the model is a language model given the label
 (`lm.conditional.ConditionalLM`; its data, options and evaluation are tasks/conditional.py): its
 files are the task's files too, and `LM` then scores, samples and searches given a label
@@ -77,6 +80,14 @@ CACHE_DIR = Option("cache_dir", path="dir", resumable=True, metavar="DIR",
                    help="Where the token cache of a corpus of 16 MB or more is kept [default: the model's folder].")
 NO_CACHE = Option("no_cache", bool, False, resumable=True, help="Neither use nor write a token cache.")
 CACHE_OPTIONS = (CACHE_DIR, NO_CACHE)  # `charlm score` has them too
+INIT_FROM = Option("init_from", path="file", metavar="LM.npz",
+                   help="lm: start from this charlm language model and go on training it on the corpus (fine-tuning, "
+                        "ULMFiT's second step; same level, case folding, cell, sizes and layers; its vocabulary is "
+                        "mapped by token). tag/classify: start the word (or character) embeddings and the forward "
+                        "recurrent layers from it (same level, cell and sizes; at least as many layers).")
+# the settings a model started from a language model (--init-from) shares with it, and the option of each
+INIT_MATCH = (("cell", "--cell"), ("hidden", "--hidden"), ("embedding", "--embedding"), ("peephole", "--peephole"),
+              ("activation", "--activation"))
 
 
 class LM(Model):
@@ -249,7 +260,8 @@ class LMTask(Task):
     name = "lm"
     noun = "a language model"
     commands = ("score", "sample", "next")  # and `charlm classify` for a conditional model (cli/classify.py)
-    options = (VOCAB, TIE_WEIGHTS, REVERSE, *REGULARISERS, SEQ_LEN, VAL_TOKENS, *CACHE_OPTIONS, *conditional.OPTIONS)
+    options = (VOCAB, TIE_WEIGHTS, REVERSE, *REGULARISERS, SEQ_LEN, VAL_TOKENS, *CACHE_OPTIONS, INIT_FROM,
+               *conditional.OPTIONS)
     level = "char"
     unit = "tok"
     config = ModelConfig
@@ -264,6 +276,9 @@ class LMTask(Task):
 
     def check_options(self, opts) -> None:
         conditional.check_options(opts)
+        if opts.condition and opts.init_from:
+            raise UsageError("--init-from does not apply to --condition (a conditional model has label states a "
+                             "language model does not have)")
         if opts.condition and opts.model.get("reverse"):
             raise UsageError("--reverse does not apply to --condition (a conditional model reads its labelled texts "
                              "left to right)")
@@ -305,6 +320,8 @@ class LMTask(Task):
         check_memory(*memory_need(config, source.batch_size, source.seq_len, slots),
                      "--hidden, --layers, --embedding, --batch-size or --seq-len")
         model = LanguageModel(config, seed=opts.seed)
+        if opts.init_from:
+            reporter.note(fine_tune_from(model, vocab, opts.init_from))
         state = TrainState(n_train=info["train_tokens"], rng=np.random.default_rng(opts.seed + 1))
         run = Run(opts, model, vocab, source, validation, make_optimizer(opts.optimizer, opts.lr), state,
                   dict(info, params=model.num_params()), warning)
@@ -382,6 +399,73 @@ def open_file(path: str, option: str) -> LM:
         return TASK.open(arrays, meta, path)
     except CheckpointError as err:
         raise CheckpointError(f"{option}: {err}") from None
+
+
+def checked_source(path: str, config, tokenizer, what: str) -> LM:
+    """The language model that --init-from names, for a new model (`what`: "the tagger", ...) with
+    settings `config` reading with `tokenizer`: not a conditional one, the same token level and case
+    folding and the same INIT_MATCH settings, or one UsageError naming the option to change."""
+    loaded = open_file(path, "--init-from")
+    if isinstance(loaded.network, ConditionalLM):
+        raise UsageError(f"--init-from {path} is a conditional language model (trained with --condition): give "
+                         f"one trained without it")
+    theirs = loaded.vocab.tokenizer
+    if tokenizer.level != theirs.level:
+        raise UsageError(f"--init-from {path} is a {theirs.level}-level language model; {what} reading "
+                         f"{tokenizer.level}s needs a {tokenizer.level}-level one (--level {tokenizer.level})")
+    if tokenizer.lowercase != theirs.lowercase:
+        raise UsageError(f"--init-from {path} was trained {'with' if theirs.lowercase else 'without'} "
+                         f"--lowercase; train {what} the same way")
+    for name, flag in INIT_MATCH:
+        value, ours = getattr(loaded.network.config, name), getattr(config, name)
+        if value != ours:
+            fix = f"both with or both without {flag}" if isinstance(value, bool) else f"{what} with {flag} {value}"
+            raise UsageError(f"--init-from {path}: the language model's {name} is {value}, {what}'s {ours}: "
+                             f"train {fix}")
+    return loaded
+
+
+def shared_tokens(path: str, vocab: Vocab, theirs: Vocab, data: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ids in `vocab`, ids in `theirs`) of the tokens both vocabularies have (<UNK> and <EOS>
+    always), for --init-from `path`; UsageError when `data` (the new model's text) shares no other."""
+    found = np.array([theirs.index.get(t, -1) for t in vocab.tokens])
+    mine = np.flatnonzero(found >= 0)
+    if len(mine) <= 2:
+        raise UsageError(f"--init-from {path}: no token of {data} is in the language model's vocabulary "
+                         f"(another language or tokenizer?)")
+    return mine, found[mine]
+
+
+def fine_tune_from(model: LanguageModel, vocab: Vocab, path: str) -> str:
+    """Start `model` (a fresh LanguageModel over `vocab`, the new corpus's) from the language model
+    at `path`, in place (`--init-from`): ULMFiT's fine-tuning of a general model on the task's text.
+
+        embed.W[w], out.W[:, w], out.b[w]  <- the LM's rows for the same token w   (<UNK>, <EOS> too;
+                                              the new corpus's other tokens keep their initialisation)
+        rnn.{l}.*                          <- the LM's, l = 1..L (the same cell, sizes and layers)
+
+    The two must match (level, case folding, INIT_MATCH, --layers, --tie-weights, --reverse): one
+    UsageError otherwise. -> a one-line note."""
+    loaded = checked_source(path, model.config, vocab.tokenizer, "the new model")
+    theirs, c = loaded.network.config, model.config
+    for name, flag in (("layers", "--layers"), ("tie_weights", "--tie-weights"), ("reverse", "--reverse")):
+        if getattr(theirs, name) != getattr(c, name):
+            value = getattr(theirs, name)
+            fix = f"both with or both without {flag}" if isinstance(value, bool) else f"with {flag} {value}"
+            raise UsageError(f"--init-from {path}: the language model's {name} is {value}, the new model's "
+                             f"{getattr(c, name)}: train it {fix}")
+    mine, theirs_ids = shared_tokens(path, vocab, loaded.vocab, "the corpus")
+    p, q = model.params, loaded.network.params
+    p["embed.W"][mine] = q["embed.W"][theirs_ids]
+    p["out.b"][mine] = q["out.b"][theirs_ids]
+    if "out.W" in p:
+        p["out.W"][:, mine] = q["out.W"][:, theirs_ids]
+    for key in p:
+        if key.startswith("rnn."):
+            p[key][...] = q[key]
+    unit = "words" if vocab.tokenizer.level == "word" else "characters"
+    return (f"initialised from {path}: its {c.layers} recurrent layer(s), and the embeddings and output weights of "
+            f"{len(mine) - 2:,} of the corpus's {len(vocab) - 2:,} {unit}")
 
 
 TASK = LMTask()

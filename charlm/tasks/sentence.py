@@ -31,6 +31,7 @@ from charlm.sentence.predict import BATCH_SIZE, MAX_LENGTH, Predictor
 from charlm.sentence.source import SentenceBatches, SentenceValidation
 from charlm.tasks.base import Model, Task, read_vocab, text_source
 from charlm.tasks import features
+from charlm.tasks.lm import INIT_FROM
 from charlm.tasks.transfer import frozen_names, init_from_lm
 from charlm.text.tokenizer import TokenizerConfig
 
@@ -49,9 +50,6 @@ MAX_LENGTH_OPTION = Option("max_length", int, MAX_LENGTH, low=1, metavar="N",
                            help="tag/classify: tokens per example read at once: a longer sentence is split into "
                                 "pieces (tag), a longer text keeps its first N words (classify); memory depends "
                                 "on it and --batch-size, never on the longest line.")
-INIT_FROM = Option("init_from", path="file", metavar="LM.npz",
-                   help="tag/classify: start the word (or character) embeddings and the forward recurrent layers "
-                        "from this charlm language model (same level, cell and sizes; at least as many layers).")
 FREEZE_EPOCHS = Option("freeze_epochs", int, 0, low=0, metavar="N",
                        help="tag/classify: with --init-from, leave what the language model gave unchanged for the "
                             "first N epochs.")

@@ -30,16 +30,10 @@ This module spans the two sides that stay independent below it: it reads a langu
 
 from __future__ import annotations
 
-import numpy as np
-
 from charlm.errors import UsageError
 from charlm.tasks import lm
 
 __all__ = ["init_from_lm", "frozen_names"]
-
-# the settings that must match, with the option that sets them
-_MATCH = (("cell", "--cell"), ("hidden", "--hidden"), ("embedding", "--embedding"), ("peephole", "--peephole"),
-          ("activation", "--activation"))
 
 
 def _prefix(model, layer: int) -> str:
@@ -55,25 +49,12 @@ def frozen_names(model) -> list[str]:
 
 def _checked_lm(path: str, model, vocab):
     """The language model at `path` (a `tasks.lm.LM`), checked against the sentence model."""
-    loaded = lm.open_file(path, "--init-from")
     what = "the tagger" if model.task == "tag" else "the classifier"
-    mine, theirs = vocab.tokenizer, loaded.vocab.tokenizer
-    if mine.level != theirs.level:
-        raise UsageError(f"--init-from {path} is a {theirs.level}-level language model; {what} reading "
-                         f"{mine.level}s needs a {mine.level}-level one (--level {mine.level})")
-    if mine.lowercase != theirs.lowercase:
-        raise UsageError(f"--init-from {path} was trained {'with' if theirs.lowercase else 'without'} "
-                         f"--lowercase; train {what} the same way")
-    theirs_config, c = loaded.network.config, model.config
-    for name, flag in _MATCH:
-        theirs, ours = getattr(theirs_config, name), getattr(c, name)
-        if theirs != ours:
-            fix = f"both with or both without {flag}" if isinstance(theirs, bool) else f"{what} with {flag} {theirs}"
-            raise UsageError(f"--init-from {path}: the language model's {name} is {theirs}, {what}'s {ours}: "
-                             f"train {fix}")
-    if c.layers > theirs_config.layers:
-        raise UsageError(f"--init-from {path}: the language model has {theirs_config.layers} layer(s), fewer "
-                         f"than the {c.layers} of {what}: use --layers {theirs_config.layers} or fewer")
+    loaded = lm.checked_source(path, model.config, vocab.tokenizer, what)
+    theirs_layers, c = loaded.network.config.layers, model.config
+    if c.layers > theirs_layers:
+        raise UsageError(f"--init-from {path}: the language model has {theirs_layers} layer(s), fewer "
+                         f"than the {c.layers} of {what}: use --layers {theirs_layers} or fewer")
     return loaded
 
 
@@ -82,12 +63,8 @@ def init_from_lm(model, vocab, path: str) -> str:
     word or character vocabulary is `vocab`), in place, as the module docstring says. -> a one-line note."""
     loaded = _checked_lm(path, model, vocab)
     theirs_params, p = loaded.network.params, model.params
-    found = np.array([loaded.vocab.index.get(t, -1) for t in vocab.tokens])
-    mine = np.flatnonzero(found >= 0)
-    if len(mine) <= 2:                                      # <UNK> and <EOS> are always there
-        raise UsageError(f"--init-from {path}: no token of the training data is in the language model's "
-                         f"vocabulary (another language or tokenizer?)")
-    p["embed.W"][mine] = theirs_params["embed.W"][found[mine]]
+    mine, theirs_ids = lm.shared_tokens(path, vocab, loaded.vocab, "the training data")
+    p["embed.W"][mine] = theirs_params["embed.W"][theirs_ids]
     for l in range(model.config.layers):
         for key, theirs in theirs_params.items():
             if not key.startswith(f"rnn.{l}."):
