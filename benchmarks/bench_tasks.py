@@ -5,7 +5,7 @@ under a wall-clock budget, then `charlm eval` on held-out data.
     python benchmarks/bench_tasks.py ner [--time-limit 300] [--seeds 10] [--first-seed 0] [--peer-init charlm,torch] [--no-torch] [--crf]
                                          [--lm-features FWD.npz,BWD.npz]
     python benchmarks/bench_tasks.py mr  [--time-limit 180] [--folds 10] [--run-folds K] [--first-fold F]
-                                         [--lm-features FWD.npz,BWD.npz]
+                                         [--lm-features FWD.npz,BWD.npz] [--lm-finetune LM.npz [--finetune-steps N]]
 
 pos: Universal Dependencies English EWT, UPOS tags: trained on en_ewt-ud-train.conllu, the best
     model by token accuracy on en_ewt-ud-dev.conllu, then the accuracy on en_ewt-ud-test.conllu.
@@ -39,6 +39,10 @@ mr: movie-review polarity (rt-polarity.pos/.neg), 10-fold cross-validation: the 
     the best model by accuracy). The figure is the mean test accuracy over the folds.
     --run-folds K runs K of them from --first-fold F (two halves side by side: their
     result.json files' per_fold lists together are the 10 folds). Target: >= 77 %.
+    --lm-finetune LM.npz: ULMFiT's recipe. Each fold first fine-tunes that word language model
+    (`charlm train --init-from LM.npz`, its own sizes and tokenizer) for --finetune-steps steps
+    on the texts of the fold's training file (labels dropped; never the test fold's), and the
+    classifier starts from the result (`--init-from`, with the model's --lowercase).
 
 The EWT and MR files are read from ../shared/data/ (or --data DIR); they are not shipped with
 charlm. Every command run is printed first (processes run without OPENBLAS_CORETYPE and
@@ -214,18 +218,58 @@ def mr_folds(data: Path, folds: int, out: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
+# --lm-finetune: each fold's fine-tuning of the word language model on its training texts (ULMFiT's
+# second step): truncated BPTT over 35 words, 32 streams, a third of the usual Adam rate
+FINETUNE = ["--seq-len", "35", "--batch-size", "32", "--dropout", "0.25", "--lr", "1e-3", "--max-vocab", "20000",
+            "--eval-every", "100"]
+
+
+def lm_settings(path: str) -> tuple[list, list]:
+    """(the `charlm train` options that rebuild the language model at `path` as it is, the tokenizer
+    options a classifier started from it needs): --init-from takes only a model of the same settings."""
+    import charlm
+    lm = charlm.load(path)
+    c, tok = lm.network.config, lm.vocab.tokenizer
+    if tok.level != "word":
+        raise SystemExit(f"bench_tasks: --lm-finetune {path} is a {tok.level}-level language model; the "
+                         f"classifier reads words")
+    reading = ["--split", tok.split, *(["--lowercase"] if tok.lowercase else [])]
+    model = ["--level", "word", "--cell", c.cell, "--layers", c.layers, "--hidden", c.hidden, "--embedding",
+             c.embedding, *(["--tie-weights"] if c.tie_weights else [])]
+    return [*model, *reading], reading
+
+
+def finetune(i: int, train: Path, out: Path, lm: str, lm_args: list, steps: int, log) -> tuple[Path, float]:
+    """Fine-tune `lm` for `steps` steps on the texts of fold i's training file; (the model, seconds)."""
+    text = out / f"fold{i}.text.txt"
+    with open(train, encoding="utf-8") as f:
+        text.write_text("".join(line.split("\t", 1)[1] for line in f), encoding="utf-8")
+    model = out / f"fold{i}.lm.npz"
+    started = time.perf_counter()
+    run(CHARLM + ["train", text, "--init-from", lm, "-o", model, "--max-steps", steps, "--metrics",
+                  out / f"fold{i}.lm.metrics.jsonl", "-q", *lm_args, *FINETUNE], log)
+    return model, round(time.perf_counter() - started, 1)
+
+
 def mr(args, extra, out, log) -> dict:
     first = args.first_fold
     if not 0 <= first < args.folds:
         raise SystemExit(f"bench_tasks: --first-fold {first} is not one of folds 0..{args.folds - 1}")
     folds = mr_folds(args.data, args.folds, out)
     features = ["--lm-features", args.lm_features] if args.lm_features else []
+    lm_args, reading = lm_settings(args.lm_finetune) if args.lm_finetune else ([], [])
     per_fold = []
     for i in range(first, min(args.folds, first + (args.run_folds or args.folds))):
         train, test = folds[i]
+        transfer, tuned = [], {}
+        if args.lm_finetune:
+            lm, seconds = finetune(i, train, out, args.lm_finetune, lm_args, args.finetune_steps, log)
+            transfer, tuned = ["--init-from", lm, *reading], {"finetune_s": seconds}
         r = train_and_eval(f"fold{i}", train, test, out, args.limit, ["--task", "classify", *MODEL,
-                                                                      *SETUPS["mr"]["train"], *features, *extra], log)
+                                                                      *SETUPS["mr"]["train"], *features, *transfer,
+                                                                      *extra], log)
         r["test_accuracy"] = round(r.pop("test")["accuracy"], 4)
+        r.update(tuned)
         per_fold.append({"fold": i, **r})
         print(json.dumps(per_fold[-1]), flush=True)
     accs = [r["test_accuracy"] for r in per_fold]
@@ -255,6 +299,10 @@ def main() -> int:
     parser.add_argument("--lm-features", default=None, metavar="FWD.npz,BWD.npz",
                         help="ner: also train each charlm tagger with these language models' features (side "
                              "charlm-lmfeat); pos, mr: train with them")
+    parser.add_argument("--lm-finetune", default=None, metavar="LM.npz",
+                        help="mr: per fold, fine-tune this word language model on the fold's training texts, then "
+                             "start the classifier from it (--init-from)")
+    parser.add_argument("--finetune-steps", type=int, default=1000, help="mr: steps of each fold's fine-tuning")
     parser.add_argument("--folds", type=int, default=10, help="mr: folds of the cross-validation")
     parser.add_argument("--run-folds", type=int, default=None, help="mr: run only K folds (a short check)")
     parser.add_argument("--first-fold", type=int, default=0, help="mr: ... from this one (0-based; default 0)")
@@ -264,6 +312,9 @@ def main() -> int:
     args.limit = args.limit or SETUPS[args.setup]["time_limit"]
     if args.crf and args.setup == "mr":
         print("bench_tasks: --crf is for the taggers (pos, ner), not for mr", file=sys.stderr)
+        return 2
+    if args.lm_finetune and args.setup != "mr":
+        print("bench_tasks: --lm-finetune is for mr (the classifier)", file=sys.stderr)
         return 2
     if args.threads:
         ENV.update(OPENBLAS_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
