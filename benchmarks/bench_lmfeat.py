@@ -127,7 +127,8 @@ def summary(args) -> None:
 
 def main() -> int:
     common.prepare()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # the options passed on stay whole
     sub = parser.add_subparsers(dest="stage", required=True)
     c = sub.add_parser("corpus")
     c.add_argument("--out", type=Path, required=True)

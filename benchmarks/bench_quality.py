@@ -139,7 +139,8 @@ def score_files(files: list[Path], charlm_cmd, model_path: Path, peer, log) -> d
 
 def main() -> int:
     common.prepare()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # the options passed on stay whole
     parser.add_argument("setup", choices=sorted(SETUPS))
     parser.add_argument("--time-limit", type=float, default=None, help="seconds of training (default: the target's)")
     parser.add_argument("--peer", choices=("torch",), default=None,

@@ -104,7 +104,7 @@ def g2p_files(a, log) -> dict:
 
 def main(argv=None) -> int:
     common.prepare()
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)  # options pass on whole
     p.add_argument("--budget", type=float, default=3600.0, help="training seconds per model (default 3600)")
     p.add_argument("--variants", default="main,none,onedir", help="main, none (--attention none), onedir")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads per training process")

@@ -280,7 +280,8 @@ def mr(args, extra, out, log) -> dict:
 
 def main() -> int:
     common.prepare()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # an abbreviation would swallow `charlm train --seed` as --seeds
     parser.add_argument("setup", choices=sorted(SETUPS))
     parser.add_argument("--time-limit", dest="limit", type=float, default=None,
                         help="seconds of training per model (default: the target's)")
