@@ -401,10 +401,11 @@ def open_file(path: str, option: str) -> LM:
         raise CheckpointError(f"{option}: {err}") from None
 
 
-def checked_source(path: str, config, tokenizer, what: str) -> LM:
+def checked_source(path: str, config, tokenizer, what: str, also: tuple = ()) -> LM:
     """The language model that --init-from names, for a new model (`what`: "the tagger", ...) with
     settings `config` reading with `tokenizer`: not a conditional one, the same token level and case
-    folding and the same INIT_MATCH settings, or one UsageError naming the option to change."""
+    folding and the same INIT_MATCH settings (and `also`'s, (name, flag) pairs), or one UsageError
+    naming the option to change."""
     loaded = open_file(path, "--init-from")
     if isinstance(loaded.network, ConditionalLM):
         raise UsageError(f"--init-from {path} is a conditional language model (trained with --condition): give "
@@ -416,7 +417,7 @@ def checked_source(path: str, config, tokenizer, what: str) -> LM:
     if tokenizer.lowercase != theirs.lowercase:
         raise UsageError(f"--init-from {path} was trained {'with' if theirs.lowercase else 'without'} "
                          f"--lowercase; train {what} the same way")
-    for name, flag in INIT_MATCH:
+    for name, flag in (*INIT_MATCH, *also):
         value, ours = getattr(loaded.network.config, name), getattr(config, name)
         if value != ours:
             fix = f"both with or both without {flag}" if isinstance(value, bool) else f"{what} with {flag} {value}"
@@ -446,14 +447,8 @@ def fine_tune_from(model: LanguageModel, vocab: Vocab, path: str) -> str:
 
     The two must match (level, case folding, INIT_MATCH, --layers, --tie-weights, --reverse): one
     UsageError otherwise. -> a one-line note."""
-    loaded = checked_source(path, model.config, vocab.tokenizer, "the new model")
-    theirs, c = loaded.network.config, model.config
-    for name, flag in (("layers", "--layers"), ("tie_weights", "--tie-weights"), ("reverse", "--reverse")):
-        if getattr(theirs, name) != getattr(c, name):
-            value = getattr(theirs, name)
-            fix = f"both with or both without {flag}" if isinstance(value, bool) else f"with {flag} {value}"
-            raise UsageError(f"--init-from {path}: the language model's {name} is {value}, the new model's "
-                             f"{getattr(c, name)}: train it {fix}")
+    loaded = checked_source(path, model.config, vocab.tokenizer, "the new model",
+                            also=(("layers", "--layers"), ("tie_weights", "--tie-weights"), ("reverse", "--reverse")))
     mine, theirs_ids = shared_tokens(path, vocab, loaded.vocab, "the corpus")
     p, q = model.params, loaded.network.params
     p["embed.W"][mine] = q["embed.W"][theirs_ids]
@@ -464,7 +459,7 @@ def fine_tune_from(model: LanguageModel, vocab: Vocab, path: str) -> str:
         if key.startswith("rnn."):
             p[key][...] = q[key]
     unit = "words" if vocab.tokenizer.level == "word" else "characters"
-    return (f"initialised from {path}: its {c.layers} recurrent layer(s), and the embeddings and output weights of "
+    return (f"initialised from {path}: its {model.config.layers} recurrent layer(s), and the embeddings and output weights of "
             f"{len(mine) - 2:,} of the corpus's {len(vocab) - 2:,} {unit}")
 
 
